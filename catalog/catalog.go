@@ -1,0 +1,303 @@
+package catalog
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+)
+
+// Options tune a catalog. The zero value (or nil) is the safe default.
+type Options struct {
+	// NoSync acknowledges writes once they are applied and handed to the
+	// write-ahead log, without waiting for the log to be fsynced. A process
+	// crash (kill -9) may then lose the last few milliseconds of acknowledged
+	// writes, and an OS crash or power loss a little more; the catalog stays
+	// consistent either way (the log is replayed as a prefix). Use it for
+	// bulk loads that can be redone, and in tests.
+	NoSync bool
+
+	// CacheSize is the size in bytes of Pebble's block cache. Default 128 MiB.
+	CacheSize int64
+
+	// MemTableSize is the size in bytes of each memtable. Larger memtables
+	// absorb bulk loads with fewer flushes. Default 64 MiB.
+	MemTableSize uint64
+
+	// Logger receives Pebble's messages and the catalog's own. Default
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// Catalog is an open local replica catalog. It is safe for concurrent use.
+type Catalog struct {
+	db     *pebble.DB
+	logger *slog.Logger
+	noSync bool
+
+	// closeMu is held shared by every operation and exclusively by Close,
+	// so that Close waits for operations in flight and none starts after.
+	closeMu sync.RWMutex
+	closed  bool
+
+	// mu serializes writers: it is held while a write reads what it must
+	// check, builds its batch and applies it (but not while it waits for the
+	// fsync, so that writers share syncs).
+	mu    sync.Mutex
+	state counts // guarded by mu; the counts after the last applied write
+
+	// stats mirrors state for lock-free readers.
+	stats struct {
+		seq, lfns, pfns, mappings atomic.Uint64
+	}
+	firstSeq atomic.Uint64 // oldest feed record kept
+
+	notifyMu sync.Mutex
+	notifyCh chan struct{} // closed and replaced after every write that appends to the feed
+}
+
+// counts is the persistent state record, rewritten by every write that
+// changes it, in the same batch.
+type counts struct {
+	seq, lfns, pfns, mappings uint64
+}
+
+func (s counts) encode() []byte {
+	b := make([]byte, 0, 4*binary.MaxVarintLen64)
+	b = binary.AppendUvarint(b, s.seq)
+	b = binary.AppendUvarint(b, s.lfns)
+	b = binary.AppendUvarint(b, s.pfns)
+	return binary.AppendUvarint(b, s.mappings)
+}
+
+func decodeCounts(b []byte) (counts, error) {
+	var s counts
+	for _, p := range []*uint64{&s.seq, &s.lfns, &s.pfns, &s.mappings} {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			return counts{}, errors.New("catalog: corrupt state record")
+		}
+		*p, b = v, b[n:]
+	}
+	return s, nil
+}
+
+// Open opens the catalog in dir, creating it if needed. Only one process may
+// have a directory open at a time. The caller must Close the catalog.
+func Open(dir string, opts *Options) (*Catalog, error) {
+	if opts == nil {
+		opts = &Options{}
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	cacheSize := opts.CacheSize
+	if cacheSize <= 0 {
+		cacheSize = 128 << 20
+	}
+	memTable := opts.MemTableSize
+	if memTable == 0 {
+		memTable = 64 << 20
+	}
+	cache := pebble.NewCache(cacheSize)
+	defer cache.Unref()
+	po := &pebble.Options{
+		Cache:                       cache,
+		MemTableSize:                memTable,
+		MemTableStopWritesThreshold: 4,
+		L0CompactionThreshold:       4,
+		L0StopWritesThreshold:       24,
+		LBaseMaxBytes:               256 << 20,
+		FormatMajorVersion:          pebble.FormatNewest,
+		Logger:                      pebbleLogger{logger.With("component", "pebble")},
+	}
+	for i := range po.Levels {
+		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+		po.Levels[i].BlockSize = 32 << 10
+	}
+	db, err := pebble.Open(dir, po)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: open %s: %w", dir, err)
+	}
+	c := &Catalog{db: db, logger: logger, noSync: opts.NoSync, notifyCh: make(chan struct{})}
+	if err := c.load(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("catalog: open %s: %w", dir, err)
+	}
+	return c, nil
+}
+
+// load reads the state record and the feed's horizon.
+func (c *Catalog) load() error {
+	v, closer, err := c.db.Get(stateKey)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+	case err != nil:
+		return err
+	default:
+		c.state, err = decodeCounts(v)
+		closer.Close()
+		if err != nil {
+			return err
+		}
+	}
+	c.publish()
+	first := c.state.seq + 1
+	it, err := c.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagFeed}, UpperBound: []byte{tagFeed + 1}})
+	if err != nil {
+		return err
+	}
+	if it.First() {
+		first = binary.BigEndian.Uint64(it.Key()[1:])
+	}
+	c.firstSeq.Store(first)
+	return it.Close()
+}
+
+func (c *Catalog) publish() {
+	c.stats.seq.Store(c.state.seq)
+	c.stats.lfns.Store(c.state.lfns)
+	c.stats.pfns.Store(c.state.pfns)
+	c.stats.mappings.Store(c.state.mappings)
+}
+
+// Close waits for operations in flight, then closes the catalog. Operations
+// called after Close return ErrClosed. Close is idempotent.
+func (c *Catalog) Close() error {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	c.notifyMu.Lock()
+	close(c.notifyCh) // wake waiters; they find the catalog closed
+	c.notifyMu.Unlock()
+	return c.db.Close()
+}
+
+// enter starts an operation; the caller must call c.leave when done.
+func (c *Catalog) enter(op string) error {
+	c.closeMu.RLock()
+	if c.closed {
+		c.closeMu.RUnlock()
+		return &Error{Op: op, Err: ErrClosed}
+	}
+	return nil
+}
+
+func (c *Catalog) leave() { c.closeMu.RUnlock() }
+
+// Stats holds counts that are cheap to read.
+type Stats struct {
+	LFNs, PFNs, Mappings uint64
+	// Seq is the last change-feed sequence number; FirstSeq the oldest kept
+	// (Seq+1 when the feed is empty).
+	Seq, FirstSeq uint64
+	AttrDefs      uint64
+	// DiskBytes is the space Pebble uses on disk.
+	DiskBytes uint64
+}
+
+// Stats returns the catalog's counts as of the last applied write. It does
+// not block writers.
+func (c *Catalog) Stats() Stats {
+	s := Stats{
+		LFNs:     c.stats.lfns.Load(),
+		PFNs:     c.stats.pfns.Load(),
+		Mappings: c.stats.mappings.Load(),
+		Seq:      c.stats.seq.Load(),
+		FirstSeq: c.firstSeq.Load(),
+	}
+	if c.enter("stats") == nil {
+		defer c.leave()
+		s.DiskBytes = c.db.Metrics().DiskSpaceUsage()
+		if defs, err := attrDefs(c.db, 0); err == nil {
+			s.AttrDefs = uint64(len(defs))
+		}
+	}
+	return s
+}
+
+// LastSeq returns the sequence number of the last change-feed record (0 if
+// none was ever written).
+func (c *Catalog) LastSeq() uint64 { return c.stats.seq.Load() }
+
+// FirstSeq returns the oldest sequence number still in the feed; LastSeq()+1
+// when the feed is empty.
+func (c *Catalog) FirstSeq() uint64 { return c.firstSeq.Load() }
+
+// Notify returns a channel that is closed after the next write that appends
+// to the change feed is applied (or when the catalog closes). Call it before
+// reading the feed to not miss a write.
+func (c *Catalog) Notify() <-chan struct{} {
+	c.notifyMu.Lock()
+	defer c.notifyMu.Unlock()
+	return c.notifyCh
+}
+
+func (c *Catalog) wake() {
+	c.notifyMu.Lock()
+	close(c.notifyCh)
+	c.notifyCh = make(chan struct{})
+	c.notifyMu.Unlock()
+}
+
+// commit applies the batch built under c.mu and, unless NoSync, returns a
+// function that waits for it to be durable. The caller holds c.mu and must
+// release it before calling wait, so that concurrent writers share fsyncs.
+func (c *Catalog) commit(b *pebble.Batch, next counts) (wait func() error, err error) {
+	if next != c.state {
+		if err := b.Set(stateKey, next.encode(), nil); err != nil {
+			return nil, err
+		}
+	}
+	if c.noSync {
+		err = c.db.Apply(b, pebble.NoSync)
+	} else {
+		err = c.db.ApplyNoSyncWait(b, pebble.Sync)
+	}
+	if err != nil {
+		return nil, err
+	}
+	feedGrew := next.seq != c.state.seq
+	c.state = next
+	c.publish()
+	if feedGrew {
+		c.wake()
+	}
+	if c.noSync {
+		return b.Close, nil
+	}
+	return func() error {
+		err := b.SyncWait()
+		if cerr := b.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	}, nil
+}
+
+// pebbleLogger sends Pebble's log lines to slog.
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	p.l.Debug(fmt.Sprintf(format, args...))
+}
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...))
+}
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...))
+	panic(fmt.Sprintf(format, args...))
+}
+
+// unixNano is the time stamp of change records; a variable for tests.
+var unixNano = func() int64 { return time.Now().UnixNano() }

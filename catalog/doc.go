@@ -1,0 +1,45 @@
+// Package catalog is a site's local replica catalog (LRC): a durable map from
+// logical names (LFNs) to physical names (PFNs) and back, with typed
+// attributes and an ordered change feed, stored in Pebble.
+//
+// It is embeddable: another Go program opens a catalog directory with Open and
+// uses the returned *Catalog directly, without gRPC. A directory may be open
+// in one process at a time (Pebble holds a lock file).
+//
+// # Semantics
+//
+// The operations follow the LRC of Globus RLS:
+//
+//   - Create makes a new LFN with its first PFN and fails if the LFN exists.
+//   - Add gives an existing LFN another PFN and fails if the LFN does not
+//     exist or the mapping does.
+//   - Delete removes one mapping. An LFN disappears with its last PFN, a PFN
+//     with its last LFN, and their attribute values with them.
+//   - RenameLFN and RenamePFN give a name a new one, keeping its mappings and
+//     attribute values.
+//
+// Names (LFNs and PFNs) are 1..MaxNameLen bytes of valid UTF-8 without NUL.
+// Anything else is refused with an *Error wrapping ErrInvalid that names the
+// item and the reason, and nothing is written.
+//
+// # Durability and concurrency
+//
+// A *Catalog is safe for concurrent use by many goroutines. Writes are
+// serialized in a single logical order (the order of the change feed) and each
+// write call is durable when it returns without error: its batch has reached
+// the write-ahead log and the log has been fsynced, unless Options.NoSync
+// relaxes this. Concurrent writers share fsyncs (group commit), so many small
+// writers cost far fewer syncs than writes.
+//
+// A write becomes visible to readers as soon as it is applied, which may be a
+// moment before it is durable; a reader can thus see a write whose caller has
+// not been acknowledged yet. Readers never see part of a write call: each call
+// (including each bulk call) is one atomic Pebble batch.
+//
+// # Change feed
+//
+// Every committed create, add, delete and rename appends one record with a
+// dense, increasing sequence number. A delete leaves a tombstone record that
+// late readers still see, until PruneChanges removes records below a horizon.
+// Attribute changes are not in the feed.
+package catalog

@@ -1,0 +1,472 @@
+package catalog
+
+import (
+	"encoding/binary"
+	"errors"
+	"strconv"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// writer builds one write call's batch. It lives while c.mu is held: it reads
+// the committed state (or, for an indexed batch, the state plus its own
+// writes) to check each item, and keeps small overlays of what earlier items
+// of the same call changed so that a bulk call sees its own writes without
+// the cost of an indexed batch.
+type writer struct {
+	c    *Catalog
+	b    *pebble.Batch
+	r    pebble.Reader // the indexed batch, or the DB
+	next counts
+	now  int64
+
+	lfns, pfns map[string]uint64 // name → reference count after this call's items so far
+	maps       map[Mapping]bool  // mapping → exists after this call's items so far
+}
+
+func (c *Catalog) newWriter(indexed bool) *writer {
+	w := &writer{c: c, next: c.state, now: unixNano()}
+	if indexed {
+		w.b = c.db.NewIndexedBatch()
+		w.r = w.b
+	} else {
+		w.b = c.db.NewBatch()
+		w.r = c.db
+	}
+	return w
+}
+
+// write runs fn with a fresh writer under the writers' lock, commits the
+// batch, and waits for it to be durable. Errors returned by fn abort the
+// whole call and nothing is written.
+func (c *Catalog) write(op string, indexed bool, fn func(w *writer) error) (uint64, error) {
+	if err := c.enter(op); err != nil {
+		return 0, err
+	}
+	defer c.leave()
+	c.mu.Lock()
+	w := c.newWriter(indexed)
+	if err := fn(w); err != nil {
+		c.mu.Unlock()
+		_ = w.b.Close()
+		return 0, err
+	}
+	if w.b.Empty() {
+		c.mu.Unlock()
+		_ = w.b.Close()
+		return c.state.seq, nil
+	}
+	wait, err := c.commit(w.b, w.next)
+	seq := w.next.seq
+	c.mu.Unlock()
+	if err != nil {
+		_ = w.b.Close()
+		return 0, err
+	}
+	if err := wait(); err != nil {
+		return 0, err
+	}
+	return seq, nil
+}
+
+// itemError reports whether err concerns one item (an *Error) rather than
+// the store; bulk calls record the former per item and abort on the latter.
+func itemError(err error) bool {
+	var e *Error
+	return errors.As(err, &e)
+}
+
+func (w *writer) get(key []byte) ([]byte, bool, error) {
+	v, closer, err := w.r.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	out := append([]byte(nil), v...)
+	return out, true, closer.Close()
+}
+
+// refs returns the number of mappings of an LFN (tag 'L') or PFN (tag 'P').
+func (w *writer) refs(tag byte, name string) (uint64, error) {
+	overlay := w.lfns
+	if tag == tagPFN {
+		overlay = w.pfns
+	}
+	if n, ok := overlay[name]; ok {
+		return n, nil
+	}
+	v, ok, err := w.get(nameKey(tag, name))
+	if err != nil || !ok {
+		return 0, err
+	}
+	n, size := binary.Uvarint(v)
+	if size <= 0 {
+		return 0, errors.New("catalog: corrupt name record")
+	}
+	return n, nil
+}
+
+func (w *writer) setRefs(tag byte, name string, n uint64) error {
+	overlay := &w.lfns
+	if tag == tagPFN {
+		overlay = &w.pfns
+	}
+	if *overlay == nil {
+		*overlay = make(map[string]uint64)
+	}
+	(*overlay)[name] = n
+	k := nameKey(tag, name)
+	if n == 0 {
+		return w.b.Delete(k, nil)
+	}
+	return w.b.Set(k, binary.AppendUvarint(nil, n), nil)
+}
+
+func (w *writer) mapped(lfn, pfn string) (bool, error) {
+	if ok, found := w.maps[Mapping{lfn, pfn}]; found {
+		return ok, nil
+	}
+	_, ok, err := w.get(pairKey(tagLFNMapping, lfn, pfn))
+	return ok, err
+}
+
+func (w *writer) setMapped(lfn, pfn string, ok bool) error {
+	if w.maps == nil {
+		w.maps = make(map[Mapping]bool)
+	}
+	w.maps[Mapping{lfn, pfn}] = ok
+	fk, rk := pairKey(tagLFNMapping, lfn, pfn), pairKey(tagPFNMapping, pfn, lfn)
+	if !ok {
+		if err := w.b.Delete(fk, nil); err != nil {
+			return err
+		}
+		return w.b.Delete(rk, nil)
+	}
+	if err := w.b.Set(fk, nil, nil); err != nil {
+		return err
+	}
+	return w.b.Set(rk, nil, nil)
+}
+
+func mappingItem(lfn, pfn string) string { return lfn + " -> " + pfn }
+
+func (w *writer) checkPair(op, lfn, pfn string) error {
+	if err := checkName(op, "lfn", lfn); err != nil {
+		return err
+	}
+	return checkName(op, "pfn", pfn)
+}
+
+func (w *writer) create(lfn, pfn string) error {
+	if err := w.checkPair("create", lfn, pfn); err != nil {
+		return err
+	}
+	n, err := w.refs(tagLFN, lfn)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		return errorf("create", lfn, ErrExists, "lfn exists")
+	}
+	return w.link(ChangeCreate, lfn, pfn, 0)
+}
+
+func (w *writer) add(lfn, pfn string) error {
+	if err := w.checkPair("add", lfn, pfn); err != nil {
+		return err
+	}
+	n, err := w.refs(tagLFN, lfn)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return errorf("add", lfn, ErrNotFound, "lfn does not exist")
+	}
+	ok, err := w.mapped(lfn, pfn)
+	if err != nil {
+		return err
+	}
+	if ok {
+		return errorf("add", mappingItem(lfn, pfn), ErrExists, "mapping exists")
+	}
+	return w.link(ChangeAdd, lfn, pfn, n)
+}
+
+// link writes a new mapping; lfnRefs is the LFN's current number of PFNs.
+func (w *writer) link(kind ChangeKind, lfn, pfn string, lfnRefs uint64) error {
+	pfnRefs, err := w.refs(tagPFN, pfn)
+	if err != nil {
+		return err
+	}
+	if err := w.setMapped(lfn, pfn, true); err != nil {
+		return err
+	}
+	if err := w.setRefs(tagLFN, lfn, lfnRefs+1); err != nil {
+		return err
+	}
+	if err := w.setRefs(tagPFN, pfn, pfnRefs+1); err != nil {
+		return err
+	}
+	if lfnRefs == 0 {
+		w.next.lfns++
+	}
+	if pfnRefs == 0 {
+		w.next.pfns++
+	}
+	w.next.mappings++
+	return w.feed(Change{Kind: kind, LFN: lfn, PFN: pfn, LFNAdded: lfnRefs == 0})
+}
+
+func (w *writer) delete(lfn, pfn string) error {
+	if err := w.checkPair("delete", lfn, pfn); err != nil {
+		return err
+	}
+	ok, err := w.mapped(lfn, pfn)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errorf("delete", mappingItem(lfn, pfn), ErrNotFound, "no such mapping")
+	}
+	lfnRefs, err := w.refs(tagLFN, lfn)
+	if err != nil {
+		return err
+	}
+	pfnRefs, err := w.refs(tagPFN, pfn)
+	if err != nil {
+		return err
+	}
+	if lfnRefs == 0 || pfnRefs == 0 {
+		return errors.New("catalog: mapping without name record")
+	}
+	if err := w.setMapped(lfn, pfn, false); err != nil {
+		return err
+	}
+	if err := w.setRefs(tagLFN, lfn, lfnRefs-1); err != nil {
+		return err
+	}
+	if err := w.setRefs(tagPFN, pfn, pfnRefs-1); err != nil {
+		return err
+	}
+	if lfnRefs == 1 {
+		w.next.lfns--
+		if err := w.dropAttrs(LFN, lfn); err != nil {
+			return err
+		}
+	}
+	if pfnRefs == 1 {
+		w.next.pfns--
+		if err := w.dropAttrs(PFN, pfn); err != nil {
+			return err
+		}
+	}
+	w.next.mappings--
+	return w.feed(Change{Kind: ChangeDelete, LFN: lfn, PFN: pfn, LFNRemoved: lfnRefs == 1})
+}
+
+// rename renames an LFN (obj LFN) or PFN. It needs an indexed batch, since
+// it scans the renamed name's mappings and attributes, which earlier items of
+// the same call may have written.
+func (w *writer) rename(obj ObjectType, old, new string) error {
+	op := "rename " + obj.String()
+	if err := checkName(op, obj.String(), old); err != nil {
+		return err
+	}
+	if err := checkName(op, obj.String(), new); err != nil {
+		return err
+	}
+	tag, mapTag, revTag := byte(tagLFN), byte(tagLFNMapping), byte(tagPFNMapping)
+	if obj == PFN {
+		tag, mapTag, revTag = tagPFN, tagPFNMapping, tagLFNMapping
+	}
+	n, err := w.refs(tag, old)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return errorf(op, old, ErrNotFound, obj.String()+" does not exist")
+	}
+	if m, err := w.refs(tag, new); err != nil {
+		return err
+	} else if m > 0 || old == new {
+		return errorf(op, new, ErrExists, "new name exists")
+	}
+	var others []string
+	err = scanPrefix(w.r, appendName([]byte{mapTag}, old), func(k, _ []byte) error {
+		_, other, err := decodePair(k)
+		others = append(others, other)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for _, o := range others {
+		for _, k := range [][]byte{pairKey(mapTag, old, o), pairKey(revTag, o, old)} {
+			if err := w.b.Delete(k, nil); err != nil {
+				return err
+			}
+		}
+		for _, k := range [][]byte{pairKey(mapTag, new, o), pairKey(revTag, o, new)} {
+			if err := w.b.Set(k, nil, nil); err != nil {
+				return err
+			}
+		}
+		lfnOld, lfnNew, pfnOld, pfnNew := old, new, o, o
+		if obj == PFN {
+			lfnOld, lfnNew, pfnOld, pfnNew = o, o, old, new
+		}
+		if w.maps != nil {
+			w.maps[Mapping{lfnOld, pfnOld}] = false
+			w.maps[Mapping{lfnNew, pfnNew}] = true
+		}
+	}
+	if err := w.setRefs(tag, old, 0); err != nil {
+		return err
+	}
+	if err := w.setRefs(tag, new, n); err != nil {
+		return err
+	}
+	if err := w.moveAttrs(obj, old, new); err != nil {
+		return err
+	}
+	if obj == LFN {
+		return w.feed(Change{Kind: ChangeRenameLFN, LFN: new, Old: old, LFNAdded: true, LFNRemoved: true})
+	}
+	return w.feed(Change{Kind: ChangeRenamePFN, PFN: new, Old: old})
+}
+
+// scanPrefix calls fn for every key with the prefix, in order. The key and
+// value are valid only during the call.
+func scanPrefix(r pebble.Reader, prefix []byte, fn func(k, v []byte) error) error {
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		if err := fn(it.Key(), it.Value()); err != nil {
+			_ = it.Close()
+			return err
+		}
+	}
+	return it.Close()
+}
+
+// Create makes a new LFN with its first PFN. It fails with ErrExists if the
+// LFN exists. It returns the change-feed sequence number of the write, which
+// is durable when Create returns.
+func (c *Catalog) Create(lfn, pfn string) (uint64, error) {
+	return c.write("create", false, func(w *writer) error { return w.create(lfn, pfn) })
+}
+
+// Add maps an existing LFN to another PFN. It fails with ErrNotFound if the
+// LFN does not exist and with ErrExists if the mapping does.
+func (c *Catalog) Add(lfn, pfn string) (uint64, error) {
+	return c.write("add", false, func(w *writer) error { return w.add(lfn, pfn) })
+}
+
+// Delete removes one mapping (ErrNotFound if there is none). An LFN or PFN
+// left without mappings disappears, with its attribute values. The change
+// feed keeps a tombstone record of the delete.
+func (c *Catalog) Delete(lfn, pfn string) (uint64, error) {
+	return c.write("delete", false, func(w *writer) error { return w.delete(lfn, pfn) })
+}
+
+// RenameLFN gives LFN old the name new, keeping its mappings and attribute
+// values. ErrNotFound if old does not exist, ErrExists if new does.
+func (c *Catalog) RenameLFN(old, new string) (uint64, error) {
+	return c.write("rename lfn", true, func(w *writer) error { return w.rename(LFN, old, new) })
+}
+
+// RenamePFN gives PFN old the name new, keeping its mappings and attribute
+// values. ErrNotFound if old does not exist, ErrExists if new does.
+func (c *Catalog) RenamePFN(old, new string) (uint64, error) {
+	return c.write("rename pfn", true, func(w *writer) error { return w.rename(PFN, old, new) })
+}
+
+// Op is a bulk mapping operation.
+type Op uint8
+
+const (
+	OpCreate Op = iota + 1
+	OpAdd
+	OpDelete
+)
+
+func (o Op) String() string {
+	switch o {
+	case OpCreate:
+		return "create"
+	case OpAdd:
+		return "add"
+	case OpDelete:
+		return "delete"
+	}
+	return "op(" + strconv.Itoa(int(o)) + ")"
+}
+
+// Mapping is one (LFN, PFN) pair.
+type Mapping struct{ LFN, PFN string }
+
+// BulkWrite applies op to every mapping, in order, as one atomic and durable
+// batch: later items see the effects of earlier ones. errs has one entry per
+// item (nil for success); items that fail change nothing. err is non-nil only
+// if the whole call failed, in which case nothing was written. seq is the
+// change-feed sequence number after the call.
+func (c *Catalog) BulkWrite(op Op, ms []Mapping) (errs []error, seq uint64, err error) {
+	var apply func(w *writer, m Mapping) error
+	switch op {
+	case OpCreate:
+		apply = func(w *writer, m Mapping) error { return w.create(m.LFN, m.PFN) }
+	case OpAdd:
+		apply = func(w *writer, m Mapping) error { return w.add(m.LFN, m.PFN) }
+	case OpDelete:
+		apply = func(w *writer, m Mapping) error { return w.delete(m.LFN, m.PFN) }
+	default:
+		return nil, 0, errorf("bulk write", "", ErrInvalid, "unknown operation "+op.String())
+	}
+	errs = make([]error, len(ms))
+	seq, err = c.write("bulk "+op.String(), false, func(w *writer) error {
+		for i, m := range ms {
+			if err := apply(w, m); err != nil {
+				if !itemError(err) {
+					return err
+				}
+				errs[i] = err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return errs, seq, nil
+}
+
+// Rename is one item of BulkRename.
+type Rename struct{ Old, New string }
+
+// BulkRename renames many LFNs or PFNs (obj) in order, as one atomic and
+// durable batch, with per-item errors as BulkWrite.
+func (c *Catalog) BulkRename(obj ObjectType, rs []Rename) (errs []error, seq uint64, err error) {
+	if !obj.valid() {
+		return nil, 0, errorf("bulk rename", "", ErrInvalid, "unknown object type "+obj.String())
+	}
+	errs = make([]error, len(rs))
+	seq, err = c.write("bulk rename "+obj.String(), true, func(w *writer) error {
+		for i, r := range rs {
+			if err := w.rename(obj, r.Old, r.New); err != nil {
+				if !itemError(err) {
+					return err
+				}
+				errs[i] = err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return errs, seq, nil
+}
