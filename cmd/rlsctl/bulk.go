@@ -153,6 +153,7 @@ type lineSource struct {
 	sc   *bufio.Scanner
 	line uint64
 	pos  int64
+	done bool
 }
 
 func newLineSource(r io.Reader) *lineSource {
@@ -167,7 +168,10 @@ func newLineSource(r io.Reader) *lineSource {
 }
 
 func (s *lineSource) next() (string, bool) {
-	if !s.sc.Scan() {
+	// The end of input or an error is final, whatever a further Scan would
+	// say (after ErrTooLong it can return the rest of the line).
+	if s.done || !s.sc.Scan() {
+		s.done = true
 		return "", false
 	}
 	s.line++
