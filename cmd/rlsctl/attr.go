@@ -161,8 +161,11 @@ func newAttrListCommand(g *globalOptions) *cobra.Command {
 }
 
 // attrType fetches the definition of attribute name for obj to learn its
-// value type. An undefined attribute is a NOT_FOUND (exit 3).
-func attrType(ctx context.Context, c *conn, obj rlsv1.ObjectType, name string) (rlsv1.ValueType, error) {
+// value type, in an RPC of its own under --timeout. An undefined attribute
+// is a NOT_FOUND (exit 3).
+func attrType(parent context.Context, g *globalOptions, c *conn, obj rlsv1.ObjectType, name string) (rlsv1.ValueType, error) {
+	ctx, cancel := g.rpcContext(parent)
+	defer cancel()
 	resp, err := c.catalog.ListAttributes(ctx, &rlsv1.ListAttributesRequest{Object: obj})
 	if err != nil {
 		return 0, err
@@ -233,9 +236,7 @@ status 4 if the object already has a value; modify fails with 3 if it has none.`
 				return err
 			}
 			return g.withConn(func(c *conn) error {
-				ctx, cancel := g.rpcContext(cmd.Context())
-				defer cancel()
-				t, err := attrType(ctx, c, obj, name)
+				t, err := attrType(cmd.Context(), g, c, obj, name)
 				if err != nil {
 					return err
 				}
@@ -243,6 +244,8 @@ status 4 if the object already has a value; modify fails with 3 if it has none.`
 				if err != nil {
 					return err
 				}
+				ctx, cancel := g.rpcContext(cmd.Context())
+				defer cancel()
 				resp, err := c.catalog.SetAttribute(ctx, &rlsv1.SetAttributeRequest{
 					Object: obj, ObjectName: objName, Name: name, Value: v, Mode: setMode(o.mode.String()),
 				})
@@ -371,9 +374,7 @@ type, as in "attr set".`,
 			}
 			obj := objectType(o.object)
 			return g.withConn(func(c *conn) error {
-				ctx, cancel := g.rpcContext(cmd.Context())
-				defer cancel()
-				t, err := attrType(ctx, c, obj, name)
+				t, err := attrType(cmd.Context(), g, c, obj, name)
 				if err != nil {
 					return err
 				}
@@ -389,6 +390,8 @@ type, as in "attr set".`,
 						return err
 					}
 				}
+				ctx, cancel := g.rpcContext(cmd.Context())
+				defer cancel()
 				resp, err := c.catalog.SearchAttribute(ctx, req)
 				if err != nil {
 					return err

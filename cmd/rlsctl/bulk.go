@@ -361,7 +361,8 @@ func (b *bulkRun) sendChunk(ctx context.Context, c *bulkChunk, send func(context
 		err := send(rctx, c)
 		cancel()
 		if err != nil {
-			return fmt.Errorf("chunk of lines %d-%d not confirmed: %w", c.lines[0], c.lines[c.len()-1], err)
+			return &exitError{code: classify(err), err: fmt.Errorf("chunk of lines %d-%d not confirmed: %s",
+				c.lines[0], c.lines[c.len()-1], describe(err))}
 		}
 	}
 	// Malformed lines are reported after the chunk's item failures; both
