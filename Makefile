@@ -1,0 +1,65 @@
+# rls — build, test and tooling entry points. Every target is a thin wrapper
+# around a command you can also run by hand; see README.md.
+
+GO        ?= go
+TOOLS     := $(GO) tool -modfile=tools/go.mod
+BIN       := bin
+# `git describe` fails in a tarball without history; fall back to "dev".
+VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+# -X on a variable that does not exist is ignored by the linker, so this is
+# harmless for a main package that reads its version from build info instead.
+LDFLAGS   := -X main.version=$(VERSION)
+GOBUILD   := $(GO) build -trimpath -ldflags '$(LDFLAGS)'
+
+TEST_TIMEOUT ?= 15m
+FUZZTIME     ?= 30s
+# Fuzz targets as PACKAGE:TARGET. Add a line to fuzz a new decoder.
+FUZZ_TARGETS ?= \
+	./catalog/:FuzzKey \
+	./catalog/:FuzzName
+BENCH_PKGS   ?= ./...
+BENCHTIME    ?= 1s
+
+.PHONY: all build test demo proto lint bench bench-go bench-lrc fuzz clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GOBUILD) -o $(BIN)/rlsd ./cmd/rlsd
+	$(GOBUILD) -o $(BIN)/rlsctl ./cmd/rlsctl
+
+# Tests start real PostgreSQL servers (internal/pgtest) and real rlsd
+# processes on loopback; with CI=true a missing PostgreSQL is a failure.
+test:
+	$(GO) test -timeout $(TEST_TIMEOUT) ./...
+
+demo: build
+	./scripts/demo.sh
+
+proto:
+	$(TOOLS) buf lint
+	$(TOOLS) buf generate
+
+lint:
+	$(TOOLS) golangci-lint run ./...
+
+bench: bench-go bench-lrc
+
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -timeout 30m $(BENCH_PKGS)
+
+bench-lrc:
+	./scripts/bench-lrc.sh
+
+# Runs each fuzz target for FUZZTIME; `go test -fuzz` accepts one target per
+# run, hence the loop. A target that does not exist (yet) is an error.
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== $$name in $$pkg ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
+
+clean:
+	rm -rf $(BIN) scripts/out
