@@ -23,11 +23,14 @@ type Options struct {
 	// bulk loads that can be redone, and in tests.
 	NoSync bool
 
-	// CacheSize is the size in bytes of Pebble's block cache. Default 128 MiB.
+	// CacheSize is the size in bytes of the block cache for reads. Default
+	// 256 MiB. (Pebble charges memtables to the block cache; the catalog
+	// adds their size on top, so that this much stays for reads.)
 	CacheSize int64
 
-	// MemTableSize is the size in bytes of each memtable. Larger memtables
-	// absorb bulk loads with fewer flushes. Default 64 MiB.
+	// MemTableSize is the size in bytes of each memtable; up to four may be
+	// in memory at once. Larger memtables absorb bulk loads with fewer
+	// flushes. Default 32 MiB.
 	MemTableSize uint64
 
 	// Logger receives Pebble's messages and the catalog's own. Default
@@ -100,18 +103,19 @@ func Open(dir string, opts *Options) (*Catalog, error) {
 	}
 	cacheSize := opts.CacheSize
 	if cacheSize <= 0 {
-		cacheSize = 128 << 20
+		cacheSize = 256 << 20
 	}
 	memTable := opts.MemTableSize
 	if memTable == 0 {
-		memTable = 64 << 20
+		memTable = 32 << 20
 	}
-	cache := pebble.NewCache(cacheSize)
+	const memTables = 4
+	cache := pebble.NewCache(cacheSize + memTables*int64(memTable))
 	defer cache.Unref()
 	po := &pebble.Options{
 		Cache:                       cache,
 		MemTableSize:                memTable,
-		MemTableStopWritesThreshold: 4,
+		MemTableStopWritesThreshold: memTables,
 		L0CompactionThreshold:       4,
 		L0StopWritesThreshold:       24,
 		LBaseMaxBytes:               256 << 20,
@@ -120,7 +124,6 @@ func Open(dir string, opts *Options) (*Catalog, error) {
 	}
 	for i := range po.Levels {
 		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
-		po.Levels[i].BlockSize = 32 << 10
 	}
 	db, err := pebble.Open(dir, po)
 	if err != nil {

@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"unicode/utf8"
 )
@@ -33,7 +34,7 @@ func FuzzNameKey(f *testing.F) {
 		}
 		// Order is kept, and prefixes stay apart.
 		ka, kb := appendName(nil, a), appendName(nil, b)
-		if c1, c2 := cmp(a, b), bytes.Compare(ka, kb); c1 != c2 {
+		if c1, c2 := strings.Compare(a, b), bytes.Compare(ka, kb); c1 != c2 {
 			t.Fatalf("order of %q, %q is %d but keys order %d", a, b, c1, c2)
 		}
 		if a != b && (bytes.HasPrefix(ka, kb) || bytes.HasPrefix(kb, ka)) {
@@ -53,16 +54,6 @@ func FuzzNameKey(f *testing.F) {
 		_, _, _ = decodePair([]byte(a))
 		_, _, _ = decodeName([]byte(b))
 	})
-}
-
-func cmp(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // FuzzGlob checks that wildcard matching agrees with the literal-prefix scan

@@ -1,9 +1,14 @@
 package catalog
 
 import (
+	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
+	"maps"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -22,6 +27,13 @@ type writer struct {
 
 	lfns, pfns map[string]uint64 // name → reference count after this call's items so far
 	maps       map[Mapping]bool  // mapping → exists after this call's items so far
+
+	// deferred (for plain batches) keeps name records and mappings out of
+	// the batch until flush, which writes each once, in key order: the
+	// memtable inserts sorted keys much faster than interleaved ones.
+	deferred       bool
+	dirtyL, dirtyP map[string]struct{}
+	dirtyM         map[Mapping]struct{}
 }
 
 func (c *Catalog) newWriter(indexed bool) *writer {
@@ -32,8 +44,60 @@ func (c *Catalog) newWriter(indexed bool) *writer {
 	} else {
 		w.b = c.db.NewBatch()
 		w.r = c.db
+		w.deferred = true
 	}
 	return w
+}
+
+// flush writes the deferred name records and mappings to the batch, sorted.
+func (w *writer) flush() error {
+	if !w.deferred {
+		return nil
+	}
+	for _, t := range []struct {
+		tag     byte
+		dirty   map[string]struct{}
+		overlay map[string]uint64
+	}{{tagLFN, w.dirtyL, w.lfns}, {tagPFN, w.dirtyP, w.pfns}} {
+		for _, name := range slices.Sorted(maps.Keys(t.dirty)) {
+			if err := w.putRefs(t.tag, name, t.overlay[name]); err != nil {
+				return err
+			}
+		}
+	}
+	ms := slices.Collect(maps.Keys(w.dirtyM))
+	slices.SortFunc(ms, func(a, b Mapping) int {
+		return cmp.Or(strings.Compare(a.LFN, b.LFN), strings.Compare(a.PFN, b.PFN))
+	})
+	for _, m := range ms {
+		if err := w.putMapping(pairKey(tagLFNMapping, m.LFN, m.PFN), w.maps[m]); err != nil {
+			return err
+		}
+	}
+	slices.SortFunc(ms, func(a, b Mapping) int {
+		return cmp.Or(strings.Compare(a.PFN, b.PFN), strings.Compare(a.LFN, b.LFN))
+	})
+	for _, m := range ms {
+		if err := w.putMapping(pairKey(tagPFNMapping, m.PFN, m.LFN), w.maps[m]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *writer) putRefs(tag byte, name string, n uint64) error {
+	k := nameKey(tag, name)
+	if n == 0 {
+		return w.b.Delete(k, nil)
+	}
+	return w.b.Set(k, binary.AppendUvarint(nil, n), nil)
+}
+
+func (w *writer) putMapping(k []byte, ok bool) error {
+	if ok {
+		return w.b.Set(k, nil, nil)
+	}
+	return w.b.Delete(k, nil)
 }
 
 // write runs fn with a fresh writer under the writers' lock, commits the
@@ -46,7 +110,11 @@ func (c *Catalog) write(op string, indexed bool, fn func(w *writer) error) (uint
 	defer c.leave()
 	c.mu.Lock()
 	w := c.newWriter(indexed)
-	if err := fn(w); err != nil {
+	err := fn(w)
+	if err == nil {
+		err = w.flush()
+	}
+	if err != nil {
 		c.mu.Unlock()
 		_ = w.b.Close()
 		return 0, err
@@ -117,11 +185,18 @@ func (w *writer) setRefs(tag byte, name string, n uint64) error {
 		*overlay = make(map[string]uint64)
 	}
 	(*overlay)[name] = n
-	k := nameKey(tag, name)
-	if n == 0 {
-		return w.b.Delete(k, nil)
+	if w.deferred {
+		dirty := &w.dirtyL
+		if tag == tagPFN {
+			dirty = &w.dirtyP
+		}
+		if *dirty == nil {
+			*dirty = make(map[string]struct{})
+		}
+		(*dirty)[name] = struct{}{}
+		return nil
 	}
-	return w.b.Set(k, binary.AppendUvarint(nil, n), nil)
+	return w.putRefs(tag, name, n)
 }
 
 func (w *writer) mapped(lfn, pfn string) (bool, error) {
@@ -137,17 +212,17 @@ func (w *writer) setMapped(lfn, pfn string, ok bool) error {
 		w.maps = make(map[Mapping]bool)
 	}
 	w.maps[Mapping{lfn, pfn}] = ok
-	fk, rk := pairKey(tagLFNMapping, lfn, pfn), pairKey(tagPFNMapping, pfn, lfn)
-	if !ok {
-		if err := w.b.Delete(fk, nil); err != nil {
-			return err
+	if w.deferred {
+		if w.dirtyM == nil {
+			w.dirtyM = make(map[Mapping]struct{})
 		}
-		return w.b.Delete(rk, nil)
+		w.dirtyM[Mapping{lfn, pfn}] = struct{}{}
+		return nil
 	}
-	if err := w.b.Set(fk, nil, nil); err != nil {
+	if err := w.putMapping(pairKey(tagLFNMapping, lfn, pfn), ok); err != nil {
 		return err
 	}
-	return w.b.Set(rk, nil, nil)
+	return w.putMapping(pairKey(tagPFNMapping, pfn, lfn), ok)
 }
 
 func mappingItem(lfn, pfn string) string { return lfn + " -> " + pfn }
@@ -264,6 +339,75 @@ func (w *writer) delete(lfn, pfn string) error {
 	}
 	w.next.mappings--
 	return w.feed(Change{Kind: ChangeDelete, LFN: lfn, PFN: pfn, LFNRemoved: lfnRefs == 1})
+}
+
+// prefetch reads, in key order, the records that a bulk call's items will
+// check, and puts them in the overlays. One iterator seeking forward through
+// sorted keys costs far less than a point lookup per item (each lookup would
+// probe every level and memtable anew), which is what makes bulk loads fast.
+func (w *writer) prefetch(op Op, ms []Mapping) error {
+	if len(ms) < 64 {
+		return nil // point lookups are as cheap for a handful
+	}
+	lfns := make([]string, 0, len(ms))
+	pfns := make([]string, 0, len(ms))
+	var pairs []Mapping
+	for _, m := range ms {
+		if nameProblem(m.LFN) != "" || nameProblem(m.PFN) != "" {
+			continue
+		}
+		lfns = append(lfns, m.LFN)
+		pfns = append(pfns, m.PFN)
+		if op != OpCreate {
+			pairs = append(pairs, m)
+		}
+	}
+	it, err := w.c.db.NewIter(nil)
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for _, t := range []struct {
+		tag     byte
+		names   []string
+		overlay *map[string]uint64
+	}{{tagLFN, lfns, &w.lfns}, {tagPFN, pfns, &w.pfns}} {
+		slices.Sort(t.names)
+		t.names = slices.Compact(t.names)
+		if *t.overlay == nil {
+			*t.overlay = make(map[string]uint64, len(t.names))
+		}
+		it.SetBounds([]byte{t.tag}, []byte{t.tag + 1})
+		var key []byte
+		for _, name := range t.names {
+			key = appendName(append(key[:0], t.tag), name)
+			var n uint64
+			if it.SeekGE(key) && bytes.Equal(it.Key(), key) {
+				v, size := binary.Uvarint(it.Value())
+				if size <= 0 {
+					return errors.New("catalog: corrupt name record")
+				}
+				n = v
+			}
+			(*t.overlay)[name] = n
+		}
+		if err := it.Error(); err != nil {
+			return err
+		}
+	}
+	if len(pairs) == 0 {
+		return nil
+	}
+	slices.SortFunc(pairs, func(a, b Mapping) int {
+		return cmp.Or(strings.Compare(a.LFN, b.LFN), strings.Compare(a.PFN, b.PFN))
+	})
+	w.maps = make(map[Mapping]bool, len(pairs))
+	it.SetBounds([]byte{tagLFNMapping}, []byte{tagLFNMapping + 1})
+	for _, m := range pairs {
+		key := pairKey(tagLFNMapping, m.LFN, m.PFN)
+		w.maps[m] = it.SeekGE(key) && bytes.Equal(it.Key(), key)
+	}
+	return it.Error()
 }
 
 // rename renames an LFN (obj LFN) or PFN. It needs an indexed batch, since
@@ -428,6 +572,9 @@ func (c *Catalog) BulkWrite(op Op, ms []Mapping) (errs []error, seq uint64, err 
 	}
 	errs = make([]error, len(ms))
 	seq, err = c.write("bulk "+op.String(), false, func(w *writer) error {
+		if err := w.prefetch(op, ms); err != nil {
+			return err
+		}
 		for i, m := range ms {
 			if err := apply(w, m); err != nil {
 				if !itemError(err) {
