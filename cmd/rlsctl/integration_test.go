@@ -5,134 +5,27 @@ package main
 // and checks rlsctl's output and exit statuses, 0 to 5.
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"github.com/solar-archive/rls/internal/rlsdtest"
 )
-
-// goBuild builds the command package pkg into dir and returns the binary.
-func goBuild(t *testing.T, dir, pkg string) string {
-	t.Helper()
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go command to build the binaries")
-	}
-	out := filepath.Join(dir, filepath.Base(pkg))
-	cmd := exec.Command(gobin, "build", "-o", out, pkg)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
-	}
-	return out
-}
-
-// startRLSD runs rlsd until the test ends and returns its gRPC address once
-// the catalog service reports SERVING.
-func startRLSD(t *testing.T, rlsd string) string {
-	t.Helper()
-	// addrRE finds the bound gRPC address in rlsd's "rlsd serving" log
-	// line, in text (addr=127.0.0.1:PORT) or JSON ("addr":"...") form.
-	addrRE := regexp.MustCompile(`(?:^|[\s{,])"?addr"?[=:]"?([0-9.]+:[0-9]+)`)
-	cmd := exec.Command(rlsd, "--site", "test", "--data", filepath.Join(t.TempDir(), "data"),
-		"--listen", "127.0.0.1:0", "--roles", "lrc")
-	logs, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout = cmd.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-	})
-
-	// Read the log until the address shows up; keep draining it afterwards
-	// so that rlsd never blocks on a full pipe.
-	addrc := make(chan string, 1)
-	var logBuf bytes.Buffer
-	go func() {
-		defer close(exited)
-		sc := bufio.NewScanner(logs)
-		found := false
-		for sc.Scan() {
-			if !found {
-				logBuf.WriteString(sc.Text() + "\n")
-				if m := addrRE.FindStringSubmatch(sc.Text()); m != nil {
-					found = true
-					addrc <- m[1]
-				}
-			}
-		}
-		io.Copy(io.Discard, logs)
-		cmd.Wait()
-		close(addrc)
-	}()
-	var addr string
-	select {
-	case a, ok := <-addrc:
-		if !ok {
-			t.Fatalf("rlsd exited without serving:\n%s", logBuf.String())
-		}
-		addr = a
-	case <-time.After(30 * time.Second):
-		t.Fatalf("rlsd did not log its address in 30s:\n%s", logBuf.String())
-	}
-
-	// Wait on health: Watch streams the status until it is SERVING.
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	w, err := healthpb.NewHealthClient(cc).Watch(ctx, &healthpb.HealthCheckRequest{Service: "rls.v1.Catalog"},
-		grpc.WaitForReady(true))
-	if err != nil {
-		t.Fatalf("health watch: %v", err)
-	}
-	for {
-		r, err := w.Recv()
-		if err != nil {
-			t.Fatalf("health watch: %v", err)
-		}
-		if r.GetStatus() == healthpb.HealthCheckResponse_SERVING {
-			return addr
-		}
-	}
-}
 
 func TestIntegration(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and starts rlsd")
 	}
-	bin := t.TempDir()
-	rlsd := goBuild(t, bin, "github.com/solar-archive/rls/cmd/rlsd")
-	rlsctl := goBuild(t, bin, "github.com/solar-archive/rls/cmd/rlsctl")
-	addr := startRLSD(t, rlsd)
+	rlsd := rlsdtest.Build(t, "github.com/solar-archive/rls/cmd/rlsd")
+	rlsctl := rlsdtest.Build(t, "github.com/solar-archive/rls/cmd/rlsctl")
+	addr := rlsdtest.Start(t, rlsd, "rls.v1.Catalog", "--site", "test",
+		"--data", filepath.Join(t.TempDir(), "data"), "--listen", "127.0.0.1:0", "--roles", "lrc").Addr
 
 	type res struct {
 		code           int
