@@ -13,10 +13,11 @@ GOBUILD   := $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 
 TEST_TIMEOUT ?= 15m
 FUZZTIME     ?= 30s
-# Fuzz targets as PACKAGE:TARGET. Add a line to fuzz a new decoder.
-FUZZ_TARGETS ?= \
-	./catalog/:FuzzKey \
-	./catalog/:FuzzName
+# Fuzz targets as PACKAGE:TARGET. By default every `func FuzzX` in a
+# _test.go file of this module is found; override to pick some, e.g.
+# make fuzz FUZZ_TARGETS='./catalog/:FuzzNameKey' FUZZTIME=2m
+FUZZ_TARGETS ?= $(shell grep -rE --include='*_test.go' --exclude-dir=tools --exclude-dir=.git \
+	-o '^func Fuzz[A-Za-z0-9_]+' . | sed -E 's|^(.*)/[^/]+_test\.go:func (Fuzz[A-Za-z0-9_]+)$$|\1/:\2|' | sort)
 BENCH_PKGS   ?= ./...
 BENCHTIME    ?= 1s
 
@@ -53,13 +54,16 @@ bench-lrc:
 	./scripts/bench-lrc.sh
 
 # Runs each fuzz target for FUZZTIME; `go test -fuzz` accepts one target per
-# run, hence the loop. A target that does not exist (yet) is an error.
+# run, hence the loop. A failing input is written to the package's
+# testdata/fuzz/ (commit it with the fix, as a regression case).
 fuzz:
-	@set -e; for t in $(FUZZ_TARGETS); do \
+	@test -n "$(strip $(FUZZ_TARGETS))" || { echo "no fuzz targets found" >&2; exit 1; }
+	@failed=""; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \
 		echo "== $$name in $$pkg ($(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
-	done
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: FAILED:$$failed (inputs saved under testdata/fuzz/)" >&2; exit 1; fi
 
 clean:
 	rm -rf $(BIN) scripts/out

@@ -107,6 +107,7 @@ say "machine"
 	echo "postgres:  $(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1) ($("$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)/postgres" --version))"
 	echo "ghz:       $(grep -E '^\s*github.com/bojand/ghz ' tools/bench/go.mod | awk '{print $2}')"
 	echo "load:      N_LOAD=$N_LOAD N_QUERY=$N_QUERY N_CREATE=$N_CREATE CONC=$CONC"
+	echo "loadavg:   $(cut -d' ' -f1-3 /proc/loadavg) (before the run; other work on the machine skews the figures)"
 	echo "note:      clients and servers share the same $(nproc) CPUs"
 } | tee "$OUT/machine.txt" >&2
 
@@ -246,5 +247,6 @@ say "results"
 	echo "| create p50 / p99 (ms) | $(fmt "$(ghz_field rls-create p50)" 2) / $(fmt "$(ghz_field rls-create p99)" 2) | $(fmt "$(pg_field pg-insert p50_ms)" 2) / $(fmt "$(pg_field pg-insert p99_ms)" 2) | |"
 	echo
 	echo "rls half-rate run: $(ghz_field rls-query-half count) calls at --rps $HALF; actual $(fmtk "$(ghz_field rls-query-half rps)")/s."
+	echo "loadavg after the run: $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "Raw outputs: scripts/out/$STAMP/"
 } | tee "$OUT/results.md"
