@@ -34,6 +34,10 @@ type writer struct {
 	deferred       bool
 	dirtyL, dirtyP map[string]struct{}
 	dirtyM         map[Mapping]struct{}
+	// sortedL and sortedP, when prefetch made them, hold every name the
+	// call's items name, sorted and unique: a superset of dirtyL and dirtyP
+	// in key order, which spares flush two sorts.
+	sortedL, sortedP []string
 }
 
 func (c *Catalog) newWriter(indexed bool) *writer {
@@ -57,9 +61,19 @@ func (w *writer) flush() error {
 	for _, t := range []struct {
 		tag     byte
 		dirty   map[string]struct{}
+		sorted  []string
 		overlay map[string]uint64
-	}{{tagLFN, w.dirtyL, w.lfns}, {tagPFN, w.dirtyP, w.pfns}} {
-		for _, name := range slices.Sorted(maps.Keys(t.dirty)) {
+	}{{tagLFN, w.dirtyL, w.sortedL, w.lfns}, {tagPFN, w.dirtyP, w.sortedP, w.pfns}} {
+		if len(t.dirty) == 0 {
+			continue
+		}
+		if t.sorted == nil {
+			t.sorted = slices.Sorted(maps.Keys(t.dirty))
+		}
+		for _, name := range t.sorted {
+			if _, ok := t.dirty[name]; !ok {
+				continue
+			}
 			if err := w.putRefs(t.tag, name, t.overlay[name]); err != nil {
 				return err
 			}
@@ -367,13 +381,14 @@ func (w *writer) prefetch(op Op, ms []Mapping) error {
 		return err
 	}
 	defer it.Close()
+	slices.Sort(lfns)
+	slices.Sort(pfns)
+	w.sortedL, w.sortedP = slices.Compact(lfns), slices.Compact(pfns)
 	for _, t := range []struct {
 		tag     byte
 		names   []string
 		overlay *map[string]uint64
-	}{{tagLFN, lfns, &w.lfns}, {tagPFN, pfns, &w.pfns}} {
-		slices.Sort(t.names)
-		t.names = slices.Compact(t.names)
+	}{{tagLFN, w.sortedL, &w.lfns}, {tagPFN, w.sortedP, &w.pfns}} {
 		if *t.overlay == nil {
 			*t.overlay = make(map[string]uint64, len(t.names))
 		}
