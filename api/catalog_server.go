@@ -1,0 +1,365 @@
+package api
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/solar-archive/rls/api/rlsv1"
+	"github.com/solar-archive/rls/catalog"
+)
+
+// NewCatalogServer returns the rls.v1.Catalog service backed by cat. The
+// server holds no state of its own: every call goes straight to cat, so it is
+// as safe for concurrent use, and as durable, as the catalog. It does not own
+// cat; the caller closes it after the gRPC server has stopped.
+//
+// Requests are checked at this edge before the catalog sees them: enums must
+// be set (UNSPECIFIED object types and ops are INVALID_ARGUMENT naming the
+// field), a bulk call carries at most 100,000 items, and wildcard and
+// attribute searches return 10,000 results unless asked for another limit, and
+// never more than 100,000.
+func NewCatalogServer(cat *catalog.Catalog) rlsv1.CatalogServer {
+	return &catalogServer{cat: cat}
+}
+
+type catalogServer struct {
+	rlsv1.UnimplementedCatalogServer
+	cat *catalog.Catalog
+}
+
+func writeResponse(seq uint64, err error) (*rlsv1.WriteResponse, error) {
+	if err != nil {
+		return nil, toStatusErr(err)
+	}
+	return &rlsv1.WriteResponse{Seq: seq}, nil
+}
+
+func namesResponse(names []string, err error) (*rlsv1.NamesResponse, error) {
+	if err != nil {
+		return nil, toStatusErr(err)
+	}
+	return &rlsv1.NamesResponse{Names: names}, nil
+}
+
+func (s *catalogServer) Create(_ context.Context, req *rlsv1.MappingRequest) (*rlsv1.WriteResponse, error) {
+	return writeResponse(s.cat.Create(req.GetLfn(), req.GetPfn()))
+}
+
+func (s *catalogServer) Add(_ context.Context, req *rlsv1.MappingRequest) (*rlsv1.WriteResponse, error) {
+	return writeResponse(s.cat.Add(req.GetLfn(), req.GetPfn()))
+}
+
+func (s *catalogServer) Delete(_ context.Context, req *rlsv1.MappingRequest) (*rlsv1.WriteResponse, error) {
+	return writeResponse(s.cat.Delete(req.GetLfn(), req.GetPfn()))
+}
+
+func (s *catalogServer) Exists(_ context.Context, req *rlsv1.ExistsRequest) (*rlsv1.ExistsResponse, error) {
+	var (
+		ok  bool
+		err error
+	)
+	lfn, pfn := req.GetLfn(), req.GetPfn()
+	switch {
+	case lfn != "" && pfn != "":
+		ok, err = s.cat.MappingExists(lfn, pfn)
+	case lfn != "":
+		ok, err = s.cat.LFNExists(lfn)
+	case pfn != "":
+		ok, err = s.cat.PFNExists(pfn)
+	default:
+		return nil, invalidArg("lfn", "lfn or pfn (or both) required")
+	}
+	if err != nil {
+		return nil, toStatusErr(err)
+	}
+	return &rlsv1.ExistsResponse{Exists: ok}, nil
+}
+
+func (s *catalogServer) QueryLFN(_ context.Context, req *rlsv1.NameRequest) (*rlsv1.NamesResponse, error) {
+	return namesResponse(s.cat.QueryLFN(req.GetName()))
+}
+
+func (s *catalogServer) QueryPFN(_ context.Context, req *rlsv1.NameRequest) (*rlsv1.NamesResponse, error) {
+	return namesResponse(s.cat.QueryPFN(req.GetName()))
+}
+
+func (s *catalogServer) QueryWildcard(_ context.Context, req *rlsv1.WildcardRequest) (*rlsv1.WildcardResponse, error) {
+	offset, limit, err := page(req.GetOffset(), req.GetLimit())
+	if err != nil {
+		return nil, err
+	}
+	ms, more, err := s.cat.Wildcard(catalog.WildcardQuery{Pattern: req.GetPattern(), PFN: req.GetPfn(), Offset: offset, Limit: limit})
+	if err != nil {
+		return nil, toStatusErr(err)
+	}
+	out := make([]*rlsv1.Mapping, len(ms))
+	for i, m := range ms {
+		out[i] = &rlsv1.Mapping{Lfn: m.LFN, Pfn: m.PFN}
+	}
+	return &rlsv1.WildcardResponse{Mappings: out, More: more}, nil
+}
+
+func (s *catalogServer) RenameLFN(_ context.Context, req *rlsv1.RenameRequest) (*rlsv1.WriteResponse, error) {
+	return writeResponse(s.cat.RenameLFN(req.GetOldName(), req.GetNewName()))
+}
+
+func (s *catalogServer) RenamePFN(_ context.Context, req *rlsv1.RenameRequest) (*rlsv1.WriteResponse, error) {
+	return writeResponse(s.cat.RenamePFN(req.GetOldName(), req.GetNewName()))
+}
+
+// bulkResponse builds the answer of a bulk write: OK with one Status per
+// item, unless the call as a whole failed (callErr).
+func bulkResponse(errs []error, seq uint64, callErr error) (*rlsv1.BulkResponse, error) {
+	if callErr != nil {
+		return nil, toStatusErr(callErr)
+	}
+	results, failed := bulkStatuses(errs)
+	return &rlsv1.BulkResponse{Results: results, Failed: failed, Seq: seq}, nil
+}
+
+func (s *catalogServer) BulkWrite(ctx context.Context, req *rlsv1.BulkWriteRequest) (*rlsv1.BulkResponse, error) {
+	op, err := writeOp("op", req.GetOp())
+	if err != nil {
+		return nil, err
+	}
+	if err := checkBulk("mappings", len(req.GetMappings())); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, toStatusErr(err)
+	}
+	ms := make([]catalog.Mapping, len(req.GetMappings()))
+	for i, m := range req.GetMappings() {
+		ms[i] = catalog.Mapping{LFN: m.GetLfn(), PFN: m.GetPfn()}
+	}
+	return bulkResponse(s.cat.BulkWrite(op, ms))
+}
+
+func (s *catalogServer) BulkRename(ctx context.Context, req *rlsv1.BulkRenameRequest) (*rlsv1.BulkResponse, error) {
+	t, err := objectType("type", req.GetType())
+	if err != nil {
+		return nil, err
+	}
+	if err := checkBulk("renames", len(req.GetRenames())); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, toStatusErr(err)
+	}
+	rs := make([]catalog.Rename, len(req.GetRenames()))
+	for i, r := range req.GetRenames() {
+		rs[i] = catalog.Rename{Old: r.GetOldName(), New: r.GetNewName()}
+	}
+	return bulkResponse(s.cat.BulkRename(t, rs))
+}
+
+func (s *catalogServer) BulkQuery(ctx context.Context, req *rlsv1.BulkQueryRequest) (*rlsv1.BulkQueryResponse, error) {
+	t, err := objectType("type", req.GetType())
+	if err != nil {
+		return nil, err
+	}
+	if err := checkBulk("names", len(req.GetNames())); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, toStatusErr(err)
+	}
+	names := req.GetNames()
+	found, errs := s.cat.BulkQuery(t, names)
+	out := make([]*rlsv1.QueryResult, len(names))
+	for i, name := range names {
+		out[i] = &rlsv1.QueryResult{Name: name, Status: itemStatus(errs[i]), Names: found[i]}
+	}
+	return &rlsv1.BulkQueryResponse{Results: out}, nil
+}
+
+func (s *catalogServer) BulkExists(ctx context.Context, req *rlsv1.BulkExistsRequest) (*rlsv1.BulkExistsResponse, error) {
+	if err := checkBulk("items", len(req.GetItems())); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, toStatusErr(err)
+	}
+	items := make([]catalog.Mapping, len(req.GetItems()))
+	for i, it := range req.GetItems() {
+		items[i] = catalog.Mapping{LFN: it.GetLfn(), PFN: it.GetPfn()}
+	}
+	exists, errs := s.cat.BulkExists(items)
+	results, _ := bulkStatuses(errs)
+	return &rlsv1.BulkExistsResponse{Results: results, Exists: exists}, nil
+}
+
+func (s *catalogServer) DefineAttribute(_ context.Context, req *rlsv1.DefineAttributeRequest) (*rlsv1.WriteResponse, error) {
+	d := req.GetDef()
+	if d == nil {
+		return nil, invalidArg("def", "missing attribute definition")
+	}
+	obj, err := objectType("def.object", d.GetObject())
+	if err != nil {
+		return nil, err
+	}
+	vt, err := valueType("def.type", d.GetType())
+	if err != nil {
+		return nil, err
+	}
+	return writeResponse(0, s.cat.DefineAttr(catalog.AttrDef{Name: d.GetName(), Object: obj, Type: vt}))
+}
+
+func (s *catalogServer) UndefineAttribute(_ context.Context, req *rlsv1.UndefineAttributeRequest) (*rlsv1.WriteResponse, error) {
+	obj, err := objectType("object", req.GetObject())
+	if err != nil {
+		return nil, err
+	}
+	return writeResponse(0, s.cat.UndefineAttr(req.GetName(), obj, req.GetClearValues()))
+}
+
+// ListAttributes lists the definitions for one object type, or for LFNs then
+// PFNs when the request leaves the type UNSPECIFIED.
+func (s *catalogServer) ListAttributes(_ context.Context, req *rlsv1.ListAttributesRequest) (*rlsv1.ListAttributesResponse, error) {
+	objs := []catalog.ObjectType{catalog.LFN, catalog.PFN}
+	if req.GetObject() != rlsv1.ObjectType_OBJECT_TYPE_UNSPECIFIED {
+		obj, err := objectType("object", req.GetObject())
+		if err != nil {
+			return nil, err
+		}
+		objs = []catalog.ObjectType{obj}
+	}
+	var defs []*rlsv1.AttributeDef
+	for _, obj := range objs {
+		ds, err := s.cat.AttrDefs(obj)
+		if err != nil {
+			return nil, toStatusErr(err)
+		}
+		for _, d := range ds {
+			defs = append(defs, attrDefProto(d))
+		}
+	}
+	return &rlsv1.ListAttributesResponse{Defs: defs}, nil
+}
+
+func (s *catalogServer) SetAttribute(_ context.Context, req *rlsv1.SetAttributeRequest) (*rlsv1.WriteResponse, error) {
+	obj, err := objectType("object", req.GetObject())
+	if err != nil {
+		return nil, err
+	}
+	mode, err := setMode("mode", req.GetMode())
+	if err != nil {
+		return nil, err
+	}
+	v, err := value("value", req.GetValue())
+	if err != nil {
+		return nil, err
+	}
+	return writeResponse(0, s.cat.SetAttr(obj, req.GetObjectName(), req.GetName(), v, mode))
+}
+
+func (s *catalogServer) RemoveAttribute(_ context.Context, req *rlsv1.RemoveAttributeRequest) (*rlsv1.WriteResponse, error) {
+	obj, err := objectType("object", req.GetObject())
+	if err != nil {
+		return nil, err
+	}
+	return writeResponse(0, s.cat.RemoveAttr(obj, req.GetObjectName(), req.GetName()))
+}
+
+func (s *catalogServer) GetAttributes(_ context.Context, req *rlsv1.GetAttributesRequest) (*rlsv1.GetAttributesResponse, error) {
+	obj, err := objectType("object", req.GetObject())
+	if err != nil {
+		return nil, err
+	}
+	as, err := s.cat.Attrs(obj, req.GetObjectName(), req.GetNames()...)
+	if err != nil {
+		return nil, toStatusErr(err)
+	}
+	return &rlsv1.GetAttributesResponse{Attributes: attrsProto(as)}, nil
+}
+
+// SearchAttribute needs value for every op and value2 only for BETWEEN.
+func (s *catalogServer) SearchAttribute(_ context.Context, req *rlsv1.SearchAttributeRequest) (*rlsv1.SearchAttributeResponse, error) {
+	obj, err := objectType("object", req.GetObject())
+	if err != nil {
+		return nil, err
+	}
+	op, err := searchOp("op", req.GetOp())
+	if err != nil {
+		return nil, err
+	}
+	v, err := value("value", req.GetValue())
+	if err != nil {
+		return nil, err
+	}
+	var v2 catalog.Value
+	if op == catalog.OpBetween {
+		if v2, err = value("value2", req.GetValue2()); err != nil {
+			return nil, err
+		}
+	}
+	offset, limit, err := page(req.GetOffset(), req.GetLimit())
+	if err != nil {
+		return nil, err
+	}
+	hits, more, err := s.cat.SearchAttr(catalog.Search{
+		Object: obj, Attr: req.GetName(), Op: op, Value: v, Value2: v2, Offset: offset, Limit: limit,
+	})
+	if err != nil {
+		return nil, toStatusErr(err)
+	}
+	out := make([]*rlsv1.SearchHit, len(hits))
+	for i, h := range hits {
+		out[i] = &rlsv1.SearchHit{ObjectName: h.Name, Value: valueProto(h.Value)}
+	}
+	return &rlsv1.SearchAttributeResponse{Hits: out, More: more}, nil
+}
+
+// BulkSetAttributes refuses the whole call, naming the item, when a write
+// carries a malformed value (such as an invalid Timestamp): that is a broken
+// request rather than an item the catalog could judge. Everything else is
+// reported per item.
+func (s *catalogServer) BulkSetAttributes(ctx context.Context, req *rlsv1.BulkSetAttributesRequest) (*rlsv1.BulkResponse, error) {
+	obj, err := objectType("object", req.GetObject())
+	if err != nil {
+		return nil, err
+	}
+	mode, err := setMode("mode", req.GetMode())
+	if err != nil {
+		return nil, err
+	}
+	if err := checkBulk("writes", len(req.GetWrites())); err != nil {
+		return nil, err
+	}
+	ws := make([]catalog.AttrWrite, len(req.GetWrites()))
+	for i, w := range req.GetWrites() {
+		ws[i] = catalog.AttrWrite{Object: w.GetObjectName(), Attr: w.GetName()}
+		if w.GetValue() != nil {
+			v, err := value(fmt.Sprintf("writes[%d].value", i), w.GetValue())
+			if err != nil {
+				return nil, err
+			}
+			ws[i].Value = &v
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, toStatusErr(err)
+	}
+	errs, err := s.cat.BulkSetAttrs(obj, mode, ws)
+	return bulkResponse(errs, 0, err)
+}
+
+func (s *catalogServer) BulkGetAttributes(ctx context.Context, req *rlsv1.BulkGetAttributesRequest) (*rlsv1.BulkGetAttributesResponse, error) {
+	obj, err := objectType("object", req.GetObject())
+	if err != nil {
+		return nil, err
+	}
+	if err := checkBulk("object_names", len(req.GetObjectNames())); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, toStatusErr(err)
+	}
+	names := req.GetObjectNames()
+	attrs, errs := s.cat.BulkAttrs(obj, names, req.GetNames())
+	out := make([]*rlsv1.ObjectAttributes, len(names))
+	for i, name := range names {
+		out[i] = &rlsv1.ObjectAttributes{ObjectName: name, Status: itemStatus(errs[i]), Attributes: attrsProto(attrs[i])}
+	}
+	return &rlsv1.BulkGetAttributesResponse{Results: out}, nil
+}

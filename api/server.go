@@ -1,0 +1,139 @@
+// Package api serves rls over gRPC: the rls.v1 services (package rlsv1) on
+// top of the role packages, and the *grpc.Server they run in, with its
+// interceptors, metrics, health service and reflection.
+//
+// The services are thin: they convert between rlsv1 and the role packages'
+// types, check what only the wire can get wrong (unset enums, oversized bulk
+// calls), and map errors to gRPC status codes in one place. Everything else,
+// including validation of names and values, belongs to the role packages.
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+)
+
+// MaxMsgSize is the largest message the server receives or sends. Bulk calls
+// carry up to 100,000 items, typically a few MiB; names of the maximum
+// length would need more, and such calls must be split by the client.
+const MaxMsgSize = 64 << 20
+
+// ServerOptions configure NewServer.
+type ServerOptions struct {
+	// Logger receives one line per finished request (debug level, or warn
+	// for failures that are not the client's: codes other than NOT_FOUND,
+	// ALREADY_EXISTS and INVALID_ARGUMENT) and handler panics (error
+	// level). Default slog.Default().
+	Logger *slog.Logger
+	// Registerer, when set, receives the request metrics
+	// rls_grpc_requests_total{method,code} and
+	// rls_grpc_request_duration_seconds{method}.
+	Registerer prometheus.Registerer
+}
+
+// Server is a *grpc.Server set up for rls: interceptors for recovery,
+// logging and metrics, message size limits, keepalive enforcement, the
+// standard health service and server reflection. It is safe for concurrent
+// use.
+//
+// Register services on it (it is a grpc.ServiceRegistrar) before Serve; each
+// registered service reports SERVING in the health service, as does the
+// overall service "".
+type Server struct {
+	grpc   *grpc.Server
+	health *health.Server
+}
+
+// NewServer builds a Server. It fails only if the metrics cannot be
+// registered.
+func NewServer(opts ServerOptions) (*Server, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	var (
+		unary  []grpc.UnaryServerInterceptor
+		stream []grpc.StreamServerInterceptor
+	)
+	if opts.Registerer != nil {
+		m, err := newMetrics(opts.Registerer)
+		if err != nil {
+			return nil, err
+		}
+		unary = append(unary, metricsUnary(m))
+		stream = append(stream, metricsStream(m))
+	}
+	unary = append(unary, loggingUnary(log), recoveryUnary(log))
+	stream = append(stream, loggingStream(log), recoveryStream(log))
+
+	gs := grpc.NewServer(
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
+		grpc.MaxRecvMsgSize(MaxMsgSize),
+		grpc.MaxSendMsgSize(MaxMsgSize),
+		// Clients may ping every 10 s, even when idle (long-lived
+		// connections between sites); more often is abuse and gets the
+		// connection closed. The server checks on idle connections every
+		// minute and drops peers that do not answer in 20 s.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime:             10 * time.Second,
+			PermitWithoutStream: true,
+		}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			Time:    time.Minute,
+			Timeout: 20 * time.Second,
+		}),
+	)
+	hs := health.NewServer() // the overall service "" starts SERVING
+	healthpb.RegisterHealthServer(gs, hs)
+	reflection.Register(gs)
+	return &Server{grpc: gs, health: hs}, nil
+}
+
+// RegisterService registers a service implementation and marks it SERVING in
+// the health service. It implements grpc.ServiceRegistrar, so that generated
+// Register functions take a *Server: rlsv1.RegisterCatalogServer(s, impl).
+// It must be called before Serve.
+func (s *Server) RegisterService(sd *grpc.ServiceDesc, impl any) {
+	s.grpc.RegisterService(sd, impl)
+	s.health.SetServingStatus(sd.ServiceName, healthpb.HealthCheckResponse_SERVING)
+}
+
+// Serve accepts connections on lis until Shutdown. It returns nil after
+// Shutdown, and the listener's error if accepting fails otherwise.
+func (s *Server) Serve(lis net.Listener) error {
+	return s.grpc.Serve(lis)
+}
+
+// Shutdown stops the server: every service turns NOT_SERVING in the health
+// service (so that load balancers and probes stop sending work), then calls
+// in flight may finish until ctx is done, after which the remaining ones are
+// cancelled (their contexts are done) and their connections closed.
+// Shutdown returns once every handler has returned, so that storage can be
+// closed after it: nil if the server drained in time, ctx.Err() if it had to
+// cancel calls.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.health.Shutdown()
+	drained := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(drained)
+	}()
+	select {
+	case <-drained:
+		return nil
+	case <-ctx.Done():
+		s.grpc.Stop()
+		<-drained
+		return ctx.Err()
+	}
+}

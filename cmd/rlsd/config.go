@@ -1,0 +1,255 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"go.yaml.in/yaml/v3"
+)
+
+// config is the daemon's configuration once flags, environment and the
+// configuration file have been merged (flags > env > file > defaults). Each
+// field has one name, used as the flag (--http-listen), the file key
+// (http-listen:) and, upper-cased with RLSD_ in front, the environment
+// variable (RLSD_HTTP_LISTEN).
+type config struct {
+	Site            string        `yaml:"site"`
+	Data            string        `yaml:"data"`
+	Listen          string        `yaml:"listen"`
+	Roles           roleList      `yaml:"roles"`
+	HTTPListen      string        `yaml:"http-listen"`
+	LogFormat       string        `yaml:"log-format"`
+	LogLevel        string        `yaml:"log-level"`
+	NoSync          bool          `yaml:"no-sync"`
+	ShutdownTimeout time.Duration `yaml:"shutdown-timeout"`
+}
+
+func defaultConfig() config {
+	return config{
+		Listen:          "127.0.0.1:7600",
+		Roles:           roleList{"lrc"},
+		LogFormat:       "text",
+		LogLevel:        "info",
+		ShutdownTimeout: 10 * time.Second,
+	}
+}
+
+// roleList is the roles setting. In the configuration file it is a list or
+// a comma-separated string; on the command line and in the environment, a
+// comma-separated string.
+type roleList []string
+
+func (r *roleList) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		*r = splitRoles(n.Value)
+		return nil
+	}
+	var l []string
+	if err := n.Decode(&l); err != nil {
+		return err
+	}
+	*r = l
+	return nil
+}
+
+func splitRoles(s string) roleList {
+	var out roleList
+	for r := range strings.SplitSeq(s, ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// setting is one configuration key: how an environment variable sets it, and
+// how a flag given on the command line overrides it.
+type setting struct {
+	name     string
+	parseEnv func(c *config, s string) error
+	fromFlag func(dst, src *config)
+}
+
+func (s setting) env() string {
+	return "RLSD_" + strings.ToUpper(strings.ReplaceAll(s.name, "-", "_"))
+}
+
+func settings() []setting {
+	str := func(name string, field func(*config) *string) setting {
+		return setting{
+			name:     name,
+			parseEnv: func(c *config, s string) error { *field(c) = s; return nil },
+			fromFlag: func(dst, src *config) { *field(dst) = *field(src) },
+		}
+	}
+	return []setting{
+		str("site", func(c *config) *string { return &c.Site }),
+		str("data", func(c *config) *string { return &c.Data }),
+		str("listen", func(c *config) *string { return &c.Listen }),
+		{
+			name:     "roles",
+			parseEnv: func(c *config, s string) error { c.Roles = splitRoles(s); return nil },
+			fromFlag: func(dst, src *config) { dst.Roles = src.Roles },
+		},
+		str("http-listen", func(c *config) *string { return &c.HTTPListen }),
+		str("log-format", func(c *config) *string { return &c.LogFormat }),
+		str("log-level", func(c *config) *string { return &c.LogLevel }),
+		{
+			name: "no-sync",
+			parseEnv: func(c *config, s string) (err error) {
+				c.NoSync, err = strconv.ParseBool(s)
+				return err
+			},
+			fromFlag: func(dst, src *config) { dst.NoSync = src.NoSync },
+		},
+		{
+			name: "shutdown-timeout",
+			parseEnv: func(c *config, s string) (err error) {
+				c.ShutdownTimeout, err = time.ParseDuration(s)
+				return err
+			},
+			fromFlag: func(dst, src *config) { dst.ShutdownTimeout = src.ShutdownTimeout },
+		},
+	}
+}
+
+// options are the daemon's command-line flags. Not safe for concurrent use.
+type options struct {
+	configFile string
+	// flags holds the values given on the command line; resolve uses only
+	// those of flags the user set.
+	flags config
+}
+
+// addFlags binds the flags to o. The defaults shown in help are the
+// configuration defaults; they do not take part in the merge.
+func (o *options) addFlags(fs *pflag.FlagSet) {
+	d := defaultConfig()
+	fs.StringVar(&o.configFile, "config", "", "YAML configuration file with the keys below (env RLSD_CONFIG)")
+	fs.StringVar(&o.flags.Site, "site", "", "this site's unique name (required)")
+	fs.StringVar(&o.flags.Data, "data", "", "data directory; the catalog lives in DATA/catalog (required)")
+	fs.StringVar(&o.flags.Listen, "listen", d.Listen, "gRPC listen address, HOST:PORT (port 0 picks a free port)")
+	fs.StringSliceVar((*[]string)(&o.flags.Roles), "roles", d.Roles, "comma-separated roles to run: "+strings.Join(knownRoles(), ", "))
+	fs.StringVar(&o.flags.HTTPListen, "http-listen", d.HTTPListen, "HTTP listen address for /metrics and /healthz; empty: no HTTP")
+	fs.StringVar(&o.flags.LogFormat, "log-format", d.LogFormat, "log format: text or json")
+	fs.StringVar(&o.flags.LogLevel, "log-level", d.LogLevel, "log level: debug, info, warn or error")
+	fs.BoolVar(&o.flags.NoSync, "no-sync", d.NoSync, "acknowledge catalog writes before they are fsynced (faster; a crash may lose the last writes)")
+	fs.DurationVar(&o.flags.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "on SIGTERM, how long calls in flight may take to finish")
+}
+
+// resolve merges the configuration: defaults, then the configuration file
+// (--config, else RLSD_CONFIG), then environment variables, then the flags
+// set in fs, and validates the result. getenv is os.LookupEnv outside tests.
+// Every error is a usageError naming the key, the variable or the file.
+func (o *options) resolve(fs *pflag.FlagSet, getenv func(string) (string, bool)) (config, error) {
+	c := defaultConfig()
+	path := o.configFile
+	if !fs.Changed("config") {
+		path, _ = getenv("RLSD_CONFIG")
+	}
+	if path != "" {
+		if err := loadConfigFile(path, &c); err != nil {
+			return config{}, usageError{err}
+		}
+	}
+	for _, s := range settings() {
+		if v, ok := getenv(s.env()); ok {
+			if err := s.parseEnv(&c, v); err != nil {
+				return config{}, usageErrorf("%s=%q: %v", s.env(), v, err)
+			}
+		}
+	}
+	for _, s := range settings() {
+		if fs.Changed(s.name) {
+			s.fromFlag(&c, &o.flags)
+		}
+	}
+	return c, c.validate()
+}
+
+// loadConfigFile reads a YAML configuration file over c. It is strict: an
+// unknown key is an error that names it.
+func loadConfigFile(path string, c *config) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) { // io.EOF: empty file
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	return nil
+}
+
+// validate checks a merged configuration; its errors are usageErrors.
+func (c *config) validate() error {
+	for _, req := range []struct{ name, val string }{{"site", c.Site}, {"data", c.Data}, {"listen", c.Listen}} {
+		if req.val == "" {
+			return usageErrorf("missing required setting %q (--%s, RLSD_%s or %s: in the config file)",
+				req.name, req.name, strings.ToUpper(req.name), req.name)
+		}
+	}
+	if len(c.Roles) == 0 {
+		return usageErrorf("no roles to run (known roles: %s)", strings.Join(knownRoles(), ", "))
+	}
+	var roles roleList
+	for _, r := range c.Roles {
+		if !slices.Contains(knownRoles(), r) {
+			return usageErrorf("unknown role %q in roles (known roles: %s)", r, strings.Join(knownRoles(), ", "))
+		}
+		if !slices.Contains(roles, r) {
+			roles = append(roles, r)
+		}
+	}
+	c.Roles = roles
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return usageErrorf("log-format %q: want text or json", c.LogFormat)
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return usageError{err}
+	}
+	if c.ShutdownTimeout <= 0 {
+		return usageErrorf("shutdown-timeout %v: must be positive", c.ShutdownTimeout)
+	}
+	return nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	switch s {
+	case "debug", "info", "warn", "error":
+		return l, l.UnmarshalText([]byte(s))
+	}
+	return l, fmt.Errorf("log-level %q: want debug, info, warn or error", s)
+}
+
+// newLogger returns the daemon's logger, writing to w in c's format and level.
+func newLogger(c config, w io.Writer) *slog.Logger {
+	level, _ := parseLevel(c.LogLevel) // validated
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// usageError is a mistake in the command line or the configuration; rlsd
+// exits with status 2 for it.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usageErrorf(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}

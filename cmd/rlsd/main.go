@@ -1,0 +1,81 @@
+// Command rlsd is the rls daemon: it runs a site's roles (for now the local
+// replica catalog, role lrc) behind gRPC.
+//
+//	rlsd --site jsoc --data /var/lib/rls [--listen 127.0.0.1:7600] [--roles lrc]
+//	     [--http-listen :9100] [--config rlsd.yaml] [--log-format text|json]
+//	     [--log-level debug|info|warn|error] [--no-sync] [--shutdown-timeout 10s]
+//	rlsd version
+//
+// Settings come from flags, then RLSD_* environment variables, then the
+// YAML configuration file, then defaults. Exit status: 0 after a clean
+// shutdown on SIGTERM or SIGINT, 2 for a usage or configuration error, 1 for
+// any other failure.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	code := run(ctx, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes rlsd with args and returns its exit status. The daemon runs
+// until ctx is done. Logs and errors go to stderr.
+func run(ctx context.Context, args []string, getenv func(string) (string, bool), stdout, stderr io.Writer) int {
+	cmd := newRootCommand(getenv)
+	cmd.SetArgs(args)
+	cmd.SetOut(stdout)
+	cmd.SetErr(stderr)
+	err := cmd.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(stderr, "rlsd: %v\n", err)
+	if errors.As(err, new(usageError)) {
+		fmt.Fprintln(stderr, "Run 'rlsd --help' for usage.")
+		return 2
+	}
+	return 1
+}
+
+// newRootCommand returns the rlsd command, which runs the daemon.
+func newRootCommand(getenv func(string) (string, bool)) *cobra.Command {
+	var o options
+	cmd := &cobra.Command{
+		Use:           "rlsd",
+		Short:         "Replica location service daemon",
+		Long:          "rlsd runs a site's replica location roles behind gRPC (roles: " + strings.Join(knownRoles(), ", ") + ").",
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageErrorf("unexpected argument %q", args[0])
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := o.resolve(cmd.Flags(), getenv)
+			if err != nil {
+				return err
+			}
+			return serve(cmd.Context(), cfg, newLogger(cfg, cmd.ErrOrStderr()))
+		},
+	}
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	o.addFlags(cmd.Flags())
+	cmd.AddCommand(newVersionCommand())
+	return cmd
+}

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+
+	"github.com/solar-archive/rls/api"
+	"github.com/solar-archive/rls/api/rlsv1"
+	"github.com/solar-archive/rls/catalog"
+)
+
+// A role is one part of what rlsd can run. Its start function wires the role
+// into the daemon before it serves: it opens the role's storage, registers
+// its gRPC services and metrics, and hands what must be released to
+// d.onClose, which serve calls after the servers have stopped.
+//
+// Adding a role is adding an entry here. The first role with goroutines of
+// its own (the mirror's workers, the LRC's soft-state sender) will also give
+// daemon a way to start them that serve stops and waits for before it closes
+// storage.
+func roleTable() map[string]func(d *daemon) error {
+	return map[string]func(d *daemon) error{
+		"lrc": startLRC,
+	}
+}
+
+// knownRoles lists the role names in sorted order, for messages and help.
+func knownRoles() []string {
+	names := make([]string, 0, len(roleTable()))
+	for name := range roleTable() {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// startLRC runs the local replica catalog: it opens DATA/catalog and serves
+// it as rls.v1.Catalog, with its counts in the metrics and in Admin.Stats.
+func startLRC(d *daemon) error {
+	cat, err := catalog.Open(filepath.Join(d.cfg.Data, "catalog"), &catalog.Options{
+		NoSync: d.cfg.NoSync,
+		Logger: d.log.With("role", "lrc"),
+	})
+	if err != nil {
+		return fmt.Errorf("lrc: %w", err)
+	}
+	d.onClose(func() error { return cat.Close() })
+	d.admin.Catalog = cat
+	rlsv1.RegisterCatalogServer(d.grpc, api.NewCatalogServer(cat))
+	if err := d.metrics.Register(api.NewCatalogCollector(cat)); err != nil {
+		return fmt.Errorf("lrc: metrics: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/solar-archive/rls/api"
+	"github.com/solar-archive/rls/api/rlsv1"
+)
+
+// daemon is what the roles are wired into. It is used by one goroutine, serve,
+// while the roles start; it is not safe for concurrent use.
+type daemon struct {
+	cfg     config
+	log     *slog.Logger
+	grpc    *api.Server
+	metrics *prometheus.Registry
+	admin   api.AdminInfo
+	closers []func() error
+}
+
+// onClose registers f to release a role's resources after the servers have
+// stopped. Closers run in reverse order of registration.
+func (d *daemon) onClose(f func() error) { d.closers = append(d.closers, f) }
+
+func (d *daemon) close() error {
+	var errs []error
+	for _, f := range slices.Backward(d.closers) {
+		errs = append(errs, f())
+	}
+	return errors.Join(errs...)
+}
+
+// serve runs the daemon until ctx is cancelled (SIGTERM or SIGINT) or a
+// listener fails. It starts the configured roles, serves gRPC on cfg.Listen
+// and, if set, HTTP on cfg.HTTPListen, and logs "rlsd serving" with the bound
+// addresses. On the way out it turns health NOT_SERVING, lets calls in flight
+// finish for cfg.ShutdownTimeout, stops the servers and their goroutines, and
+// only then closes the roles' storage. It returns nil after a clean shutdown
+// on ctx.
+func serve(ctx context.Context, cfg config, log *slog.Logger) (err error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := api.NewServer(api.ServerOptions{Logger: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	d := &daemon{
+		cfg: cfg, log: log, grpc: srv, metrics: reg,
+		admin: api.AdminInfo{Site: cfg.Site, Version: buildVersion(), Roles: cfg.Roles, Started: time.Now()},
+	}
+	defer func() {
+		if cerr := d.close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("closing: %w", cerr))
+		}
+	}()
+	roles := roleTable()
+	for _, name := range cfg.Roles {
+		if err := roles[name](d); err != nil {
+			return err
+		}
+	}
+	rlsv1.RegisterAdminServer(srv, api.NewAdminServer(d.admin))
+
+	lis, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	var (
+		httpSrv *http.Server
+		httpLis net.Listener
+		serving atomic.Bool // /healthz answers 200 while true
+	)
+	if cfg.HTTPListen != "" {
+		if httpLis, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
+			lis.Close()
+			return err
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+			if !serving.Load() {
+				http.Error(w, "shutting down", http.StatusServiceUnavailable)
+				return
+			}
+			fmt.Fprintln(w, "ok")
+		})
+		httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	}
+
+	// Each server runs in a goroutine owned by this function, which waits
+	// for both before it returns (and before the deferred close).
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	serving.Store(true)
+	wg.Go(func() {
+		if err := srv.Serve(lis); err != nil {
+			errc <- fmt.Errorf("grpc: %w", err)
+		}
+	})
+	attrs := []any{"site", cfg.Site, "addr", lis.Addr().String(), "roles", strings.Join(cfg.Roles, ",")}
+	if httpSrv != nil {
+		wg.Go(func() {
+			if err := httpSrv.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("http: %w", err)
+			}
+		})
+		attrs = append(attrs, "http_addr", httpLis.Addr().String())
+	}
+	log.Info("rlsd serving", attrs...)
+
+	select {
+	case <-ctx.Done():
+		log.Info("rlsd shutting down", "cause", context.Cause(ctx))
+	case err = <-errc:
+		log.Error("rlsd listener failed; shutting down", "err", err)
+	}
+	serving.Store(false)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if serr := srv.Shutdown(sctx); serr != nil {
+		log.Warn("calls still running at the shutdown deadline were cancelled", "timeout", cfg.ShutdownTimeout)
+	}
+	// HTTP stops last, so that metrics stay scrapable while gRPC drains.
+	if httpSrv != nil {
+		if serr := httpSrv.Shutdown(sctx); serr != nil {
+			httpSrv.Close()
+		}
+	}
+	wg.Wait()
+	log.Info("rlsd stopped")
+	return err
+}
