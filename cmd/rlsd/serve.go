@@ -126,7 +126,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	case <-ctx.Done():
 		log.Info("rlsd shutting down", "cause", context.Cause(ctx))
 	case err = <-errc:
-		log.Error("rlsd listener failed; shutting down", "err", err)
+		log.Error("rlsd listener failed; shutting down", "error", err)
 	}
 	serving.Store(false)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
