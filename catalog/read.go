@@ -53,14 +53,47 @@ func (c *Catalog) MappingExists(lfn, pfn string) (bool, error) {
 
 // QueryLFN returns the PFNs of an LFN in byte order, or ErrNotFound.
 func (c *Catalog) QueryLFN(lfn string) ([]string, error) {
-	res, errs := c.BulkQuery(LFN, []string{lfn})
-	return res[0], errs[0]
+	return c.query(LFN, tagLFNMapping, lfn)
 }
 
 // QueryPFN returns the LFNs of a PFN in byte order, or ErrNotFound.
 func (c *Catalog) QueryPFN(pfn string) ([]string, error) {
-	res, errs := c.BulkQuery(PFN, []string{pfn})
-	return res[0], errs[0]
+	return c.query(PFN, tagPFNMapping, pfn)
+}
+
+// query is the single-name path of BulkQuery: an iterator bounded to the
+// name's keys from the start, so that Pebble opens only the tables that can
+// hold them.
+func (c *Catalog) query(obj ObjectType, tag byte, name string) ([]string, error) {
+	op := "query " + obj.String()
+	if err := checkName(op, obj.String(), name); err != nil {
+		return nil, err
+	}
+	if err := c.enter(op); err != nil {
+		return nil, err
+	}
+	defer c.leave()
+	prefix := appendName([]byte{tag}, name)
+	it, err := c.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for ok := it.First(); ok; ok = it.Next() {
+		other, _, err := decodeName(it.Key()[len(prefix):])
+		if err != nil {
+			_ = it.Close()
+			return nil, err
+		}
+		out = append(out, other)
+	}
+	if err := it.Close(); err != nil {
+		return nil, err
+	}
+	if out == nil {
+		return nil, errorf(op, name, ErrNotFound, obj.String()+" does not exist")
+	}
+	return out, nil
 }
 
 // BulkQuery answers QueryLFN (obj LFN) or QueryPFN (obj PFN) for every name,
