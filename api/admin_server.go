@@ -54,13 +54,15 @@ func (s *adminServer) Stats(context.Context, *rlsv1.StatsRequest) (*rlsv1.StatsR
 	if c := s.info.Catalog; c != nil {
 		st := c.Stats()
 		resp.Catalog = &rlsv1.CatalogStats{
-			Lfns:          st.LFNs,
-			Pfns:          st.PFNs,
-			Mappings:      st.Mappings,
-			Seq:           st.Seq,
-			FirstSeq:      st.FirstSeq,
-			AttributeDefs: st.AttrDefs,
-			DiskBytes:     st.DiskBytes,
+			Lfns:                st.LFNs,
+			Pfns:                st.PFNs,
+			Mappings:            st.Mappings,
+			Seq:                 st.Seq,
+			FirstSeq:            st.FirstSeq,
+			AttributeDefs:       st.AttrDefs,
+			DiskBytes:           st.DiskBytes,
+			CompactionDebtBytes: st.CompactionDebtBytes,
+			CompactionsRunning:  st.CompactionsRunning,
 		}
 	}
 	return resp, nil

@@ -207,10 +207,16 @@ type Stats struct {
 	AttrDefs      uint64
 	// DiskBytes is the space Pebble uses on disk.
 	DiskBytes uint64
+	// CompactionDebtBytes estimates what Pebble still has to compact, and
+	// CompactionsRunning counts compactions in progress: both settle to 0
+	// some time after a bulk load.
+	CompactionDebtBytes, CompactionsRunning uint64
 }
 
-// Stats returns the catalog's counts as of the last applied write. It does
-// not block writers.
+// Stats returns the catalog's counts as of the last applied write, and
+// storage figures. It does not block writers; the storage figures cost a
+// little (a pass over Pebble's metrics), so call it for stats and scrapes,
+// not per request.
 func (c *Catalog) Stats() Stats {
 	s := Stats{
 		LFNs:     c.stats.lfns.Load(),
@@ -221,7 +227,10 @@ func (c *Catalog) Stats() Stats {
 	}
 	if c.enter("stats") == nil {
 		defer c.leave()
-		s.DiskBytes = c.db.Metrics().DiskSpaceUsage()
+		m := c.db.Metrics()
+		s.DiskBytes = m.DiskSpaceUsage()
+		s.CompactionDebtBytes = m.Compact.EstimatedDebt
+		s.CompactionsRunning = uint64(m.Compact.NumInProgress)
 		if defs, err := attrDefs(c.db, 0); err == nil {
 			s.AttrDefs = uint64(len(defs))
 		}

@@ -174,8 +174,13 @@ type CatalogStats struct {
 	FirstSeq      uint64 `protobuf:"varint,5,opt,name=first_seq,json=firstSeq,proto3" json:"first_seq,omitempty"`
 	AttributeDefs uint64 `protobuf:"varint,6,opt,name=attribute_defs,json=attributeDefs,proto3" json:"attribute_defs,omitempty"`
 	DiskBytes     uint64 `protobuf:"varint,7,opt,name=disk_bytes,json=diskBytes,proto3" json:"disk_bytes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// compaction_debt_bytes estimates the bytes the storage engine still has
+	// to compact (after a bulk load, say); compactions_running counts those in
+	// progress. Both 0 means the catalog has settled.
+	CompactionDebtBytes uint64 `protobuf:"varint,8,opt,name=compaction_debt_bytes,json=compactionDebtBytes,proto3" json:"compaction_debt_bytes,omitempty"`
+	CompactionsRunning  uint64 `protobuf:"varint,9,opt,name=compactions_running,json=compactionsRunning,proto3" json:"compactions_running,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *CatalogStats) Reset() {
@@ -253,6 +258,20 @@ func (x *CatalogStats) GetAttributeDefs() uint64 {
 func (x *CatalogStats) GetDiskBytes() uint64 {
 	if x != nil {
 		return x.DiskBytes
+	}
+	return 0
+}
+
+func (x *CatalogStats) GetCompactionDebtBytes() uint64 {
+	if x != nil {
+		return x.CompactionDebtBytes
+	}
+	return 0
+}
+
+func (x *CatalogStats) GetCompactionsRunning() uint64 {
+	if x != nil {
+		return x.CompactionsRunning
 	}
 	return 0
 }
@@ -344,7 +363,7 @@ const file_rls_v1_admin_proto_rawDesc = "" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x14\n" +
 	"\x05roles\x18\x03 \x03(\tR\x05roles\x12.\n" +
 	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\x0e\n" +
-	"\fStatsRequest\"\xc7\x01\n" +
+	"\fStatsRequest\"\xac\x02\n" +
 	"\fCatalogStats\x12\x12\n" +
 	"\x04lfns\x18\x01 \x01(\x04R\x04lfns\x12\x12\n" +
 	"\x04pfns\x18\x02 \x01(\x04R\x04pfns\x12\x1a\n" +
@@ -353,7 +372,9 @@ const file_rls_v1_admin_proto_rawDesc = "" +
 	"\tfirst_seq\x18\x05 \x01(\x04R\bfirstSeq\x12%\n" +
 	"\x0eattribute_defs\x18\x06 \x01(\x04R\rattributeDefs\x12\x1d\n" +
 	"\n" +
-	"disk_bytes\x18\a \x01(\x04R\tdiskBytes\"\xb6\x01\n" +
+	"disk_bytes\x18\a \x01(\x04R\tdiskBytes\x122\n" +
+	"\x15compaction_debt_bytes\x18\b \x01(\x04R\x13compactionDebtBytes\x12/\n" +
+	"\x13compactions_running\x18\t \x01(\x04R\x12compactionsRunning\"\xb6\x01\n" +
 	"\rStatsResponse\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x14\n" +

@@ -67,13 +67,15 @@ func newStatsResult(resp *rlsv1.StatsResponse) statsResult {
 	}
 	if cs := resp.GetCatalog(); cs != nil {
 		r.catalogStatsView = &catalogStatsView{
-			LFNs:          cs.GetLfns(),
-			PFNs:          cs.GetPfns(),
-			Mappings:      cs.GetMappings(),
-			Seq:           cs.GetSeq(),
-			FirstSeq:      cs.GetFirstSeq(),
-			AttributeDefs: cs.GetAttributeDefs(),
-			DiskBytes:     cs.GetDiskBytes(),
+			LFNs:                cs.GetLfns(),
+			PFNs:                cs.GetPfns(),
+			Mappings:            cs.GetMappings(),
+			Seq:                 cs.GetSeq(),
+			FirstSeq:            cs.GetFirstSeq(),
+			AttributeDefs:       cs.GetAttributeDefs(),
+			DiskBytes:           cs.GetDiskBytes(),
+			CompactionDebtBytes: cs.GetCompactionDebtBytes(),
+			CompactionsRunning:  cs.GetCompactionsRunning(),
 		}
 	}
 	return r

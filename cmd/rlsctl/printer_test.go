@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -82,7 +83,7 @@ func TestStatsJSON(t *testing.T) {
 func TestStatsTable(t *testing.T) {
 	out := printTo(t, "table", testStats())
 	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
-	if !strings.HasPrefix(lines[0], "FIELD") || !strings.Contains(out, "mappings        2469135\n") {
+	if !strings.HasPrefix(lines[0], "FIELD") || !regexp.MustCompile(`(?m)^mappings +2469135$`).MatchString(out) {
 		t.Errorf("stats table:\n%s", out)
 	}
 	// Aligned: the value column starts at the same offset on every line.

@@ -253,6 +253,9 @@ type catalogStatsView struct {
 	FirstSeq      uint64 `json:"first_seq"`
 	AttributeDefs uint64 `json:"attribute_defs"`
 	DiskBytes     uint64 `json:"disk_bytes"`
+	// The storage engine's pending work: both 0 once it has settled.
+	CompactionDebtBytes uint64 `json:"compaction_debt_bytes"`
+	CompactionsRunning  uint64 `json:"compactions_running"`
 }
 
 // statsResult answers "admin stats": {"site":"jsoc","version":"v1",
@@ -281,6 +284,7 @@ func (r statsResult) writeTable(w io.Writer) {
 			{"lfns", c.LFNs}, {"pfns", c.PFNs}, {"mappings", c.Mappings},
 			{"seq", c.Seq}, {"first_seq", c.FirstSeq},
 			{"attribute_defs", c.AttributeDefs}, {"disk_bytes", c.DiskBytes},
+			{"compaction_debt_bytes", c.CompactionDebtBytes}, {"compactions_running", c.CompactionsRunning},
 		} {
 			row(w, f.name, strconv.FormatUint(f.v, 10))
 		}

@@ -126,8 +126,8 @@ func main() {
 	switch sub {
 	case "serve":
 		err = serve(ctx, cfg)
-	case "rls-query":
-		err = printResult(rlsQuery(ctx, cfg))
+	case "rls-query", "rls-create":
+		err = printResult(rlsLoad(ctx, cfg, sub))
 	case "setup", "copy", "query", "insert":
 		err = withServer(ctx, &cfg, sub, func() error { return run(ctx, cfg, sub) })
 	default:
@@ -372,7 +372,10 @@ func insert(ctx context.Context, cfg config) (result, error) {
 
 // rlsQuery runs cfg.n QueryLFN calls of random loaded sunums against rlsd
 // over cfg.grpcConns connections shared by cfg.conc clients.
-func rlsQuery(ctx context.Context, cfg config) (result, error) {
+// rlsLoad drives rlsd with generated Go stubs: "rls-query" asks QueryLFN
+// for random loaded sunums; "rls-create" makes durable Create calls with new
+// LFNs from --lfn-base on.
+func rlsLoad(ctx context.Context, cfg config, sub string) (result, error) {
 	if cfg.addr == "" {
 		return result{}, errors.New("--addr is required")
 	}
@@ -387,6 +390,19 @@ func rlsQuery(ctx context.Context, cfg config) (result, error) {
 		}
 		defer cc.Close()
 		clients[k] = rlsv1.NewCatalogClient(cc)
+	}
+	if sub == "rls-create" {
+		res, err := drive(ctx, cfg, func(w int, i int64, _ *rand.Rand) error {
+			lfn := strconv.FormatInt(cfg.lfnBase+i, 10)
+			cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			defer cancel()
+			_, err := clients[w%len(clients)].Create(cctx, &rlsv1.MappingRequest{Lfn: lfn, Pfn: "/SUM0/D" + lfn})
+			return err
+		})
+		res.Op = "rls-create"
+		res.Method = fmt.Sprintf("rls.v1.Catalog/Create, generated Go stub, %d gRPC connection(s)", cfg.grpcConns)
+		res.Server = "rlsd " + cfg.addr
+		return res, err
 	}
 	res, err := drive(ctx, cfg, func(w int, _ int64, rng *rand.Rand) error {
 		lfn := strconv.FormatInt(cfg.lfnBase+rng.Int64N(cfg.lfnCount), 10)
