@@ -109,7 +109,7 @@ func parseMappingLine(content string) (lfn, pfn string, err error) {
 	var fields []string
 	if strings.ContainsRune(content, '\t') {
 		for f := range strings.SplitSeq(content, "\t") {
-			if f = strings.Trim(f, " "); f != "" {
+			if f = strings.TrimSpace(f); f != "" {
 				fields = append(fields, f)
 			}
 		}
