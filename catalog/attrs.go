@@ -141,7 +141,7 @@ func (c *Catalog) DefineAttr(d AttrDef) error {
 	if !d.Type.valid() {
 		return errorf(op, d.Name, ErrInvalid, "unknown value type "+d.Type.String())
 	}
-	_, err := c.write(op, false, func(w *writer) error {
+	_, err := c.write(op, false, nil, func(w *writer) error {
 		_, ok, err := w.get(defKey(d.Object, d.Name))
 		if err != nil {
 			return err
@@ -162,7 +162,7 @@ func (c *Catalog) UndefineAttr(attr string, obj ObjectType, clearValues bool) er
 	if err := checkAttrName(op, obj, attr); err != nil {
 		return err
 	}
-	_, err := c.write(op, false, func(w *writer) error {
+	_, err := c.write(op, false, nil, func(w *writer) error {
 		t, err := attrType(w.r, op, obj, attr)
 		if err != nil {
 			return err
@@ -350,7 +350,7 @@ func (w *writer) moveAttrs(obj ObjectType, old, new string) error {
 // the value's type is not the attribute's). mode says what it requires of an
 // existing value.
 func (c *Catalog) SetAttr(obj ObjectType, object, attr string, v Value, mode SetMode) error {
-	_, err := c.write("set attribute", false, func(w *writer) error {
+	_, err := c.write("set attribute", false, nil, func(w *writer) error {
 		return w.setAttr(obj, object, attr, &v, mode)
 	})
 	return err
@@ -359,7 +359,7 @@ func (c *Catalog) SetAttr(obj ObjectType, object, attr string, v Value, mode Set
 // RemoveAttr removes the value of attribute attr from an object
 // (ErrNotFound if it has none).
 func (c *Catalog) RemoveAttr(obj ObjectType, object, attr string) error {
-	_, err := c.write("remove attribute", false, func(w *writer) error {
+	_, err := c.write("remove attribute", false, nil, func(w *writer) error {
 		return w.setAttr(obj, object, attr, nil, Upsert)
 	})
 	return err
@@ -370,7 +370,7 @@ func (c *Catalog) RemoveAttr(obj ObjectType, object, attr string) error {
 // item; err is non-nil only if the whole call failed and nothing was written.
 func (c *Catalog) BulkSetAttrs(obj ObjectType, mode SetMode, ws []AttrWrite) (errs []error, err error) {
 	errs = make([]error, len(ws))
-	_, err = c.write("bulk set attributes", true, func(w *writer) error {
+	_, err = c.write("bulk set attributes", true, nil, func(w *writer) error {
 		for i, a := range ws {
 			if err := w.setAttr(obj, a.Object, a.Attr, a.Value, mode); err != nil {
 				if !itemError(err) {

@@ -54,6 +54,10 @@ type Catalog struct {
 	// fsync, so that writers share syncs).
 	mu    sync.Mutex
 	state counts // guarded by mu; the counts after the last applied write
+	// stripes[h] is the sequence number of the last write to a name record
+	// or mapping whose key hashes to h (guarded by mu). Writers read records
+	// before taking mu and use it to tell which of those reads are stale.
+	stripes [stripes]uint64
 
 	// stats mirrors state for lock-free readers.
 	stats struct {
@@ -207,9 +211,10 @@ type Stats struct {
 	AttrDefs      uint64
 	// DiskBytes is the space Pebble uses on disk.
 	DiskBytes uint64
-	// CompactionDebtBytes estimates what Pebble still has to compact, and
-	// CompactionsRunning counts compactions in progress: both settle to 0
-	// some time after a bulk load.
+	// CompactionDebtBytes estimates what Pebble still has to compact (it
+	// stays above 0 below Pebble's compaction thresholds), and
+	// CompactionsRunning counts compactions in progress, which drop to 0
+	// once the catalog has settled after a bulk load.
 	CompactionDebtBytes, CompactionsRunning uint64
 }
 

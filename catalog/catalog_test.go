@@ -759,3 +759,74 @@ func TestConcurrentWriters(t *testing.T) {
 		t.Fatalf("stats = %+v", st)
 	}
 }
+
+// TestConcurrentConflicts races writers on the same names: the optimistic
+// reads outside the writers' lock must never let two creates of one LFN both
+// succeed, nor let counts drift.
+func TestConcurrentConflicts(t *testing.T) {
+	c, _ := openTest(t)
+	const rounds, writers = 50, 8
+	var wins, adds sync.WaitGroup
+	for r := 0; r < rounds; r++ {
+		lfn := fmt.Sprint("race-", r)
+		var ok atomicCounter
+		for w := 0; w < writers; w++ {
+			wins.Add(1)
+			go func() {
+				defer wins.Done()
+				if _, err := c.Create(lfn, fmt.Sprint("/p", w)); err == nil {
+					ok.inc()
+				} else if !errors.Is(err, ErrExists) {
+					t.Error(err)
+				}
+			}()
+		}
+		wins.Wait()
+		if ok.n != 1 {
+			t.Fatalf("round %d: %d creates of %s succeeded, want 1", r, ok.n, lfn)
+		}
+		// Adds and deletes of one mapping, racing: the mapping ends up in a
+		// state consistent with the counts.
+		for w := 0; w < writers; w++ {
+			adds.Add(1)
+			go func() {
+				defer adds.Done()
+				if w%2 == 0 {
+					c.Add(lfn, "/shared")
+				} else {
+					c.Delete(lfn, "/shared")
+				}
+			}()
+		}
+		adds.Wait()
+	}
+	st := c.Stats()
+	var mappings uint64
+	for r := 0; r < rounds; r++ {
+		pfns, err := c.QueryLFN(fmt.Sprint("race-", r))
+		must(t, err)
+		mappings += uint64(len(pfns))
+	}
+	if st.LFNs != rounds || st.Mappings != mappings {
+		t.Fatalf("stats %+v, but %d LFNs with %d mappings are stored", st, rounds, mappings)
+	}
+	if shared, _ := c.QueryPFN("/shared"); uint64(len(shared)) != mappings-rounds {
+		t.Fatalf("PFN /shared has %d LFNs, want %d", len(shared), mappings-rounds)
+	}
+	all, _, err := c.Wildcard(WildcardQuery{Pattern: "*", PFN: true})
+	must(t, err)
+	pfns := map[string]bool{}
+	for _, m := range all {
+		pfns[m.PFN] = true
+	}
+	if uint64(len(pfns)) != st.PFNs {
+		t.Fatalf("stats count %d PFNs, %d are stored", st.PFNs, len(pfns))
+	}
+}
+
+type atomicCounter struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (a *atomicCounter) inc() { a.mu.Lock(); a.n++; a.mu.Unlock() }

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"encoding/binary"
 	"errors"
+	"hash/fnv"
 	"maps"
 	"slices"
 	"strconv"
@@ -25,6 +26,12 @@ type writer struct {
 	next counts
 	now  int64
 
+	// readSeq is the published sequence number before the records in the
+	// overlays were read without the lock; touched lists the stripes of the
+	// keys this call writes (see Catalog.stripes).
+	readSeq uint64
+	touched []uint32
+
 	lfns, pfns map[string]uint64 // name → reference count after this call's items so far
 	maps       map[Mapping]bool  // mapping → exists after this call's items so far
 
@@ -41,7 +48,7 @@ type writer struct {
 }
 
 func (c *Catalog) newWriter(indexed bool) *writer {
-	w := &writer{c: c, next: c.state, now: unixNano()}
+	w := &writer{c: c, now: unixNano()}
 	if indexed {
 		w.b = c.db.NewIndexedBatch()
 		w.r = w.b
@@ -114,16 +121,34 @@ func (w *writer) putMapping(k []byte, ok bool) error {
 	return w.b.Delete(k, nil)
 }
 
-// write runs fn with a fresh writer under the writers' lock, commits the
-// batch, and waits for it to be durable. Errors returned by fn abort the
-// whole call and nothing is written.
-func (c *Catalog) write(op string, indexed bool, fn func(w *writer) error) (uint64, error) {
+// write runs pre (if not nil) with a fresh writer and without the writers'
+// lock, then fn under the lock, commits the batch, and waits for it to be
+// durable. Errors returned by pre or fn abort the whole call and nothing is
+// written.
+//
+// pre reads, outside the lock, the records that fn will check, into the
+// writer's overlays (optimistic reads). Under the lock, validate drops every
+// record whose key a write committed since then may have changed, and fn
+// reads those again. This keeps the point lookups out of the critical
+// section, which is what bounds the rate of small concurrent writes.
+func (c *Catalog) write(op string, indexed bool, pre, fn func(w *writer) error) (uint64, error) {
 	if err := c.enter(op); err != nil {
 		return 0, err
 	}
 	defer c.leave()
-	c.mu.Lock()
 	w := c.newWriter(indexed)
+	if pre != nil {
+		w.readSeq = c.stats.seq.Load()
+		if err := pre(w); err != nil {
+			_ = w.b.Close()
+			return 0, err
+		}
+	}
+	c.mu.Lock()
+	w.next = c.state
+	if pre != nil {
+		w.validate()
+	}
 	err := fn(w)
 	if err == nil {
 		err = w.flush()
@@ -140,6 +165,11 @@ func (c *Catalog) write(op string, indexed bool, fn func(w *writer) error) (uint
 	}
 	wait, err := c.commit(w.b, w.next)
 	seq := w.next.seq
+	if err == nil {
+		for _, i := range w.touched {
+			c.stripes[i] = seq
+		}
+	}
 	c.mu.Unlock()
 	if err != nil {
 		_ = w.b.Close()
@@ -180,14 +210,31 @@ func (w *writer) refs(tag byte, name string) (uint64, error) {
 		return n, nil
 	}
 	v, ok, err := w.get(nameKey(tag, name))
-	if err != nil || !ok {
+	if err != nil {
 		return 0, err
 	}
-	n, size := binary.Uvarint(v)
-	if size <= 0 {
-		return 0, errors.New("catalog: corrupt name record")
+	var n uint64
+	if ok {
+		var size int
+		if n, size = binary.Uvarint(v); size <= 0 {
+			return 0, errors.New("catalog: corrupt name record")
+		}
 	}
+	w.cacheRefs(tag, name, n)
 	return n, nil
+}
+
+// cacheRefs remembers a reference count read from the store, so that later
+// items of the call (or fn, after pre) need not read it again.
+func (w *writer) cacheRefs(tag byte, name string, n uint64) {
+	overlay := &w.lfns
+	if tag == tagPFN {
+		overlay = &w.pfns
+	}
+	if *overlay == nil {
+		*overlay = make(map[string]uint64)
+	}
+	(*overlay)[name] = n
 }
 
 func (w *writer) setRefs(tag byte, name string, n uint64) error {
@@ -199,6 +246,7 @@ func (w *writer) setRefs(tag byte, name string, n uint64) error {
 		*overlay = make(map[string]uint64)
 	}
 	(*overlay)[name] = n
+	w.touched = append(w.touched, nameStripe(tag, name))
 	if w.deferred {
 		dirty := &w.dirtyL
 		if tag == tagPFN {
@@ -218,7 +266,14 @@ func (w *writer) mapped(lfn, pfn string) (bool, error) {
 		return ok, nil
 	}
 	_, ok, err := w.get(pairKey(tagLFNMapping, lfn, pfn))
-	return ok, err
+	if err != nil {
+		return false, err
+	}
+	if w.maps == nil {
+		w.maps = make(map[Mapping]bool)
+	}
+	w.maps[Mapping{lfn, pfn}] = ok
+	return ok, nil
 }
 
 func (w *writer) setMapped(lfn, pfn string, ok bool) error {
@@ -226,6 +281,7 @@ func (w *writer) setMapped(lfn, pfn string, ok bool) error {
 		w.maps = make(map[Mapping]bool)
 	}
 	w.maps[Mapping{lfn, pfn}] = ok
+	w.touched = append(w.touched, mappingStripe(lfn, pfn))
 	if w.deferred {
 		if w.dirtyM == nil {
 			w.dirtyM = make(map[Mapping]struct{})
@@ -360,8 +416,26 @@ func (w *writer) delete(lfn, pfn string) error {
 // sorted keys costs far less than a point lookup per item (each lookup would
 // probe every level and memtable anew), which is what makes bulk loads fast.
 func (w *writer) prefetch(op Op, ms []Mapping) error {
-	if len(ms) < 64 {
-		return nil // point lookups are as cheap for a handful
+	if len(ms) < 16 {
+		// A handful: point lookups, which refs and mapped keep in the
+		// overlays.
+		for _, m := range ms {
+			if nameProblem(m.LFN) != "" || nameProblem(m.PFN) != "" {
+				continue
+			}
+			if _, err := w.refs(tagLFN, m.LFN); err != nil {
+				return err
+			}
+			if _, err := w.refs(tagPFN, m.PFN); err != nil {
+				return err
+			}
+			if op != OpCreate {
+				if _, err := w.mapped(m.LFN, m.PFN); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
 	}
 	lfns := make([]string, 0, len(ms))
 	pfns := make([]string, 0, len(ms))
@@ -516,32 +590,35 @@ func scanPrefix(r pebble.Reader, prefix []byte, fn func(k, v []byte) error) erro
 // LFN exists. It returns the change-feed sequence number of the write, which
 // is durable when Create returns.
 func (c *Catalog) Create(lfn, pfn string) (uint64, error) {
-	return c.write("create", false, func(w *writer) error { return w.create(lfn, pfn) })
+	return c.write("create", false, prefetchOne(OpCreate, lfn, pfn),
+		func(w *writer) error { return w.create(lfn, pfn) })
 }
 
 // Add maps an existing LFN to another PFN. It fails with ErrNotFound if the
 // LFN does not exist and with ErrExists if the mapping does.
 func (c *Catalog) Add(lfn, pfn string) (uint64, error) {
-	return c.write("add", false, func(w *writer) error { return w.add(lfn, pfn) })
+	return c.write("add", false, prefetchOne(OpAdd, lfn, pfn),
+		func(w *writer) error { return w.add(lfn, pfn) })
 }
 
 // Delete removes one mapping (ErrNotFound if there is none). An LFN or PFN
 // left without mappings disappears, with its attribute values. The change
 // feed keeps a tombstone record of the delete.
 func (c *Catalog) Delete(lfn, pfn string) (uint64, error) {
-	return c.write("delete", false, func(w *writer) error { return w.delete(lfn, pfn) })
+	return c.write("delete", false, prefetchOne(OpDelete, lfn, pfn),
+		func(w *writer) error { return w.delete(lfn, pfn) })
 }
 
 // RenameLFN gives LFN old the name new, keeping its mappings and attribute
 // values. ErrNotFound if old does not exist, ErrExists if new does.
 func (c *Catalog) RenameLFN(old, new string) (uint64, error) {
-	return c.write("rename lfn", true, func(w *writer) error { return w.rename(LFN, old, new) })
+	return c.write("rename lfn", true, nil, func(w *writer) error { return w.rename(LFN, old, new) })
 }
 
 // RenamePFN gives PFN old the name new, keeping its mappings and attribute
 // values. ErrNotFound if old does not exist, ErrExists if new does.
 func (c *Catalog) RenamePFN(old, new string) (uint64, error) {
-	return c.write("rename pfn", true, func(w *writer) error { return w.rename(PFN, old, new) })
+	return c.write("rename pfn", true, nil, func(w *writer) error { return w.rename(PFN, old, new) })
 }
 
 // Op is a bulk mapping operation.
@@ -587,9 +664,8 @@ func (c *Catalog) BulkWrite(op Op, ms []Mapping) (errs []error, seq uint64, err 
 	}
 	errs = make([]error, len(ms))
 	seq, err = c.write("bulk "+op.String(), false, func(w *writer) error {
-		if err := w.prefetch(op, ms); err != nil {
-			return err
-		}
+		return w.prefetch(op, ms)
+	}, func(w *writer) error {
 		for i, m := range ms {
 			if err := apply(w, m); err != nil {
 				if !itemError(err) {
@@ -616,7 +692,7 @@ func (c *Catalog) BulkRename(obj ObjectType, rs []Rename) (errs []error, seq uin
 		return nil, 0, errorf("bulk rename", "", ErrInvalid, "unknown object type "+obj.String())
 	}
 	errs = make([]error, len(rs))
-	seq, err = c.write("bulk rename "+obj.String(), true, func(w *writer) error {
+	seq, err = c.write("bulk rename "+obj.String(), true, nil, func(w *writer) error {
 		for i, r := range rs {
 			if err := w.rename(obj, r.Old, r.New); err != nil {
 				if !itemError(err) {
@@ -631,4 +707,50 @@ func (c *Catalog) BulkRename(obj ObjectType, rs []Rename) (errs []error, seq uin
 		return nil, 0, err
 	}
 	return errs, seq, nil
+}
+
+func prefetchOne(op Op, lfn, pfn string) func(w *writer) error {
+	return func(w *writer) error { return w.prefetch(op, []Mapping{{lfn, pfn}}) }
+}
+
+// validate drops from the overlays every record read before the lock whose
+// stripe a write committed after w.readSeq; the checks read those again.
+// It runs with c.mu held.
+func (w *writer) validate() {
+	st := &w.c.stripes
+	for name := range w.lfns {
+		if st[nameStripe(tagLFN, name)] > w.readSeq {
+			delete(w.lfns, name)
+		}
+	}
+	for name := range w.pfns {
+		if st[nameStripe(tagPFN, name)] > w.readSeq {
+			delete(w.pfns, name)
+		}
+	}
+	for m := range w.maps {
+		if st[mappingStripe(m.LFN, m.PFN)] > w.readSeq {
+			delete(w.maps, m)
+		}
+	}
+}
+
+// stripes is the size of Catalog.stripes: enough that a bulk call's keys
+// rarely share a stripe with a concurrent writer's.
+const stripes = 1 << 16
+
+func nameStripe(tag byte, name string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte{tag})
+	h.Write([]byte(name))
+	return h.Sum32() % stripes
+}
+
+func mappingStripe(lfn, pfn string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte{tagLFNMapping})
+	h.Write([]byte(lfn))
+	h.Write([]byte{0})
+	h.Write([]byte(pfn))
+	return h.Sum32() % stripes
 }
