@@ -175,8 +175,9 @@ type CatalogStats struct {
 	AttributeDefs uint64 `protobuf:"varint,6,opt,name=attribute_defs,json=attributeDefs,proto3" json:"attribute_defs,omitempty"`
 	DiskBytes     uint64 `protobuf:"varint,7,opt,name=disk_bytes,json=diskBytes,proto3" json:"disk_bytes,omitempty"`
 	// compaction_debt_bytes estimates the bytes the storage engine still has
-	// to compact (after a bulk load, say); compactions_running counts those in
-	// progress. Both 0 means the catalog has settled.
+	// to compact (it stays above 0 below the engine's compaction thresholds);
+	// compactions_running counts compactions in progress: 0 for a while means
+	// the catalog has settled after a bulk load.
 	CompactionDebtBytes uint64 `protobuf:"varint,8,opt,name=compaction_debt_bytes,json=compactionDebtBytes,proto3" json:"compaction_debt_bytes,omitempty"`
 	CompactionsRunning  uint64 `protobuf:"varint,9,opt,name=compactions_running,json=compactionsRunning,proto3" json:"compactions_running,omitempty"`
 	unknownFields       protoimpl.UnknownFields
