@@ -77,13 +77,19 @@ func ExampleCatalog_Changes() {
 	}
 	defer cat.Close()
 
-	cat.Create("100", "/SUM1/D100")
+	if _, err := cat.Create("100", "/SUM1/D100"); err != nil {
+		log.Fatal(err)
+	}
 	seq, _ := cat.ForEachLFN(func(lfn string) error {
 		fmt.Println("full state:", lfn)
 		return nil
 	})
-	cat.Create("101", "/SUM1/D101")
-	cat.Delete("100", "/SUM1/D100")
+	if _, err := cat.Create("101", "/SUM1/D101"); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := cat.Delete("100", "/SUM1/D100"); err != nil {
+		log.Fatal(err)
+	}
 
 	changes, err := cat.Changes(seq+1, 100)
 	if err != nil {

@@ -48,7 +48,7 @@ func startFake(t *testing.T) (*fakeServer, string) {
 	s := grpc.NewServer()
 	rlsv1.RegisterCatalogServer(s, f)
 	rlsv1.RegisterAdminServer(s, f)
-	go s.Serve(lis)
+	go func() { _ = s.Serve(lis) }()
 	t.Cleanup(s.Stop)
 	return f, lis.Addr().String()
 }

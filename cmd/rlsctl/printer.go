@@ -48,14 +48,13 @@ func newTabWriter(w io.Writer) *tabwriter.Writer {
 }
 
 // row writes one table row of cells.
+// Errors surface when the printer flushes its tabwriter.
 func row(w io.Writer, cells ...string) {
+	out := make([]string, len(cells))
 	for i, c := range cells {
-		if i > 0 {
-			io.WriteString(w, "\t")
-		}
-		io.WriteString(w, cell(c))
+		out[i] = cell(c)
 	}
-	io.WriteString(w, "\n")
+	fmt.Fprintln(w, strings.Join(out, "\t"))
 }
 
 // cell quotes a value that would break a table (control characters such as

@@ -195,7 +195,7 @@ func TestServe(t *testing.T) {
 	if addr == "" {
 		t.Fatalf("no serving line; exit %d", <-exited)
 	}
-	go io.Copy(io.Discard, pr) // keep the daemon's logging from blocking
+	go func() { _, _ = io.Copy(io.Discard, pr) }() // keep the daemon's logging from blocking
 
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
