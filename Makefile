@@ -21,7 +21,7 @@ FUZZ_TARGETS ?= $(shell grep -rE --include='*_test.go' --exclude-dir=tools --exc
 BENCH_PKGS   ?= ./...
 BENCHTIME    ?= 1s
 
-.PHONY: all build test demo proto lint bench bench-go bench-lrc fuzz clean
+.PHONY: all build test demo proto lint bench bench-go bench-lrc bench-transfer fuzz clean
 
 all: build
 
@@ -45,13 +45,19 @@ proto:
 lint:
 	$(TOOLS) golangci-lint run ./...
 
-bench: bench-go bench-lrc
+bench: bench-go bench-lrc bench-transfer
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -timeout 30m $(BENCH_PKGS)
 
 bench-lrc:
 	./scripts/bench-lrc.sh
+
+# rlsctl transfer pull against scp and rsync over a private sshd and a local
+# cp + sha256sum, on loopback; needs root (sshd, drop_caches) and installs
+# openssh-server and rsync with apt when missing.
+bench-transfer:
+	./scripts/bench-transfer.sh
 
 # Runs each fuzz target for FUZZTIME; `go test -fuzz` accepts one target per
 # run, hence the loop. A failing input is written to the package's
