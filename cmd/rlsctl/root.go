@@ -79,6 +79,7 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(
 		newLRCCommand(g),
 		newAdminCommand(g),
+		newTransferCommand(g),
 		newCompletionCommand(g),
 		newVersionCommand(g),
 	)

@@ -31,6 +31,7 @@ type config struct {
 	LogLevel        string        `yaml:"log-level"`
 	NoSync          bool          `yaml:"no-sync"`
 	ShutdownTimeout time.Duration `yaml:"shutdown-timeout"`
+	ExportRoots     pathList      `yaml:"export-root"`
 }
 
 func defaultConfig() config {
@@ -119,6 +120,11 @@ func settings() []setting {
 			},
 			fromFlag: func(dst, src *config) { dst.ShutdownTimeout = src.ShutdownTimeout },
 		},
+		{
+			name:     "export-root",
+			parseEnv: func(c *config, s string) error { c.ExportRoots = splitPaths(s); return nil },
+			fromFlag: func(dst, src *config) { dst.ExportRoots = src.ExportRoots },
+		},
 	}
 }
 
@@ -144,6 +150,7 @@ func (o *options) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.flags.LogLevel, "log-level", d.LogLevel, "log level: debug, info, warn or error")
 	fs.BoolVar(&o.flags.NoSync, "no-sync", d.NoSync, "acknowledge catalog writes before they are fsynced (faster; a crash may lose the last writes)")
 	fs.DurationVar(&o.flags.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "on SIGTERM, how long calls in flight may take to finish")
+	fs.StringSliceVar((*[]string)(&o.flags.ExportRoots), "export-root", nil, "transfer role: comma-separated absolute directories whose storage units are served")
 }
 
 // resolve merges the configuration: defaults, then the configuration file
@@ -220,6 +227,9 @@ func (c *config) validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		return usageErrorf("shutdown-timeout %v: must be positive", c.ShutdownTimeout)
+	}
+	if err := c.validateTransfer(); err != nil {
+		return err
 	}
 	return nil
 }

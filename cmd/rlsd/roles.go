@@ -21,7 +21,8 @@ import (
 // storage.
 func roleTable() map[string]func(d *daemon) error {
 	return map[string]func(d *daemon) error{
-		"lrc": startLRC,
+		"lrc":      startLRC,
+		"transfer": startTransfer,
 	}
 }
 

@@ -30,6 +30,9 @@ type daemon struct {
 	metrics *prometheus.Registry
 	admin   api.AdminInfo
 	closers []func() error
+	// http holds the routes of the HTTP listener (when --http-listen is
+	// set); roles may add theirs.
+	http *http.ServeMux
 }
 
 // onClose registers f to release a role's resources after the servers have
@@ -59,7 +62,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 		return err
 	}
 	d := &daemon{
-		cfg: cfg, log: log, grpc: srv, metrics: reg,
+		cfg: cfg, log: log, grpc: srv, metrics: reg, http: http.NewServeMux(),
 		admin: api.AdminInfo{Site: cfg.Site, Version: buildVersion(), Roles: cfg.Roles, Started: time.Now()},
 	}
 	defer func() {
@@ -89,7 +92,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 			lis.Close()
 			return err
 		}
-		mux := http.NewServeMux()
+		mux := d.http
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 			if !serving.Load() {

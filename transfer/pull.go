@@ -1,0 +1,836 @@
+package transfer
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults of PullOptions.
+const (
+	DefaultStreams      = 4
+	DefaultRangeSize    = 32 << 20
+	DefaultBatchBytes   = 32 << 20
+	DefaultBatchFiles   = 512
+	DefaultStallTimeout = 30 * time.Second
+	DefaultMaxFailures  = 3
+)
+
+// PullOptions configure Pull. Only Sources is required.
+type PullOptions struct {
+	// Sources to pull from. The first that answers gives the manifest;
+	// bytes come from all of them, each file verified against that
+	// manifest's digest whichever source sent it.
+	Sources []Peer
+	// Streams is the number of concurrent Read calls per source.
+	Streams int
+	// RangeSize: files larger than this are fetched in ranges of this size,
+	// in parallel.
+	RangeSize int64
+	// BatchBytes and BatchFiles bound a batch: files (or remainders)
+	// smaller than BatchBytes/8 travel together, up to BatchFiles files and
+	// BatchBytes bytes per Read call.
+	BatchBytes int64
+	BatchFiles int
+	// StallTimeout bounds the manifest call and the wait for each chunk of
+	// a stream; a stalled stream counts as a failure of its source.
+	StallTimeout time.Duration
+	// MaxFailures is how many failures in a row (timeouts, dropped
+	// connections, protocol errors) drop a source for the rest of the pull.
+	MaxFailures int
+	// RateLimit caps the pull's total rate in bytes per second; 0: none.
+	RateLimit int64
+	// Force replaces an existing destination (atomically on Linux, by an
+	// exchange of directories); without it an existing destination is
+	// ErrExists.
+	Force bool
+	// NoSync skips fsync (for tests and scratch copies): a crash may then
+	// leave a placed unit incomplete.
+	NoSync bool
+	// Progress, if set, is called from one goroutine about ten times a
+	// second while the pull runs, and once at the end.
+	Progress func(Progress)
+	// Logger, default slog.Default().
+	Logger *slog.Logger
+}
+
+// Progress is a pull's progress.
+type Progress struct {
+	Done, Total int64 // bytes written and synced (or verified), of the unit's size
+	Resumed     int64 // bytes found done in the staging directory at the start
+}
+
+// PullResult describes a finished pull.
+type PullResult struct {
+	PFN, Dest string
+	Files     int
+	Dirs      int
+	Bytes     int64 // the unit's size
+	Fetched   int64 // bytes received in this run
+	Resumed   int64 // bytes an earlier, interrupted run had already written
+	Refetched int64 // bytes received but thrown away after a digest mismatch
+	Sources   []SourceResult
+	Elapsed   time.Duration
+}
+
+// SourceResult is what one source did in a pull.
+type SourceResult struct {
+	Name    string
+	Bytes   int64 // bytes received from it
+	Dropped bool  // dropped for failing or stalling
+	Err     error // its last error, if any
+}
+
+func (o PullOptions) withDefaults() PullOptions {
+	if o.Streams <= 0 {
+		o.Streams = DefaultStreams
+	}
+	if o.RangeSize <= 0 {
+		o.RangeSize = DefaultRangeSize
+	}
+	if o.BatchBytes <= 0 {
+		o.BatchBytes = DefaultBatchBytes
+	}
+	if o.BatchFiles <= 0 {
+		o.BatchFiles = DefaultBatchFiles
+	}
+	if o.StallTimeout <= 0 {
+		o.StallTimeout = DefaultStallTimeout
+	}
+	if o.MaxFailures <= 0 {
+		o.MaxFailures = DefaultMaxFailures
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// StagingDir is where Pull builds dest: <parent>/.rls-staging/<name>.
+func StagingDir(dest string) string {
+	return filepath.Join(filepath.Dir(dest), stagingDirName, filepath.Base(dest))
+}
+
+// Pull copies unit pfn from opts.Sources to the directory dest, which must
+// not exist (unless opts.Force) and whose parent must exist.
+//
+// The unit is built in StagingDir(dest); every file is verified against the
+// manifest's SHA-256, synced, given its mode and mtime, and the unit is
+// renamed to dest in one step once complete, after which the parent
+// directory is synced: dest is either absent or whole. If Pull fails or the
+// process dies, calling Pull again with the same dest resumes: files and
+// ranges already written and synced are not fetched again (unless the
+// source's manifest changed for them).
+//
+// Work is spread over the sources, opts.Streams streams each; a source that
+// fails opts.MaxFailures times in a row, or stalls, is dropped and its work
+// goes to the others. A file whose digest does not match is fetched again,
+// from another source when there is one; corrupt data is never placed.
+//
+// Errors wrap ErrNotFound (no source has the unit or a file), ErrRefused,
+// ErrTimeout, ErrUnavailable, ErrCorrupt, ErrChanged, ErrExists or
+// ErrInvalid; with several sources, the error of the most telling one.
+func Pull(ctx context.Context, pfn, dest string, opts PullOptions) (*PullResult, error) {
+	o := opts.withDefaults()
+	start := time.Now()
+	if len(o.Sources) == 0 {
+		return nil, fmt.Errorf("pull: %w: no sources", ErrInvalid)
+	}
+	if pfn == "" {
+		return nil, fmt.Errorf("pull: %w: empty PFN", ErrInvalid)
+	}
+	dest, err := filepath.Abs(dest)
+	if err != nil {
+		return nil, fmt.Errorf("pull: %w: destination: %v", ErrInvalid, err)
+	}
+	parent := filepath.Dir(dest)
+	if dest == parent || filepath.Base(dest) == stagingDirName {
+		return nil, fmt.Errorf("pull: %w: destination %q", ErrInvalid, dest)
+	}
+	if fi, err := os.Stat(parent); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("pull: %w: destination's parent %s is not a directory", ErrInvalid, parent)
+	}
+	if _, err := os.Lstat(dest); err == nil && !o.Force {
+		return nil, fmt.Errorf("pull: %w: %s (use force to replace it)", ErrExists, dest)
+	}
+	st, fresh, err := openStaging(StagingDir(dest), o.NoSync)
+	if err != nil {
+		return nil, fmt.Errorf("pull: %w", err)
+	}
+	p := &puller{pfn: pfn, dest: dest, o: o, st: st, log: o.Logger.With("pfn", pfn)}
+	placed := false
+	defer func() { st.close(placed) }()
+
+	m, err := p.fetchManifest(ctx)
+	if err != nil {
+		placed = fresh // nothing to resume: leave no staging directory behind
+		return nil, fmt.Errorf("pull %s: %w", pfn, err)
+	}
+	if err := p.prepare(m); err != nil {
+		return nil, fmt.Errorf("pull %s: %w", pfn, err)
+	}
+	stopProgress := p.reportProgress()
+	err = p.run(ctx)
+	stopProgress()
+	if err != nil {
+		return p.result(start), fmt.Errorf("pull %s: %w", pfn, err)
+	}
+	if err := p.place(); err != nil {
+		return p.result(start), fmt.Errorf("pull %s: %w", pfn, err)
+	}
+	placed = true
+	p.log.Info("pulled", "dest", dest, "bytes", m.TotalBytes(), "fetched", p.fetched.Load(),
+		"resumed", p.resumed, "elapsed", time.Since(start))
+	return p.result(start), nil
+}
+
+// puller is the state of one Pull.
+type puller struct {
+	pfn, dest string
+	o         PullOptions
+	st        *staging
+	log       *slog.Logger
+	m         *Manifest
+	files     []*fileState
+	sources   []*source
+	q         *queue
+	limit     *limiter
+
+	mu       sync.Mutex // guards st's journal and fileStates' done, verified
+	resumed  int64
+	fetched  atomic.Int64
+	refetch  atomic.Int64
+	progress atomic.Int64
+}
+
+type fileState struct {
+	e    *Entry
+	path string // in the staging unit, OS form
+
+	// Guarded by puller.mu.
+	done      intervals
+	verified  bool
+	contribs  map[*source]bool // sources that sent bytes since the last reset
+	corrupted map[*source]int  // digest mismatches of files they contributed to
+}
+
+type source struct {
+	peer  Peer
+	bytes atomic.Int64
+	// Guarded by queue.mu.
+	failures int // in a row
+	dropped  bool
+	lastErr  error
+}
+
+// piece is a byte range of a file to fetch.
+type piece struct {
+	f        *fileState
+	off, len int64
+}
+
+// item is the unit of work: the pieces one Read call fetches.
+type item struct {
+	pieces  []piece
+	avoid   map[*source]bool // sources that cannot serve it
+	lastErr error
+}
+
+func (p *puller) fetchManifest(ctx context.Context) (*Manifest, error) {
+	var errs []error
+	for _, peer := range p.o.Sources {
+		mctx, cancel := context.WithTimeout(ctx, p.o.StallTimeout)
+		m, err := peer.Manifest(mctx, p.pfn)
+		cancel()
+		if err == nil {
+			if err = m.Validate(); err == nil {
+				return m, nil
+			}
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w: %w", ErrTimeout, err)
+		}
+		p.log.Debug("manifest failed", "peer", peer.Name(), "error", err)
+		errs = append(errs, fmt.Errorf("%s: %w", peer.Name(), err))
+	}
+	return nil, fmt.Errorf("manifest: %w", mostTelling(errs))
+}
+
+// mostTelling picks the error to report when every source failed: a
+// timeout or unreachable source before NOT_FOUND (a unit is missing only if
+// every source that answered says so and none failed to answer), and a
+// refusal or corruption before either. The others are kept in the message.
+func mostTelling(errs []error) error {
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	for _, want := range []error{ErrCorrupt, ErrChanged, ErrRefused, ErrInvalid, ErrTimeout, ErrUnavailable, ErrNotFound} {
+		for i, err := range errs {
+			if errors.Is(err, want) {
+				others := slices.Delete(slices.Clone(errs), i, i+1)
+				return fmt.Errorf("%w (also: %v)", err, errors.Join(others...))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// prepare sets up the staging directory for m: it keeps what an earlier
+// run did for files that did not change, creates directories and files,
+// verifies empty files, and queues the work.
+func (p *puller) prepare(m *Manifest) error {
+	p.m = m
+	old, recs := p.st.load()
+	keep := map[string]bool{} // files whose earlier records hold
+	if old != nil {
+		prev := map[string]*Entry{}
+		for i := range old.Entries {
+			prev[old.Entries[i].Path] = &old.Entries[i]
+		}
+		for i := range m.Entries {
+			e := &m.Entries[i]
+			if o := prev[e.Path]; o != nil && !e.Dir && !o.Dir && o.Size == e.Size && o.SHA256 == e.SHA256 {
+				keep[e.Path] = true
+			}
+		}
+	}
+	unit := p.st.unitPath()
+	if err := os.MkdirAll(unit, 0o755); err != nil {
+		return localErr(err)
+	}
+	byPath := map[string]*fileState{}
+	for i := range m.Entries {
+		e := &m.Entries[i]
+		path := filepath.Join(unit, filepath.FromSlash(e.Path))
+		if e.Dir {
+			if fi, err := os.Lstat(path); err == nil && !fi.IsDir() {
+				os.RemoveAll(path)
+			}
+			if err := os.MkdirAll(path, 0o755); err != nil {
+				return localErr(err)
+			}
+			continue
+		}
+		f := &fileState{e: e, path: path, contribs: map[*source]bool{}, corrupted: map[*source]int{}}
+		p.files = append(p.files, f)
+		byPath[e.Path] = f
+	}
+	var kept []journalRec
+	for _, r := range recs {
+		f := byPath[r.Path]
+		if f == nil || !keep[r.Path] {
+			continue
+		}
+		switch r.Op {
+		case "range":
+			if r.Off >= 0 && r.Len > 0 && r.Off+r.Len <= f.e.Size {
+				f.done = f.done.add(r.Off, r.Off+r.Len)
+				kept = append(kept, r)
+			}
+		case "verified":
+			f.verified = true
+			kept = append(kept, r)
+		case "reset":
+			f.done, f.verified = nil, false
+		}
+	}
+	// Files claimed verified must still be there with their size; records
+	// before a reset are dropped with it.
+	kept = kept[:0]
+	for _, f := range p.files {
+		if f.verified {
+			if fi, err := os.Stat(f.path); err != nil || fi.Size() != f.e.Size {
+				f.verified, f.done = false, nil
+			}
+		}
+		switch {
+		case f.verified:
+			p.resumed += f.e.Size
+			kept = append(kept, journalRec{Op: "verified", Path: f.e.Path})
+		default:
+			for _, x := range f.done {
+				kept = append(kept, journalRec{Op: "range", Path: f.e.Path, Off: x.off, Len: x.end - x.off})
+			}
+			p.resumed += f.done.bytes()
+		}
+	}
+	if err := p.st.begin(m, kept); err != nil {
+		return err
+	}
+	p.progress.Store(p.resumed)
+	if p.resumed > 0 {
+		p.log.Info("resuming pull", "staging", p.st.dir, "resumed_bytes", p.resumed)
+	}
+
+	for _, peer := range p.o.Sources {
+		p.sources = append(p.sources, &source{peer: peer})
+	}
+	p.q = newQueue(p.sources)
+	p.q.max = p.o.MaxFailures
+	if p.o.RateLimit > 0 {
+		p.limit = &limiter{rate: float64(p.o.RateLimit)}
+	}
+	var pieces []piece
+	for _, f := range p.files {
+		if f.verified {
+			continue
+		}
+		if err := p.createFile(f); err != nil {
+			return err
+		}
+		if f.e.Size == 0 {
+			if err := p.verify(f); err != nil {
+				return err
+			}
+			continue
+		}
+		pieces = append(pieces, p.piecesOf(f)...)
+	}
+	p.q.add(p.batch(pieces, nil)...)
+	return nil
+}
+
+// createFile makes f's staging file with its final size (sparse), keeping
+// bytes already there.
+func (p *puller) createFile(f *fileState) error {
+	if fi, err := os.Lstat(f.path); err == nil && !fi.Mode().IsRegular() {
+		if err := os.RemoveAll(f.path); err != nil {
+			return localErr(err)
+		}
+	}
+	h, err := os.OpenFile(f.path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return localErr(err)
+	}
+	err = h.Truncate(f.e.Size)
+	if cerr := h.Close(); err == nil {
+		err = cerr
+	}
+	return localErr(err)
+}
+
+// piecesOf splits what f still misses into pieces of at most RangeSize.
+// Called with p.mu held, or before the workers start.
+func (p *puller) piecesOf(f *fileState) []piece {
+	var out []piece
+	for _, x := range f.done.missing(f.e.Size) {
+		for off := x.off; off < x.end; off += p.o.RangeSize {
+			out = append(out, piece{f: f, off: off, len: min(p.o.RangeSize, x.end-off)})
+		}
+	}
+	return out
+}
+
+// batch groups pieces into items: pieces smaller than BatchBytes/8
+// together, up to BatchFiles pieces and BatchBytes bytes; the others alone.
+func (p *puller) batch(pieces []piece, avoid map[*source]bool) []*item {
+	var items []*item
+	var cur *item
+	var curBytes int64
+	newItem := func() *item {
+		it := &item{avoid: map[*source]bool{}}
+		for s := range avoid {
+			it.avoid[s] = true
+		}
+		return it
+	}
+	for _, pc := range pieces {
+		if pc.len >= p.o.BatchBytes/8 {
+			it := newItem()
+			it.pieces = []piece{pc}
+			items = append(items, it)
+			continue
+		}
+		if cur == nil || len(cur.pieces) >= p.o.BatchFiles || curBytes+pc.len > p.o.BatchBytes {
+			cur, curBytes = newItem(), 0
+			items = append(items, cur)
+		}
+		cur.pieces = append(cur.pieces, pc)
+		curBytes += pc.len
+	}
+	return items
+}
+
+// run fetches every queued item with Streams workers per source, and
+// returns when all files are verified or the pull cannot finish.
+func (p *puller) run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { p.q.fail(ctx.Err()) })
+	defer stop()
+	var wg sync.WaitGroup
+	for _, s := range p.sources {
+		for range p.o.Streams {
+			wg.Go(func() { p.worker(ctx, s) })
+		}
+	}
+	wg.Wait()
+	return p.q.result()
+}
+
+func (p *puller) worker(ctx context.Context, s *source) {
+	for {
+		it := p.q.take(s)
+		if it == nil {
+			return
+		}
+		err := p.fetch(ctx, s, it)
+		if err == nil {
+			p.q.finish(it, s)
+			continue
+		}
+		var le *localError
+		switch {
+		case ctx.Err() != nil:
+			p.q.fail(ctx.Err())
+			return
+		case errors.As(err, &le):
+			p.q.fail(err)
+			return
+		case len(it.pieces) == 0:
+			p.q.finish(it, s) // everything arrived before the error
+		case errors.Is(err, ErrNotFound), errors.Is(err, ErrRefused), errors.Is(err, ErrChanged), errors.Is(err, ErrInvalid):
+			// This source cannot serve these files; others may.
+			p.log.Warn("source cannot serve a range", "peer", s.peer.Name(), "error", err)
+			it.avoid[s], it.lastErr = true, fmt.Errorf("%s: %w", s.peer.Name(), err)
+			p.q.requeue(it, s, nil)
+		default:
+			p.log.Warn("source failed", "peer", s.peer.Name(), "error", err)
+			failures := p.q.requeue(it, s, fmt.Errorf("%s: %w", s.peer.Name(), err))
+			// Back off a little before the next try of this source.
+			select {
+			case <-time.After(time.Duration(failures) * 100 * time.Millisecond):
+			case <-ctx.Done():
+			}
+		}
+	}
+}
+
+// errStalled cancels a Read whose stream sent nothing for StallTimeout.
+var errStalled = errors.New("stream stalled")
+
+// fetch reads it's pieces from s into the staging files. On return,
+// it.pieces holds what is still missing (none when fetch returns nil).
+// Ranges received in full or in part are synced and journaled first, so
+// that a retry, here or after a restart, fetches only the rest.
+func (p *puller) fetch(ctx context.Context, s *source, it *item) (err error) {
+	ranges := make([]Range, len(it.pieces))
+	for i, pc := range it.pieces {
+		ranges[i] = Range{PFN: p.pfn, Path: pc.f.e.Path, Offset: pc.off, Length: pc.len, SHA256: pc.f.e.SHA256}
+	}
+	got := make([]int64, len(ranges))
+	var (
+		cur    = -1
+		h      *os.File
+		herr   error // first error of a write, sync or close
+		synced = make([]bool, len(ranges))
+	)
+	closeCur := func() {
+		if h == nil {
+			return
+		}
+		if !p.o.NoSync {
+			if err := h.Sync(); err != nil && herr == nil {
+				herr = err
+			}
+		}
+		if err := h.Close(); err != nil && herr == nil {
+			herr = err
+		}
+		h = nil
+		synced[cur] = herr == nil
+	}
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stall := time.AfterFunc(p.o.StallTimeout, func() { cancel(errStalled) })
+	defer stall.Stop()
+
+	err = s.peer.Read(sctx, ranges, func(i int, off int64, b []byte) error {
+		stall.Reset(p.o.StallTimeout)
+		if i < 0 || i >= len(ranges) || i < cur || off != ranges[i].Offset+got[i] || int64(len(b)) > ranges[i].Length-got[i] {
+			return fmt.Errorf("%w: source sent bytes %d+%d of range %d out of order", ErrCorrupt, off, len(b), i)
+		}
+		if i != cur {
+			closeCur()
+			if herr != nil {
+				return localErr(herr)
+			}
+			cur = i
+			if h, herr = os.OpenFile(it.pieces[i].f.path, os.O_WRONLY, 0); herr != nil {
+				return localErr(herr)
+			}
+		}
+		if err := p.limit.wait(sctx, len(b)); err != nil {
+			return err
+		}
+		var werr error
+		if bytes.Equal(b, zeros[:len(b)]) {
+			werr = zeroRange(h, off, int64(len(b)))
+		} else {
+			_, werr = h.WriteAt(b, off)
+		}
+		if werr != nil {
+			herr = werr
+			return localErr(werr)
+		}
+		got[i] += int64(len(b))
+		s.bytes.Add(int64(len(b)))
+		p.fetched.Add(int64(len(b)))
+		p.progress.Add(int64(len(b)))
+		return nil
+	})
+	closeCur()
+	if err == nil && herr != nil {
+		err = localErr(herr)
+	}
+	if errors.Is(context.Cause(sctx), errStalled) && ctx.Err() == nil {
+		err = fmt.Errorf("%w: no bytes for %v", ErrTimeout, p.o.StallTimeout)
+	}
+
+	// Journal what arrived (and was synced), then verify completed files.
+	var recs []journalRec
+	var rest []piece
+	var complete []*fileState
+	p.mu.Lock()
+	for i, pc := range it.pieces {
+		n := got[i]
+		if n > 0 && synced[i] {
+			recs = append(recs, journalRec{Op: "range", Path: pc.f.e.Path, Off: pc.off, Len: n})
+			pc.f.done = pc.f.done.add(pc.off, pc.off+n)
+			pc.f.contribs[s] = true
+		} else {
+			p.progress.Add(-n)
+			n = 0
+		}
+		if n < pc.len {
+			rest = append(rest, piece{f: pc.f, off: pc.off + n, len: pc.len - n})
+		} else if pc.f.done.bytes() == pc.f.e.Size && !pc.f.verified {
+			complete = append(complete, pc.f)
+		}
+	}
+	jerr := p.st.append(recs...)
+	p.mu.Unlock()
+	if jerr != nil {
+		return jerr
+	}
+	it.pieces = rest
+	if err == nil && len(rest) > 0 {
+		err = fmt.Errorf("%w: stream ended %d ranges early", ErrCorrupt, len(rest))
+	}
+	for _, f := range slices.Compact(complete) {
+		if verr := p.verify(f); verr != nil {
+			return verr
+		}
+	}
+	return err
+}
+
+var zeros = make([]byte, ChunkSize)
+
+// verify checks a complete staging file against its digest. A good file
+// gets its mode and mtime, is synced and journaled as verified; a bad one is
+// emptied and queued again, avoiding sources that sent it bad bytes twice.
+func (p *puller) verify(f *fileState) error {
+	h, err := os.OpenFile(f.path, os.O_RDWR, 0)
+	if err != nil {
+		return localErr(err)
+	}
+	defer h.Close()
+	buf := chunkPool.Get().(*[]byte)
+	sum := sha256.New()
+	n, err := io.CopyBuffer(sum, h, *buf)
+	chunkPool.Put(buf)
+	if err != nil {
+		return localErr(err)
+	}
+	var d Digest
+	sum.Sum(d[:0])
+	if n == f.e.Size && d == f.e.SHA256 {
+		if err := h.Chmod(f.e.FileMode()); err != nil {
+			return localErr(err)
+		}
+		if err := os.Chtimes(f.path, time.Time{}, f.e.MTime); err != nil {
+			return localErr(err)
+		}
+		if !p.o.NoSync {
+			if err := h.Sync(); err != nil {
+				return localErr(err)
+			}
+		}
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		f.verified = true
+		return p.st.append(journalRec{Op: "verified", Path: f.e.Path})
+	}
+
+	// Corrupt: throw the bytes away (sparse again), and try again.
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var names []string
+	avoid := map[*source]bool{}
+	for s := range f.contribs {
+		names = append(names, s.peer.Name())
+		if f.corrupted[s]++; f.corrupted[s] >= 2 {
+			avoid[s] = true
+		}
+	}
+	slices.Sort(names)
+	cerr := fmt.Errorf("%w: file %q: SHA-256 %s, want %s (%d bytes, from %s)",
+		ErrCorrupt, f.e.Path, d, f.e.SHA256, n, strings.Join(names, ", "))
+	p.log.Warn("digest mismatch; fetching the file again", "path", f.e.Path, "error", cerr)
+	p.refetch.Add(f.done.bytes())
+	p.progress.Add(-f.done.bytes())
+	f.done, f.contribs = nil, map[*source]bool{}
+	if err := h.Truncate(0); err != nil {
+		return localErr(err)
+	}
+	if err := h.Truncate(f.e.Size); err != nil {
+		return localErr(err)
+	}
+	if err := p.st.append(journalRec{Op: "reset", Path: f.e.Path}); err != nil {
+		return err
+	}
+	items := p.batch(p.piecesOf(f), avoid)
+	for _, it := range items {
+		it.lastErr = cerr
+	}
+	p.q.add(items...)
+	return nil
+}
+
+// place finishes the unit in staging (directory modes and mtimes, removal
+// of anything an older manifest left), syncs it, and renames it to dest.
+func (p *puller) place() error {
+	unit := p.st.unitPath()
+	want := map[string]bool{}
+	for _, e := range p.m.Entries {
+		want[filepath.Join(unit, filepath.FromSlash(e.Path))] = true
+	}
+	var extra []string
+	err := filepath.WalkDir(unit, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if path != unit && !want[path] {
+			extra = append(extra, path)
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return localErr(err)
+	}
+	for _, x := range extra {
+		if err := os.RemoveAll(x); err != nil {
+			return localErr(err)
+		}
+	}
+	// Deepest first: entries are sorted, so children follow their parent.
+	for i := len(p.m.Entries) - 1; i >= 0; i-- {
+		e := &p.m.Entries[i]
+		if !e.Dir {
+			continue
+		}
+		path := filepath.Join(unit, filepath.FromSlash(e.Path))
+		if err := p.st.syncDir(path); err != nil {
+			return localErr(err)
+		}
+		if err := os.Chmod(path, e.FileMode()); err != nil {
+			return localErr(err)
+		}
+		if err := os.Chtimes(path, time.Time{}, e.MTime); err != nil {
+			return localErr(err)
+		}
+	}
+	if err := p.st.syncDir(unit); err != nil {
+		return localErr(err)
+	}
+	if _, err := os.Lstat(p.dest); err == nil && p.o.Force {
+		// Swap, then delete the old unit, now in staging.
+		if err := exchange(unit, p.dest); err != nil {
+			old := unit + ".old"
+			if err := os.Rename(p.dest, old); err != nil {
+				return localErr(err)
+			}
+			if err := os.Rename(unit, p.dest); err != nil {
+				return localErr(err)
+			}
+			unit = old
+		}
+		if err := os.RemoveAll(unit); err != nil {
+			p.log.Warn("could not remove the replaced unit", "path", unit, "error", err)
+		}
+	} else if err := os.Rename(unit, p.dest); err != nil {
+		return localErr(err)
+	}
+	return localErr(p.st.syncDir(filepath.Dir(p.dest)))
+}
+
+func (p *puller) reportProgress() (stop func()) {
+	if p.o.Progress == nil {
+		return func() {}
+	}
+	total := p.m.TotalBytes()
+	report := func() { p.o.Progress(Progress{Done: p.progress.Load(), Total: total, Resumed: p.resumed}) }
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				report()
+			case <-done:
+				report()
+				return
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
+func (p *puller) result(start time.Time) *PullResult {
+	r := &PullResult{
+		PFN: p.pfn, Dest: p.dest, Resumed: p.resumed,
+		Fetched: p.fetched.Load(), Refetched: p.refetch.Load(), Elapsed: time.Since(start),
+	}
+	if p.m != nil {
+		r.Bytes, r.Files = p.m.TotalBytes(), p.m.Files()
+		r.Dirs = len(p.m.Entries) - r.Files
+	}
+	p.q.mu.Lock()
+	defer p.q.mu.Unlock()
+	for _, s := range p.sources {
+		r.Sources = append(r.Sources, SourceResult{Name: s.peer.Name(), Bytes: s.bytes.Load(), Dropped: s.dropped, Err: s.lastErr})
+	}
+	return r
+}
+
+// writeZeros writes n zero bytes at off.
+func writeZeros(f *os.File, off, n int64) error {
+	for n > 0 {
+		k := min(n, int64(len(zeros)))
+		if _, err := f.WriteAt(zeros[:k], off); err != nil {
+			return err
+		}
+		off, n = off+k, n-k
+	}
+	return nil
+}

@@ -1,0 +1,176 @@
+package transfer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+)
+
+// queue hands items to the sources' workers. It is safe for concurrent use.
+// The pull is over when every item is finished (result nil), or when it
+// fails: an item that no live source can serve, every source dropped, a
+// local error, or cancellation.
+type queue struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	items   []*item
+	pending int // queued or being fetched
+	err     error
+	sources []*source
+	max     int
+}
+
+func newQueue(sources []*source) *queue {
+	q := &queue{sources: sources, max: DefaultMaxFailures}
+	q.cond = sync.NewCond(&q.mu)
+	return q
+}
+
+func (q *queue) add(items ...*item) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.items = append(q.items, items...)
+	q.pending += len(items)
+	q.checkLocked()
+	q.cond.Broadcast()
+}
+
+// take returns the next item s may fetch, waiting for one; nil when s
+// should stop (the pull is over or s was dropped).
+func (q *queue) take(s *source) *item {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for {
+		if q.err != nil || s.dropped || q.pending == 0 {
+			return nil
+		}
+		for i, it := range q.items {
+			if !it.avoid[s] {
+				q.items = slices.Delete(q.items, i, i+1)
+				return it
+			}
+		}
+		q.cond.Wait()
+	}
+}
+
+// finish marks an item done by s, which resets s's failure count.
+func (q *queue) finish(it *item, s *source) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.pending--
+	s.failures = 0
+	q.cond.Broadcast()
+}
+
+// requeue puts back an item s could not finish. A non-nil failure counts
+// against s (which is dropped after too many in a row); the return value
+// is s's failures in a row.
+func (q *queue) requeue(it *item, s *source, failure error) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if failure != nil {
+		s.failures++
+		s.lastErr = failure
+		if it.lastErr == nil || errors.Is(it.lastErr, ErrTimeout) || errors.Is(it.lastErr, ErrUnavailable) {
+			it.lastErr = failure
+		}
+		if s.failures >= q.max && !s.dropped {
+			s.dropped = true
+		}
+	}
+	q.items = append(q.items, it)
+	q.checkLocked()
+	q.cond.Broadcast()
+	return s.failures
+}
+
+// checkLocked fails the pull if no live source is left, or if a queued
+// item is avoided by every live source.
+func (q *queue) checkLocked() {
+	if q.err != nil {
+		return
+	}
+	var live []*source
+	var last error
+	for _, s := range q.sources {
+		if !s.dropped {
+			live = append(live, s)
+		} else if s.lastErr != nil {
+			last = s.lastErr
+		}
+	}
+	if len(live) == 0 {
+		if last == nil {
+			last = ErrUnavailable
+		}
+		q.err = fmt.Errorf("every source failed; last: %w", last)
+		return
+	}
+	for _, it := range q.items {
+		if !slices.ContainsFunc(live, func(s *source) bool { return !it.avoid[s] }) {
+			q.err = it.lastErr
+			if q.err == nil {
+				q.err = fmt.Errorf("%w: no source can serve %q", ErrNotFound, it.pieces[0].f.e.Path)
+			}
+			return
+		}
+	}
+}
+
+// fail ends the pull with err, unless it is already over.
+func (q *queue) fail(err error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.err == nil && (q.pending > 0 || !errors.Is(err, context.Canceled)) {
+		q.err = err
+	}
+	q.cond.Broadcast()
+}
+
+func (q *queue) result() error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.err != nil {
+		return q.err
+	}
+	if q.pending > 0 {
+		return fmt.Errorf("%d items left unfetched", q.pending)
+	}
+	return nil
+}
+
+// limiter paces bytes to a rate. A nil *limiter does not limit. Safe for
+// concurrent use.
+type limiter struct {
+	mu   sync.Mutex
+	rate float64 // bytes per second
+	next time.Time
+}
+
+func (l *limiter) wait(ctx context.Context, n int) error {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	now := time.Now()
+	if l.next.Before(now) {
+		l.next = now
+	}
+	at := l.next
+	l.next = l.next.Add(time.Duration(float64(n) / l.rate * float64(time.Second)))
+	l.mu.Unlock()
+	if d := time.Until(at); d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}

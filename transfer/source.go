@@ -1,0 +1,535 @@
+package transfer
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+)
+
+// ChunkSize is the most bytes a Source hands to one call of a Read callback;
+// the gRPC service sends one message per call.
+const ChunkSize = 1 << 20
+
+// SourceOptions configure NewSource.
+type SourceOptions struct {
+	// Logger, default slog.Default().
+	Logger *slog.Logger
+	// MaxCachedFiles bounds the digest cache (about 150 bytes a file).
+	// Default 1<<20.
+	MaxCachedFiles int
+}
+
+// Source serves the storage units under a set of export roots. It is safe
+// for concurrent use.
+//
+// Confinement: every file and directory is opened through an os.Root, one
+// per export root, so ".." components, absolute paths and symlinks that
+// resolve outside the root are refused by the kernel-level walk at the
+// moment of the open, even if the tree changes between a check and a use.
+// Symlinks inside a unit are served as the regular file they point to when
+// that lies under the same root; symlinks to directories and special files
+// are refused.
+//
+// Digests are cached per file, keyed by (size, mtime, inode, ctime): a
+// Manifest call stats every file and hashes only those whose key changed.
+// Reads check only that the file still has its cached size and mtime (a
+// cheap fstat); a file whose bytes changed without either changing is
+// served as it is, and the puller's digest check catches it.
+type Source struct {
+	roots []exportRoot
+	log   *slog.Logger
+	max   int
+
+	mu       sync.Mutex
+	cache    map[fileID]cachedFile
+	inflight map[fileID]*hashCall
+
+	sent, hashedBytes, hashedFiles atomic.Int64
+}
+
+type exportRoot struct {
+	path string // absolute and clean
+	root *os.Root
+}
+
+// fileID names a file: its export root and its path relative to the root.
+type fileID struct {
+	root int
+	rel  string
+}
+
+// statKey is what a cached digest is valid for.
+type statKey struct {
+	size       int64
+	mtime      int64 // ns
+	ino, ctime int64 // ctime in ns
+}
+
+type cachedFile struct {
+	key    statKey
+	digest Digest
+}
+
+type hashCall struct {
+	done   chan struct{}
+	cached cachedFile
+	err    error
+}
+
+// NewSource opens the export roots, which must be absolute paths of
+// existing directories. It fails with an error wrapping ErrInvalid naming
+// the bad root. Close releases them.
+func NewSource(roots []string, opts *SourceOptions) (*Source, error) {
+	if opts == nil {
+		opts = &SourceOptions{}
+	}
+	s := &Source{
+		log: opts.Logger, max: opts.MaxCachedFiles,
+		cache: make(map[fileID]cachedFile), inflight: make(map[fileID]*hashCall),
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.max <= 0 {
+		s.max = 1 << 20
+	}
+	if len(roots) == 0 {
+		return nil, fmt.Errorf("export roots: %w: none given", ErrInvalid)
+	}
+	for _, r := range roots {
+		if !filepath.IsAbs(r) {
+			s.Close()
+			return nil, fmt.Errorf("export root %q: %w: not an absolute path", r, ErrInvalid)
+		}
+		clean := filepath.Clean(r)
+		root, err := os.OpenRoot(clean)
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("export root %q: %w: %v", r, ErrInvalid, err)
+		}
+		s.roots = append(s.roots, exportRoot{path: clean, root: root})
+	}
+	return s, nil
+}
+
+// Close releases the export roots. Calls after Close fail.
+func (s *Source) Close() error {
+	var errs []error
+	for _, r := range s.roots {
+		errs = append(errs, r.root.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Roots returns the export roots, cleaned.
+func (s *Source) Roots() []string {
+	out := make([]string, len(s.roots))
+	for i, r := range s.roots {
+		out[i] = r.path
+	}
+	return out
+}
+
+// SourceStats are a Source's counters since NewSource.
+type SourceStats struct {
+	BytesSent   int64 // file bytes handed to Read callbacks and File readers
+	FilesHashed int64
+	BytesHashed int64
+	CachedFiles int
+}
+
+// Stats reads the counters; it is cheap and never blocks on I/O.
+func (s *Source) Stats() SourceStats {
+	s.mu.Lock()
+	n := len(s.cache)
+	s.mu.Unlock()
+	return SourceStats{
+		BytesSent: s.sent.Load(), FilesHashed: s.hashedFiles.Load(),
+		BytesHashed: s.hashedBytes.Load(), CachedFiles: n,
+	}
+}
+
+// Name implements Peer.
+func (s *Source) Name() string { return "local" }
+
+// ResolvePFN maps a PFN to the export root that holds it and its path
+// relative to that root. The PFN must be an absolute path without NUL bytes
+// and without ".." components, strictly under one of the roots once
+// cleaned. Errors wrap ErrInvalid (malformed) or ErrRefused (outside the
+// roots, or a root itself). It does not touch the file system.
+func (s *Source) ResolvePFN(pfn string) (root string, rel string, err error) {
+	i, rel, err := s.resolve(pfn)
+	if err != nil {
+		return "", "", err
+	}
+	return s.roots[i].path, rel, nil
+}
+
+func (s *Source) resolve(pfn string) (int, string, error) {
+	switch {
+	case pfn == "":
+		return 0, "", fmt.Errorf("%w: empty PFN", ErrInvalid)
+	case strings.IndexByte(pfn, 0) >= 0:
+		return 0, "", fmt.Errorf("%w: PFN %q contains a NUL byte", ErrInvalid, pfn)
+	case !strings.HasPrefix(pfn, "/"):
+		return 0, "", fmt.Errorf("%w: PFN %q is not an absolute path", ErrInvalid, pfn)
+	case hasDotDot(pfn):
+		return 0, "", fmt.Errorf("%w: PFN %q has a \"..\" component", ErrRefused, pfn)
+	}
+	clean := path.Clean(pfn)
+	for i, r := range s.roots {
+		if clean == r.path {
+			return 0, "", fmt.Errorf("%w: PFN %q is an export root, not a storage unit", ErrRefused, pfn)
+		}
+		prefix := r.path
+		if prefix != "/" {
+			prefix += "/"
+		}
+		if rel, ok := strings.CutPrefix(clean, prefix); ok {
+			return i, rel, nil
+		}
+	}
+	return 0, "", fmt.Errorf("%w: PFN %q is not under an export root", ErrRefused, pfn)
+}
+
+// fsError turns an error from an os.Root operation into one of the package
+// sentinels, naming what.
+func fsError(what string, err error) error {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%w: %s does not exist", ErrNotFound, what)
+	case isEscape(err):
+		return fmt.Errorf("%w: %s resolves outside its export root", ErrRefused, what)
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("%w: %s: %v", ErrRefused, what, err)
+	case errors.Is(err, syscall.ENOTDIR):
+		return fmt.Errorf("%w: %s does not exist (a path component is not a directory)", ErrNotFound, what)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// isEscape reports whether err is os.Root's refusal of a path that leaves
+// the root ("path escapes from parent"). The os package does not export the
+// error value, so its text is matched; TestSourceRefusesEscapes would catch a
+// change.
+func isEscape(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "path escapes from parent")
+}
+
+// Manifest returns the unit's manifest. Every file is stat'ed; files whose
+// (size, mtime, inode, ctime) differ from the cached digest's are hashed
+// again (once, however many calls want them at the same time).
+func (s *Source) Manifest(ctx context.Context, pfn string) (*Manifest, error) {
+	ri, rel, err := s.resolve(pfn)
+	if err != nil {
+		return nil, err
+	}
+	root := s.roots[ri].root
+	fi, err := root.Stat(rel)
+	if err != nil {
+		return nil, fsError("unit "+pfn, err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("%w: PFN %q is not a directory", ErrInvalid, pfn)
+	}
+	m := &Manifest{PFN: path.Clean(pfn)}
+	if err := s.walk(ctx, ri, rel, "", m); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(m.Entries, func(a, b Entry) int { return strings.Compare(a.Path, b.Path) })
+	return m, nil
+}
+
+// walk adds the entries of directory unitRel/dir to m.
+func (s *Source) walk(ctx context.Context, ri int, unitRel, dir string, m *Manifest) error {
+	root := s.roots[ri].root
+	dirRel := path.Join(unitRel, dir)
+	d, err := root.Open(dirRel)
+	if err != nil {
+		return fsError(fmt.Sprintf("directory %q", dir), err)
+	}
+	ents, err := d.ReadDir(-1)
+	d.Close()
+	if err != nil {
+		return fmt.Errorf("reading directory %q: %w", dir, err)
+	}
+	for _, de := range ents {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		p := path.Join(dir, de.Name())
+		rel := path.Join(unitRel, p)
+		if len(m.Entries) >= MaxEntries {
+			return fmt.Errorf("%w: unit has more than %d entries", ErrInvalid, MaxEntries)
+		}
+		fi, err := root.Lstat(rel)
+		if err != nil {
+			return fsError(fmt.Sprintf("%q", p), err)
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			if fi, err = root.Stat(rel); err != nil {
+				return fsError(fmt.Sprintf("symlink %q", p), err)
+			}
+			if !fi.Mode().IsRegular() {
+				return fmt.Errorf("%w: symlink %q points to a %v, not a regular file", ErrRefused, p, fi.Mode().Type())
+			}
+		}
+		switch {
+		case fi.IsDir():
+			m.Entries = append(m.Entries, Entry{Path: p, Dir: true, Mode: unixMode(fi.Mode()), MTime: fi.ModTime()})
+			if err := s.walk(ctx, ri, unitRel, p, m); err != nil {
+				return err
+			}
+		case fi.Mode().IsRegular():
+			c, err := s.digest(ctx, fileID{ri, rel}, keyOf(fi), nil)
+			if err != nil {
+				return fmt.Errorf("file %q: %w", p, err)
+			}
+			m.Entries = append(m.Entries, Entry{
+				Path: p, Size: fi.Size(), Mode: unixMode(fi.Mode()), MTime: fi.ModTime(), SHA256: c.digest,
+			})
+		default:
+			return fmt.Errorf("%w: %q is a %v, not a regular file or directory", ErrRefused, p, fi.Mode().Type())
+		}
+	}
+	return nil
+}
+
+func keyOf(fi fs.FileInfo) statKey {
+	k := statKey{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		k.ino = int64(st.Ino)
+		k.ctime = st.Ctim.Nano()
+	}
+	return k
+}
+
+// digest returns the digest of file id for stat key k: the cached one if
+// its key is k (or, when loose, if its size and mtime match k's), else a new
+// hash of the file, read through f if given or opened through the root.
+func (s *Source) digest(ctx context.Context, id fileID, k statKey, f *os.File) (cachedFile, error) {
+	s.mu.Lock()
+	if c, ok := s.cache[id]; ok && c.key == k {
+		s.mu.Unlock()
+		return c, nil
+	}
+	if call, ok := s.inflight[id]; ok {
+		s.mu.Unlock()
+		select {
+		case <-call.done:
+		case <-ctx.Done():
+			return cachedFile{}, ctx.Err()
+		}
+		if call.err == nil && call.cached.key == k {
+			return call.cached, nil
+		}
+		return s.digest(ctx, id, k, f) // the file changed under the other call; hash again
+	}
+	call := &hashCall{done: make(chan struct{})}
+	s.inflight[id] = call
+	s.mu.Unlock()
+
+	call.cached, call.err = s.hash(ctx, id, f)
+	s.mu.Lock()
+	delete(s.inflight, id)
+	if call.err == nil {
+		if _, ok := s.cache[id]; !ok && len(s.cache) >= s.max {
+			for evict := range s.cache { // a random victim: map order
+				delete(s.cache, evict)
+				break
+			}
+		}
+		s.cache[id] = call.cached
+	}
+	s.mu.Unlock()
+	close(call.done)
+	if call.err != nil {
+		return cachedFile{}, call.err
+	}
+	if call.cached.key != k {
+		return s.digest(ctx, id, call.cached.key, f)
+	}
+	return call.cached, nil
+}
+
+// hash computes a file's digest. It retries a few times if the file changes
+// while it is read, then fails with ErrChanged.
+func (s *Source) hash(ctx context.Context, id fileID, f *os.File) (cachedFile, error) {
+	if f == nil {
+		var err error
+		if f, err = s.roots[id.root].root.Open(id.rel); err != nil {
+			return cachedFile{}, fsError(fmt.Sprintf("%q", id.rel), err)
+		}
+		defer f.Close()
+	}
+	buf := chunkPool.Get().(*[]byte)
+	defer chunkPool.Put(buf)
+	for range 3 {
+		before, err := f.Stat()
+		if err != nil {
+			return cachedFile{}, err
+		}
+		h := sha256.New()
+		n, err := io.CopyBuffer(h, &ctxReader{ctx: ctx, r: io.NewSectionReader(f, 0, before.Size())}, *buf)
+		if err != nil {
+			return cachedFile{}, err
+		}
+		after, err := f.Stat()
+		if err != nil {
+			return cachedFile{}, err
+		}
+		s.hashedFiles.Add(1)
+		s.hashedBytes.Add(n)
+		if k := keyOf(after); k == keyOf(before) && n == before.Size() {
+			c := cachedFile{key: k}
+			h.Sum(c.digest[:0])
+			return c, nil
+		}
+		s.log.Debug("file changed while hashed; hashing again", "path", id.rel)
+	}
+	return cachedFile{}, fmt.Errorf("%w: file keeps changing while it is hashed", ErrChanged)
+}
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (r *ctxReader) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return r.r.Read(p)
+}
+
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, ChunkSize); return &b }}
+
+// File is an open file of a unit, with its manifest entry. It counts the
+// bytes read from it in the Source's BytesSent. Not safe for concurrent use.
+type File struct {
+	Entry Entry
+	f     *os.File
+	sent  *atomic.Int64
+}
+
+func (f *File) Read(p []byte) (int, error) {
+	n, err := f.f.Read(p)
+	f.sent.Add(int64(n))
+	return n, err
+}
+
+func (f *File) ReadAt(p []byte, off int64) (int, error) {
+	n, err := f.f.ReadAt(p, off)
+	f.sent.Add(int64(n))
+	return n, err
+}
+
+func (f *File) Seek(off int64, whence int) (int64, error) { return f.f.Seek(off, whence) }
+func (f *File) Close() error                              { return f.f.Close() }
+
+// Open opens file p (a manifest path) of unit pfn through the export root,
+// and returns it with its entry. If want is not zero and the file's digest
+// is not want, it fails with ErrChanged. The digest comes from the cache
+// when the file's size and mtime match it, else the file is hashed first.
+// The caller closes the File.
+func (s *Source) Open(ctx context.Context, pfn, p string, want Digest) (*File, error) {
+	ri, unitRel, err := s.resolve(pfn)
+	if err != nil {
+		return nil, err
+	}
+	if err := CleanPath(p); err != nil {
+		return nil, err
+	}
+	rel := path.Join(unitRel, p)
+	f, err := s.roots[ri].root.Open(rel)
+	if err != nil {
+		return nil, fsError(fmt.Sprintf("file %q of %s", p, pfn), err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%w: %q of %s is a %v, not a regular file", ErrRefused, p, pfn, fi.Mode().Type())
+	}
+	id, k := fileID{ri, rel}, keyOf(fi)
+	s.mu.Lock()
+	c, ok := s.cache[id]
+	s.mu.Unlock()
+	if !ok || c.key.size != k.size || c.key.mtime != k.mtime {
+		if c, err = s.digest(ctx, id, k, f); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("file %q of %s: %w", p, pfn, err)
+		}
+	}
+	if !want.IsZero() && c.digest != want {
+		f.Close()
+		return nil, fmt.Errorf("%w: file %q of %s has SHA-256 %s, not the requested %s", ErrChanged, p, pfn, c.digest, want)
+	}
+	return &File{
+		Entry: Entry{Path: p, Size: fi.Size(), Mode: unixMode(fi.Mode()), MTime: fi.ModTime(), SHA256: c.digest},
+		f:     f, sent: &s.sent,
+	}, nil
+}
+
+// Read implements Peer: it streams the ranges in order through fn, in
+// pieces of at most ChunkSize bytes. fn must not keep p after it returns.
+func (s *Source) Read(ctx context.Context, ranges []Range, fn func(i int, off int64, p []byte) error) error {
+	buf := chunkPool.Get().(*[]byte)
+	defer chunkPool.Put(buf)
+	for i, r := range ranges {
+		if err := s.readRange(ctx, i, r, *buf, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Source) readRange(ctx context.Context, i int, r Range, buf []byte, fn func(int, int64, []byte) error) error {
+	if r.Offset < 0 || r.Length < 0 {
+		return fmt.Errorf("%w: range %d of %q: negative offset or length", ErrInvalid, i, r.Path)
+	}
+	f, err := s.Open(ctx, r.PFN, r.Path, r.SHA256)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if r.Offset+r.Length > f.Entry.Size || r.Offset+r.Length < r.Offset {
+		return fmt.Errorf("%w: range %d: bytes %d+%d of %q are past its end (%d bytes)",
+			ErrInvalid, i, r.Offset, r.Length, r.Path, f.Entry.Size)
+	}
+	off, end := r.Offset, r.Offset+r.Length
+	for off < end {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, err := f.ReadAt(buf[:min(int64(len(buf)), end-off)], off)
+		if n > 0 {
+			if err := fn(i, off, buf[:n]); err != nil {
+				return err
+			}
+			off += int64(n)
+		}
+		if err == io.EOF && off < end {
+			return fmt.Errorf("%w: file %q of %s shrank while read", ErrChanged, r.Path, r.PFN)
+		}
+		if err != nil && err != io.EOF {
+			return err
+		}
+	}
+	return nil
+}

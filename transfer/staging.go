@@ -1,0 +1,267 @@
+package transfer
+
+import (
+	"bufio"
+	"bytes"
+	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"syscall"
+)
+
+// A pull's staging directory, <parent>/.rls-staging/<name>, holds:
+//
+//	lock           flock'ed while a pull runs, so two pulls never share it
+//	manifest.json  the manifest the journal refers to
+//	journal        one JSON record a line, appended and fsynced as work is done
+//	unit/          the unit being built; renamed to <parent>/<name> when complete
+//
+// A journal record says that a byte range of a file is written and synced
+// ("range"), that a file is complete, verified against its digest, has its
+// mode and mtime and is synced ("verified"), or that a file's earlier
+// records no longer hold ("reset"). Records are appended only after the
+// bytes they describe are fsynced, so after a crash the journal never
+// claims more than the disk holds. A torn last line is ignored.
+const (
+	stagingDirName = ".rls-staging"
+	manifestFile   = "manifest.json"
+	journalFile    = "journal"
+	lockFile       = "lock"
+	unitDir        = "unit"
+)
+
+type journalRec struct {
+	Op   string `json:"op"` // "range", "verified" or "reset"
+	Path string `json:"path"`
+	Off  int64  `json:"off,omitempty"`
+	Len  int64  `json:"len,omitempty"`
+}
+
+// staging is an open staging directory. Its methods are not safe for
+// concurrent use; the puller serializes them.
+type staging struct {
+	dir     string
+	lock    *os.File
+	journal *os.File
+	noSync  bool
+}
+
+func (s *staging) unitPath() string { return filepath.Join(s.dir, unitDir) }
+
+// openStaging creates (or reopens) the staging directory and locks it.
+// fresh reports whether it did not exist.
+func openStaging(dir string, noSync bool) (st *staging, fresh bool, err error) {
+	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+		fresh = true
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, false, localErr(err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, false, localErr(err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, false, fmt.Errorf("%w: another pull is using the staging directory %s", ErrExists, dir)
+		}
+		return nil, false, localErr(fmt.Errorf("locking %s: %w", dir, err))
+	}
+	return &staging{dir: dir, lock: lock, noSync: noSync}, fresh, nil
+}
+
+// load returns the manifest and journal records of an earlier pull, or a
+// nil manifest if there was none (or it cannot be read: then the staging
+// directory starts over).
+func (s *staging) load() (*Manifest, []journalRec) {
+	b, err := os.ReadFile(filepath.Join(s.dir, manifestFile))
+	if err != nil {
+		return nil, nil
+	}
+	m, err := DecodeManifest(b)
+	if err != nil {
+		return nil, nil
+	}
+	b, _ = os.ReadFile(filepath.Join(s.dir, journalFile))
+	var recs []journalRec
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var r journalRec
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			break // a torn last line
+		}
+		recs = append(recs, r)
+	}
+	return m, recs
+}
+
+// begin writes m and the records that still hold as a new journal (each
+// replaced atomically), and opens the journal for appending.
+func (s *staging) begin(m *Manifest, recs []journalRec) error {
+	mb, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	var jb bytes.Buffer
+	for _, r := range recs {
+		b, _ := json.Marshal(r)
+		jb.Write(b)
+		jb.WriteByte('\n')
+	}
+	if err := s.writeAtomic(manifestFile, mb); err != nil {
+		return err
+	}
+	if err := s.writeAtomic(journalFile, jb.Bytes()); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(s.dir, journalFile), os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return localErr(err)
+	}
+	s.journal = f
+	return nil
+}
+
+func (s *staging) writeAtomic(name string, b []byte) error {
+	tmp := filepath.Join(s.dir, name+".tmp")
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return localErr(err)
+	}
+	_, err = f.Write(b)
+	if err == nil && !s.noSync {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(s.dir, name))
+	}
+	if err == nil {
+		err = s.syncDir(s.dir)
+	}
+	return localErr(err)
+}
+
+// append adds records to the journal and syncs it.
+func (s *staging) append(recs ...journalRec) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	var b bytes.Buffer
+	for _, r := range recs {
+		line, _ := json.Marshal(r)
+		b.Write(line)
+		b.WriteByte('\n')
+	}
+	if _, err := s.journal.Write(b.Bytes()); err != nil {
+		return localErr(err)
+	}
+	if !s.noSync {
+		return localErr(s.journal.Sync())
+	}
+	return nil
+}
+
+func (s *staging) syncDir(dir string) error {
+	if s.noSync {
+		return nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	d.Close()
+	return err
+}
+
+// close unlocks the staging directory; remove also deletes what is left of
+// it (after the unit was renamed into place), and the .rls-staging
+// directory if it is then empty.
+func (s *staging) close(remove bool) {
+	if s.journal != nil {
+		s.journal.Close()
+	}
+	if remove {
+		os.RemoveAll(s.dir) // the lock file goes with it, still locked
+	}
+	s.lock.Close()
+	if remove {
+		os.Remove(filepath.Dir(s.dir)) // fails, as it should, if other pulls use it
+	}
+}
+
+// intervals is a sorted set of disjoint, non-adjacent half-open byte ranges.
+type intervals []interval
+
+type interval struct{ off, end int64 }
+
+func (iv intervals) add(off, end int64) intervals {
+	if off >= end {
+		return iv
+	}
+	out := make(intervals, 0, len(iv)+1)
+	for _, x := range iv {
+		switch {
+		case x.end < off || x.off > end:
+			out = append(out, x)
+		default: // overlaps or touches: merge
+			off, end = min(off, x.off), max(end, x.end)
+		}
+	}
+	out = append(out, interval{off, end})
+	slices.SortFunc(out, func(a, b interval) int { return cmp.Compare(a.off, b.off) })
+	return out
+}
+
+// bytes is the number of bytes in the set.
+func (iv intervals) bytes() int64 {
+	var n int64
+	for _, x := range iv {
+		n += x.end - x.off
+	}
+	return n
+}
+
+// missing is the complement of the set in [0, size).
+func (iv intervals) missing(size int64) intervals {
+	var out intervals
+	var at int64
+	for _, x := range iv {
+		if x.off > at {
+			out = append(out, interval{at, min(x.off, size)})
+		}
+		at = max(at, x.end)
+	}
+	if at < size {
+		out = append(out, interval{at, size})
+	}
+	return out
+}
+
+// localError marks a failure of the puller's own disk (not of a source):
+// it ends the pull.
+type localError struct{ err error }
+
+func (e *localError) Error() string { return e.err.Error() }
+func (e *localError) Unwrap() error { return e.err }
+
+func localErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var le *localError
+	if errors.As(err, &le) {
+		return err
+	}
+	return &localError{err}
+}
