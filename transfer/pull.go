@@ -435,12 +435,14 @@ func (p *puller) piecesOf(f *fileState) []piece {
 	return out
 }
 
-// batch groups pieces into items: pieces smaller than BatchBytes/8
-// together, up to BatchFiles pieces and BatchBytes bytes; the others alone.
+// batch groups pieces into items: whole files smaller than BatchBytes/8
+// (and than RangeSize) travel together, up to BatchFiles files and
+// min(BatchBytes, RangeSize) bytes per item; other pieces go alone.
 func (p *puller) batch(pieces []piece, avoid map[*source]bool) []*item {
 	var items []*item
 	var cur *item
 	var curBytes int64
+	limit := min(p.o.BatchBytes, p.o.RangeSize)
 	newItem := func() *item {
 		it := &item{avoid: map[*source]bool{}}
 		for s := range avoid {
@@ -449,13 +451,14 @@ func (p *puller) batch(pieces []piece, avoid map[*source]bool) []*item {
 		return it
 	}
 	for _, pc := range pieces {
-		if pc.len >= p.o.BatchBytes/8 {
+		whole := pc.off == 0 && pc.len == pc.f.e.Size
+		if !whole || pc.len >= p.o.BatchBytes/8 || pc.len >= limit {
 			it := newItem()
 			it.pieces = []piece{pc}
 			items = append(items, it)
 			continue
 		}
-		if cur == nil || len(cur.pieces) >= p.o.BatchFiles || curBytes+pc.len > p.o.BatchBytes {
+		if cur == nil || len(cur.pieces) >= p.o.BatchFiles || curBytes+pc.len > limit {
 			cur, curBytes = newItem(), 0
 			items = append(items, cur)
 		}

@@ -1,0 +1,430 @@
+package transfer_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/solar-archive/rls/transfer"
+)
+
+// makeUnit writes a unit with nested directories, an empty file, an empty
+// directory, small files and one file of bigSize bytes (random blocks at a
+// few offsets, holes elsewhere), and returns its path.
+func makeUnit(t testing.TB, root, name string, bigSize int64) string {
+	t.Helper()
+	u := filepath.Join(root, name)
+	for _, d := range []string{"a/b/c", "empty-dir", "small"} {
+		if err := os.MkdirAll(filepath.Join(u, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(rel string, b []byte, mode os.FileMode) {
+		if err := os.WriteFile(filepath.Join(u, rel), b, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("empty", nil, 0o644)
+	write("a/b/c/deep.txt", []byte("deep\n"), 0o600)
+	write("a/readonly", []byte("ro"), 0o444)
+	for i := range 40 {
+		write(fmt.Sprintf("small/f%03d", i), randBytes(t, 100+i*37), 0o644)
+	}
+	f, err := os.Create(filepath.Join(u, "a/big.fits"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(bigSize); err != nil {
+		t.Fatal(err)
+	}
+	for _, off := range []int64{0, bigSize / 3, bigSize / 2, bigSize - 1<<20} {
+		if off < 0 {
+			continue
+		}
+		n := min(1<<20, bigSize-off)
+		if _, err := f.WriteAt(randBytes(t, int(n)), off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Date(2010, 5, 1, 12, 0, 0, 123456789, time.UTC)
+	if err := os.Chtimes(filepath.Join(u, "a/b/c/deep.txt"), old, old); err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func randBytes(t testing.TB, n int) []byte {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// treeDigest describes a tree: every entry's path, type, mode, size, mtime
+// (files) and SHA-256, for comparing a pulled unit with its source.
+func treeDigest(t testing.TB, dir string) string {
+	t.Helper()
+	var buf bytes.Buffer
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			fmt.Fprintf(&buf, "%s dir %v\n", rel, fi.Mode())
+			return nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		h := sha256.New()
+		if _, err := io.Copy(h, f); err != nil {
+			return err
+		}
+		fmt.Fprintf(&buf, "%s %v %d %d %x\n", rel, fi.Mode(), fi.Size(), fi.ModTime().UnixNano(), h.Sum(nil))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return buf.String()
+}
+
+func newSource(t testing.TB, roots ...string) *transfer.Source {
+	t.Helper()
+	s, err := transfer.NewSource(roots, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestPullLocal(t *testing.T) {
+	root := t.TempDir()
+	unit := makeUnit(t, root, "D100", 5<<20+123)
+	src := newSource(t, root)
+	dest := filepath.Join(t.TempDir(), "D100")
+	res, err := transfer.Pull(context.Background(), unit, dest, transfer.PullOptions{
+		Sources: []transfer.Peer{src}, RangeSize: 1 << 20, NoSync: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := treeDigest(t, dest), treeDigest(t, unit); got != want {
+		t.Errorf("pulled tree differs:\n got %s\nwant %s", got, want)
+	}
+	if res.Fetched != res.Bytes || res.Resumed != 0 || res.Files != 44 || res.Dirs != 5 {
+		t.Errorf("result %+v", res)
+	}
+	if _, err := os.Stat(transfer.StagingDir(dest)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("staging directory left behind: %v", err)
+	}
+	// Again: the destination exists.
+	if _, err := transfer.Pull(context.Background(), unit, dest, transfer.PullOptions{Sources: []transfer.Peer{src}}); !errors.Is(err, transfer.ErrExists) {
+		t.Errorf("pull over an existing unit: %v, want ErrExists", err)
+	}
+	// With Force it is replaced in one step.
+	os.WriteFile(filepath.Join(dest, "stray"), []byte("x"), 0o644)
+	if _, err := transfer.Pull(context.Background(), unit, dest, transfer.PullOptions{Sources: []transfer.Peer{src}, Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := treeDigest(t, dest), treeDigest(t, unit); got != want {
+		t.Errorf("forced pull differs:\n got %s\nwant %s", got, want)
+	}
+}
+
+// peer wraps a Peer with faults.
+type peer struct {
+	transfer.Peer
+	name string
+	// failAfter: Read fails with ErrUnavailable once this many bytes were
+	// sent in total (negative: never).
+	failAfter atomic.Int64
+	sent      atomic.Int64
+	// corrupt flips a byte of every chunk that starts a file.
+	corrupt bool
+	// stall blocks every Read until its context ends.
+	stall bool
+}
+
+func newPeer(p transfer.Peer, name string) *peer {
+	f := &peer{Peer: p, name: name}
+	f.failAfter.Store(-1)
+	return f
+}
+
+func (f *peer) Name() string { return f.name }
+
+func (f *peer) Read(ctx context.Context, ranges []transfer.Range, fn func(int, int64, []byte) error) error {
+	if f.stall {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return f.Peer.Read(ctx, ranges, func(i int, off int64, p []byte) error {
+		if lim := f.failAfter.Load(); lim >= 0 && f.sent.Load() >= lim {
+			return fmt.Errorf("%s: %w: connection reset", f.name, transfer.ErrUnavailable)
+		}
+		f.sent.Add(int64(len(p)))
+		if f.corrupt && off == 0 && len(p) > 0 {
+			q := bytes.Clone(p)
+			q[0] ^= 0xff
+			p = q
+		}
+		return fn(i, off, p)
+	})
+}
+
+func TestPullFaults(t *testing.T) {
+	root := t.TempDir()
+	unit := makeUnit(t, root, "D7", 8<<20)
+	src := newSource(t, root)
+	want := treeDigest(t, unit)
+	opts := func(peers ...transfer.Peer) transfer.PullOptions {
+		return transfer.PullOptions{Sources: peers, RangeSize: 1 << 20, NoSync: true, StallTimeout: 500 * time.Millisecond}
+	}
+
+	t.Run("source fails mid-pull", func(t *testing.T) {
+		good, bad := newPeer(src, "good"), newPeer(src, "bad")
+		bad.failAfter.Store(1 << 20)
+		dest := filepath.Join(t.TempDir(), "D7")
+		o := opts(bad, good)
+		o.RateLimit = 16 << 20 // about half a second: time for bad to fail 3 times
+		res, err := transfer.Pull(context.Background(), unit, dest, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if treeDigest(t, dest) != want {
+			t.Error("pulled tree differs")
+		}
+		if !res.Sources[0].Dropped || res.Sources[1].Dropped || res.Sources[0].Bytes == 0 {
+			t.Errorf("sources %+v: want the bad one dropped after sending some", res.Sources)
+		}
+	})
+
+	t.Run("stalled source", func(t *testing.T) {
+		good, slow := newPeer(src, "good"), newPeer(src, "slow")
+		slow.stall = true
+		dest := filepath.Join(t.TempDir(), "D7")
+		res, err := transfer.Pull(context.Background(), unit, dest, opts(slow, good))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if treeDigest(t, dest) != want || !res.Sources[0].Dropped || !errors.Is(res.Sources[0].Err, transfer.ErrTimeout) {
+			t.Errorf("sources %+v", res.Sources)
+		}
+	})
+
+	t.Run("corrupt source, good source", func(t *testing.T) {
+		good, bad := newPeer(src, "good"), newPeer(src, "bad")
+		bad.corrupt = true
+		dest := filepath.Join(t.TempDir(), "D7")
+		o := opts(bad, good)
+		o.Streams = 1
+		res, err := transfer.Pull(context.Background(), unit, dest, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if treeDigest(t, dest) != want {
+			t.Error("pulled tree differs")
+		}
+		if res.Refetched == 0 {
+			t.Errorf("result %+v: want refetched bytes", res)
+		}
+	})
+
+	t.Run("corrupt only source", func(t *testing.T) {
+		bad := newPeer(src, "bad")
+		bad.corrupt = true
+		dest := filepath.Join(t.TempDir(), "D7")
+		_, err := transfer.Pull(context.Background(), unit, dest, opts(bad))
+		if !errors.Is(err, transfer.ErrCorrupt) {
+			t.Fatalf("pull from a corrupting source: %v, want ErrCorrupt", err)
+		}
+		if _, err := os.Stat(dest); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("corrupt unit placed: %v", err)
+		}
+	})
+
+	t.Run("resume", func(t *testing.T) {
+		flaky := newPeer(src, "flaky")
+		flaky.failAfter.Store(3 << 20)
+		dest := filepath.Join(t.TempDir(), "D7")
+		o := opts(flaky)
+		o.MaxFailures = 1
+		res, err := transfer.Pull(context.Background(), unit, dest, o)
+		if !errors.Is(err, transfer.ErrUnavailable) {
+			t.Fatalf("pull from a failing source: %v, want ErrUnavailable", err)
+		}
+		if _, err := os.Stat(dest); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("half unit placed: %v", err)
+		}
+		first := res.Fetched
+		good := newPeer(src, "good")
+		res, err = transfer.Pull(context.Background(), unit, dest, opts(good))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if treeDigest(t, dest) != want {
+			t.Error("resumed tree differs")
+		}
+		if res.Resumed == 0 || res.Resumed > first || res.Fetched != res.Bytes-res.Resumed || good.sent.Load() != res.Fetched {
+			t.Errorf("resume: first run fetched %d; second %+v, source sent %d", first, res, good.sent.Load())
+		}
+	})
+
+	t.Run("not found", func(t *testing.T) {
+		_, err := transfer.Pull(context.Background(), filepath.Join(root, "D8"), filepath.Join(t.TempDir(), "x"), opts(src))
+		if !errors.Is(err, transfer.ErrNotFound) {
+			t.Errorf("pull of a missing unit: %v, want ErrNotFound", err)
+		}
+	})
+}
+
+func TestSourceRefusesEscapes(t *testing.T) {
+	outside := t.TempDir()
+	secret := filepath.Join(outside, "secret")
+	os.WriteFile(secret, []byte("secret"), 0o600)
+	root := t.TempDir()
+	unit := makeUnit(t, root, "D1", 1000)
+	os.MkdirAll(filepath.Join(root, "D2"), 0o755)
+	os.Symlink(secret, filepath.Join(root, "D2", "link-out"))
+	os.Symlink(outside, filepath.Join(root, "D3"))
+	os.Symlink("../../../"+filepath.Base(outside), filepath.Join(unit, "a", "rel-out"))
+	os.Symlink("deep.txt", filepath.Join(unit, "a", "b", "c", "link-in"))
+	src := newSource(t, root)
+	ctx := context.Background()
+
+	for _, tc := range []struct {
+		pfn  string
+		want error
+	}{
+		{"", transfer.ErrInvalid},
+		{"relative/D1", transfer.ErrInvalid},
+		{unit + "\x00", transfer.ErrInvalid},
+		{root + "/../" + filepath.Base(root) + "/D1", transfer.ErrRefused},
+		{unit + "/..", transfer.ErrRefused},
+		{outside, transfer.ErrRefused},
+		{"/etc", transfer.ErrRefused},
+		{root, transfer.ErrRefused},
+		{filepath.Join(root, "D2"), transfer.ErrRefused}, // holds a symlink out
+		{filepath.Join(root, "D3"), transfer.ErrRefused}, // is a symlink out
+		{filepath.Join(root, "D4"), transfer.ErrNotFound},
+	} {
+		if _, err := src.Manifest(ctx, tc.pfn); !errors.Is(err, tc.want) {
+			t.Errorf("Manifest(%q): %v, want %v", tc.pfn, err, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		path string
+		want error
+	}{
+		{"../D2/link-out", transfer.ErrRefused},
+		{"/etc/passwd", transfer.ErrRefused},
+		{"a/../../D2", transfer.ErrRefused},
+		{"a//deep", transfer.ErrInvalid},
+		{"./a", transfer.ErrInvalid},
+		{"", transfer.ErrInvalid},
+		{"a/rel-out/secret", transfer.ErrRefused},
+		{"a/nope", transfer.ErrNotFound},
+	} {
+		if _, err := src.Open(ctx, unit, tc.path, transfer.Digest{}); !errors.Is(err, tc.want) {
+			t.Errorf("Open(%q): %v, want %v", tc.path, err, tc.want)
+		}
+	}
+	// A symlink inside the root is served as its target.
+	f, err := src.Open(ctx, unit, "a/b/c/link-in", transfer.Digest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	// A file swapped for a symlink out after the manifest was made is
+	// refused when it is opened.
+	os.Remove(filepath.Join(unit, "a", "rel-out"))
+	m, err := src.Manifest(ctx, unit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(unit, "a", "b", "c", "deep.txt")
+	os.Remove(target)
+	os.Symlink(secret, target)
+	var e transfer.Entry
+	for _, x := range m.Entries {
+		if x.Path == "a/b/c/deep.txt" {
+			e = x
+		}
+	}
+	err = src.Read(ctx, []transfer.Range{{PFN: unit, Path: e.Path, Length: e.Size, SHA256: e.SHA256}}, func(int, int64, []byte) error {
+		t.Error("read bytes through a symlink out")
+		return nil
+	})
+	if !errors.Is(err, transfer.ErrRefused) {
+		t.Errorf("Read of a file swapped for a symlink out: %v, want ErrRefused", err)
+	}
+}
+
+func TestManifestCache(t *testing.T) {
+	root := t.TempDir()
+	unit := makeUnit(t, root, "D1", 2<<20)
+	src := newSource(t, root)
+	ctx := context.Background()
+	m1, err := src.Manifest(ctx, unit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hashed := src.Stats().BytesHashed
+	m2, err := src.Manifest(ctx, unit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src.Stats().BytesHashed != hashed {
+		t.Errorf("second manifest hashed %d bytes again", src.Stats().BytesHashed-hashed)
+	}
+	if fmt.Sprint(m1) != fmt.Sprint(m2) {
+		t.Error("manifests differ")
+	}
+	// A changed file is hashed again, alone.
+	os.WriteFile(filepath.Join(unit, "a/b/c/deep.txt"), []byte("changed"), 0o600)
+	m3, err := src.Manifest(ctx, unit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := src.Stats().BytesHashed - hashed; d != int64(len("changed")) {
+		t.Errorf("after one change, hashed %d bytes, want 7", d)
+	}
+	if fmt.Sprint(m1) == fmt.Sprint(m3) {
+		t.Error("manifest did not change")
+	}
+	// Reading with the old digest is refused: the file changed.
+	var old transfer.Entry
+	for _, e := range m1.Entries {
+		if e.Path == "a/b/c/deep.txt" {
+			old = e
+		}
+	}
+	err = src.Read(ctx, []transfer.Range{{PFN: unit, Path: old.Path, Length: 1, SHA256: old.SHA256}}, func(int, int64, []byte) error { return nil })
+	if !errors.Is(err, transfer.ErrChanged) {
+		t.Errorf("read of an old version: %v, want ErrChanged", err)
+	}
+}
