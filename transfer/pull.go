@@ -694,7 +694,7 @@ func (p *puller) verify(f *fileState) error {
 	slices.Sort(names)
 	cerr := fmt.Errorf("%w: file %q: SHA-256 %s, want %s (%d bytes, from %s)",
 		ErrCorrupt, f.e.Path, d, f.e.SHA256, n, strings.Join(names, ", "))
-	p.log.Warn("digest mismatch; fetching the file again", "path", f.e.Path, "error", cerr)
+	p.log.Warn("digest mismatch; bytes thrown away", "path", f.e.Path, "error", cerr)
 	p.refetch.Add(f.done.bytes())
 	p.progress.Add(-f.done.bytes())
 	f.done, f.contribs = nil, map[*source]bool{}
