@@ -14,7 +14,11 @@
 #   big unit:         rls pull ≥ 2× scp and ≥ 60% of the local ceiling
 #   small-files unit: rls pull ≥ 10× scp
 #
-#   rls    rlsctl transfer pull --from ADDR PFN --to DEST   (rlsd --roles transfer)
+#   rls       rlsctl transfer pull --from ADDR PFN --to DEST (rlsd --roles
+#             transfer, restarted before every run: the source hashes the unit
+#             for its manifest, as on the first pull of a unit)
+#   rls-warm  the same pull from an rlsd that has served the unit before, so
+#             the source's digest cache (in memory) holds its SHA-256s
 #   scp    scp -r root@127.0.0.1:PFN DEST                   (default cipher)
 #   rsync  rsync -a -e "ssh ..." root@127.0.0.1:PFN/ DEST/  (default cipher)
 #   cp     cp -r PFN DEST && sha256sum of every file in DEST
@@ -30,8 +34,8 @@
 # rlsd/rlsctl. Everything talks to 127.0.0.1 only.
 #
 # Knobs (environment): REPS (3), MAX_SECS (600: bound of every single
-# command), METHODS ("rls scp rsync cp"; leave out rls to run without the
-# transfer engine), BIG_MIB (1024), SMALL_FILES (2000), SMALL_KIB (32),
+# command), METHODS ("rls rls-warm scp rsync cp"; leave out the rls ones to
+# run without the transfer engine), BIG_MIB (1024), SMALL_FILES (2000), SMALL_KIB (32),
 # RLSD_HTTP=1 (also give rlsd --http-listen 127.0.0.1:0), NO_BUILD=1,
 # NO_INSTALL=1, KEEP=1 (keep the temp dir).
 set -euo pipefail
@@ -41,7 +45,7 @@ cd "$ROOT"
 
 REPS="${REPS:-3}"
 MAX_SECS="${MAX_SECS:-600}"
-METHODS="${METHODS:-rls scp rsync cp}"
+METHODS="${METHODS:-rls rls-warm scp rsync cp}"
 BIG_MIB="${BIG_MIB:-1024}"
 SMALL_FILES="${SMALL_FILES:-2000}"
 SMALL_KIB="${SMALL_KIB:-32}"
@@ -54,9 +58,10 @@ die() { printf 'bench-transfer: FAILED: %s\n' "$*" >&2; exit 1; }
 # run prints a command to stderr and to the command log, then runs it.
 run() { printf '$ %s\n' "$*" | tee -a "$OUT/commands.txt" >&2; "$@"; }
 has_method() { case " $METHODS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+uses_rls() { has_method rls || has_method rls-warm; }
 
 for m in $METHODS; do
-	case $m in rls | scp | rsync | cp) ;; *) die "unknown method $m in METHODS (rls scp rsync cp)" ;; esac
+	case $m in rls | rls-warm | scp | rsync | cp) ;; *) die "unknown method $m in METHODS (rls rls-warm scp rsync cp)" ;; esac
 done
 [ "$REPS" -ge 1 ] || die "REPS must be ≥ 1"
 
@@ -75,6 +80,7 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/rls-bench-transfer.XXXXXX")"
 # it reports on the script's own stderr, kept as fd 3.
 exec 3>&2
 RLSD_PID=""
+RLSD_LOG=""
 SSHD_PID=""
 POLICY_RC_CREATED=""
 stop_pid() {
@@ -82,9 +88,12 @@ stop_pid() {
 	[ -n "$pid" ] || return 0
 	kill -0 "$pid" 2>/dev/null || return 0
 	kill -TERM "$pid" 2>/dev/null || true
-	for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-	echo "bench-transfer: pid $pid ignored SIGTERM for 30s; killing" >&3
-	kill -KILL "$pid" 2>/dev/null || true
+	for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	if kill -0 "$pid" 2>/dev/null; then
+		echo "bench-transfer: pid $pid ignored SIGTERM for 30s; killing" >&3
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	wait "$pid" 2>/dev/null || true
 }
 cleanup() {
 	local rc=$?
@@ -92,7 +101,7 @@ cleanup() {
 	stop_pid "$SSHD_PID"
 	[ -n "$POLICY_RC_CREATED" ] && rm -f /usr/sbin/policy-rc.d
 	if [ "$rc" -ne 0 ]; then
-		for f in "$OUT/rlsd.log" "$OUT/sshd.log"; do
+		for f in $RLSD_LOG "$OUT/sshd.log"; do
 			[ -f "$f" ] && { echo "--- last lines of $f" >&3; tail -n 20 "$f" >&3; }
 		done
 		echo "bench-transfer: FAILED (exit $rc); raw outputs in $OUT" >&3
@@ -129,7 +138,7 @@ command -v rsync >/dev/null || die "rsync missing after install"
 [ "$(id -u)" -eq 0 ] || die "run as root: sshd here logs in as root with a generated key"
 
 # ---------------------------------------------------------------- build
-if has_method rls; then
+if uses_rls; then
 	if [ "${NO_BUILD:-}" != 1 ]; then
 		say "build"
 		make --no-print-directory build >&2
@@ -306,26 +315,49 @@ EOF
 fi
 
 # ---------------------------------------------------------------- rlsd
-if has_method rls; then
-	say "start rlsd --roles transfer"
+# start_rlsd: a new rlsd serving $SRCROOT on a free port; sets ADDR. Each
+# instance logs to its own $OUT/rlsd-N.log.
+RLSD_N=0
+start_rlsd() {
+	RLSD_N=$((RLSD_N + 1))
+	RLSD_LOG="$OUT/rlsd-$RLSD_N.log"
+	rm -rf "$WORK/rlsd"
 	mkdir -p "$WORK/rlsd"
-	RLSD_ARGS=(--site bench --data "$WORK/rlsd" --roles transfer --export-root "$SRCROOT" --listen 127.0.0.1:0)
-	[ "${RLSD_HTTP:-}" = 1 ] && RLSD_ARGS+=(--http-listen 127.0.0.1:0)
-	printf '$ %s\n' "$RLSD ${RLSD_ARGS[*]}" | tee -a "$OUT/commands.txt" >&2
-	"$RLSD" "${RLSD_ARGS[@]}" >"$OUT/rlsd.log" 2>&1 &
+	local args=(--site bench --data "$WORK/rlsd" --roles transfer --export-root "$SRCROOT" --listen 127.0.0.1:0)
+	[ "${RLSD_HTTP:-}" = 1 ] && args+=(--http-listen 127.0.0.1:0)
+	printf '$ %s\n' "$RLSD ${args[*]}" >>"$OUT/commands.txt"
+	"$RLSD" "${args[@]}" >"$RLSD_LOG" 2>&1 &
 	RLSD_PID=$!
 	ADDR=""
 	for _ in $(seq 300); do # 30 s
-		kill -0 "$RLSD_PID" 2>/dev/null || die "rlsd exited during start-up"
-		ADDR="$(grep 'rlsd serving' "$OUT/rlsd.log" | grep -oE '[^_]addr="?127\.0\.0\.1:[0-9]+' | head -n1 | sed -E 's/^.addr="?//')" || true
+		kill -0 "$RLSD_PID" 2>/dev/null || die "rlsd exited during start-up (log $RLSD_LOG)"
+		# addr=, not http_addr=
+		ADDR="$(grep 'rlsd serving' "$RLSD_LOG" | grep -oE '[^_]addr="?127\.0\.0\.1:[0-9]+' | head -n1 | sed -E 's/^.addr="?//')" || true
 		[ -n "$ADDR" ] && break
 		sleep 0.1
 	done
 	[ -n "$ADDR" ] || die "rlsd logged no 'rlsd serving ... addr=127.0.0.1:PORT' within 30s"
-	ok=""
+	local ok=""
 	for _ in $(seq 100); do "$RLSCTL" --server "$ADDR" admin ping >/dev/null 2>&1 && { ok=1; break; }; sleep 0.1; done
 	[ -n "$ok" ] || die "rlsd at $ADDR does not answer admin ping"
-	echo "rlsd:      $ADDR, pid $RLSD_PID, export root $SRCROOT" | tee -a "$OUT/machine.txt" >&2
+	WARM=" " # units whose digests this rlsd has cached
+}
+# stop_rlsd: SIGTERM, bounded wait; rlsd must exit 0.
+stop_rlsd() {
+	[ -n "$RLSD_PID" ] || return 0
+	kill -TERM "$RLSD_PID" 2>/dev/null || true
+	local rc=0
+	for _ in $(seq 300); do kill -0 "$RLSD_PID" 2>/dev/null || break; sleep 0.1; done
+	kill -0 "$RLSD_PID" 2>/dev/null && { kill -KILL "$RLSD_PID"; die "rlsd still running 30s after SIGTERM; killed"; }
+	wait "$RLSD_PID" || rc=$?
+	RLSD_PID=""
+	[ "$rc" -eq 0 ] || die "rlsd exited with status $rc after SIGTERM (log $RLSD_LOG)"
+}
+if uses_rls; then
+	say "start rlsd --roles transfer"
+	start_rlsd
+	echo "rlsd:      $ADDR, pid $RLSD_PID, export root $SRCROOT; $RLSD --site bench --data DIR --roles transfer --export-root $SRCROOT --listen 127.0.0.1:0" | tee -a "$OUT/machine.txt" >&2
+	echo "rlsctl:    transfer pull with its defaults ($("$RLSCTL" transfer pull --help 2>&1 | grep -oE -- '--(streams|range-size) int.*\(default [0-9]+\)' | sed -E 's/^--([a-z-]+) int.*\(default ([0-9]+)\)/\1 \2/' | paste -sd, - | sed 's/,/, /g'))" | tee -a "$OUT/machine.txt" >&2
 fi
 
 # ---------------------------------------------------------------- runs
@@ -333,7 +365,7 @@ fi
 pull() {
 	local m=$1 u=$2 dst=$3 src="$SRCROOT/$2"
 	case $m in
-	rls) run timeout "$MAX_SECS" "$RLSCTL" transfer pull --from "$ADDR" "$src" --to "$dst" ;;
+	rls | rls-warm) run timeout "$MAX_SECS" "$RLSCTL" transfer pull --from "$ADDR" "$src" --to "$dst" ;;
 	scp) run timeout "$MAX_SECS" scp -r -q "${SSH_ARGS[@]}" -P "$SSH_PORT" "root@127.0.0.1:$src" "$dst" ;;
 	rsync) run timeout "$MAX_SECS" rsync -a -e "$SSH_CMD" "root@127.0.0.1:$src/" "$dst/" ;;
 	cp) # shellcheck disable=SC2016 # $1 and $2 are the inner shell's
@@ -353,12 +385,25 @@ for u in $UNITS; do
 			dst="$DST/$m/$u"
 			rm -rf "${DST:?}/$m"
 			mkdir -p "$DST/$m"
+			case $m in
+			rls) stop_rlsd; start_rlsd ;;
+			rls-warm)
+				# Prime the source's digest cache if this rlsd has not served
+				# the unit yet (untimed, not fsynced, thrown away).
+				if [ "${WARM#* "$u" }" = "$WARM" ]; then
+					run timeout "$MAX_SECS" "$RLSCTL" transfer pull --no-sync --from "$ADDR" "$SRCROOT/$u" --to "$DST/$m/prime" >"$OUT/prime-$u.log" 2>&1 ||
+						die "priming pull of $u failed (log $OUT/prime-$u.log)"
+					rm -rf "${DST:?}/$m/prime"
+				fi
+				;;
+			esac
 			drop_caches
 			load=$(cut -d' ' -f1 /proc/loadavg)
 			t0=$(date +%s.%N)
 			pull "$m" "$u" "$dst" >"$OUT/run-$u-$m-$rep.log" 2>&1 ||
 				{ cat "$OUT/run-$u-$m-$rep.log" >&2; die "$m of $u (run $rep) failed; log $OUT/run-$u-$m-$rep.log"; }
 			t1=$(date +%s.%N)
+			case $m in rls | rls-warm) WARM="$WARM$u " ;; esac
 			timeout "$MAX_SECS" sync -f "$dst"
 			t2=$(date +%s.%N)
 			secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
@@ -398,13 +443,30 @@ verdict() { # VALUE MIN
 	awk -v v="$1" -v t="$2" 'BEGIN { print (v >= t) ? "met" : "MISSED" }'
 }
 declare -A MED MEDF
+# shellcheck disable=SC2034 # MEDF is read through table's nameref
 for u in $UNITS; do
-	for m in rls scp rsync cp; do
+	for m in rls rls-warm scp rsync cp; do
 		MED[$u.$m]="$(median "$u" "$m" 4)"
 		MEDF[$u.$m]="$(median "$u" "$m" 5)"
 	done
 done
 label() { case $1 in "$BIG") echo "$BIG (1 × $BIG_MIB MiB)" ;; "$SMALL") echo "$SMALL ($SMALL_FILES × $SMALL_KIB KiB)" ;; esac; }
+# table ARRAY: the results table from MED or MEDF; one row per unit for rls
+# (fresh rlsd) and one for rls-warm (digests cached at the source).
+table() {
+	local -n t=$1
+	local u b r what
+	echo "| unit | rls pull | scp | rsync | cp+sha256sum (ceiling) | rls/scp | rls/ceiling |"
+	echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+	for u in $UNITS; do
+		b=${BYTES[$u]}
+		for r in rls rls-warm; do
+			[ "$r" = rls ] || has_method rls-warm || continue
+			[ "$r" = rls ] && what="fresh rlsd" || what="source digests cached"
+			echo "| $(label "$u"), rls: $what | $(cell "$b" "${t[$u.$r]}") | $(cell "$b" "${t[$u.scp]}") | $(cell "$b" "${t[$u.rsync]}") | $(cell "$b" "${t[$u.cp]}") | $(ratio "${t[$u.scp]}" "${t[$u.$r]}") | $(ratio "${t[$u.cp]}" "${t[$u.$r]}") |"
+		done
+	done
+}
 
 say "results"
 {
@@ -416,30 +478,42 @@ say "results"
 	echo "destination fresh (rm -rf before), on the same file system as the source, and verified"
 	echo "afterwards against the source's sha256sum list. $CACHE_NOTE."
 	echo "rls pull fsyncs what it writes; scp, rsync and cp leave it in the page cache (see \"incl. flush\")."
+	echo "rls, fresh rlsd: rlsd restarted before each run, so the source hashes the unit for the manifest"
+	echo "and the client hashes what it receives; source digests cached: rlsd has served the unit before."
 	echo
-	echo "| unit | rls pull | scp | rsync | cp+sha256sum (ceiling) | rls/scp | rls/ceiling |"
-	echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
-	for u in $UNITS; do
-		b=${BYTES[$u]}
-		echo "| $(label "$u") | $(cell "$b" "${MED[$u.rls]}") | $(cell "$b" "${MED[$u.scp]}") | $(cell "$b" "${MED[$u.rsync]}") | $(cell "$b" "${MED[$u.cp]}") | $(ratio "${MED[$u.scp]}" "${MED[$u.rls]}") | $(ratio "${MED[$u.cp]}" "${MED[$u.rls]}") |"
-	done
+	table MED
 	echo
 	echo "Including \`sync -f DEST\` right after the command (data on disk for every method):"
 	echo
-	echo "| unit | rls pull | scp | rsync | cp+sha256sum (ceiling) | rls/scp | rls/ceiling |"
-	echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+	table MEDF
+	echo
+	echo "Targets (command alone):"
+	local_targets() { # METHOD WHAT
+		local r1 r2 r3
+		r1=$(ratio "${MED[$BIG.scp]}" "${MED[$BIG.$1]}")
+		r2=$(ratio "${MED[$BIG.cp]}" "${MED[$BIG.$1]}")
+		r3=$(ratio "${MED[$SMALL.scp]}" "${MED[$SMALL.$1]}")
+		echo "- $BIG, $2: rls pull ≥ 2× scp: $r1× — $(verdict "$r1" 2)"
+		echo "- $BIG, $2: rls pull ≥ 60% of the local ceiling: $r2 — $(verdict "$r2" 0.6)"
+		echo "- $SMALL, $2: rls pull ≥ 10× scp: $r3× — $(verdict "$r3" 10)"
+	}
+	local_targets rls "fresh rlsd"
+	has_method rls-warm && local_targets rls-warm "source digests cached"
+	# How far above scp the local machine itself goes: a target above this
+	# is out of reach here whatever the transfer engine does.
 	for u in $UNITS; do
-		b=${BYTES[$u]}
-		echo "| $(label "$u") | $(cell "$b" "${MEDF[$u.rls]}") | $(cell "$b" "${MEDF[$u.scp]}") | $(cell "$b" "${MEDF[$u.rsync]}") | $(cell "$b" "${MEDF[$u.cp]}") | $(ratio "${MEDF[$u.scp]}" "${MEDF[$u.rls]}") | $(ratio "${MEDF[$u.cp]}" "${MEDF[$u.rls]}") |"
+		echo "- $u: the local ceiling itself is $(ratio "${MED[$u.scp]}" "${MED[$u.cp]}")× scp"
 	done
 	echo
-	r1=$(ratio "${MED[$BIG.scp]}" "${MED[$BIG.rls]}")
-	r2=$(ratio "${MED[$BIG.cp]}" "${MED[$BIG.rls]}")
-	r3=$(ratio "${MED[$SMALL.scp]}" "${MED[$SMALL.rls]}")
-	echo "Targets (command alone):"
-	echo "- $BIG: rls pull ≥ 2× scp: $r1× — $(verdict "$r1" 2)"
-	echo "- $BIG: rls pull ≥ 60% of the local ceiling: $r2 — $(verdict "$r2" 0.6)"
-	echo "- $SMALL: rls pull ≥ 10× scp: $r3× — $(verdict "$r3" 10)"
+	echo "Every run (seconds, command alone):"
+	echo
+	echo "| unit | method | runs | median |"
+	echo "| --- | --- | --- | ---: |"
+	for u in $UNITS; do
+		for m in $METHODS; do
+			echo "| $u | $m | $(awk -F'\t' -v u="$u" -v m="$m" 'NR > 1 && $1 == u && $2 == m { printf "%s%s", sep, $4; sep = ", " }' "$OUT/times.tsv") | ${MED[$u.$m]} |"
+		done
+	done
 	echo
 	echo "loadavg after the run: $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "Raw outputs: scripts/out/$STAMP/ (times.tsv has every run)"
