@@ -66,6 +66,13 @@ func makeUnit(t testing.TB, root, name string, bigSize int64) string {
 	return u
 }
 
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func randBytes(t testing.TB, n int) []byte {
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
@@ -145,7 +152,7 @@ func TestPullLocal(t *testing.T) {
 		t.Errorf("pull over an existing unit: %v, want ErrExists", err)
 	}
 	// With Force it is replaced in one step.
-	os.WriteFile(filepath.Join(dest, "stray"), []byte("x"), 0o644)
+	must(t, os.WriteFile(filepath.Join(dest, "stray"), []byte("x"), 0o644))
 	if _, err := transfer.Pull(context.Background(), unit, dest, transfer.PullOptions{Sources: []transfer.Peer{src}, Force: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -304,14 +311,14 @@ func TestPullFaults(t *testing.T) {
 func TestSourceRefusesEscapes(t *testing.T) {
 	outside := t.TempDir()
 	secret := filepath.Join(outside, "secret")
-	os.WriteFile(secret, []byte("secret"), 0o600)
+	must(t, os.WriteFile(secret, []byte("secret"), 0o600))
 	root := t.TempDir()
 	unit := makeUnit(t, root, "D1", 1000)
-	os.MkdirAll(filepath.Join(root, "D2"), 0o755)
-	os.Symlink(secret, filepath.Join(root, "D2", "link-out"))
-	os.Symlink(outside, filepath.Join(root, "D3"))
-	os.Symlink("../../../"+filepath.Base(outside), filepath.Join(unit, "a", "rel-out"))
-	os.Symlink("deep.txt", filepath.Join(unit, "a", "b", "c", "link-in"))
+	must(t, os.MkdirAll(filepath.Join(root, "D2"), 0o755))
+	must(t, os.Symlink(secret, filepath.Join(root, "D2", "link-out")))
+	must(t, os.Symlink(outside, filepath.Join(root, "D3")))
+	must(t, os.Symlink("../../../"+filepath.Base(outside), filepath.Join(unit, "a", "rel-out")))
+	must(t, os.Symlink("deep.txt", filepath.Join(unit, "a", "b", "c", "link-in")))
 	src := newSource(t, root)
 	ctx := context.Background()
 
@@ -361,14 +368,14 @@ func TestSourceRefusesEscapes(t *testing.T) {
 
 	// A file swapped for a symlink out after the manifest was made is
 	// refused when it is opened.
-	os.Remove(filepath.Join(unit, "a", "rel-out"))
+	must(t, os.Remove(filepath.Join(unit, "a", "rel-out")))
 	m, err := src.Manifest(ctx, unit)
 	if err != nil {
 		t.Fatal(err)
 	}
 	target := filepath.Join(unit, "a", "b", "c", "deep.txt")
-	os.Remove(target)
-	os.Symlink(secret, target)
+	must(t, os.Remove(target))
+	must(t, os.Symlink(secret, target))
 	var e transfer.Entry
 	for _, x := range m.Entries {
 		if x.Path == "a/b/c/deep.txt" {
@@ -405,7 +412,7 @@ func TestManifestCache(t *testing.T) {
 		t.Error("manifests differ")
 	}
 	// A changed file is hashed again, alone.
-	os.WriteFile(filepath.Join(unit, "a/b/c/deep.txt"), []byte("changed"), 0o600)
+	must(t, os.WriteFile(filepath.Join(unit, "a/b/c/deep.txt"), []byte("changed"), 0o600))
 	m3, err := src.Manifest(ctx, unit)
 	if err != nil {
 		t.Fatal(err)

@@ -31,14 +31,14 @@ import (
 	"github.com/solar-archive/rls/transfer"
 )
 
-type transferd struct {
+type sourceProc struct {
 	*rlsdtest.Proc
 	http string // HTTP listener address
 }
 
 var httpAddrRE = regexp.MustCompile(`rlsd serving.*http_addr=([0-9.]+:[0-9]+)`)
 
-func startTransferd(t *testing.T, rlsd, root string) transferd {
+func startSource(t *testing.T, rlsd, root string) sourceProc {
 	t.Helper()
 	p := rlsdtest.Start(t, rlsd, "rls.v1.Transfer", "--site", "src", "--data", t.TempDir(),
 		"--roles", "transfer", "--export-root", root, "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0")
@@ -46,11 +46,11 @@ func startTransferd(t *testing.T, rlsd, root string) transferd {
 	if m == nil {
 		t.Fatalf("no http_addr in rlsd's log:\n%s", p.Log())
 	}
-	return transferd{p, m[1]}
+	return sourceProc{p, m[1]}
 }
 
 // bytesSent reads rls_transfer_bytes_sent_total from the daemon's /metrics.
-func (d transferd) bytesSent(t *testing.T) int64 {
+func (d sourceProc) bytesSent(t *testing.T) int64 {
 	t.Helper()
 	resp, err := http.Get("http://" + d.http + "/metrics")
 	if err != nil {
@@ -104,6 +104,13 @@ func writeUnit(t *testing.T, dir string, bigSize, stride int64) {
 	}
 }
 
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func random(t *testing.T, n int) []byte {
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
@@ -137,7 +144,9 @@ func sameTree(t *testing.T, want, got string) {
 			}
 			defer f.Close()
 			h := sha256.New()
-			io.Copy(h, f)
+			if _, err := io.Copy(h, f); err != nil {
+				return err
+			}
 			fmt.Fprintf(&buf, "%s %v %d %d %x\n", rel, fi.Mode(), fi.Size(), fi.ModTime().UnixNano(), h.Sum(nil))
 			return nil
 		})
@@ -185,13 +194,13 @@ func runRlsctl(t *testing.T, rlsctl string, args ...string) cliResult {
 }
 
 func wait(cmd *exec.Cmd, out, errb *bytes.Buffer, timeout time.Duration) (cliResult, error) {
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }() // the exit status is in ProcessState
 	select {
 	case <-done:
 		return cliResult{cmd.ProcessState.ExitCode(), out.String(), errb.String()}, nil
 	case <-time.After(timeout):
-		cmd.Process.Kill()
+		_ = cmd.Process.Kill()
 		<-done
 		return cliResult{}, fmt.Errorf("rlsctl still running after %v; stderr %q", timeout, errb.String())
 	}
@@ -222,7 +231,7 @@ func TestTransferIntegration(t *testing.T) {
 	rlsd := rlsdtest.Build(t, "github.com/solar-archive/rls/cmd/rlsd")
 	rlsctl := rlsdtest.Build(t, "github.com/solar-archive/rls/cmd/rlsctl")
 	root := t.TempDir()
-	src := startTransferd(t, rlsd, root)
+	src := startSource(t, rlsd, root)
 	dst := t.TempDir()
 
 	t.Run("pull with nested dirs, empty files and a 1 GiB file", func(t *testing.T) {
@@ -264,7 +273,7 @@ func TestTransferIntegration(t *testing.T) {
 			t.Fatal(err)
 		}
 		exited := make(chan struct{})
-		go func() { cmd.Wait(); close(exited) }()
+		go func() { _ = cmd.Wait(); close(exited) }()
 		waitJournal(t, dest, 4, func() bool {
 			select {
 			case <-exited:
@@ -273,7 +282,7 @@ func TestTransferIntegration(t *testing.T) {
 				return false
 			}
 		})
-		cmd.Process.Signal(syscall.SIGKILL)
+		must(t, cmd.Process.Signal(syscall.SIGKILL))
 		<-exited
 		_ = out
 		if _, err := os.Stat(dest); !errors.Is(err, fs.ErrNotExist) {
@@ -296,7 +305,7 @@ func TestTransferIntegration(t *testing.T) {
 		unit := filepath.Join(root, "D3000")
 		writeUnit(t, unit, 96<<20, 4<<20)
 		dest := filepath.Join(dst, "D3000")
-		lone := startTransferd(t, rlsd, root)
+		lone := startSource(t, rlsd, root)
 		cmd, out, errb := rlsctlCmd(rlsctl, "-o", "json", "--timeout", "3s", "transfer", "pull", "--from", lone.Addr, unit,
 			"--to", dest, "--range-size", "4", "--streams", "2", "--limit-rate", "24M")
 		if err := cmd.Start(); err != nil {
@@ -314,7 +323,7 @@ func TestTransferIntegration(t *testing.T) {
 		if _, err := os.Stat(dest); !errors.Is(err, fs.ErrNotExist) {
 			t.Fatalf("failed pull left a unit: %v", err)
 		}
-		again := startTransferd(t, rlsd, root)
+		again := startSource(t, rlsd, root)
 		r = runRlsctl(t, rlsctl, "-o", "json", "transfer", "pull", "--from", again.Addr, unit, "--to", dest)
 		if r.code != 0 {
 			t.Fatalf("resumed pull: exit %d, stderr %q", r.code, r.stderr)
@@ -329,7 +338,7 @@ func TestTransferIntegration(t *testing.T) {
 		unit := filepath.Join(root, "D4000")
 		writeUnit(t, unit, 96<<20, 4<<20)
 		dest := filepath.Join(dst, "D4000")
-		victim := startTransferd(t, rlsd, root)
+		victim := startSource(t, rlsd, root)
 		cmd, out, errb := rlsctlCmd(rlsctl, "-o", "json", "transfer", "pull", "--from", victim.Addr+","+src.Addr, unit,
 			"--to", dest, "--range-size", "4", "--streams", "2", "--limit-rate", "24M")
 		if err := cmd.Start(); err != nil {
@@ -371,11 +380,13 @@ func TestTransferIntegration(t *testing.T) {
 			t.Fatal(err)
 		}
 		b := make([]byte, 1)
-		f.ReadAt(b, fi.Size()-10)
+		_, err = f.ReadAt(b, fi.Size()-10)
+		must(t, err)
 		b[0] ^= 0x55
-		f.WriteAt(b, fi.Size()-10)
-		f.Close()
-		os.Chtimes(big, fi.ModTime(), fi.ModTime())
+		_, err = f.WriteAt(b, fi.Size()-10)
+		must(t, err)
+		must(t, f.Close())
+		must(t, os.Chtimes(big, fi.ModTime(), fi.ModTime()))
 
 		r, err := wait(cmd, out, errb, 60*time.Second)
 		if err != nil {
@@ -392,10 +403,10 @@ func TestTransferIntegration(t *testing.T) {
 	t.Run("traversal refused", func(t *testing.T) {
 		outside := t.TempDir()
 		secret := filepath.Join(outside, "secret")
-		os.WriteFile(secret, []byte("secret"), 0o600)
-		os.MkdirAll(filepath.Join(root, "D6000"), 0o755)
-		os.Symlink(secret, filepath.Join(root, "D6000", "link-out"))
-		os.Symlink(outside, filepath.Join(root, "D6001"))
+		must(t, os.WriteFile(secret, []byte("secret"), 0o600))
+		must(t, os.MkdirAll(filepath.Join(root, "D6000"), 0o755))
+		must(t, os.Symlink(secret, filepath.Join(root, "D6000", "link-out")))
+		must(t, os.Symlink(outside, filepath.Join(root, "D6001")))
 		swapped := filepath.Join(root, "D6002")
 		writeUnit(t, swapped, 1<<20, 1<<20)
 
@@ -445,7 +456,7 @@ func TestTransferIntegration(t *testing.T) {
 			}
 		}
 		target := filepath.Join(swapped, "a/b/c/deep.txt")
-		os.Remove(target)
+		must(t, os.Remove(target))
 		if err := os.Symlink(secret, target); err != nil {
 			t.Fatal(err)
 		}
@@ -464,7 +475,7 @@ func TestTransferIntegration(t *testing.T) {
 }
 
 // testCurl fetches a unit's manifest and files with the real curl.
-func testCurl(t *testing.T, src transferd, unit string) {
+func testCurl(t *testing.T, src sourceProc, unit string) {
 	curl, err := exec.LookPath("curl")
 	if err != nil {
 		t.Skip("no curl")
@@ -497,8 +508,9 @@ func testCurl(t *testing.T, src transferd, unit string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.ReadAt(want, 1<<20-500)
-	f.Close()
+	_, err = f.ReadAt(want, 1<<20-500)
+	must(t, err)
+	must(t, f.Close())
 	part := get("-r", fmt.Sprintf("%d-%d", 1<<20-500, 1<<20+499),
 		"--data-urlencode", "pfn="+unit, "--data-urlencode", "path=a/big.fits", base+"file")
 	if !bytes.Equal(part, want) {

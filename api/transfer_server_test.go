@@ -1,0 +1,142 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/solar-archive/rls/api/rlsv1"
+	"github.com/solar-archive/rls/transfer"
+)
+
+// transferEnv serves a Source over a real gRPC server on loopback.
+func transferEnv(t *testing.T) (root string, src *transfer.Source, c *TransferClient) {
+	t.Helper()
+	root = t.TempDir()
+	unit := filepath.Join(root, "D1", "sub")
+	if err := os.MkdirAll(unit, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(unit, "f"), bytes.Repeat([]byte("x"), 3<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src, err := transfer.NewSource([]string{root}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	srv, err := NewServer(ServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rlsv1.RegisterTransferServer(srv, NewTransferServer(src))
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	if c, err = DialTransfer(lis.Addr().String()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return root, src, c
+}
+
+func TestTransferService(t *testing.T) {
+	root, src, c := transferEnv(t)
+	ctx := context.Background()
+	pfn := filepath.Join(root, "D1")
+	m, err := c.Manifest(ctx, pfn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	local, err := src.Manifest(ctx, pfn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, le := m.Entries[1], local.Entries[1]
+	if len(m.Entries) != 2 || e.Path != le.Path || e.Size != le.Size || e.Mode != le.Mode || e.SHA256 != le.SHA256 || !e.MTime.Equal(le.MTime) {
+		t.Errorf("manifest over gRPC %+v, locally %+v", m, local)
+	}
+
+	// Two ranges in one stream, in order, in chunks of at most 1 MiB.
+	var got []int64
+	var n int64
+	err = c.Read(ctx, []transfer.Range{
+		{PFN: pfn, Path: "sub/f", Offset: 10, Length: 2<<20 + 5, SHA256: m.Entries[1].SHA256},
+		{PFN: pfn, Path: "sub/f", Offset: 0, Length: 0},
+		{PFN: pfn, Path: "sub/f", Offset: 3<<20 - 1, Length: 1},
+	}, func(i int, off int64, p []byte) error {
+		if len(p) > transfer.ChunkSize {
+			t.Errorf("chunk of %d bytes", len(p))
+		}
+		got = append(got, int64(i), off)
+		n += int64(len(p))
+		return nil
+	})
+	if err != nil || n != 2<<20+6 || len(got) != 8 || got[6] != 2 || got[7] != 3<<20-1 {
+		t.Errorf("read: %v, %d bytes, chunks (range, offset) %v", err, n, got)
+	}
+
+	for _, tc := range []struct {
+		r    transfer.Range
+		want error
+	}{
+		{transfer.Range{PFN: pfn, Path: "../D1/sub/f", Length: 1}, transfer.ErrRefused},
+		{transfer.Range{PFN: "/etc", Path: "passwd", Length: 1}, transfer.ErrRefused},
+		{transfer.Range{PFN: pfn, Path: "sub/none", Length: 1}, transfer.ErrNotFound},
+		{transfer.Range{PFN: pfn, Path: "sub/f", Offset: 3 << 20, Length: 1}, transfer.ErrInvalid},
+		{transfer.Range{PFN: pfn, Path: "sub/f", Length: 1, SHA256: transfer.Digest{1}}, transfer.ErrChanged},
+	} {
+		err := c.Read(ctx, []transfer.Range{tc.r}, func(int, int64, []byte) error { return nil })
+		if !errors.Is(err, tc.want) {
+			t.Errorf("read %+v: %v, want %v", tc.r, err, tc.want)
+		}
+	}
+
+	// Malformed requests, straight on the wire.
+	raw := rlsv1.NewTransferClient(c.cc)
+	for _, req := range []*rlsv1.ReadRequest{
+		{},
+		{Ranges: []*rlsv1.FileRange{{Pfn: pfn, Path: "sub/f", Length: 1, Sha256: []byte{1, 2}}}},
+	} {
+		stream, err := raw.Read(ctx, req)
+		if err == nil {
+			_, err = stream.Recv()
+		}
+		if status.Code(err) != codes.InvalidArgument {
+			t.Errorf("read %v: %v, want INVALID_ARGUMENT", req, err)
+		}
+	}
+}
+
+func TestManifestFromProto(t *testing.T) {
+	sha := bytes.Repeat([]byte{7}, 32)
+	for _, tc := range []struct {
+		name    string
+		entries []*rlsv1.ManifestEntry
+		want    error
+	}{
+		{"ok", []*rlsv1.ManifestEntry{{Path: "d", Dir: true}, {Path: "d/f", Size: 1, Sha256: sha}}, nil},
+		{"short digest", []*rlsv1.ManifestEntry{{Path: "f", Sha256: sha[:5]}}, transfer.ErrInvalid},
+		{"file without digest", []*rlsv1.ManifestEntry{{Path: "f"}}, transfer.ErrInvalid},
+		{"escape", []*rlsv1.ManifestEntry{{Path: "../f", Sha256: sha}}, transfer.ErrRefused},
+		{"absolute", []*rlsv1.ManifestEntry{{Path: "/f", Sha256: sha}}, transfer.ErrRefused},
+		{"duplicate", []*rlsv1.ManifestEntry{{Path: "f", Sha256: sha}, {Path: "f", Sha256: sha}}, transfer.ErrInvalid},
+		{"orphan", []*rlsv1.ManifestEntry{{Path: "d/f", Sha256: sha}}, transfer.ErrInvalid},
+		{"huge", []*rlsv1.ManifestEntry{{Path: "f", Size: 1 << 63, Sha256: sha}}, transfer.ErrInvalid},
+	} {
+		_, err := ManifestFromProto(&rlsv1.UnitManifest{Pfn: "/x/D1", Entries: tc.entries})
+		if (tc.want == nil) != (err == nil) || tc.want != nil && !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+}
