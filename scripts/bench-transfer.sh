@@ -22,6 +22,10 @@
 #   scp    scp -r root@127.0.0.1:PFN DEST                   (default cipher)
 #   rsync  rsync -a -e "ssh ..." root@127.0.0.1:PFN/ DEST/  (default cipher)
 #   cp     cp -r PFN DEST && sha256sum of every file in DEST
+#   cp-ossl  the same with openssl dgst -sha256, which uses the CPU's SHA
+#          instructions where coreutils' sha256sum (Debian 12: 9.1, no
+#          OpenSSL) hashes in software at a fraction of the speed; reported
+#          beside the table, as the ceiling of the hardware
 #
 # The page cache is dropped before every timed run when
 # /proc/sys/vm/drop_caches is writable (the output says whether it was), so
@@ -34,7 +38,7 @@
 # rlsd/rlsctl. Everything talks to 127.0.0.1 only.
 #
 # Knobs (environment): REPS (3), MAX_SECS (600: bound of every single
-# command), METHODS ("rls rls-warm scp rsync cp"; leave out the rls ones to
+# command), METHODS ("rls rls-warm scp rsync cp cp-ossl"; leave out the rls ones to
 # run without the transfer engine), BIG_MIB (1024), SMALL_FILES (2000), SMALL_KIB (32),
 # RLSD_HTTP=1 (also give rlsd --http-listen 127.0.0.1:0), NO_BUILD=1,
 # NO_INSTALL=1, KEEP=1 (keep the temp dir).
@@ -45,7 +49,7 @@ cd "$ROOT"
 
 REPS="${REPS:-3}"
 MAX_SECS="${MAX_SECS:-600}"
-METHODS="${METHODS:-rls rls-warm scp rsync cp}"
+METHODS="${METHODS:-rls rls-warm scp rsync cp cp-ossl}"
 BIG_MIB="${BIG_MIB:-1024}"
 SMALL_FILES="${SMALL_FILES:-2000}"
 SMALL_KIB="${SMALL_KIB:-32}"
@@ -61,7 +65,7 @@ has_method() { case " $METHODS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 uses_rls() { has_method rls || has_method rls-warm; }
 
 for m in $METHODS; do
-	case $m in rls | rls-warm | scp | rsync | cp) ;; *) die "unknown method $m in METHODS (rls rls-warm scp rsync cp)" ;; esac
+	case $m in rls | rls-warm | scp | rsync | cp | cp-ossl) ;; *) die "unknown method $m in METHODS (rls rls-warm scp rsync cp cp-ossl)" ;; esac
 done
 [ "$REPS" -ge 1 ] || die "REPS must be ≥ 1"
 
@@ -182,6 +186,7 @@ say "machine"
 	echo "sshd:      $(dpkg-query -W -f '${Package} ${Version}' openssh-server 2>/dev/null || echo unknown)"
 	echo "rsync:     $(rsync --version | head -n1)"
 	echo "coreutils: $(cp --version | head -n1)"
+	echo "openssl:   $(openssl version)"
 	echo "go:        $(go version 2>/dev/null || echo none)"
 	echo "rls:       $(git describe --always --dirty 2>/dev/null || echo unknown)"
 	echo "methods:   $METHODS, $REPS runs each, median"
@@ -370,6 +375,8 @@ pull() {
 	rsync) run timeout "$MAX_SECS" rsync -a -e "$SSH_CMD" "root@127.0.0.1:$src/" "$dst/" ;;
 	cp) # shellcheck disable=SC2016 # $1 and $2 are the inner shell's
 		run timeout "$MAX_SECS" bash -c 'cp -r "$1" "$2" && find "$2" -type f -print0 | xargs -0 -r sha256sum >/dev/null' cp-sha256sum "$src" "$dst" ;;
+	cp-ossl) # shellcheck disable=SC2016 # $1 and $2 are the inner shell's
+		run timeout "$MAX_SECS" bash -c 'cp -r "$1" "$2" && find "$2" -type f -print0 | xargs -0 -r openssl dgst -sha256 >/dev/null' cp-openssl-sha256 "$src" "$dst" ;;
 	esac
 }
 
@@ -416,7 +423,7 @@ for u in $UNITS; do
 				die "$m of $u (run $rep): destination differs from source (sha256sum lists above; $OUT/dst-$u-$m.sha256)"
 			fi
 			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$u" "$m" "$rep" "$secs" "$fsecs" "${BYTES[$u]}" "$load" >>"$OUT/times.tsv"
-			printf '%-11s %-6s run %s: %7.3f s  %8.1f MB/s  (incl. flush %.3f s)  verified\n' "$u" "$m" "$rep" "$secs" \
+			printf '%-11s %-8s run %s: %7.3f s  %8.1f MB/s  (incl. flush %.3f s)  verified\n' "$u" "$m" "$rep" "$secs" \
 				"$(awk -v b="${BYTES[$u]}" -v s="$secs" 'BEGIN { print b / s / 1e6 }')" "$fsecs" >&2
 		done
 	done
@@ -445,7 +452,7 @@ verdict() { # VALUE MIN
 declare -A MED MEDF
 # shellcheck disable=SC2034 # MEDF is read through table's nameref
 for u in $UNITS; do
-	for m in rls rls-warm scp rsync cp; do
+	for m in rls rls-warm scp rsync cp cp-ossl; do
 		MED[$u.$m]="$(median "$u" "$m" 4)"
 		MEDF[$u.$m]="$(median "$u" "$m" 5)"
 	done
@@ -504,6 +511,17 @@ say "results"
 	for u in $UNITS; do
 		echo "- $u: the local ceiling itself is $(ratio "${MED[$u.scp]}" "${MED[$u.cp]}")× scp"
 	done
+	if has_method cp-ossl; then
+		echo
+		echo "The ceiling with hardware SHA-256 (cp -r + openssl dgst -sha256; sha256sum here hashes in software):"
+		echo
+		echo "| unit | cp+openssl sha256 | cp+sha256sum | rls (fresh rlsd)/it | rls (digests cached)/it |"
+		echo "| --- | ---: | ---: | ---: | ---: |"
+		for u in $UNITS; do
+			b=${BYTES[$u]}
+			echo "| $(label "$u") | $(cell "$b" "${MED[$u.cp-ossl]}") | $(cell "$b" "${MED[$u.cp]}") | $(ratio "${MED[$u.cp-ossl]}" "${MED[$u.rls]}") | $(ratio "${MED[$u.cp-ossl]}" "${MED[$u.rls-warm]}") |"
+		done
+	fi
 	echo
 	echo "Every run (seconds, command alone):"
 	echo
