@@ -25,6 +25,9 @@ const (
 	DefaultBatchFiles   = 512
 	DefaultStallTimeout = 30 * time.Second
 	DefaultMaxFailures  = 3
+	DefaultSlowFactor   = 8
+	DefaultSlowWindow   = 5 * time.Second
+	DefaultSlowMinBytes = 8 << 20
 )
 
 // PullOptions configure Pull. Only Sources is required.
@@ -49,6 +52,19 @@ type PullOptions struct {
 	// MaxFailures is how many failures in a row (timeouts, dropped
 	// connections, protocol errors) drop a source for the rest of the pull.
 	MaxFailures int
+	// SlowFactor, SlowWindow and SlowMinBytes drop a source that is slow
+	// but still sending. When another source is live, a source that had
+	// reads in flight for the whole of the last SlowWindow and received
+	// less than 1/SlowFactor of the best other source's rate in it is
+	// dropped: its reads are cancelled, what they received is kept (synced
+	// and journaled, as after a failure), and the rest goes to the others.
+	// A source's rate is an exponentially weighted moving average over the
+	// time it had reads in flight; it judges others only once it has
+	// received SlowMinBytes. The last live source is never dropped. A
+	// negative SlowFactor disables this.
+	SlowFactor   float64
+	SlowWindow   time.Duration
+	SlowMinBytes int64
 	// RateLimit caps the pull's total rate in bytes per second; 0: none.
 	RateLimit int64
 	// Force replaces an existing destination (atomically on Linux, by an
@@ -88,8 +104,9 @@ type PullResult struct {
 type SourceResult struct {
 	Name    string
 	Bytes   int64 // bytes received from it
-	Dropped bool  // dropped for failing or stalling
-	Err     error // its last error, if any
+	Dropped bool  // dropped for failing, stalling or being slow
+	Slow    bool  // dropped for being much slower than the best source
+	Err     error // its last error, if any (ErrTimeout when Slow)
 }
 
 func (o PullOptions) withDefaults() PullOptions {
@@ -110,6 +127,15 @@ func (o PullOptions) withDefaults() PullOptions {
 	}
 	if o.MaxFailures <= 0 {
 		o.MaxFailures = DefaultMaxFailures
+	}
+	if o.SlowFactor == 0 {
+		o.SlowFactor = DefaultSlowFactor
+	}
+	if o.SlowWindow <= 0 {
+		o.SlowWindow = DefaultSlowWindow
+	}
+	if o.SlowMinBytes <= 0 {
+		o.SlowMinBytes = DefaultSlowMinBytes
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -134,8 +160,9 @@ func StagingDir(dest string) string {
 // source's manifest changed for them).
 //
 // Work is spread over the sources, opts.Streams streams each; a source that
-// fails opts.MaxFailures times in a row, or stalls, is dropped and its work
-// goes to the others. A file whose digest does not match is fetched again,
+// fails opts.MaxFailures times in a row, stalls, or (with another source
+// live) sends far slower than the best one (opts.SlowFactor) is dropped and
+// its work goes to the others, keeping what it had sent. A file whose digest does not match is fetched again,
 // from another source when there is one; corrupt data is never placed.
 //
 // Errors wrap ErrNotFound (no source has the unit or a file), ErrRefused,
@@ -228,9 +255,16 @@ type fileState struct {
 type source struct {
 	peer  Peer
 	bytes atomic.Int64
+	busy  atomic.Int32 // Reads in flight
+	// ctx is the pull's context for this source's reads; cancel (with
+	// errSlow) ends them when the source is dropped for slowness.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	rate   rateTrack // owned by the rate monitor
 	// Guarded by queue.mu.
 	failures int // in a row
 	dropped  bool
+	slow     bool
 	lastErr  error
 }
 
@@ -392,7 +426,10 @@ func (p *puller) prepare(m *Manifest) error {
 		if err := p.createFile(f); err != nil {
 			return err
 		}
-		if f.e.Size == 0 {
+		if f.done.bytes() == f.e.Size {
+			// Empty, or every byte written by an earlier run that died
+			// before it verified the file: nothing to fetch, so verify now
+			// (a bad file is queued again).
 			if err := p.verify(f); err != nil {
 				return err
 			}
@@ -477,11 +514,19 @@ func (p *puller) run(ctx context.Context) error {
 	defer stop()
 	var wg sync.WaitGroup
 	for _, s := range p.sources {
+		s.ctx, s.cancel = context.WithCancelCause(ctx)
+		defer s.cancel(nil)
 		for range p.o.Streams {
 			wg.Go(func() { p.worker(ctx, s) })
 		}
 	}
+	var mon sync.WaitGroup
+	if len(p.sources) > 1 && p.o.SlowFactor > 0 {
+		mon.Go(func() { p.monitorRates(ctx) })
+	}
 	wg.Wait()
+	cancel()
+	mon.Wait()
 	return p.q.result()
 }
 
@@ -491,7 +536,9 @@ func (p *puller) worker(ctx context.Context, s *source) {
 		if it == nil {
 			return
 		}
-		err := p.fetch(ctx, s, it)
+		s.busy.Add(1)
+		err := p.fetch(s.ctx, s, it)
+		s.busy.Add(-1)
 		if err == nil {
 			p.q.finish(it, s)
 			continue
@@ -506,6 +553,10 @@ func (p *puller) worker(ctx context.Context, s *source) {
 			return
 		case len(it.pieces) == 0:
 			p.q.finish(it, s) // everything arrived before the error
+		case s.ctx.Err() != nil:
+			// Dropped for slowness: the rest goes to the others, and this
+			// source's next take returns nil.
+			p.q.requeue(it, s, nil)
 		case errors.Is(err, ErrNotFound), errors.Is(err, ErrRefused), errors.Is(err, ErrChanged), errors.Is(err, ErrInvalid):
 			// This source cannot serve these files; others may.
 			p.log.Warn("source cannot serve a range", "peer", s.peer.Name(), "error", err)
@@ -821,7 +872,7 @@ func (p *puller) result(start time.Time) *PullResult {
 	p.q.mu.Lock()
 	defer p.q.mu.Unlock()
 	for _, s := range p.sources {
-		r.Sources = append(r.Sources, SourceResult{Name: s.peer.Name(), Bytes: s.bytes.Load(), Dropped: s.dropped, Err: s.lastErr})
+		r.Sources = append(r.Sources, SourceResult{Name: s.peer.Name(), Bytes: s.bytes.Load(), Dropped: s.dropped, Slow: s.slow, Err: s.lastErr})
 	}
 	return r
 }

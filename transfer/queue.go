@@ -88,6 +88,28 @@ func (q *queue) requeue(it *item, s *source, failure error) int {
 	return s.failures
 }
 
+// live reports whether s has not been dropped.
+func (q *queue) live(s *source) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return !s.dropped
+}
+
+// dropSlow drops s for being slow, with err, unless it is the last live
+// source or already dropped; it reports whether it dropped s. The caller
+// cancels s's reads; their items come back through requeue.
+func (q *queue) dropSlow(s *source, err error) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if s.dropped || q.err != nil || !slices.ContainsFunc(q.sources, func(o *source) bool { return o != s && !o.dropped }) {
+		return false
+	}
+	s.dropped, s.slow, s.lastErr = true, true, err
+	q.checkLocked()
+	q.cond.Broadcast()
+	return true
+}
+
 // checkLocked fails the pull if no live source is left, or if a queued
 // item is avoided by every live source.
 func (q *queue) checkLocked() {

@@ -173,6 +173,11 @@ type peer struct {
 	corrupt bool
 	// stall blocks every Read until its context ends.
 	stall bool
+	// crawl, if set, makes every Read send 4 KiB per crawl: slow, but
+	// never stalled.
+	crawl time.Duration
+	// reads counts Read calls.
+	reads atomic.Int64
 }
 
 func newPeer(p transfer.Peer, name string) *peer {
@@ -184,9 +189,28 @@ func newPeer(p transfer.Peer, name string) *peer {
 func (f *peer) Name() string { return f.name }
 
 func (f *peer) Read(ctx context.Context, ranges []transfer.Range, fn func(int, int64, []byte) error) error {
+	f.reads.Add(1)
 	if f.stall {
 		<-ctx.Done()
 		return ctx.Err()
+	}
+	if f.crawl > 0 {
+		inner := fn
+		fn = func(i int, off int64, p []byte) error {
+			for len(p) > 0 {
+				select {
+				case <-time.After(f.crawl):
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				n := min(len(p), 4<<10)
+				if err := inner(i, off, p[:n]); err != nil {
+					return err
+				}
+				off, p = off+int64(n), p[n:]
+			}
+			return nil
+		}
 	}
 	return f.Peer.Read(ctx, ranges, func(i int, off int64, p []byte) error {
 		if lim := f.failAfter.Load(); lim >= 0 && f.sent.Load() >= lim {
@@ -242,6 +266,36 @@ func TestPullFaults(t *testing.T) {
 		}
 	})
 
+	t.Run("slow source", func(t *testing.T) {
+		// slow sends 4 KiB every 100 ms per stream: each 1 MiB range would
+		// take it 25 s, its share of the unit minutes. It is dropped once
+		// it has crawled for a window while good is far faster, and the
+		// ranges it had started are finished by good.
+		good, slow := newPeer(src, "good"), newPeer(src, "slow")
+		slow.crawl = 100 * time.Millisecond
+		dest := filepath.Join(t.TempDir(), "D7")
+		o := opts(slow, good)
+		o.StallTimeout = 10 * time.Second
+		o.SlowWindow = time.Second
+		o.SlowMinBytes = 1 << 20
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		res, err := transfer.Pull(ctx, unit, dest, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if treeDigest(t, dest) != want {
+			t.Error("pulled tree differs")
+		}
+		s := res.Sources[0]
+		if !s.Dropped || !s.Slow || !errors.Is(s.Err, transfer.ErrTimeout) || res.Sources[1].Dropped {
+			t.Errorf("sources %+v: want slow dropped for slowness, good kept", res.Sources)
+		}
+		if res.Fetched != res.Bytes || s.Bytes+res.Sources[1].Bytes != res.Bytes {
+			t.Errorf("result %+v: want every byte fetched once, kept from either source", res)
+		}
+	})
+
 	t.Run("corrupt source, good source", func(t *testing.T) {
 		good, bad := newPeer(src, "good"), newPeer(src, "bad")
 		bad.corrupt = true
@@ -287,6 +341,32 @@ func TestPullFaults(t *testing.T) {
 			t.Errorf("half unit placed: %v", err)
 		}
 		first := res.Fetched
+		// As if the puller had died after journaling every byte of some
+		// files but before verifying them: the resumed pull must verify
+		// them (mode, mtime) rather than place them as they are.
+		journal := filepath.Join(transfer.StagingDir(dest), "journal")
+		b, err := os.ReadFile(journal)
+		must(t, err)
+		var kept [][]byte
+		for _, line := range bytes.SplitAfter(b, []byte("\n")) {
+			if !bytes.Contains(line, []byte(`"op":"verified"`)) {
+				kept = append(kept, line)
+			}
+		}
+		if len(kept) == len(bytes.SplitAfter(b, []byte("\n"))) {
+			t.Fatal("the failed pull verified no file")
+		}
+		must(t, os.WriteFile(journal, bytes.Join(kept, nil), 0o600))
+		now := time.Now()
+		must(t, filepath.WalkDir(filepath.Join(transfer.StagingDir(dest), "unit"), func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			if err := os.Chmod(p, 0o600); err != nil {
+				return err
+			}
+			return os.Chtimes(p, now, now)
+		}))
 		good := newPeer(src, "good")
 		res, err = transfer.Pull(context.Background(), unit, dest, opts(good))
 		if err != nil {

@@ -45,8 +45,10 @@ the SHA-256 of the unit's manifest and synced, and the unit is renamed to
 --to in one step when complete. Run the same command again after an
 interruption (a killed process, a dropped connection) and it resumes without
 fetching again what it had written. Work is spread over the sources,
---streams streams each; a source that fails 3 times in a row, or sends
-nothing for --timeout, is dropped and its work goes to the others. A file
+--streams streams each; a source that fails 3 times in a row, sends
+nothing for --timeout, or sends at less than 1/8 of the best source's rate
+for 5 seconds, is dropped and its work goes to the others (what it sent is
+kept). A file
 whose digest does not match is fetched again (from another source if there
 is one) and never placed.
 
@@ -255,6 +257,7 @@ type pullSourceRes struct {
 	Addr    string `json:"addr"`
 	Bytes   int64  `json:"bytes"`
 	Dropped bool   `json:"dropped"`
+	Slow    bool   `json:"slow,omitempty"` // dropped for being much slower than the best source
 	Error   string `json:"error,omitempty"`
 }
 
@@ -265,7 +268,7 @@ func newPullResult(r *transfer.PullResult) pullResult {
 		Seconds: r.Elapsed.Seconds(), BytesPerSecond: float64(r.Fetched) / max(r.Elapsed.Seconds(), 1e-6),
 	}
 	for _, s := range r.Sources {
-		sr := pullSourceRes{Addr: s.Name, Bytes: s.Bytes, Dropped: s.Dropped}
+		sr := pullSourceRes{Addr: s.Name, Bytes: s.Bytes, Dropped: s.Dropped, Slow: s.Slow}
 		if s.Err != nil {
 			sr.Error = s.Err.Error()
 		}
