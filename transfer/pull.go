@@ -2,6 +2,7 @@ package transfer
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -23,6 +24,8 @@ const (
 	DefaultRangeSize    = 32 << 20
 	DefaultBatchBytes   = 32 << 20
 	DefaultBatchFiles   = 512
+	DefaultBatchUnits   = 48 // as Remote SUMS batches
+	MaxBatchBytes       = 512 << 20
 	DefaultStallTimeout = 30 * time.Second
 	DefaultMaxFailures  = 3
 	DefaultSlowFactor   = 8
@@ -46,6 +49,9 @@ type PullOptions struct {
 	// BatchBytes bytes per Read call.
 	BatchBytes int64
 	BatchFiles int
+	// BatchUnits bounds the units whose files share a Read call
+	// (PullUnits). BatchBytes is at most MaxBatchBytes.
+	BatchUnits int
 	// StallTimeout bounds the manifest call and the wait for each chunk of
 	// a stream; a stalled stream counts as a failure of its source.
 	StallTimeout time.Duration
@@ -98,12 +104,13 @@ type PullResult struct {
 	Refetched int64 // bytes received but thrown away after a digest mismatch
 	Sources   []SourceResult
 	Elapsed   time.Duration
+	Err       error // nil once the unit is placed
 }
 
 // SourceResult is what one source did in a pull.
 type SourceResult struct {
 	Name    string
-	Bytes   int64 // bytes received from it
+	Bytes   int64 // bytes of this unit received from it
 	Dropped bool  // dropped for failing, stalling or being slow
 	Slow    bool  // dropped for being much slower than the best source
 	Err     error // its last error, if any (ErrTimeout when Slow)
@@ -122,6 +129,10 @@ func (o PullOptions) withDefaults() PullOptions {
 	if o.BatchFiles <= 0 {
 		o.BatchFiles = DefaultBatchFiles
 	}
+	if o.BatchUnits <= 0 {
+		o.BatchUnits = DefaultBatchUnits
+	}
+	o.BatchBytes = min(o.BatchBytes, MaxBatchBytes)
 	if o.StallTimeout <= 0 {
 		o.StallTimeout = DefaultStallTimeout
 	}
@@ -162,86 +173,226 @@ func StagingDir(dest string) string {
 // Work is spread over the sources, opts.Streams streams each; a source that
 // fails opts.MaxFailures times in a row, stalls, or (with another source
 // live) sends far slower than the best one (opts.SlowFactor) is dropped and
-// its work goes to the others, keeping what it had sent. A file whose digest does not match is fetched again,
-// from another source when there is one; corrupt data is never placed.
+// its work goes to the others, keeping what it had sent. A file whose
+// digest does not match is fetched again, from another source when there
+// is one; corrupt data is never placed.
 //
 // Errors wrap ErrNotFound (no source has the unit or a file), ErrRefused,
 // ErrTimeout, ErrUnavailable, ErrCorrupt, ErrChanged, ErrExists or
-// ErrInvalid; with several sources, the error of the most telling one.
+// ErrInvalid; with several sources, the error of the most telling one. The
+// result is returned on failure too.
 func Pull(ctx context.Context, pfn, dest string, opts PullOptions) (*PullResult, error) {
-	o := opts.withDefaults()
-	start := time.Now()
-	if len(o.Sources) == 0 {
-		return nil, fmt.Errorf("pull: %w: no sources", ErrInvalid)
-	}
-	if pfn == "" {
-		return nil, fmt.Errorf("pull: %w: empty PFN", ErrInvalid)
-	}
-	dest, err := filepath.Abs(dest)
-	if err != nil {
-		return nil, fmt.Errorf("pull: %w: destination: %v", ErrInvalid, err)
-	}
-	parent := filepath.Dir(dest)
-	if dest == parent || filepath.Base(dest) == stagingDirName {
-		return nil, fmt.Errorf("pull: %w: destination %q", ErrInvalid, dest)
-	}
-	if fi, err := os.Stat(parent); err != nil || !fi.IsDir() {
-		return nil, fmt.Errorf("pull: %w: destination's parent %s is not a directory", ErrInvalid, parent)
-	}
-	if _, err := os.Lstat(dest); err == nil && !o.Force {
-		return nil, fmt.Errorf("pull: %w: %s (use force to replace it)", ErrExists, dest)
-	}
-	st, fresh, err := openStaging(StagingDir(dest), o.NoSync)
-	if err != nil {
-		return nil, fmt.Errorf("pull: %w", err)
-	}
-	p := &puller{pfn: pfn, dest: dest, o: o, st: st, log: o.Logger.With("pfn", pfn)}
-	placed := false
-	defer func() { st.close(placed) }()
-
-	m, err := p.fetchManifest(ctx)
-	if err != nil {
-		placed = fresh // nothing to resume: leave no staging directory behind
-		return nil, fmt.Errorf("pull %s: %w", pfn, err)
-	}
-	if err := p.prepare(m); err != nil {
-		return nil, fmt.Errorf("pull %s: %w", pfn, err)
-	}
-	stopProgress := p.reportProgress()
-	err = p.run(ctx)
-	stopProgress()
-	if err != nil {
-		return p.result(start), fmt.Errorf("pull %s: %w", pfn, err)
-	}
-	if err := p.place(); err != nil {
-		return p.result(start), fmt.Errorf("pull %s: %w", pfn, err)
-	}
-	placed = true
-	p.log.Info("pulled", "dest", dest, "bytes", m.TotalBytes(), "fetched", p.fetched.Load(),
-		"resumed", p.resumed, "elapsed", time.Since(start))
-	return p.result(start), nil
+	rs, _ := PullUnits(ctx, []Unit{{PFN: pfn, Dest: dest}}, opts)
+	return rs[0], rs[0].Err
 }
 
-// puller is the state of one Pull.
-type puller struct {
+// Unit is a storage unit to pull and its destination directory.
+type Unit struct {
+	PFN, Dest string
+}
+
+// PullUnits pulls several units at once, as Pull pulls one, sharing the
+// sources, streams and rate limit: the manifests are fetched first, then
+// small whole files of many units travel together in Read calls (at most
+// opts.BatchUnits units, opts.BatchFiles files and opts.BatchBytes bytes a
+// call), while each unit keeps its own staging directory, journal,
+// verification and atomic rename. A unit is placed as soon as all of its
+// files are verified; a unit that fails (no source has it, a file is
+// corrupt at every source, its destination exists) does not stop the
+// others, and is resumed by a later pull to the same destination.
+//
+// It returns one result per unit, in order, each with its Err (nil once
+// placed), and an error that joins the units' errors, nil when every unit
+// was placed. Destinations must differ.
+func PullUnits(ctx context.Context, units []Unit, opts PullOptions) ([]*PullResult, error) {
+	o := opts.withDefaults()
+	p := &puller{o: o, log: o.Logger}
+	for _, x := range units {
+		u := &unitPull{pfn: x.PFN, dest: x.Dest, start: time.Now(), log: o.Logger.With("pfn", x.PFN)}
+		u.srcBytes = make([]atomic.Int64, len(o.Sources))
+		p.units = append(p.units, u)
+	}
+	defer func() {
+		for _, u := range p.units {
+			if u.st != nil {
+				u.st.close(u.state.Load() == unitPlaced || (u.m == nil && u.fresh))
+			}
+		}
+	}()
+	p.open()
+	p.fetchManifests(ctx)
+	for _, u := range p.units {
+		if u.state.Load() == unitRunning {
+			if err := p.prepare(u); err != nil {
+				p.failUnit(u, err)
+			}
+		}
+	}
+	p.startQueue()
+	for _, u := range p.units {
+		if u.state.Load() == unitRunning && u.m != nil && u.left == 0 {
+			p.placeUnit(u)
+		}
+	}
+	stopProgress := p.reportProgress()
+	err := p.run(ctx)
+	stopProgress()
+	if err == nil {
+		err = fmt.Errorf("%w: pull ended with work left", ErrUnavailable)
+	}
+	var errs []error
+	rs := make([]*PullResult, len(p.units))
+	for i, u := range p.units {
+		p.failUnit(u, err) // no-op for units already placed or failed
+		rs[i] = p.result(u)
+		if rs[i].Err != nil {
+			errs = append(errs, rs[i].Err)
+		}
+	}
+	return rs, errors.Join(errs...)
+}
+
+// open checks each unit's PFN and destination and opens its staging
+// directory; a unit that fails here is failed.
+func (p *puller) open() {
+	dests := map[string]bool{}
+	for _, u := range p.units {
+		err := func() error {
+			if len(p.o.Sources) == 0 {
+				return fmt.Errorf("%w: no sources", ErrInvalid)
+			}
+			if u.pfn == "" {
+				return fmt.Errorf("%w: empty PFN", ErrInvalid)
+			}
+			dest, err := filepath.Abs(u.dest)
+			if err != nil {
+				return fmt.Errorf("%w: destination: %v", ErrInvalid, err)
+			}
+			u.dest = dest
+			parent := filepath.Dir(dest)
+			if dest == parent || filepath.Base(dest) == stagingDirName {
+				return fmt.Errorf("%w: destination %q", ErrInvalid, dest)
+			}
+			if dests[dest] {
+				return fmt.Errorf("%w: destination %s given twice", ErrInvalid, dest)
+			}
+			dests[dest] = true
+			if fi, err := os.Stat(parent); err != nil || !fi.IsDir() {
+				return fmt.Errorf("%w: destination's parent %s is not a directory", ErrInvalid, parent)
+			}
+			if _, err := os.Lstat(dest); err == nil && !p.o.Force {
+				return fmt.Errorf("%w: %s (use force to replace it)", ErrExists, dest)
+			}
+			u.st, u.fresh, err = openStaging(StagingDir(dest), p.o.NoSync)
+			return err
+		}()
+		if err != nil {
+			p.failUnit(u, err)
+		}
+	}
+}
+
+// fetchManifests gets the manifests of the units still running, a few at
+// a time.
+func (p *puller) fetchManifests(ctx context.Context) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for _, u := range p.units {
+		if u.state.Load() != unitRunning {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			m, err := p.fetchManifest(ctx, u)
+			if err != nil {
+				p.failUnit(u, err)
+				return
+			}
+			u.m = m
+		})
+	}
+	wg.Wait()
+}
+
+// Unit states.
+const (
+	unitRunning   = iota
+	unitFinishing // being placed or failed
+	unitPlaced
+	unitFailed
+)
+
+// unitPull is the state of one unit of a pull.
+type unitPull struct {
 	pfn, dest string
-	o         PullOptions
-	st        *staging
 	log       *slog.Logger
+	st        *staging
+	fresh     bool // the staging directory did not exist
 	m         *Manifest
 	files     []*fileState
-	sources   []*source
-	q         *queue
-	limit     *limiter
+	resumed   int64
+	start     time.Time
+	srcBytes  []atomic.Int64 // by index in puller.sources
+	fetched   atomic.Int64
+	refetch   atomic.Int64
 
-	mu       sync.Mutex // guards st's journal and fileStates' done, verified
-	resumed  int64
+	state   atomic.Int32  // unitRunning, unitFinishing, then unitPlaced or unitFailed
+	err     error         // written in unitFinishing; read once the state is final
+	elapsed time.Duration // likewise
+	left    int           // files not verified; guarded by puller.mu
+}
+
+// failed reports whether u failed; pieces of a failed unit are dropped.
+func (u *unitPull) failed() bool { return u.state.Load() == unitFailed }
+
+// fail fails u with err unless it is placed, being placed, or failed
+// already. Safe for concurrent use; it takes no lock.
+func (u *unitPull) fail(err error) {
+	if !u.state.CompareAndSwap(unitRunning, unitFinishing) {
+		return
+	}
+	u.err, u.elapsed = fmt.Errorf("pull %s: %w", u.pfn, err), time.Since(u.start)
+	u.state.Store(unitFailed)
+	u.log.Debug("unit failed", "error", err)
+}
+
+func (p *puller) failUnit(u *unitPull, err error) { u.fail(err) }
+
+// placeUnit places u, whose files are all verified, unless it failed.
+func (p *puller) placeUnit(u *unitPull) {
+	if !u.state.CompareAndSwap(unitRunning, unitFinishing) {
+		return
+	}
+	err := p.place(u)
+	u.elapsed = time.Since(u.start)
+	if err != nil {
+		u.err = fmt.Errorf("pull %s: %w", u.pfn, err)
+		u.state.Store(unitFailed)
+		return
+	}
+	u.state.Store(unitPlaced)
+	u.log.Info("pulled", "dest", u.dest, "bytes", u.m.TotalBytes(), "fetched", u.fetched.Load(),
+		"resumed", u.resumed, "elapsed", u.elapsed)
+}
+
+// puller is the state of one PullUnits.
+type puller struct {
+	o       PullOptions
+	log     *slog.Logger
+	units   []*unitPull
+	sources []*source
+	q       *queue
+	limit   *limiter
+
+	mu       sync.Mutex // guards the units' journals and left, and fileStates' done, verified
 	fetched  atomic.Int64
-	refetch  atomic.Int64
 	progress atomic.Int64
+	resumed  int64
 }
 
 type fileState struct {
+	u    *unitPull
 	e    *Entry
 	path string // in the staging unit, OS form
 
@@ -254,6 +405,7 @@ type fileState struct {
 
 type source struct {
 	peer  Peer
+	idx   int // in puller.sources
 	bytes atomic.Int64
 	busy  atomic.Int32 // Reads in flight
 	// ctx is the pull's context for this source's reads; cancel (with
@@ -281,11 +433,11 @@ type item struct {
 	lastErr error
 }
 
-func (p *puller) fetchManifest(ctx context.Context) (*Manifest, error) {
+func (p *puller) fetchManifest(ctx context.Context, u *unitPull) (*Manifest, error) {
 	var errs []error
 	for _, peer := range p.o.Sources {
 		mctx, cancel := context.WithTimeout(ctx, p.o.StallTimeout)
-		m, err := peer.Manifest(mctx, p.pfn)
+		m, err := peer.Manifest(mctx, u.pfn)
 		cancel()
 		if err == nil {
 			if err = m.Validate(); err == nil {
@@ -298,7 +450,7 @@ func (p *puller) fetchManifest(ctx context.Context) (*Manifest, error) {
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = fmt.Errorf("%w: %w", ErrTimeout, err)
 		}
-		p.log.Debug("manifest failed", "peer", peer.Name(), "error", err)
+		u.log.Debug("manifest failed", "peer", peer.Name(), "error", err)
 		errs = append(errs, fmt.Errorf("%s: %w", peer.Name(), err))
 	}
 	return nil, fmt.Errorf("manifest: %w", mostTelling(errs))
@@ -323,12 +475,12 @@ func mostTelling(errs []error) error {
 	return errors.Join(errs...)
 }
 
-// prepare sets up the staging directory for m: it keeps what an earlier
+// prepare sets up u's staging directory for its manifest: it keeps what an earlier
 // run did for files that did not change, creates directories and files,
 // verifies empty files, and queues the work.
-func (p *puller) prepare(m *Manifest) error {
-	p.m = m
-	old, recs := p.st.load()
+func (p *puller) prepare(u *unitPull) error {
+	m := u.m
+	old, recs := u.st.load()
 	keep := map[string]bool{} // files whose earlier records hold
 	if old != nil {
 		prev := map[string]*Entry{}
@@ -342,7 +494,7 @@ func (p *puller) prepare(m *Manifest) error {
 			}
 		}
 	}
-	unit := p.st.unitPath()
+	unit := u.st.unitPath()
 	if err := os.MkdirAll(unit, 0o755); err != nil {
 		return localErr(err)
 	}
@@ -359,8 +511,8 @@ func (p *puller) prepare(m *Manifest) error {
 			}
 			continue
 		}
-		f := &fileState{e: e, path: path, contribs: map[*source]bool{}, corrupted: map[*source]int{}}
-		p.files = append(p.files, f)
+		f := &fileState{u: u, e: e, path: path, contribs: map[*source]bool{}, corrupted: map[*source]int{}}
+		u.files = append(u.files, f)
 		byPath[e.Path] = f
 	}
 	var kept []journalRec
@@ -385,7 +537,7 @@ func (p *puller) prepare(m *Manifest) error {
 	// Files claimed verified must still be there with their size; records
 	// before a reset are dropped with it.
 	kept = kept[:0]
-	for _, f := range p.files {
+	for _, f := range u.files {
 		if f.verified {
 			if fi, err := os.Stat(f.path); err != nil || fi.Size() != f.e.Size {
 				f.verified, f.done = false, nil
@@ -393,25 +545,40 @@ func (p *puller) prepare(m *Manifest) error {
 		}
 		switch {
 		case f.verified:
-			p.resumed += f.e.Size
+			u.resumed += f.e.Size
 			kept = append(kept, journalRec{Op: "verified", Path: f.e.Path})
 		default:
 			for _, x := range f.done {
 				kept = append(kept, journalRec{Op: "range", Path: f.e.Path, Off: x.off, Len: x.end - x.off})
 			}
-			p.resumed += f.done.bytes()
+			u.resumed += f.done.bytes()
 		}
 	}
-	if err := p.st.begin(m, kept); err != nil {
+	if err := u.st.begin(m, kept); err != nil {
 		return err
 	}
-	p.progress.Store(p.resumed)
-	if p.resumed > 0 {
-		p.log.Info("resuming pull", "staging", p.st.dir, "resumed_bytes", p.resumed)
+	p.resumed += u.resumed
+	p.progress.Add(u.resumed)
+	if u.resumed > 0 {
+		u.log.Info("resuming pull", "staging", u.st.dir, "resumed_bytes", u.resumed)
 	}
+	for _, f := range u.files {
+		if f.verified {
+			continue
+		}
+		u.left++
+		if err := p.createFile(f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
-	for _, peer := range p.o.Sources {
-		p.sources = append(p.sources, &source{peer: peer})
+// startQueue sets up the sources and the queue, verifies the files that
+// need no bytes, and queues the rest of the running units' work.
+func (p *puller) startQueue() {
+	for i, peer := range p.o.Sources {
+		p.sources = append(p.sources, &source{peer: peer, idx: i})
 	}
 	p.q = newQueue(p.sources)
 	p.q.max = p.o.MaxFailures
@@ -419,26 +586,36 @@ func (p *puller) prepare(m *Manifest) error {
 		p.limit = &limiter{rate: float64(p.o.RateLimit)}
 	}
 	var pieces []piece
-	for _, f := range p.files {
-		if f.verified {
+	for _, u := range p.units {
+		if u.state.Load() != unitRunning || u.m == nil {
 			continue
 		}
-		if err := p.createFile(f); err != nil {
-			return err
-		}
-		if f.done.bytes() == f.e.Size {
-			// Empty, or every byte written by an earlier run that died
-			// before it verified the file: nothing to fetch, so verify now
-			// (a bad file is queued again).
-			if err := p.verify(f); err != nil {
-				return err
+		var up []piece
+		err := func() error {
+			for _, f := range u.files {
+				if f.verified {
+					continue
+				}
+				if f.done.bytes() == f.e.Size {
+					// Empty, or every byte written by an earlier run that died
+					// before it verified the file: nothing to fetch, so verify
+					// now (a bad file is queued again).
+					if _, err := p.verify(f); err != nil {
+						return err
+					}
+					continue
+				}
+				up = append(up, p.piecesOf(f)...)
 			}
+			return nil
+		}()
+		if err != nil {
+			p.failUnit(u, err)
 			continue
 		}
-		pieces = append(pieces, p.piecesOf(f)...)
+		pieces = append(pieces, up...)
 	}
 	p.q.add(p.batch(pieces, nil)...)
-	return nil
 }
 
 // createFile makes f's staging file with its final size (sparse), keeping
@@ -473,12 +650,15 @@ func (p *puller) piecesOf(f *fileState) []piece {
 }
 
 // batch groups pieces into items: whole files smaller than BatchBytes/8
-// (and than RangeSize) travel together, up to BatchFiles files and
-// min(BatchBytes, RangeSize) bytes per item; other pieces go alone.
+// (and than RangeSize) travel together, up to BatchFiles files of
+// BatchUnits units and min(BatchBytes, RangeSize) bytes per item; other
+// pieces go alone.
 func (p *puller) batch(pieces []piece, avoid map[*source]bool) []*item {
 	var items []*item
 	var cur *item
 	var curBytes int64
+	var curUnits int
+	var lastUnit *unitPull
 	limit := min(p.o.BatchBytes, p.o.RangeSize)
 	newItem := func() *item {
 		it := &item{avoid: map[*source]bool{}}
@@ -495,12 +675,18 @@ func (p *puller) batch(pieces []piece, avoid map[*source]bool) []*item {
 			items = append(items, it)
 			continue
 		}
-		if cur == nil || len(cur.pieces) >= p.o.BatchFiles || curBytes+pc.len > limit {
-			cur, curBytes = newItem(), 0
+		newUnit := cur == nil || pc.f.u != lastUnit && !slices.ContainsFunc(cur.pieces, func(x piece) bool { return x.f.u == pc.f.u })
+		if cur == nil || len(cur.pieces) >= p.o.BatchFiles || curBytes+pc.len > limit || newUnit && curUnits >= p.o.BatchUnits {
+			cur, curBytes, curUnits = newItem(), 0, 0
 			items = append(items, cur)
+			newUnit = true
 		}
 		cur.pieces = append(cur.pieces, pc)
 		curBytes += pc.len
+		if newUnit {
+			curUnits++
+		}
+		lastUnit = pc.f.u
 	}
 	return items
 }
@@ -584,7 +770,7 @@ var errStalled = errors.New("stream stalled")
 func (p *puller) fetch(ctx context.Context, s *source, it *item) (err error) {
 	ranges := make([]Range, len(it.pieces))
 	for i, pc := range it.pieces {
-		ranges[i] = Range{PFN: p.pfn, Path: pc.f.e.Path, Offset: pc.off, Length: pc.len, SHA256: pc.f.e.SHA256}
+		ranges[i] = Range{PFN: pc.f.u.pfn, Path: pc.f.e.Path, Offset: pc.off, Length: pc.len, SHA256: pc.f.e.SHA256}
 	}
 	got := make([]int64, len(ranges))
 	var (
@@ -642,6 +828,9 @@ func (p *puller) fetch(ctx context.Context, s *source, it *item) (err error) {
 			return localErr(werr)
 		}
 		got[i] += int64(len(b))
+		u := it.pieces[i].f.u
+		u.srcBytes[s.idx].Add(int64(len(b)))
+		u.fetched.Add(int64(len(b)))
 		s.bytes.Add(int64(len(b)))
 		p.fetched.Add(int64(len(b)))
 		p.progress.Add(int64(len(b)))
@@ -656,14 +845,14 @@ func (p *puller) fetch(ctx context.Context, s *source, it *item) (err error) {
 	}
 
 	// Journal what arrived (and was synced), then verify completed files.
-	var recs []journalRec
+	recs := map[*unitPull][]journalRec{}
 	var rest []piece
 	var complete []*fileState
 	p.mu.Lock()
 	for i, pc := range it.pieces {
 		n := got[i]
 		if n > 0 && synced[i] {
-			recs = append(recs, journalRec{Op: "range", Path: pc.f.e.Path, Off: pc.off, Len: n})
+			recs[pc.f.u] = append(recs[pc.f.u], journalRec{Op: "range", Path: pc.f.e.Path, Off: pc.off, Len: n})
 			pc.f.done = pc.f.done.add(pc.off, pc.off+n)
 			pc.f.contribs[s] = true
 		} else {
@@ -676,7 +865,12 @@ func (p *puller) fetch(ctx context.Context, s *source, it *item) (err error) {
 			complete = append(complete, pc.f)
 		}
 	}
-	jerr := p.st.append(recs...)
+	var jerr error
+	for u, rs := range recs {
+		if st := u.state.Load(); st == unitRunning || st == unitFailed { // a placed unit's staging is gone
+			jerr = cmp.Or(jerr, u.st.append(rs...))
+		}
+	}
 	p.mu.Unlock()
 	if jerr != nil {
 		return jerr
@@ -686,8 +880,12 @@ func (p *puller) fetch(ctx context.Context, s *source, it *item) (err error) {
 		err = fmt.Errorf("%w: stream ended %d ranges early", ErrCorrupt, len(rest))
 	}
 	for _, f := range slices.Compact(complete) {
-		if verr := p.verify(f); verr != nil {
+		unitDone, verr := p.verify(f)
+		if verr != nil {
 			return verr
+		}
+		if unitDone {
+			p.placeUnit(f.u)
 		}
 	}
 	return err
@@ -698,10 +896,11 @@ var zeros = make([]byte, ChunkSize)
 // verify checks a complete staging file against its digest. A good file
 // gets its mode and mtime, is synced and journaled as verified; a bad one is
 // emptied and queued again, avoiding sources that sent it bad bytes twice.
-func (p *puller) verify(f *fileState) error {
+// unitDone reports that it was the last file of its unit to verify.
+func (p *puller) verify(f *fileState) (unitDone bool, err error) {
 	h, err := os.OpenFile(f.path, os.O_RDWR, 0)
 	if err != nil {
-		return localErr(err)
+		return false, localErr(err)
 	}
 	defer h.Close()
 	buf := chunkPool.Get().(*[]byte)
@@ -709,26 +908,30 @@ func (p *puller) verify(f *fileState) error {
 	n, err := io.CopyBuffer(sum, h, *buf)
 	chunkPool.Put(buf)
 	if err != nil {
-		return localErr(err)
+		return false, localErr(err)
 	}
 	var d Digest
 	sum.Sum(d[:0])
 	if n == f.e.Size && d == f.e.SHA256 {
 		if err := h.Chmod(f.e.FileMode()); err != nil {
-			return localErr(err)
+			return false, localErr(err)
 		}
 		if err := os.Chtimes(f.path, time.Time{}, f.e.MTime); err != nil {
-			return localErr(err)
+			return false, localErr(err)
 		}
 		if !p.o.NoSync {
 			if err := h.Sync(); err != nil {
-				return localErr(err)
+				return false, localErr(err)
 			}
 		}
 		p.mu.Lock()
 		defer p.mu.Unlock()
+		if f.verified {
+			return false, nil
+		}
 		f.verified = true
-		return p.st.append(journalRec{Op: "verified", Path: f.e.Path})
+		f.u.left--
+		return f.u.left == 0, f.u.st.append(journalRec{Op: "verified", Path: f.e.Path})
 	}
 
 	// Corrupt: throw the bytes away (sparse again), and try again.
@@ -746,32 +949,32 @@ func (p *puller) verify(f *fileState) error {
 	cerr := fmt.Errorf("%w: file %q: SHA-256 %s, want %s (%d bytes, from %s)",
 		ErrCorrupt, f.e.Path, d, f.e.SHA256, n, strings.Join(names, ", "))
 	p.log.Warn("digest mismatch; bytes thrown away", "path", f.e.Path, "error", cerr)
-	p.refetch.Add(f.done.bytes())
+	f.u.refetch.Add(f.done.bytes())
 	p.progress.Add(-f.done.bytes())
 	f.done, f.contribs = nil, map[*source]bool{}
 	if err := h.Truncate(0); err != nil {
-		return localErr(err)
+		return false, localErr(err)
 	}
 	if err := h.Truncate(f.e.Size); err != nil {
-		return localErr(err)
+		return false, localErr(err)
 	}
-	if err := p.st.append(journalRec{Op: "reset", Path: f.e.Path}); err != nil {
-		return err
+	if err := f.u.st.append(journalRec{Op: "reset", Path: f.e.Path}); err != nil {
+		return false, err
 	}
 	items := p.batch(p.piecesOf(f), avoid)
 	for _, it := range items {
 		it.lastErr = cerr
 	}
 	p.q.add(items...)
-	return nil
+	return false, nil
 }
 
-// place finishes the unit in staging (directory modes and mtimes, removal
+// place finishes unit u in staging (directory modes and mtimes, removal
 // of anything an older manifest left), syncs it, and renames it to dest.
-func (p *puller) place() error {
-	unit := p.st.unitPath()
+func (p *puller) place(u *unitPull) error {
+	unit := u.st.unitPath()
 	want := map[string]bool{}
-	for _, e := range p.m.Entries {
+	for _, e := range u.m.Entries {
 		want[filepath.Join(unit, filepath.FromSlash(e.Path))] = true
 	}
 	var extra []string
@@ -796,13 +999,13 @@ func (p *puller) place() error {
 		}
 	}
 	// Deepest first: entries are sorted, so children follow their parent.
-	for i := len(p.m.Entries) - 1; i >= 0; i-- {
-		e := &p.m.Entries[i]
+	for i := len(u.m.Entries) - 1; i >= 0; i-- {
+		e := &u.m.Entries[i]
 		if !e.Dir {
 			continue
 		}
 		path := filepath.Join(unit, filepath.FromSlash(e.Path))
-		if err := p.st.syncDir(path); err != nil {
+		if err := u.st.syncDir(path); err != nil {
 			return localErr(err)
 		}
 		if err := os.Chmod(path, e.FileMode()); err != nil {
@@ -812,35 +1015,40 @@ func (p *puller) place() error {
 			return localErr(err)
 		}
 	}
-	if err := p.st.syncDir(unit); err != nil {
+	if err := u.st.syncDir(unit); err != nil {
 		return localErr(err)
 	}
-	if _, err := os.Lstat(p.dest); err == nil && p.o.Force {
+	if _, err := os.Lstat(u.dest); err == nil && p.o.Force {
 		// Swap, then delete the old unit, now in staging.
-		if err := exchange(unit, p.dest); err != nil {
+		if err := exchange(unit, u.dest); err != nil {
 			old := unit + ".old"
-			if err := os.Rename(p.dest, old); err != nil {
+			if err := os.Rename(u.dest, old); err != nil {
 				return localErr(err)
 			}
-			if err := os.Rename(unit, p.dest); err != nil {
+			if err := os.Rename(unit, u.dest); err != nil {
 				return localErr(err)
 			}
 			unit = old
 		}
 		if err := os.RemoveAll(unit); err != nil {
-			p.log.Warn("could not remove the replaced unit", "path", unit, "error", err)
+			u.log.Warn("could not remove the replaced unit", "path", unit, "error", err)
 		}
-	} else if err := os.Rename(unit, p.dest); err != nil {
+	} else if err := os.Rename(unit, u.dest); err != nil {
 		return localErr(err)
 	}
-	return localErr(p.st.syncDir(filepath.Dir(p.dest)))
+	return localErr(u.st.syncDir(filepath.Dir(u.dest)))
 }
 
 func (p *puller) reportProgress() (stop func()) {
 	if p.o.Progress == nil {
 		return func() {}
 	}
-	total := p.m.TotalBytes()
+	var total int64
+	for _, u := range p.units {
+		if u.m != nil {
+			total += u.m.TotalBytes()
+		}
+	}
 	report := func() { p.o.Progress(Progress{Done: p.progress.Load(), Total: total, Resumed: p.resumed}) }
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -860,19 +1068,20 @@ func (p *puller) reportProgress() (stop func()) {
 	return func() { close(done); wg.Wait() }
 }
 
-func (p *puller) result(start time.Time) *PullResult {
+// result reports on u, once the pull is over.
+func (p *puller) result(u *unitPull) *PullResult {
 	r := &PullResult{
-		PFN: p.pfn, Dest: p.dest, Resumed: p.resumed,
-		Fetched: p.fetched.Load(), Refetched: p.refetch.Load(), Elapsed: time.Since(start),
+		PFN: u.pfn, Dest: u.dest, Resumed: u.resumed,
+		Fetched: u.fetched.Load(), Refetched: u.refetch.Load(), Elapsed: u.elapsed, Err: u.err,
 	}
-	if p.m != nil {
-		r.Bytes, r.Files = p.m.TotalBytes(), p.m.Files()
-		r.Dirs = len(p.m.Entries) - r.Files
+	if u.m != nil {
+		r.Bytes, r.Files = u.m.TotalBytes(), u.m.Files()
+		r.Dirs = len(u.m.Entries) - r.Files
 	}
 	p.q.mu.Lock()
 	defer p.q.mu.Unlock()
-	for _, s := range p.sources {
-		r.Sources = append(r.Sources, SourceResult{Name: s.peer.Name(), Bytes: s.bytes.Load(), Dropped: s.dropped, Slow: s.slow, Err: s.lastErr})
+	for i, s := range p.sources {
+		r.Sources = append(r.Sources, SourceResult{Name: s.peer.Name(), Bytes: u.srcBytes[i].Load(), Dropped: s.dropped, Slow: s.slow, Err: s.lastErr})
 	}
 	return r
 }

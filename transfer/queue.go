@@ -10,9 +10,10 @@ import (
 )
 
 // queue hands items to the sources' workers. It is safe for concurrent use.
-// The pull is over when every item is finished (result nil), or when it
-// fails: an item that no live source can serve, every source dropped, a
-// local error, or cancellation.
+// The pull is over when every item is finished or dropped (result nil), or
+// when it fails: every source dropped, a local error, or cancellation. An
+// item that no live source can serve fails its units, and the pieces of
+// failed units are dropped.
 type queue struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -47,11 +48,23 @@ func (q *queue) take(s *source) *item {
 		if q.err != nil || s.dropped || q.pending == 0 {
 			return nil
 		}
-		for i, it := range q.items {
+		for i := 0; i < len(q.items); i++ {
+			it := q.items[i]
+			it.pieces = slices.DeleteFunc(it.pieces, func(pc piece) bool { return pc.f.u.failed() })
+			if len(it.pieces) == 0 { // all of failed units
+				q.items = slices.Delete(q.items, i, i+1)
+				i--
+				q.pending--
+				continue
+			}
 			if !it.avoid[s] {
 				q.items = slices.Delete(q.items, i, i+1)
 				return it
 			}
+		}
+		if q.pending == 0 {
+			q.cond.Broadcast()
+			return nil
 		}
 		q.cond.Wait()
 	}
@@ -132,14 +145,23 @@ func (q *queue) checkLocked() {
 		q.err = fmt.Errorf("every source failed; last: %w", last)
 		return
 	}
-	for _, it := range q.items {
-		if !slices.ContainsFunc(live, func(s *source) bool { return !it.avoid[s] }) {
-			q.err = it.lastErr
-			if q.err == nil {
-				q.err = fmt.Errorf("%w: no source can serve %q", ErrNotFound, it.pieces[0].f.e.Path)
-			}
-			return
+	// An item no live source can serve fails its units, not the pull.
+	q.items = slices.DeleteFunc(q.items, func(it *item) bool {
+		if slices.ContainsFunc(live, func(s *source) bool { return !it.avoid[s] }) {
+			return false
 		}
+		err := it.lastErr
+		for _, pc := range it.pieces {
+			if err == nil {
+				err = fmt.Errorf("%w: no source can serve %q", ErrNotFound, pc.f.e.Path)
+			}
+			pc.f.u.fail(err)
+		}
+		q.pending--
+		return true
+	})
+	if q.pending == 0 {
+		q.cond.Broadcast()
 	}
 }
 

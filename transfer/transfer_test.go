@@ -257,7 +257,9 @@ func TestPullFaults(t *testing.T) {
 		good, slow := newPeer(src, "good"), newPeer(src, "slow")
 		slow.stall = true
 		dest := filepath.Join(t.TempDir(), "D7")
-		res, err := transfer.Pull(context.Background(), unit, dest, opts(slow, good))
+		o := opts(slow, good)
+		o.RateLimit = 16 << 20 // about half a second: time for slow to take work and stall 3 times
+		res, err := transfer.Pull(context.Background(), unit, dest, o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -513,5 +515,52 @@ func TestManifestCache(t *testing.T) {
 	err = src.Read(ctx, []transfer.Range{{PFN: unit, Path: old.Path, Length: 1, SHA256: old.SHA256}}, func(int, int64, []byte) error { return nil })
 	if !errors.Is(err, transfer.ErrChanged) {
 		t.Errorf("read of an old version: %v, want ErrChanged", err)
+	}
+}
+
+func TestPullUnitsBatches(t *testing.T) {
+	root := t.TempDir()
+	var units []transfer.Unit
+	dst := t.TempDir()
+	for i := range 60 {
+		u := filepath.Join(root, fmt.Sprintf("D%03d", i))
+		must(t, os.MkdirAll(filepath.Join(u, "sub"), 0o755))
+		must(t, os.WriteFile(filepath.Join(u, "a.fits"), randBytes(t, 1000+i), 0o644))
+		must(t, os.WriteFile(filepath.Join(u, "sub/b.txt"), randBytes(t, 10+i), 0o600))
+		must(t, os.WriteFile(filepath.Join(u, "empty"), nil, 0o644))
+		units = append(units, transfer.Unit{PFN: u, Dest: filepath.Join(dst, filepath.Base(u))})
+	}
+	// One unit missing at the source, one whose destination exists: they
+	// fail alone.
+	units = append(units,
+		transfer.Unit{PFN: filepath.Join(root, "D999"), Dest: filepath.Join(dst, "D999")},
+		transfer.Unit{PFN: units[0].PFN, Dest: filepath.Join(dst, "taken")})
+	must(t, os.Mkdir(filepath.Join(dst, "taken"), 0o755))
+
+	src := newPeer(newSource(t, root), "src")
+	rs, err := transfer.PullUnits(context.Background(), units, transfer.PullOptions{Sources: []transfer.Peer{src}, NoSync: true})
+	if err == nil || len(rs) != len(units) {
+		t.Fatalf("PullUnits: %d results, error %v; want %d results and an error", len(rs), err, len(units))
+	}
+	for i, r := range rs[:60] {
+		if r.Err != nil {
+			t.Fatalf("unit %d: %v", i, r.Err)
+		}
+		if got, want := treeDigest(t, r.Dest), treeDigest(t, units[i].PFN); got != want {
+			t.Errorf("unit %d differs:\n got %s\nwant %s", i, got, want)
+		}
+		if r.Files != 3 || r.Fetched != r.Bytes || r.Sources[0].Bytes != r.Bytes {
+			t.Errorf("unit %d: result %+v", i, r)
+		}
+	}
+	if !errors.Is(rs[60].Err, transfer.ErrNotFound) || !errors.Is(rs[61].Err, transfer.ErrExists) {
+		t.Errorf("failed units: %v; %v", rs[60].Err, rs[61].Err)
+	}
+	// 60 units of small files: at most 48 units a call, so 2 calls.
+	if n := src.reads.Load(); n > 2 {
+		t.Errorf("%d Read calls for 60 small units, want at most 2", n)
+	}
+	if _, err := os.Stat(filepath.Join(dst, ".rls-staging")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("staging left behind: %v", err)
 	}
 }

@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -34,6 +37,7 @@ type pullOptions struct {
 	limitRate string
 	force     bool
 	noSync    bool
+	toParent  bool
 }
 
 const pullDesc = `Pull copies the storage unit PFN from the transfer sources given with --from
@@ -55,22 +59,35 @@ is one) and never placed.
 A progress bar (bytes, rate, ETA) is shown on stderr when it is a terminal.
 Exit status: 0 pulled; 2 bad input; 3 no source has the unit (or a file of
 it); 4 --to exists; 5 sources unreachable or timed out; 1 corruption,
-refusal or other failure.`
+refusal or other failure.
+
+With several PFNs (or --to-parent), --to is an existing parent directory and
+each unit lands at DIR/<last element of its PFN>. The units share the
+sources and streams, and small files of many units travel in the same read
+calls (at most 48 units a call); each unit is still staged, verified and
+renamed on its own, placed as soon as it is complete, and one unit's failure
+does not stop the others. The result lists every unit; the exit status is
+0 when all were placed, the status of the failures when they all failed the
+same way, else 1.`
 
 func newTransferPullCommand(g *globalOptions) *cobra.Command {
 	o := &pullOptions{}
 	cmd := &cobra.Command{
-		Use:   "pull --from ADDR[,ADDR...] PFN --to DIR",
-		Short: "Pull a storage unit, verified and resumable, from one or more sources",
+		Use:   "pull --from ADDR[,ADDR...] PFN... --to DIR",
+		Short: "Pull storage units, verified and resumable, from one or more sources",
 		Long:  pullDesc,
-		Args:  cobra.ExactArgs(1),
+		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 1 || o.toParent {
+				return runPullUnits(cmd.Context(), g, o, args)
+			}
 			return runPull(cmd.Context(), g, o, args[0])
 		},
 	}
 	f := cmd.Flags()
 	f.StringSliceVar(&o.from, "from", nil, "transfer sources HOST:PORT, comma-separated (default --server)")
-	f.StringVar(&o.to, "to", "", "destination directory of the unit (required)")
+	f.StringVar(&o.to, "to", "", "destination directory of the unit; with several PFNs, their parent (required)")
+	f.BoolVar(&o.toParent, "to-parent", false, "--to is the parent of the units' directories, even for one PFN")
 	f.IntVar(&o.streams, "streams", transfer.DefaultStreams, "concurrent streams per source")
 	f.Int64Var(&o.rangeMiB, "range-size", transfer.DefaultRangeSize>>20, "MiB; larger files are fetched in ranges of this size, in parallel")
 	f.StringVar(&o.limitRate, "limit-rate", "", "cap the total rate, bytes per second with an optional K, M or G suffix (powers of 1024)")
@@ -80,28 +97,25 @@ func newTransferPullCommand(g *globalOptions) *cobra.Command {
 	return cmd
 }
 
-func runPull(ctx context.Context, g *globalOptions, o *pullOptions, pfn string) error {
-	if err := checkNames("pfn", pfn); err != nil {
-		return err
-	}
+// pullOpts checks the flags and builds the pull's options, with a progress
+// bar labelled label; close releases the sources.
+func pullOpts(g *globalOptions, o *pullOptions, label string) (_ transfer.PullOptions, bar **progress, close func(), _ error) {
 	if o.streams <= 0 || o.rangeMiB <= 0 {
-		return usageErrorf("--streams and --range-size must be positive")
+		return transfer.PullOptions{}, nil, nil, usageErrorf("--streams and --range-size must be positive")
 	}
 	if g.timeout <= 0 {
-		return usageErrorf("--timeout must be positive, got %v", g.timeout)
+		return transfer.PullOptions{}, nil, nil, usageErrorf("--timeout must be positive, got %v", g.timeout)
 	}
 	rate, err := parseRate(o.limitRate)
 	if err != nil {
-		return usageErrorf("--limit-rate %q: %v", o.limitRate, err)
+		return transfer.PullOptions{}, nil, nil, usageErrorf("--limit-rate %q: %v", o.limitRate, err)
 	}
 	peers, closeAll, err := dialSources(g, o.from)
 	if err != nil {
-		return err
+		return transfer.PullOptions{}, nil, nil, err
 	}
-	defer closeAll()
-
-	var bar *progress
-	res, err := transfer.Pull(ctx, pfn, o.to, transfer.PullOptions{
+	bar = new(*progress)
+	return transfer.PullOptions{
 		Sources:      peers,
 		Streams:      o.streams,
 		RangeSize:    o.rangeMiB << 20,
@@ -112,19 +126,102 @@ func runPull(ctx context.Context, g *globalOptions, o *pullOptions, pfn string) 
 		// Warnings (a source dropped, a file fetched again) go to stderr.
 		Logger: slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Progress: func(p transfer.Progress) {
-			if bar == nil {
-				if bar = newProgress(g.stderr, p.Total, "pull "+pfn); bar == nil {
+			if *bar == nil {
+				if *bar = newProgress(g.stderr, p.Total, label); *bar == nil {
 					return
 				}
 			}
-			_ = bar.bar.Set64(p.Done)
+			_ = (*bar).bar.Set64(p.Done)
 		},
-	})
-	bar.finish()
+	}, bar, closeAll, nil
+}
+
+func runPull(ctx context.Context, g *globalOptions, o *pullOptions, pfn string) error {
+	if err := checkNames("pfn", pfn); err != nil {
+		return err
+	}
+	opts, bar, closeAll, err := pullOpts(g, o, "pull "+pfn)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	res, err := transfer.Pull(ctx, pfn, o.to, opts)
+	(*bar).finish()
 	if err != nil {
 		return &exitError{code: exitCodeForTransfer(err), err: err}
 	}
 	return g.printer().print(newPullResult(res))
+}
+
+// runPullUnits pulls several units into the directory o.to.
+func runPullUnits(ctx context.Context, g *globalOptions, o *pullOptions, pfns []string) error {
+	for _, pfn := range pfns {
+		if err := checkNames("pfn", pfn); err != nil {
+			return err
+		}
+	}
+	var units []transfer.Unit
+	seen := map[string]string{}
+	for _, pfn := range pfns {
+		name := path.Base(path.Clean(pfn))
+		if name == "/" || name == "." || name == ".." {
+			return usageErrorf("PFN %q has no last element to name its unit", pfn)
+		}
+		if other, ok := seen[name]; ok {
+			return usageErrorf("PFNs %q and %q would both land at %s", other, pfn, filepath.Join(o.to, name))
+		}
+		seen[name] = pfn
+		units = append(units, transfer.Unit{PFN: pfn, Dest: filepath.Join(o.to, name)})
+	}
+	if fi, err := os.Stat(o.to); err != nil || !fi.IsDir() {
+		return usageErrorf("--to %s: not a directory (with several PFNs it is their parent)", o.to)
+	}
+	opts, bar, closeAll, err := pullOpts(g, o, fmt.Sprintf("pull %d units", len(units)))
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	rs, _ := transfer.PullUnits(ctx, units, opts)
+	(*bar).finish()
+	out := pullUnitsResult{Units: make([]pullResult, len(rs))}
+	var tally failureTally
+	for i, r := range rs {
+		out.Units[i] = newPullResult(r)
+		if r.Err != nil {
+			code := exitCodeForTransfer(r.Err)
+			out.Units[i].Error = r.Err.Error()
+			tally.add(strconv.Itoa(code), code)
+			out.Failed++
+		} else {
+			out.Placed++
+		}
+	}
+	if err := g.printer().print(out); err != nil {
+		return err
+	}
+	if st := tally.exitStatus(); st != exitOK {
+		return &exitError{code: st, err: fmt.Errorf("%d of %d units failed", out.Failed, len(rs))}
+	}
+	return nil
+}
+
+// pullUnitsResult reports a pull of several units: one result each (with
+// "error" for those not placed), and the counts.
+type pullUnitsResult struct {
+	Units  []pullResult `json:"units"`
+	Placed int          `json:"placed"`
+	Failed int          `json:"failed"`
+}
+
+func (r pullUnitsResult) writeTable(w io.Writer) {
+	for _, u := range r.Units {
+		if u.Error != "" {
+			fmt.Fprintf(w, "failed %s -> %s: %s\n", cell(u.PFN), cell(u.Dest), u.Error)
+			continue
+		}
+		u.writeTable(w)
+	}
+	fmt.Fprintf(w, "%d placed, %d failed\n", r.Placed, r.Failed)
 }
 
 // dialSources creates a client for each --from address (or --server).
@@ -251,6 +348,7 @@ type pullResult struct {
 	Seconds        float64         `json:"seconds"`
 	BytesPerSecond float64         `json:"bytes_per_second"`
 	Sources        []pullSourceRes `json:"sources"`
+	Error          string          `json:"error,omitempty"` // several units: why this one was not placed
 }
 
 type pullSourceRes struct {

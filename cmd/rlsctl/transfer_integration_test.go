@@ -400,6 +400,48 @@ func TestTransferIntegration(t *testing.T) {
 		}
 	})
 
+	t.Run("several units at once", func(t *testing.T) {
+		var pfns []string
+		for i := range 5 {
+			unit := filepath.Join(root, fmt.Sprintf("D70%02d", i))
+			writeUnit(t, unit, 1<<20+int64(i), 1<<20)
+			pfns = append(pfns, unit)
+		}
+		into := t.TempDir()
+		r := runRlsctl(t, rlsctl, append(append([]string{"-o", "json", "transfer", "pull", "--from", src.Addr}, pfns...), "--to", into)...)
+		if r.code != 0 {
+			t.Fatalf("pull of %d units: exit %d, stderr %q", len(pfns), r.code, r.stderr)
+		}
+		var res pullUnitsResult
+		if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
+			t.Fatalf("output %q: %v", r.stdout, err)
+		}
+		if res.Placed != len(pfns) || res.Failed != 0 || len(res.Units) != len(pfns) {
+			t.Fatalf("result %+v", res)
+		}
+		for i, pfn := range pfns {
+			if u := res.Units[i]; u.PFN != pfn || u.Dest != filepath.Join(into, filepath.Base(pfn)) || u.Error != "" || u.FetchedBytes != u.Bytes {
+				t.Errorf("unit %d: %+v", i, u)
+			}
+			sameTree(t, pfn, filepath.Join(into, filepath.Base(pfn)))
+		}
+		// A missing unit fails alone: the others are placed, and the exit
+		// status is that of the failures (3, not found).
+		into = t.TempDir()
+		r = runRlsctl(t, rlsctl, "-o", "json", "transfer", "pull", "--from", src.Addr, pfns[0], filepath.Join(root, "D7999"), "--to", into)
+		if r.code != 3 {
+			t.Fatalf("pull with a missing unit: exit %d, stderr %q; want 3", r.code, r.stderr)
+		}
+		res = pullUnitsResult{}
+		if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
+			t.Fatalf("output %q: %v", r.stdout, err)
+		}
+		if res.Placed != 1 || res.Failed != 1 || res.Units[0].Error != "" || !strings.Contains(res.Units[1].Error, "not found") {
+			t.Errorf("result %+v", res)
+		}
+		sameTree(t, pfns[0], filepath.Join(into, filepath.Base(pfns[0])))
+	})
+
 	t.Run("traversal refused", func(t *testing.T) {
 		outside := t.TempDir()
 		secret := filepath.Join(outside, "secret")
