@@ -400,7 +400,11 @@ type fileState struct {
 	done      intervals
 	verified  bool
 	contribs  map[*source]bool // sources that sent bytes since the last reset
-	corrupted map[*source]int  // digest mismatches of files they contributed to
+	corrupted map[*source]int  // digest mismatches of this file they alone sent
+	// isolate: the last bad copy mixed several sources' bytes, so the
+	// digest cannot say whose were bad; the file is fetched again as one
+	// piece, from one source, which the next verification can then blame.
+	isolate bool
 }
 
 type source struct {
@@ -642,6 +646,10 @@ func (p *puller) createFile(f *fileState) error {
 func (p *puller) piecesOf(f *fileState) []piece {
 	var out []piece
 	for _, x := range f.done.missing(f.e.Size) {
+		if f.isolate {
+			out = append(out, piece{f: f, off: x.off, len: x.end - x.off})
+			continue
+		}
 		for off := x.off; off < x.end; off += p.o.RangeSize {
 			out = append(out, piece{f: f, off: off, len: min(p.o.RangeSize, x.end-off)})
 		}
@@ -941,10 +949,15 @@ func (p *puller) verify(f *fileState) (unitDone bool, err error) {
 	avoid := map[*source]bool{}
 	for s := range f.contribs {
 		names = append(names, s.peer.Name())
-		if f.corrupted[s]++; f.corrupted[s] >= 2 {
-			avoid[s] = true
+		// Only a source that sent the whole bad copy is to blame; one
+		// mismatch may be a fluke, two are not.
+		if len(f.contribs) == 1 {
+			if f.corrupted[s]++; f.corrupted[s] >= 2 {
+				avoid[s] = true
+			}
 		}
 	}
+	f.isolate = len(f.contribs) > 1
 	slices.Sort(names)
 	cerr := fmt.Errorf("%w: file %q: SHA-256 %s, want %s (%d bytes, from %s)",
 		ErrCorrupt, f.e.Path, d, f.e.SHA256, n, strings.Join(names, ", "))
