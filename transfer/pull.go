@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
 	"os"
@@ -236,6 +237,7 @@ func PullUnits(ctx context.Context, units []Unit, opts PullOptions) ([]*PullResu
 	}
 	stopProgress := p.reportProgress()
 	err := p.run(ctx)
+	p.bg.Wait()
 	stopProgress()
 	if err == nil {
 		err = fmt.Errorf("%w: pull ended with work left", ErrUnavailable)
@@ -385,7 +387,8 @@ type puller struct {
 	q       *queue
 	limit   *limiter
 
-	mu       sync.Mutex // guards the units' journals and left, and fileStates' done, verified
+	bg       sync.WaitGroup // advanceHash goroutines
+	mu       sync.Mutex     // guards the units' journals and left, and fileStates' done, verified
 	fetched  atomic.Int64
 	progress atomic.Int64
 	resumed  int64
@@ -405,6 +408,14 @@ type fileState struct {
 	// digest cannot say whose were bad; the file is fetched again as one
 	// piece, from one source, which the next verification can then blame.
 	isolate bool
+
+	// The running digest of the file's first hat bytes, guarded by hmu;
+	// hwant asks the goroutine that holds hmu to look for more (see
+	// advanceHash).
+	hmu   sync.Mutex
+	hwant atomic.Bool
+	hsum  hash.Hash
+	hat   int64
 }
 
 type source struct {
@@ -571,6 +582,9 @@ func (p *puller) prepare(u *unitPull) error {
 			continue
 		}
 		u.left++
+		if f.e.Size > 0 && f.done == nil && f.e.Size <= p.o.RangeSize {
+			continue // a whole piece: fetch creates it
+		}
 		if err := p.createFile(f); err != nil {
 			return err
 		}
@@ -775,20 +789,54 @@ var errStalled = errors.New("stream stalled")
 // it.pieces holds what is still missing (none when fetch returns nil).
 // Ranges received in full or in part are synced and journaled first, so
 // that a retry, here or after a restart, fetches only the rest.
+//
+// A piece that is a whole file is hashed as it arrives: when its digest
+// matches, the file gets its mode and mtime and is journaled as verified
+// at once, without being read back. Such files of an item with several
+// pieces are synced together by one syncfs(2) (where there is one) before
+// the journal records them, instead of one fsync each; they are created
+// here, not in prepare, so that the streams create files in parallel.
 func (p *puller) fetch(ctx context.Context, s *source, it *item) (err error) {
 	ranges := make([]Range, len(it.pieces))
 	for i, pc := range it.pieces {
 		ranges[i] = Range{PFN: pc.f.u.pfn, Path: pc.f.e.Path, Offset: pc.off, Length: pc.len, SHA256: pc.f.e.SHA256}
 	}
 	got := make([]int64, len(ranges))
+	deferSync := canSyncFS && !p.o.NoSync && len(it.pieces) > 1
 	var (
-		cur    = -1
-		h      *os.File
-		herr   error // first error of a write, sync or close
-		synced = make([]bool, len(ranges))
+		cur      = -1
+		h        *os.File
+		herr     error // first error of a write, sync or close
+		synced   = make([]bool, len(ranges))
+		inline   = make([]bool, len(ranges)) // whole file received, digest matched, mode and mtime set
+		sum      hash.Hash                   // of range cur so far, if it is a whole file
+		unsynced []int                       // inline ranges closed without fsync
 	)
 	closeCur := func() {
 		if h == nil {
+			return
+		}
+		pc := it.pieces[cur]
+		if sum != nil && herr == nil && got[cur] == pc.len {
+			var d Digest
+			sum.Sum(d[:0])
+			if d == pc.f.e.SHA256 {
+				herr = h.Chmod(pc.f.e.FileMode())
+				if herr == nil {
+					herr = os.Chtimes(pc.f.path, time.Time{}, pc.f.e.MTime)
+				}
+				inline[cur] = herr == nil
+			}
+		}
+		sum = nil
+		if inline[cur] && deferSync {
+			if err := h.Close(); err != nil && herr == nil {
+				herr = err
+			}
+			h = nil
+			if herr == nil {
+				unsynced = append(unsynced, cur)
+			}
 			return
 		}
 		if !p.o.NoSync {
@@ -818,8 +866,11 @@ func (p *puller) fetch(ctx context.Context, s *source, it *item) (err error) {
 				return localErr(herr)
 			}
 			cur = i
-			if h, herr = os.OpenFile(it.pieces[i].f.path, os.O_WRONLY, 0); herr != nil {
+			if h, herr = p.openPiece(it.pieces[i]); herr != nil {
 				return localErr(herr)
+			}
+			if it.pieces[i].whole() {
+				sum = sha256.New()
 			}
 		}
 		if err := p.limit.wait(sctx, len(b)); err != nil {
@@ -835,6 +886,9 @@ func (p *puller) fetch(ctx context.Context, s *source, it *item) (err error) {
 			herr = werr
 			return localErr(werr)
 		}
+		if sum != nil {
+			sum.Write(b)
+		}
 		got[i] += int64(len(b))
 		u := it.pieces[i].f.u
 		u.srcBytes[s.idx].Add(int64(len(b)))
@@ -845,6 +899,15 @@ func (p *puller) fetch(ctx context.Context, s *source, it *item) (err error) {
 		return nil
 	})
 	closeCur()
+	if len(unsynced) > 0 {
+		serr := p.syncUnits(it, unsynced)
+		for _, i := range unsynced {
+			synced[i] = serr == nil
+		}
+		if herr == nil {
+			herr = serr
+		}
+	}
 	if err == nil && herr != nil {
 		err = localErr(herr)
 	}
@@ -856,9 +919,22 @@ func (p *puller) fetch(ctx context.Context, s *source, it *item) (err error) {
 	recs := map[*unitPull][]journalRec{}
 	var rest []piece
 	var complete []*fileState
+	var done []*unitPull // units whose last file was verified here
 	p.mu.Lock()
 	for i, pc := range it.pieces {
 		n := got[i]
+		if n > 0 && synced[i] && inline[i] {
+			pc.f.done = pc.f.done.add(0, pc.f.e.Size)
+			pc.f.contribs[s] = true
+			if !pc.f.verified {
+				pc.f.verified = true
+				recs[pc.f.u] = append(recs[pc.f.u], journalRec{Op: "verified", Path: pc.f.e.Path})
+				if pc.f.u.left--; pc.f.u.left == 0 {
+					done = append(done, pc.f.u)
+				}
+			}
+			continue
+		}
 		if n > 0 && synced[i] {
 			recs[pc.f.u] = append(recs[pc.f.u], journalRec{Op: "range", Path: pc.f.e.Path, Off: pc.off, Len: n})
 			pc.f.done = pc.f.done.add(pc.off, pc.off+n)
@@ -883,6 +959,14 @@ func (p *puller) fetch(ctx context.Context, s *source, it *item) (err error) {
 	if jerr != nil {
 		return jerr
 	}
+	for _, u := range done {
+		p.placeUnit(u)
+	}
+	for i, pc := range it.pieces {
+		if got[i] > 0 && !pc.whole() && pc.f.e.Size > p.o.RangeSize && !slices.Contains(complete, pc.f) {
+			p.bg.Go(func() { p.advanceHash(pc.f) })
+		}
+	}
 	it.pieces = rest
 	if err == nil && len(rest) > 0 {
 		err = fmt.Errorf("%w: stream ended %d ranges early", ErrCorrupt, len(rest))
@@ -899,7 +983,130 @@ func (p *puller) fetch(ctx context.Context, s *source, it *item) (err error) {
 	return err
 }
 
+// whole reports whether pc is all of its file (which then has no bytes
+// yet: pieces cover what is missing).
+func (pc piece) whole() bool { return pc.off == 0 && pc.len == pc.f.e.Size }
+
+// openPiece opens the staging file of pc for writing. A whole file is
+// created (or emptied) here, with its final size; prepare created the
+// others.
+func (p *puller) openPiece(pc piece) (*os.File, error) {
+	if !pc.whole() {
+		return os.OpenFile(pc.f.path, os.O_WRONLY, 0)
+	}
+	h, err := os.OpenFile(pc.f.path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		// Something else in the way (a directory of an older manifest)?
+		if err := p.createFile(pc.f); err != nil {
+			return nil, err
+		}
+		return os.OpenFile(pc.f.path, os.O_WRONLY, 0)
+	}
+	if err := h.Truncate(pc.f.e.Size); err != nil {
+		h.Close()
+		return nil, err
+	}
+	return h, nil
+}
+
+// syncUnits makes the files of ranges idx of it durable: one syncfs(2)
+// per file system of their units' staging directories.
+func (p *puller) syncUnits(it *item, idx []int) error {
+	seen := map[*unitPull]bool{}
+	devs := map[uint64]bool{}
+	for _, i := range idx {
+		u := it.pieces[i].f.u
+		if seen[u] {
+			continue
+		}
+		seen[u] = true
+		dev, err := devOf(u.st.lock)
+		if err != nil {
+			return err
+		}
+		if devs[dev] {
+			continue
+		}
+		devs[dev] = true
+		if err := syncFS(u.st.lock); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 var zeros = make([]byte, ChunkSize)
+
+// hashTo extends f's running digest (f.hsum, of bytes [0, f.hat)) with
+// the bytes of h up to end, or to its end of file if end < 0, and returns
+// the digest and the number of bytes it covers. Called with f.hmu held.
+func (p *puller) hashTo(f *fileState, h *os.File, end int64) (d Digest, n int64, err error) {
+	if f.hsum == nil {
+		f.hsum, f.hat = sha256.New(), 0
+	}
+	if end < 0 {
+		fi, err := h.Stat()
+		if err != nil {
+			return d, 0, err
+		}
+		end = fi.Size()
+	}
+	buf := chunkPool.Get().(*[]byte)
+	defer chunkPool.Put(buf)
+	for f.hat < end {
+		k, err := h.ReadAt((*buf)[:min(int64(len(*buf)), end-f.hat)], f.hat)
+		f.hsum.Write((*buf)[:k])
+		f.hat += int64(k)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			f.hsum, f.hat = nil, 0
+			return d, 0, err
+		}
+	}
+	f.hsum.Sum(d[:0])
+	return d, f.hat, nil
+}
+
+// advanceHash hashes, in the background of a multi-piece file's fetch,
+// the bytes of its synced and journaled prefix (which stay as they are
+// until the file is reset), so that verify has only the rest to read once
+// the last piece lands. Only one goroutine hashes a file at a time; a call
+// while one does makes it look again.
+func (p *puller) advanceHash(f *fileState) {
+	f.hwant.Store(true)
+	for f.hwant.Load() {
+		if !f.hmu.TryLock() {
+			return
+		}
+		var h *os.File
+		for f.hwant.Swap(false) {
+			p.mu.Lock()
+			var end int64
+			if !f.verified && len(f.done) > 0 && f.done[0].off == 0 {
+				end = f.done[0].end
+			}
+			p.mu.Unlock()
+			if end <= f.hat {
+				continue
+			}
+			if h == nil {
+				var err error
+				if h, err = os.Open(f.path); err != nil {
+					break
+				}
+			}
+			if _, _, err := p.hashTo(f, h, end); err != nil {
+				break // verify hashes it all again
+			}
+		}
+		if h != nil {
+			h.Close()
+		}
+		f.hmu.Unlock()
+	}
+}
 
 // verify checks a complete staging file against its digest. A good file
 // gets its mode and mtime, is synced and journaled as verified; a bad one is
@@ -911,15 +1118,15 @@ func (p *puller) verify(f *fileState) (unitDone bool, err error) {
 		return false, localErr(err)
 	}
 	defer h.Close()
-	buf := chunkPool.Get().(*[]byte)
-	sum := sha256.New()
-	n, err := io.CopyBuffer(sum, h, *buf)
-	chunkPool.Put(buf)
+	// Hashing holds hmu until the file is verified or reset, so that
+	// advanceHash never hashes bytes about to be thrown away.
+	f.hmu.Lock()
+	defer f.hmu.Unlock()
+	d, n, err := p.hashTo(f, h, -1)
+	f.hsum, f.hat = nil, 0
 	if err != nil {
 		return false, localErr(err)
 	}
-	var d Digest
-	sum.Sum(d[:0])
 	if n == f.e.Size && d == f.e.SHA256 {
 		if err := h.Chmod(f.e.FileMode()); err != nil {
 			return false, localErr(err)
