@@ -245,15 +245,72 @@ func (s *Source) Manifest(ctx context.Context, pfn string) (*Manifest, error) {
 		return nil, fmt.Errorf("%w: PFN %q is not a directory", ErrInvalid, pfn)
 	}
 	m := &Manifest{PFN: path.Clean(pfn)}
-	if err := s.walk(ctx, ri, rel, "", m); err != nil {
+	var files []pendingDigest
+	if err := s.walk(ctx, ri, rel, "", m, &files); err != nil {
+		return nil, err
+	}
+	if err := s.digests(ctx, ri, m, files); err != nil {
 		return nil, err
 	}
 	slices.SortFunc(m.Entries, func(a, b Entry) int { return strings.Compare(a.Path, b.Path) })
 	return m, nil
 }
 
-// walk adds the entries of directory unitRel/dir to m.
-func (s *Source) walk(ctx context.Context, ri int, unitRel, dir string, m *Manifest) error {
+// pendingDigest is a file entry of a manifest being built whose digest is
+// still to be filled in.
+type pendingDigest struct {
+	entry int // in Manifest.Entries
+	rel   string
+	key   statKey
+}
+
+// hashWorkers is how many files Manifest hashes at the same time: the
+// reads of a unit that is not in the page cache overlap, and hashing uses
+// every core.
+const hashWorkers = 8
+
+// digests fills in the digests of files, hashing those the cache does not
+// hold a few at a time. On failure it returns the error of the first file
+// in the manifest's order.
+func (s *Source) digests(ctx context.Context, ri int, m *Manifest, files []pendingDigest) error {
+	errs := make([]error, len(files))
+	one := func(i int) {
+		f := &files[i]
+		c, err := s.digest(ctx, fileID{ri, f.rel}, f.key, nil)
+		if err != nil {
+			errs[i] = fmt.Errorf("file %q: %w", m.Entries[f.entry].Path, err)
+			return
+		}
+		m.Entries[f.entry].SHA256 = c.digest
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(hashWorkers, len(files)) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(files) || ctx.Err() != nil {
+					return
+				}
+				one(i)
+			}
+		})
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// walk adds the entries of directory unitRel/dir to m, and its files to
+// files, to be hashed.
+func (s *Source) walk(ctx context.Context, ri int, unitRel, dir string, m *Manifest, files *[]pendingDigest) error {
 	root := s.roots[ri].root
 	dirRel := path.Join(unitRel, dir)
 	d, err := root.Open(dirRel)
@@ -289,16 +346,13 @@ func (s *Source) walk(ctx context.Context, ri int, unitRel, dir string, m *Manif
 		switch {
 		case fi.IsDir():
 			m.Entries = append(m.Entries, Entry{Path: p, Dir: true, Mode: unixMode(fi.Mode()), MTime: fi.ModTime()})
-			if err := s.walk(ctx, ri, unitRel, p, m); err != nil {
+			if err := s.walk(ctx, ri, unitRel, p, m, files); err != nil {
 				return err
 			}
 		case fi.Mode().IsRegular():
-			c, err := s.digest(ctx, fileID{ri, rel}, keyOf(fi), nil)
-			if err != nil {
-				return fmt.Errorf("file %q: %w", p, err)
-			}
+			*files = append(*files, pendingDigest{entry: len(m.Entries), rel: rel, key: keyOf(fi)})
 			m.Entries = append(m.Entries, Entry{
-				Path: p, Size: fi.Size(), Mode: unixMode(fi.Mode()), MTime: fi.ModTime(), SHA256: c.digest,
+				Path: p, Size: fi.Size(), Mode: unixMode(fi.Mode()), MTime: fi.ModTime(),
 			})
 		default:
 			return fmt.Errorf("%w: %q is a %v, not a regular file or directory", ErrRefused, p, fi.Mode().Type())
