@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -15,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/solar-archive/rls/internal/transfertest"
 	"github.com/solar-archive/rls/transfer"
 )
 
@@ -81,41 +80,7 @@ func randBytes(t testing.TB, n int) []byte {
 	return b
 }
 
-// treeDigest describes a tree: every entry's path, type, mode, size, mtime
-// (files) and SHA-256, for comparing a pulled unit with its source.
-func treeDigest(t testing.TB, dir string) string {
-	t.Helper()
-	var buf bytes.Buffer
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			fmt.Fprintf(&buf, "%s dir %v\n", rel, fi.Mode())
-			return nil
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		h := sha256.New()
-		if _, err := io.Copy(h, f); err != nil {
-			return err
-		}
-		fmt.Fprintf(&buf, "%s %v %d %d %x\n", rel, fi.Mode(), fi.Size(), fi.ModTime().UnixNano(), h.Sum(nil))
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return buf.String()
-}
+func treeDigest(t testing.TB, dir string) string { return transfertest.TreeDigest(t, dir) }
 
 func newSource(t testing.TB, roots ...string) *transfer.Source {
 	t.Helper()

@@ -9,7 +9,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +27,7 @@ import (
 
 	"github.com/solar-archive/rls/api"
 	"github.com/solar-archive/rls/internal/rlsdtest"
+	"github.com/solar-archive/rls/internal/transfertest"
 	"github.com/solar-archive/rls/transfer"
 )
 
@@ -123,39 +123,7 @@ func random(t *testing.T, n int) []byte {
 // modes, sizes, file mtimes and contents.
 func sameTree(t *testing.T, want, got string) {
 	t.Helper()
-	describe := func(dir string) string {
-		var buf bytes.Buffer
-		err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			rel, _ := filepath.Rel(dir, p)
-			fi, err := d.Info()
-			if err != nil {
-				return err
-			}
-			if d.IsDir() {
-				fmt.Fprintf(&buf, "%s %v\n", rel, fi.Mode())
-				return nil
-			}
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			h := sha256.New()
-			if _, err := io.Copy(h, f); err != nil {
-				return err
-			}
-			fmt.Fprintf(&buf, "%s %v %d %d %x\n", rel, fi.Mode(), fi.Size(), fi.ModTime().UnixNano(), h.Sum(nil))
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return buf.String()
-	}
-	if w, g := describe(want), describe(got); w != g {
+	if w, g := transfertest.TreeDigest(t, want), transfertest.TreeDigest(t, got); w != g {
 		t.Errorf("pulled unit %s differs from %s:\nwant\n%s\ngot\n%s", got, want, w, g)
 	}
 }
