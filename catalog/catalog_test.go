@@ -834,3 +834,22 @@ type atomicCounter struct {
 }
 
 func (a *atomicCounter) inc() { a.mu.Lock(); a.n++; a.mu.Unlock() }
+
+// TestOptimisticReadSeesRename commits a rename between a write's optimistic
+// reads and its validation: the moved mapping must be read again, so that
+// the add finds it and does not store it twice.
+func TestOptimisticReadSeesRename(t *testing.T) {
+	c, _ := openTest(t)
+	mustSeq(t)(c.Create("a", "/p"))
+	_, err := c.write("add", false, func(w *writer) error {
+		if err := w.prefetch(OpAdd, []Mapping{{"b", "/p"}}); err != nil {
+			return err
+		}
+		_, err := c.RenameLFN("a", "b")
+		return err
+	}, func(w *writer) error { return w.add("b", "/p") })
+	wantErr(t, err, ErrExists)
+	if st := c.Stats(); st.LFNs != 1 || st.PFNs != 1 || st.Mappings != 1 {
+		t.Fatalf("stats after the raced add = %+v, want 1 LFN, 1 PFN, 1 mapping", st)
+	}
+}

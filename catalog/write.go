@@ -550,6 +550,9 @@ func (w *writer) rename(obj ObjectType, old, new string) error {
 		if obj == PFN {
 			lfnOld, lfnNew, pfnOld, pfnNew = o, o, old, new
 		}
+		// Writers that read these mappings before taking the lock must
+		// read them again.
+		w.touched = append(w.touched, mappingStripe(lfnOld, pfnOld), mappingStripe(lfnNew, pfnNew))
 		if w.maps != nil {
 			w.maps[Mapping{lfnOld, pfnOld}] = false
 			w.maps[Mapping{lfnNew, pfnNew}] = true
