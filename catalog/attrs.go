@@ -65,16 +65,6 @@ func (o SearchOp) String() string {
 	return "op(" + strconv.Itoa(int(o)) + ")"
 }
 
-// ParseSearchOp parses "=", "!=", "<", "<=", ">", ">=", "between" or "like".
-func ParseSearchOp(s string) (SearchOp, error) {
-	for op, name := range searchOpNames {
-		if name != "" && name == s {
-			return SearchOp(op), nil
-		}
-	}
-	return 0, errorf("parse operator", s, ErrInvalid, "want = != < <= > >= between like")
-}
-
 // Search is an attribute search. Results are ordered by (value, object name);
 // Offset skips that many and Limit caps the answer (0: no cap).
 type Search struct {
@@ -498,6 +488,7 @@ func (c *Catalog) SearchAttr(s Search) ([]Hit, bool, error) {
 	var (
 		lower, upper = base, end
 		keep         func(Value) bool
+		skip         []byte
 	)
 	switch s.Op {
 	case OpEQ, OpNE, OpLT, OpLE, OpGT, OpGE:
@@ -509,7 +500,7 @@ func (c *Catalog) SearchAttr(s Search) ([]Hit, bool, error) {
 		case OpEQ:
 			lower, upper = ov, prefixEnd(ov)
 		case OpNE:
-			keep = func(v Value) bool { return v.compare(s.Value) != 0 }
+			skip = ov[len(base):] // the encoded operand: rows whose value is exactly it
 		case OpLT:
 			upper = ov
 		case OpLE:
@@ -551,17 +542,21 @@ func (c *Catalog) SearchAttr(s Search) ([]Hit, bool, error) {
 	}
 	defer it.Close()
 	var hits []Hit
-	skip := s.Offset
+	offset := s.Offset
 	for ok := it.First(); ok; ok = it.Next() {
-		v, rest, err := decodeOrdered(t, it.Key()[len(base):])
+		enc := it.Key()[len(base):]
+		v, rest, err := decodeOrdered(t, enc)
 		if err != nil {
 			return nil, false, err
+		}
+		if skip != nil && string(enc[:len(enc)-len(rest)]) == string(skip) {
+			continue
 		}
 		if keep != nil && !keep(v) {
 			continue
 		}
-		if skip > 0 {
-			skip--
+		if offset > 0 {
+			offset--
 			continue
 		}
 		if s.Limit > 0 && len(hits) == s.Limit {

@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -851,5 +852,33 @@ func TestOptimisticReadSeesRename(t *testing.T) {
 	wantErr(t, err, ErrExists)
 	if st := c.Stats(); st.LFNs != 1 || st.PFNs != 1 || st.Mappings != 1 {
 		t.Fatalf("stats after the raced add = %+v, want 1 LFN, 1 PFN, 1 mapping", st)
+	}
+}
+
+// compare orders two values of one type by their key encoding, which is
+// what searches rely on.
+func (v Value) compare(w Value) int {
+	return strings.Compare(string(v.appendOrdered(nil)), string(w.appendOrdered(nil)))
+}
+
+func TestWaitChanges(t *testing.T) {
+	c, _ := openTest(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- c.WaitChanges(ctx, 1) }()
+	mustSeq(t)(c.Create("a", "/p"))
+	if err := <-done; err != nil {
+		t.Fatalf("WaitChanges after a write: %v", err)
+	}
+	short, cancelShort := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancelShort()
+	if err := c.WaitChanges(short, 2); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitChanges with no new record = %v, want the context's deadline", err)
+	}
+	go func() { done <- c.WaitChanges(ctx, 2) }()
+	must(t, c.Close())
+	if err := <-done; !errors.Is(err, ErrClosed) {
+		t.Fatalf("WaitChanges across Close = %v, want ErrClosed", err)
 	}
 }

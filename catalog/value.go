@@ -58,27 +58,6 @@ func (t ValueType) String() string {
 
 func (t ValueType) valid() bool { return t >= TypeInt && t <= TypeTime }
 
-// ParseValueType parses "int", "float", "string" or "time".
-func ParseValueType(s string) (ValueType, error) {
-	for t := TypeInt; t <= TypeTime; t++ {
-		if strings.EqualFold(s, t.String()) {
-			return t, nil
-		}
-	}
-	return 0, errorf("parse type", s, ErrInvalid, "want int, float, string or time")
-}
-
-// ParseObjectType parses "lfn" or "pfn".
-func ParseObjectType(s string) (ObjectType, error) {
-	switch strings.ToLower(s) {
-	case "lfn":
-		return LFN, nil
-	case "pfn":
-		return PFN, nil
-	}
-	return 0, errorf("parse object type", s, ErrInvalid, "want lfn or pfn")
-}
-
 // Value is a typed attribute value. The field that matches Type holds it.
 type Value struct {
 	Type  ValueType
@@ -229,9 +208,4 @@ func decodeOrdered(t ValueType, b []byte) (Value, []byte, error) {
 		return StringValue(s), rest, err
 	}
 	return Value{}, nil, errBadKey
-}
-
-// compare orders two values of one type.
-func (v Value) compare(w Value) int {
-	return strings.Compare(string(v.appendOrdered(nil)), string(w.appendOrdered(nil)))
 }

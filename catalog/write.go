@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -48,7 +49,7 @@ type writer struct {
 }
 
 func (c *Catalog) newWriter(indexed bool) *writer {
-	w := &writer{c: c, now: unixNano()}
+	w := &writer{c: c, now: time.Now().UnixNano()}
 	if indexed {
 		w.b = c.db.NewIndexedBatch()
 		w.r = w.b
