@@ -47,8 +47,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 //
 //	rls_catalog_lfns, rls_catalog_pfns, rls_catalog_mappings, rls_catalog_seq
 //
-// Register it with the registry that the metrics endpoint serves. Stats reads
-// only in-memory counters, so a scrape is cheap and never blocks writers.
+// Register it with the registry that the metrics endpoint serves. Stats never
+// blocks writers; besides in-memory counters it reads Pebble's metrics and the
+// attribute definitions, which is cheap at scrape rates, not per request.
 func NewCatalogCollector(cat *catalog.Catalog) prometheus.Collector {
 	return &catalogCollector{
 		cat:      cat,
