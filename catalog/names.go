@@ -155,3 +155,32 @@ func (g *glob) match(s string) bool {
 		ti, si = starTi+1, starSi
 	}
 }
+
+// Pattern is a compiled wildcard pattern, as Wildcard takes: '*' matches any
+// run of characters, '?' any one character, and '\' makes the next byte a
+// literal. Other packages use it to select LFNs (the index's partitions).
+type Pattern struct {
+	src string
+	g   *glob
+}
+
+// CompilePattern checks and compiles a pattern. It fails, with ErrInvalid,
+// on an empty or oversized pattern, invalid UTF-8, a NUL byte or a trailing
+// escape.
+func CompilePattern(p string) (*Pattern, error) {
+	g, err := compileGlob(p)
+	if err != nil {
+		return nil, err
+	}
+	return &Pattern{src: p, g: g}, nil
+}
+
+// Match reports whether name matches the whole pattern.
+func (p *Pattern) Match(name string) bool { return p.g.match(name) }
+
+// Prefix returns the literal text every match starts with ("" if the
+// pattern starts with a wildcard).
+func (p *Pattern) Prefix() string { return p.g.prefix }
+
+// String returns the pattern as given.
+func (p *Pattern) String() string { return p.src }

@@ -23,6 +23,193 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type UpdateNowRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The target's address as configured; empty means every target.
+	Target        string `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateNowRequest) Reset() {
+	*x = UpdateNowRequest{}
+	mi := &file_rls_v1_admin_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateNowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateNowRequest) ProtoMessage() {}
+
+func (x *UpdateNowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rls_v1_admin_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateNowRequest.ProtoReflect.Descriptor instead.
+func (*UpdateNowRequest) Descriptor() ([]byte, []int) {
+	return file_rls_v1_admin_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *UpdateNowRequest) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+type TargetResult struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Target string                 `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	// What was sent: a full update (list or bloom), the deltas pending, or
+	// both.
+	Mode UpdateMode `protobuf:"varint,2,opt,name=mode,proto3,enum=rls.v1.UpdateMode" json:"mode,omitempty"`
+	// The generation the target now holds, and the LFNs sent.
+	Generation uint64               `protobuf:"varint,3,opt,name=generation,proto3" json:"generation,omitempty"`
+	Entries    uint64               `protobuf:"varint,4,opt,name=entries,proto3" json:"entries,omitempty"`
+	Took       *durationpb.Duration `protobuf:"bytes,5,opt,name=took,proto3" json:"took,omitempty"`
+	// Empty on success.
+	Error string `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	// The sites whose state was sent (one for an LRC; every site an RLI holds
+	// when it forwards).
+	Sites         uint32 `protobuf:"varint,7,opt,name=sites,proto3" json:"sites,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TargetResult) Reset() {
+	*x = TargetResult{}
+	mi := &file_rls_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TargetResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TargetResult) ProtoMessage() {}
+
+func (x *TargetResult) ProtoReflect() protoreflect.Message {
+	mi := &file_rls_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TargetResult.ProtoReflect.Descriptor instead.
+func (*TargetResult) Descriptor() ([]byte, []int) {
+	return file_rls_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *TargetResult) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *TargetResult) GetMode() UpdateMode {
+	if x != nil {
+		return x.Mode
+	}
+	return UpdateMode_UPDATE_MODE_UNSPECIFIED
+}
+
+func (x *TargetResult) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *TargetResult) GetEntries() uint64 {
+	if x != nil {
+		return x.Entries
+	}
+	return 0
+}
+
+func (x *TargetResult) GetTook() *durationpb.Duration {
+	if x != nil {
+		return x.Took
+	}
+	return nil
+}
+
+func (x *TargetResult) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *TargetResult) GetSites() uint32 {
+	if x != nil {
+		return x.Sites
+	}
+	return 0
+}
+
+type UpdateNowResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*TargetResult        `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateNowResponse) Reset() {
+	*x = UpdateNowResponse{}
+	mi := &file_rls_v1_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateNowResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateNowResponse) ProtoMessage() {}
+
+func (x *UpdateNowResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rls_v1_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateNowResponse.ProtoReflect.Descriptor instead.
+func (*UpdateNowResponse) Descriptor() ([]byte, []int) {
+	return file_rls_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *UpdateNowResponse) GetResults() []*TargetResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 type PingRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -31,7 +218,7 @@ type PingRequest struct {
 
 func (x *PingRequest) Reset() {
 	*x = PingRequest{}
-	mi := &file_rls_v1_admin_proto_msgTypes[0]
+	mi := &file_rls_v1_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -43,7 +230,7 @@ func (x *PingRequest) String() string {
 func (*PingRequest) ProtoMessage() {}
 
 func (x *PingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rls_v1_admin_proto_msgTypes[0]
+	mi := &file_rls_v1_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -56,7 +243,7 @@ func (x *PingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingRequest.ProtoReflect.Descriptor instead.
 func (*PingRequest) Descriptor() ([]byte, []int) {
-	return file_rls_v1_admin_proto_rawDescGZIP(), []int{0}
+	return file_rls_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
 type PingResponse struct {
@@ -71,7 +258,7 @@ type PingResponse struct {
 
 func (x *PingResponse) Reset() {
 	*x = PingResponse{}
-	mi := &file_rls_v1_admin_proto_msgTypes[1]
+	mi := &file_rls_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -83,7 +270,7 @@ func (x *PingResponse) String() string {
 func (*PingResponse) ProtoMessage() {}
 
 func (x *PingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rls_v1_admin_proto_msgTypes[1]
+	mi := &file_rls_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -96,7 +283,7 @@ func (x *PingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingResponse.ProtoReflect.Descriptor instead.
 func (*PingResponse) Descriptor() ([]byte, []int) {
-	return file_rls_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_rls_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PingResponse) GetSite() string {
@@ -135,7 +322,7 @@ type StatsRequest struct {
 
 func (x *StatsRequest) Reset() {
 	*x = StatsRequest{}
-	mi := &file_rls_v1_admin_proto_msgTypes[2]
+	mi := &file_rls_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -147,7 +334,7 @@ func (x *StatsRequest) String() string {
 func (*StatsRequest) ProtoMessage() {}
 
 func (x *StatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rls_v1_admin_proto_msgTypes[2]
+	mi := &file_rls_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -160,7 +347,7 @@ func (x *StatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
 func (*StatsRequest) Descriptor() ([]byte, []int) {
-	return file_rls_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_rls_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 type CatalogStats struct {
@@ -186,7 +373,7 @@ type CatalogStats struct {
 
 func (x *CatalogStats) Reset() {
 	*x = CatalogStats{}
-	mi := &file_rls_v1_admin_proto_msgTypes[3]
+	mi := &file_rls_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -198,7 +385,7 @@ func (x *CatalogStats) String() string {
 func (*CatalogStats) ProtoMessage() {}
 
 func (x *CatalogStats) ProtoReflect() protoreflect.Message {
-	mi := &file_rls_v1_admin_proto_msgTypes[3]
+	mi := &file_rls_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -211,7 +398,7 @@ func (x *CatalogStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CatalogStats.ProtoReflect.Descriptor instead.
 func (*CatalogStats) Descriptor() ([]byte, []int) {
-	return file_rls_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_rls_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CatalogStats) GetLfns() uint64 {
@@ -284,13 +471,14 @@ type StatsResponse struct {
 	Roles         []string               `protobuf:"bytes,3,rep,name=roles,proto3" json:"roles,omitempty"`
 	Uptime        *durationpb.Duration   `protobuf:"bytes,4,opt,name=uptime,proto3" json:"uptime,omitempty"`
 	Catalog       *CatalogStats          `protobuf:"bytes,5,opt,name=catalog,proto3" json:"catalog,omitempty"`
+	Index         *IndexStats            `protobuf:"bytes,6,opt,name=index,proto3" json:"index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_rls_v1_admin_proto_msgTypes[4]
+	mi := &file_rls_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -302,7 +490,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rls_v1_admin_proto_msgTypes[4]
+	mi := &file_rls_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -315,7 +503,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_rls_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_rls_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *StatsResponse) GetSite() string {
@@ -353,11 +541,120 @@ func (x *StatsResponse) GetCatalog() *CatalogStats {
 	return nil
 }
 
+func (x *StatsResponse) GetIndex() *IndexStats {
+	if x != nil {
+		return x.Index
+	}
+	return nil
+}
+
+type IndexStats struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Sites whose state the index holds (expired ones are dropped).
+	Sites      uint64 `protobuf:"varint,1,opt,name=sites,proto3" json:"sites,omitempty"`
+	ListSites  uint64 `protobuf:"varint,2,opt,name=list_sites,json=listSites,proto3" json:"list_sites,omitempty"`
+	BloomSites uint64 `protobuf:"varint,3,opt,name=bloom_sites,json=bloomSites,proto3" json:"bloom_sites,omitempty"`
+	// Distinct (site, LFN) pairs held exactly (list and delta).
+	ExactEntries uint64 `protobuf:"varint,4,opt,name=exact_entries,json=exactEntries,proto3" json:"exact_entries,omitempty"`
+	// Bits held in Bloom filters, in all.
+	BloomBits uint64 `protobuf:"varint,5,opt,name=bloom_bits,json=bloomBits,proto3" json:"bloom_bits,omitempty"`
+	// Groups of filters stored bit-sliced together (one per geometry).
+	BloomGroups   uint64 `protobuf:"varint,6,opt,name=bloom_groups,json=bloomGroups,proto3" json:"bloom_groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IndexStats) Reset() {
+	*x = IndexStats{}
+	mi := &file_rls_v1_admin_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IndexStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IndexStats) ProtoMessage() {}
+
+func (x *IndexStats) ProtoReflect() protoreflect.Message {
+	mi := &file_rls_v1_admin_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IndexStats.ProtoReflect.Descriptor instead.
+func (*IndexStats) Descriptor() ([]byte, []int) {
+	return file_rls_v1_admin_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *IndexStats) GetSites() uint64 {
+	if x != nil {
+		return x.Sites
+	}
+	return 0
+}
+
+func (x *IndexStats) GetListSites() uint64 {
+	if x != nil {
+		return x.ListSites
+	}
+	return 0
+}
+
+func (x *IndexStats) GetBloomSites() uint64 {
+	if x != nil {
+		return x.BloomSites
+	}
+	return 0
+}
+
+func (x *IndexStats) GetExactEntries() uint64 {
+	if x != nil {
+		return x.ExactEntries
+	}
+	return 0
+}
+
+func (x *IndexStats) GetBloomBits() uint64 {
+	if x != nil {
+		return x.BloomBits
+	}
+	return 0
+}
+
+func (x *IndexStats) GetBloomGroups() uint64 {
+	if x != nil {
+		return x.BloomGroups
+	}
+	return 0
+}
+
 var File_rls_v1_admin_proto protoreflect.FileDescriptor
 
 const file_rls_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x12rls/v1/admin.proto\x12\x06rls.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/protobuf/duration.proto\"\r\n" +
+	"\x12rls/v1/admin.proto\x12\x06rls.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x12rls/v1/index.proto\"*\n" +
+	"\x10UpdateNowRequest\x12\x16\n" +
+	"\x06target\x18\x01 \x01(\tR\x06target\"\xe3\x01\n" +
+	"\fTargetResult\x12\x16\n" +
+	"\x06target\x18\x01 \x01(\tR\x06target\x12&\n" +
+	"\x04mode\x18\x02 \x01(\x0e2\x12.rls.v1.UpdateModeR\x04mode\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x03 \x01(\x04R\n" +
+	"generation\x12\x18\n" +
+	"\aentries\x18\x04 \x01(\x04R\aentries\x12-\n" +
+	"\x04took\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x04took\x12\x14\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\x12\x14\n" +
+	"\x05sites\x18\a \x01(\rR\x05sites\"C\n" +
+	"\x11UpdateNowResponse\x12.\n" +
+	"\aresults\x18\x01 \x03(\v2\x14.rls.v1.TargetResultR\aresults\"\r\n" +
 	"\vPingRequest\"\x82\x01\n" +
 	"\fPingResponse\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x12\x18\n" +
@@ -375,16 +672,29 @@ const file_rls_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"disk_bytes\x18\a \x01(\x04R\tdiskBytes\x122\n" +
 	"\x15compaction_debt_bytes\x18\b \x01(\x04R\x13compactionDebtBytes\x12/\n" +
-	"\x13compactions_running\x18\t \x01(\x04R\x12compactionsRunning\"\xb6\x01\n" +
+	"\x13compactions_running\x18\t \x01(\x04R\x12compactionsRunning\"\xe0\x01\n" +
 	"\rStatsResponse\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x14\n" +
 	"\x05roles\x18\x03 \x03(\tR\x05roles\x121\n" +
 	"\x06uptime\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x06uptime\x12.\n" +
-	"\acatalog\x18\x05 \x01(\v2\x14.rls.v1.CatalogStatsR\acatalog2p\n" +
+	"\acatalog\x18\x05 \x01(\v2\x14.rls.v1.CatalogStatsR\acatalog\x12(\n" +
+	"\x05index\x18\x06 \x01(\v2\x12.rls.v1.IndexStatsR\x05index\"\xc9\x01\n" +
+	"\n" +
+	"IndexStats\x12\x14\n" +
+	"\x05sites\x18\x01 \x01(\x04R\x05sites\x12\x1d\n" +
+	"\n" +
+	"list_sites\x18\x02 \x01(\x04R\tlistSites\x12\x1f\n" +
+	"\vbloom_sites\x18\x03 \x01(\x04R\n" +
+	"bloomSites\x12#\n" +
+	"\rexact_entries\x18\x04 \x01(\x04R\fexactEntries\x12\x1d\n" +
+	"\n" +
+	"bloom_bits\x18\x05 \x01(\x04R\tbloomBits\x12!\n" +
+	"\fbloom_groups\x18\x06 \x01(\x04R\vbloomGroups2\xaf\x01\n" +
 	"\x05Admin\x121\n" +
 	"\x04Ping\x12\x13.rls.v1.PingRequest\x1a\x14.rls.v1.PingResponse\x124\n" +
-	"\x05Stats\x12\x14.rls.v1.StatsRequest\x1a\x15.rls.v1.StatsResponseB.Z,github.com/solar-archive/rls/api/rlsv1;rlsv1b\x06proto3"
+	"\x05Stats\x12\x14.rls.v1.StatsRequest\x1a\x15.rls.v1.StatsResponse\x12=\n" +
+	"\x06Update\x12\x18.rls.v1.UpdateNowRequest\x1a\x19.rls.v1.UpdateNowResponseB.Z,github.com/solar-archive/rls/api/rlsv1;rlsv1b\x06proto3"
 
 var (
 	file_rls_v1_admin_proto_rawDescOnce sync.Once
@@ -398,29 +708,40 @@ func file_rls_v1_admin_proto_rawDescGZIP() []byte {
 	return file_rls_v1_admin_proto_rawDescData
 }
 
-var file_rls_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_rls_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_rls_v1_admin_proto_goTypes = []any{
-	(*PingRequest)(nil),           // 0: rls.v1.PingRequest
-	(*PingResponse)(nil),          // 1: rls.v1.PingResponse
-	(*StatsRequest)(nil),          // 2: rls.v1.StatsRequest
-	(*CatalogStats)(nil),          // 3: rls.v1.CatalogStats
-	(*StatsResponse)(nil),         // 4: rls.v1.StatsResponse
-	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 6: google.protobuf.Duration
+	(*UpdateNowRequest)(nil),      // 0: rls.v1.UpdateNowRequest
+	(*TargetResult)(nil),          // 1: rls.v1.TargetResult
+	(*UpdateNowResponse)(nil),     // 2: rls.v1.UpdateNowResponse
+	(*PingRequest)(nil),           // 3: rls.v1.PingRequest
+	(*PingResponse)(nil),          // 4: rls.v1.PingResponse
+	(*StatsRequest)(nil),          // 5: rls.v1.StatsRequest
+	(*CatalogStats)(nil),          // 6: rls.v1.CatalogStats
+	(*StatsResponse)(nil),         // 7: rls.v1.StatsResponse
+	(*IndexStats)(nil),            // 8: rls.v1.IndexStats
+	(UpdateMode)(0),               // 9: rls.v1.UpdateMode
+	(*durationpb.Duration)(nil),   // 10: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
 }
 var file_rls_v1_admin_proto_depIdxs = []int32{
-	5, // 0: rls.v1.PingResponse.time:type_name -> google.protobuf.Timestamp
-	6, // 1: rls.v1.StatsResponse.uptime:type_name -> google.protobuf.Duration
-	3, // 2: rls.v1.StatsResponse.catalog:type_name -> rls.v1.CatalogStats
-	0, // 3: rls.v1.Admin.Ping:input_type -> rls.v1.PingRequest
-	2, // 4: rls.v1.Admin.Stats:input_type -> rls.v1.StatsRequest
-	1, // 5: rls.v1.Admin.Ping:output_type -> rls.v1.PingResponse
-	4, // 6: rls.v1.Admin.Stats:output_type -> rls.v1.StatsResponse
-	5, // [5:7] is the sub-list for method output_type
-	3, // [3:5] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	9,  // 0: rls.v1.TargetResult.mode:type_name -> rls.v1.UpdateMode
+	10, // 1: rls.v1.TargetResult.took:type_name -> google.protobuf.Duration
+	1,  // 2: rls.v1.UpdateNowResponse.results:type_name -> rls.v1.TargetResult
+	11, // 3: rls.v1.PingResponse.time:type_name -> google.protobuf.Timestamp
+	10, // 4: rls.v1.StatsResponse.uptime:type_name -> google.protobuf.Duration
+	6,  // 5: rls.v1.StatsResponse.catalog:type_name -> rls.v1.CatalogStats
+	8,  // 6: rls.v1.StatsResponse.index:type_name -> rls.v1.IndexStats
+	3,  // 7: rls.v1.Admin.Ping:input_type -> rls.v1.PingRequest
+	5,  // 8: rls.v1.Admin.Stats:input_type -> rls.v1.StatsRequest
+	0,  // 9: rls.v1.Admin.Update:input_type -> rls.v1.UpdateNowRequest
+	4,  // 10: rls.v1.Admin.Ping:output_type -> rls.v1.PingResponse
+	7,  // 11: rls.v1.Admin.Stats:output_type -> rls.v1.StatsResponse
+	2,  // 12: rls.v1.Admin.Update:output_type -> rls.v1.UpdateNowResponse
+	10, // [10:13] is the sub-list for method output_type
+	7,  // [7:10] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_rls_v1_admin_proto_init() }
@@ -428,13 +749,14 @@ func file_rls_v1_admin_proto_init() {
 	if File_rls_v1_admin_proto != nil {
 		return
 	}
+	file_rls_v1_index_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rls_v1_admin_proto_rawDesc), len(file_rls_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,8 +19,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Admin_Ping_FullMethodName  = "/rls.v1.Admin/Ping"
-	Admin_Stats_FullMethodName = "/rls.v1.Admin/Stats"
+	Admin_Ping_FullMethodName   = "/rls.v1.Admin/Ping"
+	Admin_Stats_FullMethodName  = "/rls.v1.Admin/Stats"
+	Admin_Update_FullMethodName = "/rls.v1.Admin/Update"
 )
 
 // AdminClient is the client API for Admin service.
@@ -33,6 +34,10 @@ type AdminClient interface {
 	Ping(ctx context.Context, in *PingRequest, opts ...grpc.CallOption) (*PingResponse, error)
 	// Stats returns counts and figures for the roles this daemon runs.
 	Stats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (*StatsResponse, error)
+	// Update sends soft state to the daemon's index targets now (all, or the
+	// one named) and waits for each result. A failed target is reported in
+	// its result, not as the call's error; NOT_FOUND means no such target.
+	Update(ctx context.Context, in *UpdateNowRequest, opts ...grpc.CallOption) (*UpdateNowResponse, error)
 }
 
 type adminClient struct {
@@ -63,6 +68,16 @@ func (c *adminClient) Stats(ctx context.Context, in *StatsRequest, opts ...grpc.
 	return out, nil
 }
 
+func (c *adminClient) Update(ctx context.Context, in *UpdateNowRequest, opts ...grpc.CallOption) (*UpdateNowResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateNowResponse)
+	err := c.cc.Invoke(ctx, Admin_Update_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -73,6 +88,10 @@ type AdminServer interface {
 	Ping(context.Context, *PingRequest) (*PingResponse, error)
 	// Stats returns counts and figures for the roles this daemon runs.
 	Stats(context.Context, *StatsRequest) (*StatsResponse, error)
+	// Update sends soft state to the daemon's index targets now (all, or the
+	// one named) and waits for each result. A failed target is reported in
+	// its result, not as the call's error; NOT_FOUND means no such target.
+	Update(context.Context, *UpdateNowRequest) (*UpdateNowResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -88,6 +107,9 @@ func (UnimplementedAdminServer) Ping(context.Context, *PingRequest) (*PingRespon
 }
 func (UnimplementedAdminServer) Stats(context.Context, *StatsRequest) (*StatsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Stats not implemented")
+}
+func (UnimplementedAdminServer) Update(context.Context, *UpdateNowRequest) (*UpdateNowResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Update not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -146,6 +168,24 @@ func _Admin_Stats_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_Update_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateNowRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).Update(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_Update_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).Update(ctx, req.(*UpdateNowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -160,6 +200,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Stats",
 			Handler:    _Admin_Stats_Handler,
+		},
+		{
+			MethodName: "Update",
+			Handler:    _Admin_Update_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
