@@ -1,0 +1,429 @@
+package index
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/solar-archive/rls/catalog"
+)
+
+// Errors that Index methods wrap; test with errors.Is.
+var (
+	// ErrInvalid: a malformed update or request. The error names the field.
+	ErrInvalid = errors.New("invalid")
+	// ErrOutOfSequence: a delta that does not apply on top of the state the
+	// index holds for its site; the sender must send a full update.
+	ErrOutOfSequence = errors.New("delta out of sequence")
+	// ErrClosed: the index is closed.
+	ErrClosed = errors.New("index closed")
+)
+
+// Options configure Open.
+type Options struct {
+	// Site is this index's own site name. Updates that already passed
+	// through it (their Via names it) are refused, which stops loops in a
+	// misconfigured hierarchy.
+	Site string
+	// ExpireInterval is how often sites whose state expired are dropped from
+	// memory and disk (lookups never return them, whatever this is).
+	// Default 1 minute.
+	ExpireInterval time.Duration
+	// NoSync acknowledges updates before they reach the disk. A crash may
+	// then lose the last updates, which their senders send again in time:
+	// soft state tolerates it, but a restarted index answers from older
+	// state until they do.
+	NoSync bool
+	Logger *slog.Logger
+	// Now is the clock; default time.Now. Tests set it.
+	Now func() time.Time
+}
+
+// Index is a replica location index: per site, the last soft state that
+// site sent (directly or through lower indexes), with its expiry. It is safe
+// for concurrent use.
+type Index struct {
+	opts Options
+	log  *slog.Logger
+	db   *pebble.DB
+
+	// siteMu serializes updates of one site (by hash of its name), so that
+	// each site's updates reach the disk and memory in the same order.
+	siteMu [64]sync.Mutex
+
+	mu     sync.RWMutex
+	sites  map[string]*site
+	groups map[geometry]*bloomGroup
+	maxK   uint32 // the largest k of any group
+	closed bool
+
+	notifyMu sync.Mutex
+	notifyCh chan struct{}
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+// site is the state one site last sent. A full update replaces it; deltas
+// change only its overlay (added, removed), its generation and its times,
+// under Index.mu.
+type site struct {
+	name, endpoint string
+	mode           Mode // of the last full update: list or bloom
+	gen            uint64
+	updated        time.Time // when the site produced the state
+	received       time.Time // when this index last heard from it
+	expires        time.Time
+	via            []string
+	entries        uint64 // in the last full update
+	deltas         uint64 // applied since
+
+	list *nameSet // list mode
+
+	bloom BloomParams // bloom mode
+	group *bloomGroup
+	slot  int
+
+	// Changes since the full update: LFNs added and removed. An added LFN is
+	// known exactly (by delta); a removed one is hidden from list and
+	// filter alike.
+	added, removed map[string]struct{}
+}
+
+func (s *site) expired(now time.Time) bool { return !now.Before(s.expires) }
+
+// Candidate is one site that holds an LFN, as far as the index knows.
+type Candidate struct {
+	Site     string
+	Endpoint string
+	// KnownBy is how: ModeList (the site's last full list), ModeBloom (its
+	// filter: possibly a false positive) or ModeDelta (a change it sent
+	// since).
+	KnownBy Mode
+	Updated time.Time
+	Expires time.Time
+	Via     []string
+}
+
+// SiteInfo describes the state the index holds for one site.
+type SiteInfo struct {
+	Site       string
+	Endpoint   string
+	Mode       Mode // of the last full update
+	Generation uint64
+	// Entries counts the LFNs of the last full update (for a filter, as its
+	// header says), plus those added and less those removed since.
+	Entries  uint64
+	Deltas   uint64
+	Updated  time.Time
+	Received time.Time
+	Expires  time.Time
+	Via      []string
+	Bloom    BloomParams
+}
+
+// Open opens (creating if needed) the index kept in dir, loads the sites
+// whose state has not expired, and starts dropping sites as they expire.
+func Open(dir string, opts *Options) (*Index, error) {
+	x := &Index{
+		sites:    make(map[string]*site),
+		groups:   make(map[geometry]*bloomGroup),
+		notifyCh: make(chan struct{}),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	if opts != nil {
+		x.opts = *opts
+	}
+	if x.opts.ExpireInterval <= 0 {
+		x.opts.ExpireInterval = time.Minute
+	}
+	if x.opts.Now == nil {
+		x.opts.Now = time.Now
+	}
+	x.log = x.opts.Logger
+	if x.log == nil {
+		x.log = slog.Default()
+	}
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{x.log.With("component", "pebble")}})
+	if err != nil {
+		return nil, fmt.Errorf("index: open %s: %w", dir, err)
+	}
+	x.db = db
+	if err := x.load(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("index: load %s: %w", dir, err)
+	}
+	go x.expireLoop()
+	return x, nil
+}
+
+// Close stops the expiry loop and closes the store. Calls after Close fail
+// with ErrClosed.
+func (x *Index) Close() error {
+	x.mu.Lock()
+	if x.closed {
+		x.mu.Unlock()
+		return ErrClosed
+	}
+	x.closed = true
+	x.mu.Unlock()
+	close(x.stop)
+	<-x.done
+	// Updates in progress hold their site's lock until they are done
+	// writing.
+	for i := range x.siteMu {
+		x.siteMu[i].Lock()
+	}
+	defer func() {
+		for i := range x.siteMu {
+			x.siteMu[i].Unlock()
+		}
+	}()
+	return x.db.Close()
+}
+
+var siteSeed = maphash.MakeSeed()
+
+func (x *Index) lockSite(name string) func() {
+	m := &x.siteMu[maphash.String(siteSeed, name)%uint64(len(x.siteMu))]
+	m.Lock()
+	return m.Unlock
+}
+
+func (x *Index) now() time.Time { return x.opts.Now() }
+
+// Notify returns a channel that is closed at the next change of any site's
+// state (an update applied, or a site expired). Forwarders wait on it.
+func (x *Index) Notify() <-chan struct{} {
+	x.notifyMu.Lock()
+	defer x.notifyMu.Unlock()
+	return x.notifyCh
+}
+
+func (x *Index) wake() {
+	x.notifyMu.Lock()
+	close(x.notifyCh)
+	x.notifyCh = make(chan struct{})
+	x.notifyMu.Unlock()
+}
+
+// Locate returns, for each LFN in order, the sites that hold it as far as
+// the index knows, sorted by site name. Sites whose state expired are never
+// returned. An invalid name fails the whole call with ErrInvalid, naming it.
+func (x *Index) Locate(lfns []string) ([][]Candidate, error) {
+	for i, lfn := range lfns {
+		if err := catalog.ValidateName("lfn", lfn); err != nil {
+			return nil, fmt.Errorf("%w: lfns[%d]: %v", ErrInvalid, i, err)
+		}
+	}
+	now := x.now()
+	out := make([][]Candidate, len(lfns))
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if x.closed {
+		return nil, ErrClosed
+	}
+	var exact []*site
+	for _, s := range x.sites {
+		if s.mode == ModeList || len(s.added) > 0 {
+			exact = append(exact, s)
+		}
+	}
+	var acc []uint64
+	for i, lfn := range lfns {
+		var cands []Candidate
+		for _, s := range exact {
+			if s.expired(now) {
+				continue
+			}
+			if _, ok := s.added[lfn]; ok {
+				cands = append(cands, s.candidate(ModeDelta))
+			} else if s.list.has(lfn) {
+				if _, gone := s.removed[lfn]; !gone {
+					cands = append(cands, s.candidate(ModeList))
+				}
+			}
+		}
+		if len(x.groups) > 0 {
+			locs := locations(lfn, x.maxK)
+			for _, g := range x.groups {
+				acc = ones(acc, g.w)
+				g.probe(locs, acc, func(s *site) {
+					if s.expired(now) {
+						return
+					}
+					if _, ok := s.added[lfn]; ok {
+						return // reported above, by delta
+					}
+					if _, gone := s.removed[lfn]; gone {
+						return
+					}
+					cands = append(cands, s.candidate(ModeBloom))
+				})
+			}
+		}
+		if len(cands) > 1 {
+			slices.SortFunc(cands, func(a, b Candidate) int { return cmp.Compare(a.Site, b.Site) })
+		}
+		out[i] = cands
+	}
+	return out, nil
+}
+
+func ones(acc []uint64, w int) []uint64 {
+	if cap(acc) < w {
+		acc = make([]uint64, w)
+	}
+	acc = acc[:w]
+	for i := range acc {
+		acc[i] = ^uint64(0)
+	}
+	return acc
+}
+
+func (s *site) candidate(by Mode) Candidate {
+	return Candidate{Site: s.name, Endpoint: s.endpoint, KnownBy: by, Updated: s.updated, Expires: s.expires, Via: s.via}
+}
+
+func (s *site) info() SiteInfo {
+	n := s.entries + uint64(len(s.added))
+	n -= min(n, uint64(len(s.removed)))
+	return SiteInfo{
+		Site: s.name, Endpoint: s.endpoint, Mode: s.mode, Generation: s.gen,
+		Entries: n, Deltas: s.deltas, Updated: s.updated, Received: s.received,
+		Expires: s.expires, Via: s.via, Bloom: s.bloom,
+	}
+}
+
+// Sites returns the sites whose state has not expired, sorted by name.
+func (x *Index) Sites() []SiteInfo {
+	now := x.now()
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	out := make([]SiteInfo, 0, len(x.sites))
+	for _, s := range x.sites {
+		if !s.expired(now) {
+			out = append(out, s.info())
+		}
+	}
+	slices.SortFunc(out, func(a, b SiteInfo) int { return cmp.Compare(a.Site, b.Site) })
+	return out
+}
+
+// Match is one (LFN, site) pair a wildcard query found.
+type Match struct {
+	LFN      string
+	Site     string
+	Endpoint string
+	KnownBy  Mode
+}
+
+// MaxWildcardLimit bounds the matches of one Wildcard call.
+const MaxWildcardLimit = 100_000
+
+// Wildcard returns the (LFN, site) pairs whose LFN matches pattern, sorted
+// by LFN then site, skipping offset of them and returning at most limit
+// (default 1,000), with more set when more follow. Only exact state (lists
+// and deltas) can be searched; unsearched names the sites known only by
+// filter.
+func (x *Index) Wildcard(pattern string, offset, limit int) (matches []Match, more bool, unsearched []string, err error) {
+	p, err := catalog.CompilePattern(pattern)
+	if err != nil {
+		return nil, false, nil, fmt.Errorf("%w: pattern: %v", ErrInvalid, err)
+	}
+	switch {
+	case offset < 0:
+		return nil, false, nil, fmt.Errorf("%w: offset %d is negative", ErrInvalid, offset)
+	case limit < 0 || limit > MaxWildcardLimit:
+		return nil, false, nil, fmt.Errorf("%w: limit %d is out of range [0, %d]", ErrInvalid, limit, MaxWildcardLimit)
+	case limit == 0:
+		limit = 1000
+	}
+	want := offset + limit + 1
+	now := x.now()
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	for _, s := range x.sites {
+		if s.expired(now) {
+			continue
+		}
+		if s.mode == ModeBloom {
+			unsearched = append(unsearched, s.name)
+		}
+		found := 0
+		add := func(lfn string, by Mode) {
+			matches = append(matches, Match{LFN: lfn, Site: s.name, Endpoint: s.endpoint, KnownBy: by})
+			found++
+		}
+		// Each site contributes at most want matches: its first want in
+		// LFN order are all that can make the page.
+		s.list.rangePrefix(p.Prefix(), func(name string) bool {
+			if _, gone := s.removed[name]; !gone && p.Match(name) {
+				add(name, ModeList)
+			}
+			return found < want
+		})
+		for name := range s.added {
+			if p.Match(name) {
+				add(name, ModeDelta)
+			}
+		}
+	}
+	slices.Sort(unsearched)
+	slices.SortFunc(matches, func(a, b Match) int {
+		return cmp.Or(cmp.Compare(a.LFN, b.LFN), cmp.Compare(a.Site, b.Site))
+	})
+	if offset >= len(matches) {
+		return nil, false, unsearched, nil
+	}
+	matches = matches[offset:]
+	if len(matches) > limit {
+		return matches[:limit:limit], true, unsearched, nil
+	}
+	return matches, false, unsearched, nil
+}
+
+// Stats are the index's counts.
+type Stats struct {
+	Sites, ListSites, BloomSites uint64
+	ExactEntries                 uint64 // (site, LFN) pairs in lists and deltas
+	BloomBits                    uint64 // bits of the sites' filters, in all
+	BloomGroups                  uint64
+	MemoryBytes                  uint64 // held by lists, filters and overlays (approximate)
+}
+
+// Stats returns the index's counts, expired sites excluded.
+func (x *Index) Stats() Stats {
+	now := x.now()
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	var st Stats
+	for _, s := range x.sites {
+		if s.expired(now) {
+			continue
+		}
+		st.Sites++
+		if s.mode == ModeList {
+			st.ListSites++
+			st.ExactEntries += uint64(s.list.len())
+			st.MemoryBytes += uint64(s.list.size())
+		} else {
+			st.BloomSites++
+			st.BloomBits += s.bloom.M
+		}
+		st.ExactEntries += uint64(len(s.added))
+	}
+	for _, g := range x.groups {
+		st.MemoryBytes += 8 * uint64(len(g.rows))
+	}
+	st.BloomGroups = uint64(len(x.groups))
+	return st
+}

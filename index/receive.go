@@ -1,0 +1,399 @@
+package index
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+
+	"github.com/solar-archive/rls/api/rlsv1"
+	"github.com/solar-archive/rls/catalog"
+)
+
+// Ack is what the index holds for a site after an update.
+type Ack struct {
+	Generation uint64
+	Entries    uint64
+	Expires    time.Time
+}
+
+// update is one decoded, checked update, ready to apply.
+type update struct {
+	h              Header
+	list           *nameSet // list mode
+	words          []uint64 // bloom mode
+	added, removed []string // delta mode
+}
+
+// Receive reads one update from recv, until recv returns io.EOF, and applies
+// it. recv's other errors are returned as they are. A malformed update fails
+// with an error wrapping ErrInvalid that names what was wrong, and changes
+// nothing; a delta that does not follow the site's state fails with
+// ErrOutOfSequence.
+func (x *Index) Receive(recv func() (*rlsv1.UpdateRequest, error)) (Ack, error) {
+	u, err := decodeUpdate(recv, x.now())
+	if err != nil {
+		return Ack{}, err
+	}
+	return x.apply(u)
+}
+
+// decodeUpdate reads and checks one update. Memory grows with what the
+// sender actually sends, never with what its header claims.
+func decodeUpdate(recv func() (*rlsv1.UpdateRequest, error), now time.Time) (*update, error) {
+	first, err := recv()
+	if err == io.EOF {
+		return nil, invalidf("update: empty stream (an update starts with its header)")
+	}
+	if err != nil {
+		return nil, err
+	}
+	hp := first.GetHeader()
+	if hp == nil {
+		return nil, invalidf("update: the first message is not a header")
+	}
+	h, err := HeaderFromProto(hp, now)
+	if err != nil {
+		return nil, invalidf("%v", err)
+	}
+	u := &update{h: h}
+	var (
+		names   *nameSetBuilder
+		count   uint64 // names so far (list, delta)
+		nwords  = h.Bloom.Words()
+		seenDel map[string]bool
+	)
+	switch h.Mode {
+	case ModeList:
+		names = newNameSetBuilder()
+	case ModeDelta:
+		seenDel = make(map[string]bool)
+	}
+	for msg := 0; ; msg++ {
+		req, err := recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		switch body := req.GetBody().(type) {
+		case *rlsv1.UpdateRequest_Header:
+			return nil, invalidf("update: message %d is a second header", msg+1)
+		case *rlsv1.UpdateRequest_Lfns:
+			if h.Mode != ModeList {
+				return nil, invalidf("update: message %d is an LFN chunk in a %v update", msg+1, h.Mode)
+			}
+			lfns := body.Lfns.GetLfns()
+			if err := checkChunk("lfns", count, len(lfns), h.Entries); err != nil {
+				return nil, err
+			}
+			for i, lfn := range lfns {
+				if err := catalog.ValidateName("lfn", lfn); err != nil {
+					return nil, invalidf("lfns[%d]: %v", count+uint64(i), err)
+				}
+				if err := names.add(lfn); err != nil {
+					return nil, invalidf("lfns: %v", err)
+				}
+			}
+			count += uint64(len(lfns))
+		case *rlsv1.UpdateRequest_Bloom:
+			if h.Mode != ModeBloom {
+				return nil, invalidf("update: message %d is a Bloom chunk in a %v update", msg+1, h.Mode)
+			}
+			b := body.Bloom.GetWords()
+			if len(b)%8 != 0 {
+				return nil, invalidf("bloom.words: chunk of %d bytes is not a whole number of 64-bit words", len(b))
+			}
+			if uint64(len(u.words))+uint64(len(b)/8) > nwords {
+				return nil, invalidf("bloom.words: more than the %d words that bloom.m = %d needs", nwords, h.Bloom.M)
+			}
+			for i := 0; i < len(b); i += 8 {
+				u.words = append(u.words, le64(b[i:]))
+			}
+		case *rlsv1.UpdateRequest_Delta:
+			if h.Mode != ModeDelta {
+				return nil, invalidf("update: message %d is a delta chunk in a %v update", msg+1, h.Mode)
+			}
+			d := body.Delta
+			n := len(d.GetAdded()) + len(d.GetRemoved())
+			if err := checkChunk("delta", count, n, h.Entries); err != nil {
+				return nil, err
+			}
+			for field, list := range map[string][]string{"added": d.GetAdded(), "removed": d.GetRemoved()} {
+				for i, lfn := range list {
+					if err := catalog.ValidateName("lfn", lfn); err != nil {
+						return nil, invalidf("delta.%s[%d]: %v", field, i, err)
+					}
+					if _, dup := seenDel[lfn]; dup {
+						return nil, invalidf("delta.%s[%d]: LFN %q appears twice in one delta", field, i, lfn)
+					}
+					seenDel[lfn] = field == "added"
+				}
+			}
+			u.added = append(u.added, d.GetAdded()...)
+			u.removed = append(u.removed, d.GetRemoved()...)
+			count += uint64(n)
+		default:
+			return nil, invalidf("update: message %d has no body", msg+1)
+		}
+	}
+	switch h.Mode {
+	case ModeList:
+		if count != h.Entries {
+			return nil, invalidf("lfns: %d names sent, header.entries says %d", count, h.Entries)
+		}
+		u.list = names.build()
+	case ModeBloom:
+		if uint64(len(u.words)) != nwords {
+			return nil, invalidf("bloom.words: %d words sent, bloom.m = %d needs %d", len(u.words), h.Bloom.M, nwords)
+		}
+		if r := h.Bloom.M % 64; r != 0 {
+			u.words[len(u.words)-1] &= 1<<r - 1 // bits past m mean nothing
+		}
+	case ModeDelta:
+		if count != h.Entries {
+			return nil, invalidf("delta: %d names sent, header.entries says %d", count, h.Entries)
+		}
+	}
+	return u, nil
+}
+
+func checkChunk(field string, sofar uint64, n int, entries uint64) error {
+	if n > MaxChunkNames {
+		return invalidf("%s: chunk of %d names, more than %d", field, n, MaxChunkNames)
+	}
+	if sofar+uint64(n) > entries {
+		return invalidf("%s: more names than header.entries = %d", field, entries)
+	}
+	return nil
+}
+
+func le64(b []byte) uint64 {
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+}
+
+func invalidf(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+}
+
+// apply makes a decoded update the site's state: on disk first, then in
+// memory, all at once for lookups.
+func (x *Index) apply(u *update) (Ack, error) {
+	h := u.h
+	if x.opts.Site != "" && slices.Contains(h.Via, x.opts.Site) {
+		return Ack{}, invalidf("header.via: the update already passed through this index (%s): a loop in the index hierarchy", x.opts.Site)
+	}
+	unlock := x.lockSite(h.Site)
+	defer unlock()
+	now := x.now()
+	x.mu.RLock()
+	old, closed := x.sites[h.Site], x.closed
+	x.mu.RUnlock()
+	if closed {
+		return Ack{}, ErrClosed
+	}
+	if h.Mode == ModeDelta {
+		return x.applyDelta(old, u, now)
+	}
+	s := &site{
+		name: h.Site, endpoint: h.Endpoint, mode: h.Mode, gen: h.Generation,
+		updated: h.Updated, received: now, expires: now.Add(h.Validity), via: h.Via,
+		entries: h.Entries, list: u.list,
+	}
+	if h.Mode == ModeBloom {
+		s.bloom = h.Bloom
+		s.entries = h.Bloom.Entries
+		s.group, s.slot = x.reserveFill(geometry{m: h.Bloom.M, k: h.Bloom.K}, u.words)
+	}
+	if err := x.persistFull(s, u.words); err != nil {
+		if s.group != nil {
+			x.release(s.group, s.slot, nil)
+		}
+		return Ack{}, err
+	}
+	x.publish(s, old)
+	x.wake()
+	return Ack{Generation: s.gen, Entries: s.entries, Expires: s.expires}, nil
+}
+
+func (x *Index) applyDelta(s *site, u *update, now time.Time) (Ack, error) {
+	h := u.h
+	switch {
+	case s == nil || s.expired(now):
+		return Ack{}, fmt.Errorf("%w: the index holds no state for site %q; send a full update", ErrOutOfSequence, h.Site)
+	case s.gen != h.BaseGeneration:
+		return Ack{}, fmt.Errorf("%w: the index holds generation %d for site %q, the delta applies to %d; send a full update",
+			ErrOutOfSequence, s.gen, h.Site, h.BaseGeneration)
+	}
+	if err := x.persistDelta(s, u, now); err != nil {
+		return Ack{}, err
+	}
+	x.mu.Lock()
+	s.applyDelta(u.added, u.removed)
+	s.gen, s.endpoint, s.updated, s.via = h.Generation, h.Endpoint, h.Updated, h.Via
+	s.received, s.expires = now, now.Add(h.Validity)
+	s.deltas++
+	info := s.info()
+	x.mu.Unlock()
+	x.wake()
+	return Ack{Generation: info.Generation, Entries: info.Entries, Expires: info.Expires}, nil
+}
+
+// applyDelta changes the overlay; the caller holds Index.mu for writing (or
+// owns s alone).
+func (s *site) applyDelta(added, removed []string) {
+	for _, lfn := range added {
+		delete(s.removed, lfn)
+		if s.list.has(lfn) {
+			continue // back in the list it never left
+		}
+		if s.added == nil {
+			s.added = make(map[string]struct{})
+		}
+		s.added[lfn] = struct{}{}
+	}
+	for _, lfn := range removed {
+		delete(s.added, lfn)
+		if s.mode == ModeList && !s.list.has(lfn) {
+			continue // nothing left to hide
+		}
+		if s.removed == nil {
+			s.removed = make(map[string]struct{})
+		}
+		s.removed[lfn] = struct{}{}
+	}
+}
+
+// reserveFill writes a filter into a free column of its geometry's group,
+// where lookups do not see it until publish.
+func (x *Index) reserveFill(geo geometry, words []uint64) (*bloomGroup, int) {
+	for {
+		x.mu.Lock()
+		g := x.groups[geo]
+		if g == nil {
+			g = newBloomGroup(geo)
+			x.groups[geo] = g
+			x.maxK = max(x.maxK, geo.k)
+		}
+		x.mu.Unlock()
+		g.wmu.Lock()
+		if g.dead {
+			g.wmu.Unlock()
+			continue // emptied and dropped meanwhile
+		}
+		c := g.reserve(&x.mu)
+		g.live++
+		g.fill(c, words)
+		g.wmu.Unlock()
+		return g, c
+	}
+}
+
+// publish makes s the state of its site, replacing old (nil if none).
+func (x *Index) publish(s, old *site) {
+	if old != nil && old.group != nil {
+		x.release(old.group, old.slot, func() { x.sites[s.name] = s; s.show() })
+		return
+	}
+	x.mu.Lock()
+	x.sites[s.name] = s
+	s.show()
+	x.mu.Unlock()
+}
+
+// show points the site's column at it; the caller holds Index.mu for
+// writing.
+func (s *site) show() {
+	if s.group != nil {
+		s.group.slots[s.slot] = s
+	}
+}
+
+// release frees column c of g, running also (if not nil) under Index.mu in
+// the same critical section, and drops g when no site is left in it.
+func (x *Index) release(g *bloomGroup, c int, also func()) {
+	g.wmu.Lock()
+	defer g.wmu.Unlock()
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	g.slots[c] = nil
+	g.free = append(g.free, c)
+	g.live--
+	if also != nil {
+		also()
+	}
+	if g.live == 0 {
+		g.dead = true
+		delete(x.groups, g.geo)
+	}
+}
+
+// errNotFound is internal: a site that is not there.
+var errNotFound = errors.New("no such site")
+
+// drop removes a site's state from memory and disk if it is still s.
+func (x *Index) drop(s *site) error {
+	unlock := x.lockSite(s.name)
+	defer unlock()
+	x.mu.RLock()
+	cur := x.sites[s.name]
+	x.mu.RUnlock()
+	if cur != s {
+		return errNotFound
+	}
+	if err := x.deleteSite(s.name); err != nil {
+		return err
+	}
+	remove := func() { delete(x.sites, s.name) }
+	if s.group != nil {
+		x.release(s.group, s.slot, remove)
+	} else {
+		x.mu.Lock()
+		remove()
+		x.mu.Unlock()
+	}
+	x.wake()
+	return nil
+}
+
+func (x *Index) expireLoop() {
+	defer close(x.done)
+	t := time.NewTicker(x.opts.ExpireInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-x.stop:
+			return
+		case <-t.C:
+			x.ExpireNow()
+		}
+	}
+}
+
+// ExpireNow drops every site whose state has expired, from memory and from
+// disk, and returns how many it dropped. The index runs it every
+// ExpireInterval; lookups ignore expired sites in between.
+func (x *Index) ExpireNow() int {
+	now := x.now()
+	var expired []*site
+	x.mu.RLock()
+	for _, s := range x.sites {
+		if s.expired(now) {
+			expired = append(expired, s)
+		}
+	}
+	x.mu.RUnlock()
+	n := 0
+	for _, s := range expired {
+		if err := x.drop(s); err == nil {
+			n++
+			x.log.Info("index: site expired", "site", s.name, "expires", s.expires, "via", s.via)
+		} else if !errors.Is(err, errNotFound) {
+			x.log.Warn("index: dropping an expired site failed", "site", s.name, "error", err)
+		}
+	}
+	return n
+}
