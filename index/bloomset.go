@@ -33,10 +33,10 @@ type bloomGroup struct {
 	mask uint64 // m-1 when m is a power of two, else 0
 
 	wmu  sync.Mutex
-	free []int  // columns no site owns (guarded by wmu)
-	used int    // columns handed out so far (guarded by wmu)
-	live int    // columns reserved or owned (guarded by wmu)
-	dead bool   // emptied and dropped from Index.groups (guarded by wmu)
+	free []int // columns no site owns (guarded by wmu)
+	used int   // columns handed out so far (guarded by wmu)
+	live int   // columns reserved or owned (guarded by wmu)
+	dead bool  // emptied and dropped from Index.groups (guarded by wmu)
 
 	// Guarded by Index.mu; changed only with wmu held as well.
 	w     int      // words per row
