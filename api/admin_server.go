@@ -10,6 +10,7 @@ import (
 
 	"github.com/solar-archive/rls/api/rlsv1"
 	"github.com/solar-archive/rls/catalog"
+	"github.com/solar-archive/rls/index"
 )
 
 // AdminInfo is what the rls.v1.Admin service reports about the daemon.
@@ -21,6 +22,8 @@ type AdminInfo struct {
 	// Catalog is the site's catalog when the lrc role runs, nil otherwise.
 	// Stats includes its figures when it is set.
 	Catalog *catalog.Catalog
+	// Index is the site's index when the rli role runs, nil otherwise.
+	Index *index.Index
 }
 
 // NewAdminServer returns the rls.v1.Admin service answering from info. The
@@ -63,6 +66,17 @@ func (s *adminServer) Stats(context.Context, *rlsv1.StatsRequest) (*rlsv1.StatsR
 			DiskBytes:           st.DiskBytes,
 			CompactionDebtBytes: st.CompactionDebtBytes,
 			CompactionsRunning:  st.CompactionsRunning,
+		}
+	}
+	if x := s.info.Index; x != nil {
+		st := x.Stats()
+		resp.Index = &rlsv1.IndexStats{
+			Sites:        st.Sites,
+			ListSites:    st.ListSites,
+			BloomSites:   st.BloomSites,
+			ExactEntries: st.ExactEntries,
+			BloomBits:    st.BloomBits,
+			BloomGroups:  st.BloomGroups,
 		}
 	}
 	return resp, nil

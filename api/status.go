@@ -10,6 +10,7 @@ import (
 
 	"github.com/solar-archive/rls/api/rlsv1"
 	"github.com/solar-archive/rls/catalog"
+	"github.com/solar-archive/rls/index"
 )
 
 // statusOf is the one place where errors become gRPC statuses. Every handler
@@ -32,11 +33,11 @@ func statusOf(err error) *status.Status {
 		code = codes.NotFound
 	case errors.Is(err, catalog.ErrExists):
 		code = codes.AlreadyExists
-	case errors.Is(err, catalog.ErrInvalid):
+	case errors.Is(err, catalog.ErrInvalid), errors.Is(err, index.ErrInvalid):
 		code = codes.InvalidArgument
-	case errors.Is(err, catalog.ErrPrecondition):
+	case errors.Is(err, catalog.ErrPrecondition), errors.Is(err, index.ErrOutOfSequence):
 		code = codes.FailedPrecondition
-	case errors.Is(err, catalog.ErrClosed):
+	case errors.Is(err, catalog.ErrClosed), errors.Is(err, index.ErrClosed):
 		code = codes.Unavailable
 	case errors.Is(err, context.DeadlineExceeded):
 		code = codes.DeadlineExceeded

@@ -32,6 +32,8 @@ type config struct {
 	NoSync          bool          `yaml:"no-sync"`
 	ShutdownTimeout time.Duration `yaml:"shutdown-timeout"`
 	ExportRoots     pathList      `yaml:"export-root"`
+
+	IndexExpireInterval time.Duration `yaml:"index-expire-interval"`
 }
 
 func defaultConfig() config {
@@ -41,6 +43,8 @@ func defaultConfig() config {
 		LogFormat:       "text",
 		LogLevel:        "info",
 		ShutdownTimeout: 10 * time.Second,
+
+		IndexExpireInterval: time.Minute,
 	}
 }
 
@@ -125,6 +129,14 @@ func settings() []setting {
 			parseEnv: func(c *config, s string) error { c.ExportRoots = splitPaths(s); return nil },
 			fromFlag: func(dst, src *config) { dst.ExportRoots = src.ExportRoots },
 		},
+		{
+			name: "index-expire-interval",
+			parseEnv: func(c *config, s string) (err error) {
+				c.IndexExpireInterval, err = time.ParseDuration(s)
+				return err
+			},
+			fromFlag: func(dst, src *config) { dst.IndexExpireInterval = src.IndexExpireInterval },
+		},
 	}
 }
 
@@ -151,6 +163,7 @@ func (o *options) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.flags.NoSync, "no-sync", d.NoSync, "acknowledge catalog writes before they are fsynced (faster; a crash may lose the last writes)")
 	fs.DurationVar(&o.flags.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "on SIGTERM, how long calls in flight may take to finish")
 	fs.StringSliceVar((*[]string)(&o.flags.ExportRoots), "export-root", nil, "transfer role: comma-separated absolute directories whose storage units are served")
+	fs.DurationVar(&o.flags.IndexExpireInterval, "index-expire-interval", d.IndexExpireInterval, "rli role: how often sites whose soft state expired are dropped (lookups never return them)")
 }
 
 // resolve merges the configuration: defaults, then the configuration file
@@ -227,6 +240,9 @@ func (c *config) validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		return usageErrorf("shutdown-timeout %v: must be positive", c.ShutdownTimeout)
+	}
+	if c.IndexExpireInterval <= 0 {
+		return usageErrorf("index-expire-interval %v: must be positive", c.IndexExpireInterval)
 	}
 	if err := c.validateTransfer(); err != nil {
 		return err

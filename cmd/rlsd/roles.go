@@ -8,6 +8,7 @@ import (
 	"github.com/solar-archive/rls/api"
 	"github.com/solar-archive/rls/api/rlsv1"
 	"github.com/solar-archive/rls/catalog"
+	"github.com/solar-archive/rls/index"
 )
 
 // A role is one part of what rlsd can run. Its start function wires the role
@@ -22,6 +23,7 @@ import (
 func roleTable() map[string]func(d *daemon) error {
 	return map[string]func(d *daemon) error{
 		"lrc":      startLRC,
+		"rli":      startRLI,
 		"transfer": startTransfer,
 	}
 }
@@ -52,5 +54,24 @@ func startLRC(d *daemon) error {
 	if err := d.metrics.Register(api.NewCatalogCollector(cat)); err != nil {
 		return fmt.Errorf("lrc: metrics: %w", err)
 	}
+	return nil
+}
+
+// startRLI runs the replica location index: it opens DATA/index (answering
+// at once from the sites' last state) and serves it as rls.v1.Index.
+func startRLI(d *daemon) error {
+	x, err := index.Open(filepath.Join(d.cfg.Data, "index"), &index.Options{
+		Site:           d.cfg.Site,
+		ExpireInterval: d.cfg.IndexExpireInterval,
+		NoSync:         d.cfg.NoSync,
+		Logger:         d.log.With("role", "rli"),
+	})
+	if err != nil {
+		return fmt.Errorf("rli: %w", err)
+	}
+	v := &index.Verifier{}
+	d.onClose(func() error { v.Close(); return x.Close() })
+	d.admin.Index = x
+	rlsv1.RegisterIndexServer(d.grpc, api.NewIndexServer(x, v))
 	return nil
 }

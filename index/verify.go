@@ -1,0 +1,176 @@
+package index
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/solar-archive/rls/api/rlsv1"
+)
+
+// Verified is a candidate after its site's catalog was asked.
+type Verified struct {
+	Candidate
+	// Confirmed: the site's catalog holds the LFN, with these PFNs.
+	Confirmed bool
+	PFNs      []string
+	// Err is set when the site could not be asked (unreachable, timed out,
+	// failed): the candidate is unverified, neither confirmed nor refuted.
+	Err error
+}
+
+// Verifier asks sites' catalogs whether they hold what the index says they
+// may hold. It keeps one client connection per endpoint. It is safe for
+// concurrent use.
+type Verifier struct {
+	// Parallel bounds the sites asked at once; default 16.
+	Parallel int
+	// Dial opens a connection to an endpoint; default an insecure gRPC
+	// client.
+	Dial func(endpoint string) (grpc.ClientConnInterface, error)
+
+	mu    sync.Mutex
+	conns map[string]grpc.ClientConnInterface
+}
+
+// DefaultVerifyTimeout is how long Verify waits for the sites unless told.
+const DefaultVerifyTimeout = 5 * time.Second
+
+func (v *Verifier) conn(endpoint string) (grpc.ClientConnInterface, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if c, ok := v.conns[endpoint]; ok {
+		return c, nil
+	}
+	dial := v.Dial
+	if dial == nil {
+		dial = func(ep string) (grpc.ClientConnInterface, error) {
+			return grpc.NewClient(ep, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		}
+	}
+	c, err := dial(endpoint)
+	if err != nil {
+		return nil, err
+	}
+	if v.conns == nil {
+		v.conns = make(map[string]grpc.ClientConnInterface)
+	}
+	v.conns[endpoint] = c
+	return c, nil
+}
+
+// Close closes the connections the verifier opened.
+func (v *Verifier) Close() error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for ep, c := range v.conns {
+		if cc, ok := c.(interface{ Close() error }); ok {
+			cc.Close()
+		}
+		delete(v.conns, ep)
+	}
+	return nil
+}
+
+// Verify asks each candidate site, one bulk query per site and many sites
+// at once, whether it holds the LFNs the index named it for, and waits at
+// most timeout (or until ctx ends). For each LFN it returns the confirmed
+// sites with their PFNs, and the sites that could not be asked, marked with
+// Err; candidates whose catalog says no are dropped.
+func (v *Verifier) Verify(ctx context.Context, lfns []string, cands [][]Candidate, timeout time.Duration) [][]Verified {
+	if timeout <= 0 {
+		timeout = DefaultVerifyTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	type ask struct {
+		endpoint string
+		lfns     []string
+		answers  map[string][]string // LFN -> PFNs, for LFNs it holds
+		err      error
+	}
+	asks := map[string]*ask{}
+	var order []*ask
+	for i, cs := range cands {
+		for _, c := range cs {
+			a := asks[c.Endpoint]
+			if a == nil {
+				a = &ask{endpoint: c.Endpoint}
+				asks[c.Endpoint] = a
+				order = append(order, a)
+			}
+			if n := len(a.lfns); n == 0 || a.lfns[n-1] != lfns[i] {
+				a.lfns = append(a.lfns, lfns[i])
+			}
+		}
+	}
+	parallel := v.Parallel
+	if parallel <= 0 {
+		parallel = 16
+	}
+	sem := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	for _, a := range order {
+		wg.Go(func() {
+			select {
+			case sem <- struct{}{}:
+				defer func() { <-sem }()
+			case <-ctx.Done():
+				a.err = ctx.Err()
+				return
+			}
+			a.answers, a.err = v.query(ctx, a.endpoint, a.lfns)
+		})
+	}
+	wg.Wait()
+
+	out := make([][]Verified, len(cands))
+	for i, cs := range cands {
+		for _, c := range cs {
+			a := asks[c.Endpoint]
+			switch pfns, ok := a.answers[lfns[i]]; {
+			case a.err != nil:
+				out[i] = append(out[i], Verified{Candidate: c, Err: a.err})
+			case ok:
+				out[i] = append(out[i], Verified{Candidate: c, Confirmed: true, PFNs: pfns})
+			}
+		}
+	}
+	return out
+}
+
+// query asks one site's catalog for the PFNs of lfns.
+func (v *Verifier) query(ctx context.Context, endpoint string, lfns []string) (map[string][]string, error) {
+	conn, err := v.conn(endpoint)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %w", endpoint, err)
+	}
+	cl := rlsv1.NewCatalogClient(conn)
+	answers := make(map[string][]string)
+	for start := 0; start < len(lfns); start += MaxChunkNames {
+		part := lfns[start:min(len(lfns), start+MaxChunkNames)]
+		resp, err := cl.BulkQuery(ctx, &rlsv1.BulkQueryRequest{Type: rlsv1.ObjectType_OBJECT_TYPE_LFN, Names: part})
+		if err != nil {
+			return nil, fmt.Errorf("asking %s: %w", endpoint, err)
+		}
+		if len(resp.GetResults()) != len(part) {
+			return nil, fmt.Errorf("asking %s: %d answers to %d LFNs", endpoint, len(resp.GetResults()), len(part))
+		}
+		for j, r := range resp.GetResults() {
+			switch code := codes.Code(r.GetStatus().GetCode()); code {
+			case codes.OK:
+				answers[part[j]] = r.GetNames()
+			case codes.NotFound:
+			default:
+				return nil, fmt.Errorf("asking %s about %q: %v: %s", endpoint, part[j], code, r.GetStatus().GetMessage())
+			}
+		}
+	}
+	return answers, nil
+}
