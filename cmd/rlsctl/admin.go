@@ -78,5 +78,15 @@ func newStatsResult(resp *rlsv1.StatsResponse) statsResult {
 			CompactionsRunning:  cs.GetCompactionsRunning(),
 		}
 	}
+	if is := resp.GetIndex(); is != nil {
+		r.Index = &indexStatsView{
+			Sites:        is.GetSites(),
+			ListSites:    is.GetListSites(),
+			BloomSites:   is.GetBloomSites(),
+			ExactEntries: is.GetExactEntries(),
+			BloomBits:    is.GetBloomBits(),
+			BloomGroups:  is.GetBloomGroups(),
+		}
+	}
 	return r
 }

@@ -268,6 +268,18 @@ type statsResult struct {
 	Roles         []string `json:"roles"`
 	UptimeSeconds float64  `json:"uptime_seconds"`
 	*catalogStatsView
+	// Index holds the index figures when the daemon runs the rli role.
+	Index *indexStatsView `json:"index,omitempty"`
+}
+
+// indexStatsView holds the index figures of "admin stats", under "index".
+type indexStatsView struct {
+	Sites        uint64 `json:"sites"`
+	ListSites    uint64 `json:"list_sites"`
+	BloomSites   uint64 `json:"bloom_sites"`
+	ExactEntries uint64 `json:"exact_entries"`
+	BloomBits    uint64 `json:"bloom_bits"`
+	BloomGroups  uint64 `json:"bloom_groups"`
 }
 
 func (r statsResult) writeTable(w io.Writer) {
@@ -285,6 +297,17 @@ func (r statsResult) writeTable(w io.Writer) {
 			{"seq", c.Seq}, {"first_seq", c.FirstSeq},
 			{"attribute_defs", c.AttributeDefs}, {"disk_bytes", c.DiskBytes},
 			{"compaction_debt_bytes", c.CompactionDebtBytes}, {"compactions_running", c.CompactionsRunning},
+		} {
+			row(w, f.name, strconv.FormatUint(f.v, 10))
+		}
+	}
+	if x := r.Index; x != nil {
+		for _, f := range []struct {
+			name string
+			v    uint64
+		}{
+			{"index.sites", x.Sites}, {"index.list_sites", x.ListSites}, {"index.bloom_sites", x.BloomSites},
+			{"index.exact_entries", x.ExactEntries}, {"index.bloom_bits", x.BloomBits}, {"index.bloom_groups", x.BloomGroups},
 		} {
 			row(w, f.name, strconv.FormatUint(f.v, 10))
 		}

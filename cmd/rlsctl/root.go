@@ -78,6 +78,8 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 
 	root.AddCommand(
 		newLRCCommand(g),
+		newRLICommand(g),
+		newLocateCommand(g),
 		newAdminCommand(g),
 		newTransferCommand(g),
 		newCompletionCommand(g),
