@@ -120,6 +120,8 @@ func (s *indexServer) Sites(context.Context, *rlsv1.SitesRequest) (*rlsv1.SitesR
 			Expires:    timestamppb.New(si.Expires),
 			Via:        si.Via,
 			Deltas:     si.Deltas,
+
+			FullGeneration: si.FullGeneration,
 		}
 		if si.Mode == index.ModeBloom {
 			p.Bloom = &rlsv1.BloomHeader{Version: si.Bloom.Version, M: si.Bloom.M, K: si.Bloom.K, Entries: si.Bloom.Entries}

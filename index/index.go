@@ -78,6 +78,7 @@ type site struct {
 	name, endpoint string
 	mode           Mode // of the last full update: list or bloom
 	gen            uint64
+	base           uint64    // the generation of the last full update
 	updated        time.Time // when the site produced the state
 	received       time.Time // when this index last heard from it
 	expires        time.Time
@@ -118,6 +119,9 @@ type SiteInfo struct {
 	Endpoint   string
 	Mode       Mode // of the last full update
 	Generation uint64
+	// FullGeneration is the generation of the last full update; deltas
+	// brought the state to Generation.
+	FullGeneration uint64
 	// Entries counts the LFNs of the last full update (for a filter, as its
 	// header says), plus those added and less those removed since.
 	Entries  uint64
@@ -297,7 +301,7 @@ func (s *site) info() SiteInfo {
 	n := s.entries + uint64(len(s.added))
 	n -= min(n, uint64(len(s.removed)))
 	return SiteInfo{
-		Site: s.name, Endpoint: s.endpoint, Mode: s.mode, Generation: s.gen,
+		Site: s.name, Endpoint: s.endpoint, Mode: s.mode, Generation: s.gen, FullGeneration: s.base,
 		Entries: n, Deltas: s.deltas, Updated: s.updated, Received: s.received,
 		Expires: s.expires, Via: s.via, Bloom: s.bloom,
 	}

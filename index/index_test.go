@@ -311,7 +311,7 @@ func TestDeltas(t *testing.T) {
 	mustReceive(t, x, deltaMsgs("sao", 21, 22, []string{"2"}, []string{"3"}))
 	wantWhere(t, x, lfns, "nso/list,sao/bloom", "nso/list,sao/delta", "")
 	info := x.Sites()
-	if info[0].Generation != 14 || info[0].Deltas != 2 || info[1].Generation != 22 {
+	if info[0].Generation != 14 || info[0].FullGeneration != 10 || info[0].Deltas != 2 || info[1].Generation != 22 {
 		t.Fatalf("Sites = %+v", info)
 	}
 	// A full update clears the overlay.
@@ -370,7 +370,7 @@ func TestRestartKeepsStateAndExpiry(t *testing.T) {
 	sitesAfter := x.Sites()
 	for i := range sitesBefore {
 		a, b := sitesBefore[i], sitesAfter[i]
-		if a.Site != b.Site || !a.Expires.Equal(b.Expires) || a.Generation != b.Generation || a.Deltas != b.Deltas {
+		if a.Site != b.Site || !a.Expires.Equal(b.Expires) || a.Generation != b.Generation || a.FullGeneration != b.FullGeneration || a.Deltas != b.Deltas {
 			t.Fatalf("site %d before %+v after %+v", i, a, b)
 		}
 	}

@@ -199,7 +199,7 @@ func (x *Index) apply(u *update) (Ack, error) {
 		return x.applyDelta(old, u, now)
 	}
 	s := &site{
-		name: h.Site, endpoint: h.Endpoint, mode: h.Mode, gen: h.Generation,
+		name: h.Site, endpoint: h.Endpoint, mode: h.Mode, gen: h.Generation, base: h.Generation,
 		updated: h.Updated, received: now, expires: now.Add(h.Validity), via: h.Via,
 		entries: h.Entries, list: u.list,
 	}

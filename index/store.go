@@ -56,7 +56,7 @@ func (x *Index) syncOpt() *pebble.WriteOptions {
 
 func (s *site) meta() []byte {
 	info := &rlsv1.SiteInfo{
-		Site: s.name, Endpoint: s.endpoint, Mode: ModeProto(s.mode), Generation: s.gen,
+		Site: s.name, Endpoint: s.endpoint, Mode: ModeProto(s.mode), Generation: s.gen, FullGeneration: s.base,
 		Entries: s.entries, Deltas: s.deltas, Via: s.via,
 		Updated:  timestamppb.New(s.updated),
 		Received: timestamppb.New(s.received),
@@ -211,7 +211,7 @@ func (x *Index) loadSite(info *rlsv1.SiteInfo) error {
 		return fmt.Errorf("bad mode %v", info.GetMode())
 	}
 	s := &site{
-		name: info.GetSite(), endpoint: info.GetEndpoint(), mode: mode, gen: info.GetGeneration(),
+		name: info.GetSite(), endpoint: info.GetEndpoint(), mode: mode, gen: info.GetGeneration(), base: info.GetFullGeneration(),
 		updated: info.GetUpdated().AsTime(), received: info.GetReceived().AsTime(),
 		expires: info.GetExpires().AsTime(), via: info.GetVia(),
 		entries: info.GetEntries(), deltas: info.GetDeltas(),

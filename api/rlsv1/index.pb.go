@@ -1042,9 +1042,12 @@ type SiteInfo struct {
 	// Bloom sites: the filter's header.
 	Bloom *BloomHeader `protobuf:"bytes,10,opt,name=bloom,proto3" json:"bloom,omitempty"`
 	// Deltas applied since the last full update.
-	Deltas        uint64 `protobuf:"varint,11,opt,name=deltas,proto3" json:"deltas,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Deltas uint64 `protobuf:"varint,11,opt,name=deltas,proto3" json:"deltas,omitempty"`
+	// The generation of the last full update (deltas brought it to
+	// generation).
+	FullGeneration uint64 `protobuf:"varint,12,opt,name=full_generation,json=fullGeneration,proto3" json:"full_generation,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *SiteInfo) Reset() {
@@ -1150,6 +1153,13 @@ func (x *SiteInfo) GetBloom() *BloomHeader {
 func (x *SiteInfo) GetDeltas() uint64 {
 	if x != nil {
 		return x.Deltas
+	}
+	return 0
+}
+
+func (x *SiteInfo) GetFullGeneration() uint64 {
+	if x != nil {
+		return x.FullGeneration
 	}
 	return 0
 }
@@ -1454,7 +1464,7 @@ const file_rls_v1_index_proto_rawDesc = "" +
 	"\x05sites\x18\x02 \x03(\v2\x15.rls.v1.SiteCandidateR\x05sites\"@\n" +
 	"\x0eLocateResponse\x12.\n" +
 	"\aresults\x18\x01 \x03(\v2\x14.rls.v1.LocateResultR\aresults\"\x0e\n" +
-	"\fSitesRequest\"\x95\x03\n" +
+	"\fSitesRequest\"\xbe\x03\n" +
 	"\bSiteInfo\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x12\x1a\n" +
 	"\bendpoint\x18\x02 \x01(\tR\bendpoint\x12&\n" +
@@ -1469,7 +1479,8 @@ const file_rls_v1_index_proto_rawDesc = "" +
 	"\x03via\x18\t \x03(\tR\x03via\x12)\n" +
 	"\x05bloom\x18\n" +
 	" \x01(\v2\x13.rls.v1.BloomHeaderR\x05bloom\x12\x16\n" +
-	"\x06deltas\x18\v \x01(\x04R\x06deltas\"7\n" +
+	"\x06deltas\x18\v \x01(\x04R\x06deltas\x12'\n" +
+	"\x0ffull_generation\x18\f \x01(\x04R\x0efullGeneration\"7\n" +
 	"\rSitesResponse\x12&\n" +
 	"\x05sites\x18\x01 \x03(\v2\x10.rls.v1.SiteInfoR\x05sites\"^\n" +
 	"\x14IndexWildcardRequest\x12\x18\n" +
