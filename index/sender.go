@@ -1,0 +1,747 @@
+package index
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/solar-archive/rls/api/rlsv1"
+	"github.com/solar-archive/rls/catalog"
+)
+
+// Defaults of a Target's timing.
+const (
+	// DefaultInterval is how often a full update is sent. Globus RLS sends
+	// full updates every few hours; a full update of a million LFNs costs
+	// here about a second, and deltas carry the changes in between.
+	DefaultInterval = 10 * time.Minute
+	// DefaultValidity is how long an index keeps a site's state (the
+	// Globus RLS default).
+	DefaultValidity = 8 * time.Hour
+	// DefaultDeltaDelay is how long a sender waits after a catalog write
+	// before it sends the changes, to send writes that come together in
+	// one delta.
+	DefaultDeltaDelay = 200 * time.Millisecond
+	// DefaultCallTimeout bounds one update call, scan included.
+	DefaultCallTimeout = 5 * time.Minute
+)
+
+// ErrUnknownTarget is the error (wrapped) of Sender.UpdateNow for an address
+// that is not one of the sender's targets.
+var ErrUnknownTarget = errors.New("unknown update target")
+
+// errNeedFull says a delta cannot be sent: the index does not hold the
+// generation it builds on, or the catalog pruned the changes.
+var errNeedFull = errors.New("a full update is needed")
+
+// Target is an index that a Sender sends soft state to, and how. The zero
+// value of each field but Addr and Mode is its default.
+type Target struct {
+	// Addr is the index's gRPC address, host:port.
+	Addr string
+	// Mode is list or bloom (full updates of that kind), or delta: a full
+	// list every Interval and deltas in between.
+	Mode Mode
+	// Deltas also sends deltas between full updates in list or bloom
+	// mode. ModeDelta implies it.
+	Deltas bool
+	// Interval is the time between full updates (DefaultInterval).
+	Interval time.Duration
+	// Validity is how long the index keeps each update (DefaultValidity);
+	// it must exceed Interval.
+	Validity time.Duration
+	// DeltaDelay is how long after a catalog write its delta is sent
+	// (DefaultDeltaDelay); writes within it travel together.
+	DeltaDelay time.Duration
+	// FalsePositiveRate is the Bloom filters' target rate
+	// (DefaultFalsePositiveRate).
+	FalsePositiveRate float64
+	// Patterns, when set, restrict what is sent, in every mode, to the LFNs
+	// that match one of them; nil sends every LFN. Several indexes can so
+	// share the namespace.
+	Patterns []*catalog.Pattern
+}
+
+func (t Target) withDefaults() Target {
+	if t.Interval == 0 {
+		t.Interval = DefaultInterval
+	}
+	if t.Validity == 0 {
+		t.Validity = DefaultValidity
+	}
+	if t.DeltaDelay == 0 {
+		t.DeltaDelay = DefaultDeltaDelay
+	}
+	if t.FalsePositiveRate == 0 {
+		t.FalsePositiveRate = DefaultFalsePositiveRate
+	}
+	return t
+}
+
+// Check reports what is wrong with t (after defaults), naming the field, or
+// nil.
+func (t Target) Check() error {
+	t = t.withDefaults()
+	switch {
+	case t.Addr == "":
+		return errors.New("update target: empty address (want host:port)")
+	case t.Mode != ModeList && t.Mode != ModeBloom && t.Mode != ModeDelta:
+		return fmt.Errorf("update target %s: mode %v is not list, bloom or delta", t.Addr, t.Mode)
+	case t.Interval < 0 || t.DeltaDelay < 0:
+		return fmt.Errorf("update target %s: negative interval or delta delay", t.Addr)
+	case t.Validity < 0 || t.Validity > MaxValidity:
+		return fmt.Errorf("update target %s: validity %v is out of range (0, %v]", t.Addr, t.Validity, MaxValidity)
+	case t.Validity <= t.Interval:
+		return fmt.Errorf("update target %s: validity %v is not longer than the interval %v: the state would expire between updates", t.Addr, t.Validity, t.Interval)
+	case !(t.FalsePositiveRate > 0 && t.FalsePositiveRate < 1):
+		return fmt.Errorf("update target %s: bloom false-positive rate %v is not in (0, 1)", t.Addr, t.FalsePositiveRate)
+	}
+	return nil
+}
+
+// fullMode is the mode of the target's full updates.
+func (t Target) fullMode() Mode {
+	if t.Mode == ModeDelta {
+		return ModeList
+	}
+	return t.Mode
+}
+
+func (t Target) deltas() bool { return t.Deltas || t.Mode == ModeDelta }
+
+// match reports whether lfn is sent to the target.
+func (t Target) match(lfn string) bool {
+	if t.Patterns == nil {
+		return true
+	}
+	for _, p := range t.Patterns {
+		if p.Match(lfn) {
+			return true
+		}
+	}
+	return false
+}
+
+// Result is the outcome of an update of one target.
+type Result struct {
+	Target string
+	// Mode is ModeList or ModeBloom for a full update (possibly followed
+	// by the deltas pending after it), ModeDelta for deltas alone.
+	Mode Mode
+	// Generation is what the target holds after the update (on success).
+	Generation uint64
+	// Entries counts the LFNs sent (for a Bloom filter, those added to it),
+	// plus the added and removed LFNs of deltas.
+	Entries uint64
+	Took    time.Duration
+	Err     error
+}
+
+// TargetStatus is what a sender knows of one target.
+type TargetStatus struct {
+	Target
+	// Generation is the generation the target acknowledged last; 0 before
+	// the first full update succeeded.
+	Generation uint64
+	// LastFull is when the last successful full update started; LastSuccess
+	// when the last update of any kind succeeded.
+	LastFull, LastSuccess time.Time
+	// LastErr is the error of the last update, nil if it succeeded;
+	// Failures counts the updates that failed since the last success.
+	LastErr  error
+	Failures int
+}
+
+// SenderOptions tune a Sender. The zero value is the default.
+type SenderOptions struct {
+	// Logger receives the sender's messages. Default slog.Default().
+	Logger *slog.Logger
+	// Dial connects to a target. Default: grpc.NewClient with insecure
+	// transport credentials. A connection that is an io.Closer is closed
+	// by Sender.Close.
+	Dial func(addr string) (grpc.ClientConnInterface, error)
+	// Registerer, when set, receives the sender's metrics.
+	Registerer prometheus.Registerer
+	// CallTimeout bounds one update, scan included (DefaultCallTimeout).
+	CallTimeout time.Duration
+	// RetryMin and RetryMax bound the backoff after a failed update: it
+	// starts at RetryMin (1 s) and doubles up to RetryMax (1 min), with
+	// jitter.
+	RetryMin, RetryMax time.Duration
+}
+
+// Sender sends a catalog's soft state to indexes: a full update (list or
+// Bloom filter) every interval, and deltas in between, each target on its
+// own schedule with at most one update in flight per target. It is safe for
+// concurrent use.
+type Sender struct {
+	cat            *catalog.Catalog
+	site, endpoint string
+	log            *slog.Logger
+	targets        []*target
+	callTimeout    time.Duration
+	retryMin       time.Duration
+	retryMax       time.Duration
+	metrics        *senderMetrics // nil without a Registerer
+	conns          []io.Closer
+}
+
+type target struct {
+	cfg    Target
+	client rlsv1.IndexClient
+	// sem holds the one update in flight.
+	sem chan struct{}
+
+	mu sync.Mutex
+	st targetState // guarded by mu
+}
+
+type targetState struct {
+	gen       uint64 // acknowledged generation
+	haveState bool   // a full update succeeded: gen is a base for deltas
+	forceFull bool   // the index lost the base, or the feed was pruned
+	// fullStarted is when the last full update (of any outcome) started,
+	// and fullResult its result, for UpdateNow calls that wait for it.
+	fullStarted           time.Time
+	fullResult            Result
+	lastFull, lastSuccess time.Time
+	lastErr               error
+	failures              int
+}
+
+// NewSender returns a sender of cat's state, naming the site and its gRPC
+// endpoint (host:port) in every update, to targets. It connects lazily: an
+// index that is down fails updates, not NewSender. Call Run to send on
+// schedule, and Close when done.
+func NewSender(cat *catalog.Catalog, site, endpoint string, targets []Target, opts SenderOptions) (*Sender, error) {
+	if err := checkSite("site", site); err != nil {
+		return nil, fmt.Errorf("sender: %w", err)
+	}
+	if endpoint == "" {
+		return nil, errors.New("sender: empty endpoint (the site's gRPC address, host:port)")
+	}
+	if err := catalog.ValidateName("endpoint", endpoint); err != nil {
+		return nil, fmt.Errorf("sender: %w", err)
+	}
+	s := &Sender{
+		cat: cat, site: site, endpoint: endpoint, log: opts.Logger,
+		callTimeout: opts.CallTimeout, retryMin: opts.RetryMin, retryMax: opts.RetryMax,
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.callTimeout <= 0 {
+		s.callTimeout = DefaultCallTimeout
+	}
+	if s.retryMin <= 0 {
+		s.retryMin = time.Second
+	}
+	if s.retryMax < s.retryMin {
+		s.retryMax = max(time.Minute, s.retryMin)
+	}
+	dial := opts.Dial
+	if dial == nil {
+		dial = func(addr string) (grpc.ClientConnInterface, error) {
+			return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		}
+	}
+	for _, tc := range targets {
+		if err := tc.Check(); err != nil {
+			_ = s.Close()
+			return nil, fmt.Errorf("sender: %w", err)
+		}
+		if slices.ContainsFunc(s.targets, func(t *target) bool { return t.cfg.Addr == tc.Addr }) {
+			_ = s.Close()
+			return nil, fmt.Errorf("sender: update target %s is listed twice", tc.Addr)
+		}
+		conn, err := dial(tc.Addr)
+		if err != nil {
+			_ = s.Close()
+			return nil, fmt.Errorf("sender: update target %s: %w", tc.Addr, err)
+		}
+		if c, ok := conn.(io.Closer); ok {
+			s.conns = append(s.conns, c)
+		}
+		s.targets = append(s.targets, &target{
+			cfg: tc.withDefaults(), client: rlsv1.NewIndexClient(conn), sem: make(chan struct{}, 1),
+		})
+	}
+	if opts.Registerer != nil {
+		m, err := newSenderMetrics(opts.Registerer)
+		if err != nil {
+			_ = s.Close()
+			return nil, fmt.Errorf("sender: metrics: %w", err)
+		}
+		s.metrics = m
+	}
+	return s, nil
+}
+
+// Close closes the connections to the targets. Call it after Run returned
+// and no UpdateNow is in flight.
+func (s *Sender) Close() error {
+	var errs []error
+	for _, c := range s.conns {
+		errs = append(errs, c.Close())
+	}
+	s.conns = nil
+	return errors.Join(errs...)
+}
+
+// Targets returns the status of every target, in configuration order.
+func (s *Sender) Targets() []TargetStatus {
+	out := make([]TargetStatus, 0, len(s.targets))
+	for _, t := range s.targets {
+		t.mu.Lock()
+		out = append(out, TargetStatus{
+			Target: t.cfg, Generation: t.st.gen,
+			LastFull: t.st.lastFull, LastSuccess: t.st.lastSuccess,
+			LastErr: t.st.lastErr, Failures: t.st.failures,
+		})
+		t.mu.Unlock()
+	}
+	return out
+}
+
+// Run sends updates on schedule, one goroutine per target, until ctx is
+// done; it returns ctx's error after every update in flight stopped. A
+// failed update is logged and retried with backoff; Run does not return
+// for it.
+func (s *Sender) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, t := range s.targets {
+		wg.Go(func() { s.runTarget(ctx, t) })
+	}
+	wg.Wait()
+	return ctx.Err()
+}
+
+// UpdateNow sends a full update to the target at addr, or to every target
+// if addr is "", followed by the deltas pending after it (for targets that
+// take deltas), and returns when all are done, one Result per target in
+// configuration order. A failed target is reported in its Result. If an
+// update of a target is in flight, UpdateNow waits for it and then sends
+// its own, unless a full update started after UpdateNow was called: then
+// that one's result is the answer. An unknown addr fails with an error
+// wrapping ErrUnknownTarget.
+func (s *Sender) UpdateNow(ctx context.Context, addr string) ([]Result, error) {
+	ts := s.targets
+	if addr != "" {
+		i := slices.IndexFunc(s.targets, func(t *target) bool { return t.cfg.Addr == addr })
+		if i < 0 {
+			addrs := make([]string, len(s.targets))
+			for i, t := range s.targets {
+				addrs[i] = t.cfg.Addr
+			}
+			return nil, fmt.Errorf("%w %q (targets: %s)", ErrUnknownTarget, addr, strings.Join(addrs, ", "))
+		}
+		ts = s.targets[i : i+1]
+	}
+	out := make([]Result, len(ts))
+	var wg sync.WaitGroup
+	for i, t := range ts {
+		wg.Go(func() { out[i] = s.updateNow(ctx, t) })
+	}
+	wg.Wait()
+	return out, nil
+}
+
+func (s *Sender) updateNow(ctx context.Context, t *target) Result {
+	asked := time.Now()
+	select {
+	case t.sem <- struct{}{}:
+	case <-ctx.Done():
+		return Result{Target: t.cfg.Addr, Mode: t.cfg.fullMode(), Err: ctx.Err()}
+	}
+	defer func() { <-t.sem }()
+	t.mu.Lock()
+	started, res := t.st.fullStarted, t.st.fullResult
+	t.mu.Unlock()
+	if started.After(asked) {
+		return res
+	}
+	res = s.full(ctx, t)
+	if res.Err != nil || !t.cfg.deltas() {
+		return res
+	}
+	d := s.delta(ctx, t)
+	res.Took += d.Took
+	res.Entries += d.Entries
+	if d.Err != nil && !errors.Is(d.Err, errNeedFull) {
+		res.Err = d.Err
+	}
+	if d.Generation > res.Generation {
+		res.Generation = d.Generation
+	}
+	return res
+}
+
+// runTarget is the schedule of one target: a full update when one is due,
+// else deltas as the catalog changes (if the target takes them), with
+// backoff after failures.
+func (s *Sender) runTarget(ctx context.Context, t *target) {
+	log := s.log.With("target", t.cfg.Addr)
+	failures := 0
+	for ctx.Err() == nil {
+		t.mu.Lock()
+		fullAt := t.st.lastFull.Add(t.cfg.Interval)
+		due := t.st.forceFull || !t.st.haveState || !time.Now().Before(fullAt)
+		gen := t.st.gen
+		t.mu.Unlock()
+
+		var res Result
+		switch {
+		case due:
+			res = s.locked(ctx, t, s.full)
+		case t.cfg.deltas():
+			wctx, cancel := context.WithDeadline(ctx, fullAt)
+			err := s.cat.WaitChanges(wctx, gen+1)
+			cancel()
+			if err != nil {
+				if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
+					continue // stopping, or a full update is due
+				}
+				res.Err = fmt.Errorf("waiting for catalog changes: %w", err)
+				break
+			}
+			if !sleep(ctx, t.cfg.DeltaDelay) {
+				return
+			}
+			res = s.locked(ctx, t, s.delta)
+		default:
+			if !sleep(ctx, time.Until(fullAt)) {
+				return
+			}
+			continue
+		}
+		switch {
+		case res.Err == nil:
+			if failures > 0 {
+				log.Info("index update succeeded again", "mode", res.Mode, "generation", res.Generation, "after_failures", failures)
+			}
+			failures = 0
+		case errors.Is(res.Err, errNeedFull):
+			log.Info("sending a full update", "reason", res.Err)
+		case ctx.Err() != nil:
+			return
+		default:
+			failures++
+			wait := backoff(s.retryMin, s.retryMax, failures)
+			log.Warn("index update failed; retrying", "mode", res.Mode, "error", res.Err, "failures", failures, "retry_in", wait.Round(time.Millisecond))
+			if !sleep(ctx, wait) {
+				return
+			}
+		}
+	}
+}
+
+// locked runs update with the target's one update slot held.
+func (s *Sender) locked(ctx context.Context, t *target, update func(context.Context, *target) Result) Result {
+	select {
+	case t.sem <- struct{}{}:
+	case <-ctx.Done():
+		return Result{Target: t.cfg.Addr, Err: ctx.Err()}
+	}
+	defer func() { <-t.sem }()
+	return update(ctx, t)
+}
+
+// full sends a full update from a catalog snapshot. The caller holds t.sem.
+func (s *Sender) full(ctx context.Context, t *target) Result {
+	start := time.Now()
+	mode := t.cfg.fullMode()
+	t.mu.Lock()
+	t.st.fullStarted = start
+	t.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, s.callTimeout)
+	defer cancel()
+
+	h := Header{Site: s.site, Endpoint: s.endpoint, Mode: mode, Validity: t.cfg.Validity, Updated: start}
+	var (
+		entries uint64
+		err     error
+	)
+	switch mode {
+	case ModeList:
+		var names []string
+		if names, h.Generation, err = s.snapshotList(t.cfg); err == nil {
+			h.Entries, entries = uint64(len(names)), uint64(len(names))
+			_, err = SendList(ctx, t.client, h, slices.Values(names))
+		}
+	case ModeBloom:
+		var words []uint64
+		if h.Bloom, words, h.Generation, err = s.snapshotBloom(t.cfg); err == nil {
+			entries = h.Bloom.Entries
+			_, err = SendBloom(ctx, t.client, h, words)
+		}
+	}
+	res := Result{Target: t.cfg.Addr, Mode: mode, Generation: h.Generation, Entries: entries, Took: time.Since(start)}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err != nil {
+		res.Err = fmt.Errorf("%v update to %s: %w", mode, t.cfg.Addr, err)
+	} else {
+		t.st.gen, t.st.haveState, t.st.forceFull = h.Generation, true, false
+		t.st.lastFull = start
+	}
+	t.st.fullResult = res
+	s.record(t, res)
+	return res
+}
+
+// snapshotList returns the target's LFNs from one catalog snapshot, and the
+// generation the snapshot reflects. The names are held in memory because the
+// header, which travels first, counts them (about 20 MB for a million
+// sunums).
+func (s *Sender) snapshotList(t Target) ([]string, uint64, error) {
+	var names []string
+	if t.Patterns == nil {
+		names = make([]string, 0, s.cat.Stats().LFNs)
+	}
+	seq, err := s.cat.ForEachLFN(func(lfn string) error {
+		if t.match(lfn) {
+			names = append(names, lfn)
+		}
+		return nil
+	})
+	return names, seq, err
+}
+
+// snapshotBloom builds a Bloom filter of the target's LFNs from one catalog
+// snapshot, with the geometry BloomGeometry gives for their number, and
+// returns the generation the snapshot reflects. It sizes the filter from
+// the catalog's LFN count, which bounds the number of matching names, and
+// folds it to the right size at the end; should the catalog grow past a
+// power-of-two boundary between the count and the snapshot, it builds again.
+func (s *Sender) snapshotBloom(t Target) (BloomParams, []uint64, uint64, error) {
+	est := s.cat.Stats().LFNs
+	for {
+		mBuild, k := BloomGeometry(est, t.FalsePositiveRate)
+		b := newBloomBuilder(mBuild, k, bloomWorkers())
+		seq, err := s.cat.ForEachLFN(func(lfn string) error {
+			if t.match(lfn) {
+				b.add(lfn)
+			}
+			return nil
+		})
+		if err != nil {
+			b.stop()
+			return BloomParams{}, nil, 0, err
+		}
+		m, _ := BloomGeometry(b.n, t.FalsePositiveRate)
+		if m > mBuild {
+			b.stop()
+			est = b.n
+			continue
+		}
+		words := b.finish(m)
+		return BloomParams{Version: BloomVersion, M: m, K: k, Entries: b.n}, words, seq, nil
+	}
+}
+
+// delta sends the catalog's changes since the generation the target holds,
+// reduced to their net effect on the target's LFNs. It sends nothing if the
+// catalog did not change. It fails with errNeedFull (and marks a full update
+// due) if the changes were pruned or the index does not hold that
+// generation. The caller holds t.sem.
+func (s *Sender) delta(ctx context.Context, t *target) Result {
+	start := time.Now()
+	t.mu.Lock()
+	base, ok := t.st.gen, t.st.haveState && !t.st.forceFull
+	t.mu.Unlock()
+	res := Result{Target: t.cfg.Addr, Mode: ModeDelta, Generation: base}
+	if !ok {
+		res.Err = fmt.Errorf("delta to %s: %w: no state acknowledged yet", t.cfg.Addr, errNeedFull)
+		return res
+	}
+	if s.cat.LastSeq() <= base {
+		return res
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.callTimeout)
+	defer cancel()
+	added, removed, gen, err := s.netChanges(t.cfg, base)
+	if err == nil {
+		h := Header{
+			Site: s.site, Endpoint: s.endpoint, Mode: ModeDelta, Validity: t.cfg.Validity,
+			BaseGeneration: base, Generation: gen, Updated: start,
+		}
+		res.Entries = uint64(len(added) + len(removed))
+		_, err = SendDelta(ctx, t.client, h, added, removed)
+		if status.Code(err) == codes.FailedPrecondition {
+			err = fmt.Errorf("%w: the index does not hold generation %d (%v)", errNeedFull, base, status.Convert(err).Message())
+		}
+	}
+	res.Took = time.Since(start)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err != nil {
+		res.Err = fmt.Errorf("delta to %s: %w", t.cfg.Addr, err)
+		t.st.forceFull = t.st.forceFull || errors.Is(err, errNeedFull)
+	} else if t.st.gen == base { // not overtaken by a full update
+		t.st.gen, res.Generation = gen, gen
+	}
+	s.record(t, res)
+	return res
+}
+
+// maxDeltaChanges bounds the change records one delta reads; the rest
+// follow in the next delta.
+const maxDeltaChanges = 1 << 20
+
+// netChanges reads the change feed after base and reduces it to the LFNs of
+// t that were added and removed between base and gen, the last record read.
+// An LFN that did not exist at base and does not exist at gen (or existed at
+// both) is in neither list: the index, which holds the state at base, needs
+// no word about it.
+func (s *Sender) netChanges(t Target, base uint64) (added, removed []string, gen uint64, err error) {
+	type effect struct{ existedBefore, existsAfter bool }
+	net := make(map[string]*effect)
+	note := func(lfn string, exists bool) {
+		if !t.match(lfn) {
+			return
+		}
+		e := net[lfn]
+		if e == nil {
+			// The first record of an LFN tells whether it existed at base.
+			e = &effect{existedBefore: !exists}
+			net[lfn] = e
+		}
+		e.existsAfter = exists
+	}
+	gen = base
+	for read := 0; read < maxDeltaChanges; {
+		chs, err := s.cat.Changes(gen+1, 10000)
+		if errors.Is(err, catalog.ErrNotFound) {
+			return nil, nil, 0, fmt.Errorf("%w: %v", errNeedFull, err)
+		}
+		if err != nil {
+			return nil, nil, 0, err
+		}
+		if len(chs) == 0 {
+			break
+		}
+		for _, ch := range chs {
+			if ch.LFNRemoved {
+				if ch.Kind == catalog.ChangeRenameLFN {
+					note(ch.Old, false)
+				} else {
+					note(ch.LFN, false)
+				}
+			}
+			if ch.LFNAdded {
+				note(ch.LFN, true)
+			}
+		}
+		gen = chs[len(chs)-1].Seq
+		read += len(chs)
+	}
+	for lfn, e := range net {
+		switch {
+		case e.existsAfter && !e.existedBefore:
+			added = append(added, lfn)
+		case !e.existsAfter && e.existedBefore:
+			removed = append(removed, lfn)
+		}
+	}
+	slices.Sort(added)
+	slices.Sort(removed)
+	return added, removed, gen, nil
+}
+
+// record notes an update's outcome in the target's status and the metrics.
+// The caller holds t.mu.
+func (s *Sender) record(t *target, res Result) {
+	now := time.Now()
+	t.st.lastErr = res.Err
+	if res.Err != nil {
+		t.st.failures++
+	} else {
+		t.st.failures = 0
+		t.st.lastSuccess = now
+	}
+	if s.metrics != nil {
+		s.metrics.observe(t.cfg.Addr, res, now)
+	}
+}
+
+// backoff is the wait before retry n (n >= 1): min·2^(n-1), at most max,
+// with the upper half jittered.
+func backoff(lo, hi time.Duration, n int) time.Duration {
+	d := hi
+	if n < 32 && lo<<(n-1) < hi && lo<<(n-1) > 0 {
+		d = lo << (n - 1)
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// sleep waits for d or until ctx is done; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// senderMetrics are the sender's Prometheus metrics:
+//
+//	rls_index_updates_sent_total{target,mode,result}       counter (result: ok, error)
+//	rls_index_update_entries_sent_total{target,mode}       counter
+//	rls_index_update_last_success_timestamp_seconds{target} gauge
+type senderMetrics struct {
+	updates     *prometheus.CounterVec
+	entries     *prometheus.CounterVec
+	lastSuccess *prometheus.GaugeVec
+}
+
+func newSenderMetrics(reg prometheus.Registerer) (*senderMetrics, error) {
+	m := &senderMetrics{
+		updates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rls_index_updates_sent_total",
+			Help: "Soft-state updates sent to indexes, by target, mode and result (ok, error).",
+		}, []string{"target", "mode", "result"}),
+		entries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rls_index_update_entries_sent_total",
+			Help: "LFNs sent to indexes in successful updates (list names, names added to Bloom filters, delta additions and removals), by target and mode.",
+		}, []string{"target", "mode"}),
+		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "rls_index_update_last_success_timestamp_seconds",
+			Help: "When the last successful update of a target ended, in seconds since the epoch.",
+		}, []string{"target"}),
+	}
+	for _, c := range []prometheus.Collector{m.updates, m.entries, m.lastSuccess} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *senderMetrics) observe(target string, res Result, now time.Time) {
+	if res.Err != nil {
+		m.updates.WithLabelValues(target, res.Mode.String(), "error").Inc()
+		return
+	}
+	m.updates.WithLabelValues(target, res.Mode.String(), "ok").Inc()
+	m.entries.WithLabelValues(target, res.Mode.String()).Add(float64(res.Entries))
+	m.lastSuccess.WithLabelValues(target).Set(float64(now.UnixNano()) / 1e9)
+}
