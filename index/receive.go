@@ -18,8 +18,8 @@ type Ack struct {
 	Expires    time.Time
 }
 
-// update is one decoded, checked update, ready to apply.
-type update struct {
+// incoming is one decoded, checked update, ready to apply.
+type incoming struct {
 	h              Header
 	list           *nameSet // list mode
 	words          []uint64 // bloom mode
@@ -41,7 +41,7 @@ func (x *Index) Receive(recv func() (*rlsv1.UpdateRequest, error)) (Ack, error) 
 
 // decodeUpdate reads and checks one update. Memory grows with what the
 // sender actually sends, never with what its header claims.
-func decodeUpdate(recv func() (*rlsv1.UpdateRequest, error), now time.Time) (*update, error) {
+func decodeUpdate(recv func() (*rlsv1.UpdateRequest, error), now time.Time) (*incoming, error) {
 	first, err := recv()
 	if err == io.EOF {
 		return nil, invalidf("update: empty stream (an update starts with its header)")
@@ -57,7 +57,7 @@ func decodeUpdate(recv func() (*rlsv1.UpdateRequest, error), now time.Time) (*up
 	if err != nil {
 		return nil, invalidf("%v", err)
 	}
-	u := &update{h: h}
+	u := &incoming{h: h}
 	var (
 		names   *nameSetBuilder
 		count   uint64 // names so far (list, delta)
@@ -181,7 +181,7 @@ func invalidf(format string, args ...any) error {
 
 // apply makes a decoded update the site's state: on disk first, then in
 // memory, all at once for lookups.
-func (x *Index) apply(u *update) (Ack, error) {
+func (x *Index) apply(u *incoming) (Ack, error) {
 	h := u.h
 	if x.opts.Site != "" && slices.Contains(h.Via, x.opts.Site) {
 		return Ack{}, invalidf("header.via: the update already passed through this index (%s): a loop in the index hierarchy", x.opts.Site)
@@ -219,7 +219,7 @@ func (x *Index) apply(u *update) (Ack, error) {
 	return Ack{Generation: s.gen, Entries: s.entries, Expires: s.expires}, nil
 }
 
-func (x *Index) applyDelta(s *site, u *update, now time.Time) (Ack, error) {
+func (x *Index) applyDelta(s *site, u *incoming, now time.Time) (Ack, error) {
 	h := u.h
 	switch {
 	case s == nil || s.expired(now):

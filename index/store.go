@@ -125,7 +125,7 @@ func (x *Index) persistFull(s *site, words []uint64) error {
 	return nil
 }
 
-func (x *Index) persistDelta(s *site, u *update, now time.Time) error {
+func (x *Index) persistDelta(s *site, u *incoming, now time.Time) error {
 	var v []byte
 	for _, names := range [][]string{u.added, u.removed} {
 		v = binary.AppendUvarint(v, uint64(len(names)))

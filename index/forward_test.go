@@ -1,0 +1,142 @@
+package index
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/solar-archive/rls/api/rlsv1"
+	"github.com/solar-archive/rls/catalog"
+)
+
+// updateServer serves an Index's Update over gRPC, as the api package does.
+type updateServer struct {
+	rlsv1.UnimplementedIndexServer
+	x *Index
+}
+
+func (s updateServer) Update(st rlsv1.Index_UpdateServer) error {
+	ack, err := s.x.Receive(st.Recv)
+	switch {
+	case err == nil:
+		return st.SendAndClose(&rlsv1.UpdateResponse{Generation: ack.Generation, Entries: ack.Entries})
+	case errors.Is(err, ErrOutOfSequence):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	default:
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+}
+
+func serveIndex(t *testing.T, x *Index) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	rlsv1.RegisterIndexServer(gs, updateServer{x: x})
+	go gs.Serve(lis)
+	t.Cleanup(gs.Stop)
+	return lis.Addr().String()
+}
+
+func waitWhere(t *testing.T, x *Index, lfns []string, want ...string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := where(t, x, lfns...)
+		if slices.Equal(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Locate(%q) = %q, want %q", lfns, got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestForwarder(t *testing.T) {
+	root := openTest(t, t.TempDir(), nil)
+	mid, err := Open(t.TempDir(), &Options{Site: "mid", NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mid.Close()
+	addr := serveIndex(t, root)
+
+	mustReceive(t, mid, listMsgs("a", 5, "1", "2", "hmi.1"))
+	f, p := newFilter(0.01, "2", "3")
+	mustReceive(t, mid, bloomMsgs("b", 7, f, p))
+	mustReceive(t, mid, deltaMsgs("b", 7, 8, []string{"4"}, []string{"3"}))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	fw := NewForwarder(mid, "mid", []Target{{Addr: addr, DeltaDelay: 10 * time.Millisecond}}, nil, nil)
+	go func() { done <- fw.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	lfns := []string{"1", "2", "3", "4"}
+	waitWhere(t, root, lfns, "a/list", "a/list,b/bloom", "", "b/delta")
+	for _, s := range root.Sites() {
+		if !slices.Equal(s.Via, []string{"mid"}) || s.Endpoint != s.Site+":7600" {
+			t.Fatalf("root holds %+v: want the leaf's endpoint, via mid", s)
+		}
+		if s.Site == "b" && (s.Generation != 8 || s.FullGeneration != 7 || s.Bloom != p) {
+			t.Fatalf("root holds b as %+v, want generation 8 on the full filter of 7 (%+v)", s, p)
+		}
+	}
+	// The filter arrived intact: the root's answers match the original.
+	for i := range 500 {
+		lfn := fmt.Sprint("x", i)
+		want := ""
+		if f.TestString(lfn) {
+			want = "b/bloom"
+		}
+		waitWhere(t, root, []string{lfn}, want)
+	}
+
+	// Changes at mid travel as deltas.
+	mustReceive(t, mid, deltaMsgs("b", 8, 9, []string{"5"}, nil))
+	waitWhere(t, root, []string{"5"}, "b/delta")
+
+	// The root holds something else for a (another path, a restart): the
+	// delta is refused, and the forwarder sends a in full again.
+	mustReceive(t, root, listMsgs("a", 99, "other"))
+	mustReceive(t, mid, deltaMsgs("a", 5, 6, []string{"6"}, []string{"1"}))
+	waitWhere(t, root, []string{"1", "6", "other"}, "", "a/delta", "")
+}
+
+func TestForwarderPatternsAndLoops(t *testing.T) {
+	root := openTest(t, t.TempDir(), nil)
+	mid, err := Open(t.TempDir(), &Options{Site: "mid", NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mid.Close()
+	addr := serveIndex(t, root)
+	mustReceive(t, mid, listMsgs("a", 1, "hmi.1", "aia.1"))
+	// A site whose state already came through the forwarder's index ("up")
+	// is not sent back there.
+	loop := listMsgs("c", 1, "hmi.2")
+	loop[0].GetHeader().Via = []string{"up"}
+	mustReceive(t, mid, loop)
+
+	pat, err := catalog.CompilePattern("hmi.*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	fw := NewForwarder(mid, "up", []Target{{Addr: addr, Patterns: []*catalog.Pattern{pat}}}, nil, nil)
+	go func() { done <- fw.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitWhere(t, root, []string{"hmi.1", "aia.1", "hmi.2"}, "a/list", "", "")
+}
