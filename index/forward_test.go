@@ -35,7 +35,7 @@ func (s updateServer) Update(st rlsv1.Index_UpdateServer) error {
 	}
 }
 
-func serveIndex(t *testing.T, x *Index) string {
+func serveIndex(t testing.TB, x *Index) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
