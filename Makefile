@@ -21,7 +21,7 @@ FUZZ_TARGETS ?= $(shell grep -rE --include='*_test.go' --exclude-dir=tools --exc
 BENCH_PKGS   ?= ./...
 BENCHTIME    ?= 1s
 
-.PHONY: all build test demo proto lint bench bench-go bench-lrc bench-transfer fuzz clean
+.PHONY: all build test demo proto lint bench bench-go bench-lrc bench-index bench-transfer fuzz clean
 
 all: build
 
@@ -45,13 +45,18 @@ proto:
 lint:
 	$(TOOLS) golangci-lint run ./...
 
-bench: bench-go bench-lrc bench-transfer
+bench: bench-go bench-lrc bench-index bench-transfer
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -timeout 30m $(BENCH_PKGS)
 
 bench-lrc:
 	./scripts/bench-lrc.sh
+
+# Full list and Bloom updates of 1M LFNs between real rlsd processes, and the
+# index package's in-process figures, against Globus RLS's published ones.
+bench-index:
+	./scripts/bench-index.sh
 
 # rlsctl transfer pull against scp and rsync over a private sshd and a local
 # cp + sha256sum, on loopback; needs root (sshd, drop_caches) and installs
