@@ -94,8 +94,9 @@ shutdown-timeout: 3s
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("config =\n%+v\nwant\n%+v", got, tc.want)
+			want := withUpdateDefaults(tc.want)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("config =\n%+v\nwant\n%+v", got, want)
 			}
 		})
 	}
