@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/solar-archive/rls/catalog"
 )
@@ -21,7 +22,9 @@ func sunums(n int) []string {
 	return out
 }
 
-// loadCatalog returns a catalog holding n sunums.
+// loadCatalog returns a catalog holding n sunums, once the storage engine's
+// compactions after the load are done (they would compete with the
+// benchmark for the CPUs).
 func loadCatalog(b *testing.B, n int) *catalog.Catalog {
 	b.Helper()
 	cat := openCatalog(b)
@@ -35,6 +38,14 @@ func loadCatalog(b *testing.B, n int) *catalog.Catalog {
 		if _, _, err := cat.BulkWrite(catalog.OpCreate, ms); err != nil {
 			b.Fatal(err)
 		}
+	}
+	for idle, deadline := 0, time.Now().Add(2*time.Minute); idle < 5 && time.Now().Before(deadline); {
+		if cat.Stats().CompactionsRunning == 0 {
+			idle++
+		} else {
+			idle = 0
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	return cat
 }
