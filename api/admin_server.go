@@ -5,6 +5,8 @@ import (
 	"slices"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -24,6 +26,16 @@ type AdminInfo struct {
 	Catalog *catalog.Catalog
 	// Index is the site's index when the rli role runs, nil otherwise.
 	Index *index.Index
+	// Updater sends soft state to index targets on demand (Admin.Update);
+	// nil when the daemon sends none.
+	Updater Updater
+}
+
+// Updater sends soft state now, as index.Sender does: to the target at
+// addr, or to all if addr is "", one Result per target. An unknown target
+// is an error wrapping index.ErrUnknownTarget.
+type Updater interface {
+	UpdateNow(ctx context.Context, addr string) ([]index.Result, error)
 }
 
 // NewAdminServer returns the rls.v1.Admin service answering from info. The
@@ -78,6 +90,37 @@ func (s *adminServer) Stats(context.Context, *rlsv1.StatsRequest) (*rlsv1.StatsR
 			BloomBits:    st.BloomBits,
 			BloomGroups:  st.BloomGroups,
 		}
+	}
+	return resp, nil
+}
+
+// Update sends soft state now through the Updater. A target that failed is
+// reported in its result, with error "CODE: message" (CODE the gRPC code
+// name of the failure, UNAVAILABLE for an index that cannot be reached), so
+// that clients can tell an unreachable index from a refusal.
+func (s *adminServer) Update(ctx context.Context, req *rlsv1.UpdateNowRequest) (*rlsv1.UpdateNowResponse, error) {
+	if s.info.Updater == nil {
+		return nil, status.Error(codes.FailedPrecondition, "this daemon sends no soft state (no update-to or update-targets configured, or no lrc role)")
+	}
+	rs, err := s.info.Updater.UpdateNow(ctx, req.GetTarget())
+	if err != nil {
+		return nil, toStatusErr(err)
+	}
+	resp := &rlsv1.UpdateNowResponse{Results: make([]*rlsv1.TargetResult, len(rs))}
+	for i, r := range rs {
+		tr := &rlsv1.TargetResult{
+			Target:     r.Target,
+			Mode:       index.ModeProto(r.Mode),
+			Generation: r.Generation,
+			Entries:    r.Entries,
+			Took:       durationpb.New(r.Took),
+			Sites:      1,
+		}
+		if r.Err != nil {
+			st := statusOf(r.Err)
+			tr.Error = codeName(st.Code()) + ": " + r.Err.Error()
+		}
+		resp.Results[i] = tr
 	}
 	return resp, nil
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"unicode"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -17,7 +19,8 @@ import (
 // returns statusOf(err).Err() and every bulk item's Status is built from it,
 // so a given failure has the same code whether it ends a call or one item.
 //
-// The catalog's sentinels map to their codes (ErrNotFound → NOT_FOUND,
+// The catalog's sentinels map to their codes (ErrNotFound and
+// index.ErrUnknownTarget → NOT_FOUND,
 // ErrExists → ALREADY_EXISTS, ErrInvalid → INVALID_ARGUMENT, ErrPrecondition →
 // FAILED_PRECONDITION, ErrClosed → UNAVAILABLE), context errors to
 // DEADLINE_EXCEEDED or CANCELED, statuses made by this package pass through,
@@ -29,7 +32,7 @@ func statusOf(err error) *status.Status {
 	}
 	var code codes.Code
 	switch {
-	case errors.Is(err, catalog.ErrNotFound):
+	case errors.Is(err, catalog.ErrNotFound), errors.Is(err, index.ErrUnknownTarget):
 		code = codes.NotFound
 	case errors.Is(err, catalog.ErrExists):
 		code = codes.AlreadyExists
@@ -84,4 +87,22 @@ func bulkStatuses(errs []error) ([]*rlsv1.Status, uint64) {
 // .proto (with an index for repeated fields: "writes[3].value").
 func invalidArg(field, format string, args ...any) error {
 	return status.Errorf(codes.InvalidArgument, "%s: %s", field, fmt.Sprintf(format, args...))
+}
+
+// codeName is the canonical upper-case name of a gRPC code (NOT_FOUND), as
+// in google.rpc.Code; grpc-go's String gives the Go name (NotFound).
+func codeName(c codes.Code) string {
+	if c == codes.Canceled {
+		return "CANCELLED"
+	}
+	var b strings.Builder
+	lower := false // the rune before was lower case
+	for _, r := range c.String() {
+		if unicode.IsUpper(r) && lower {
+			b.WriteByte('_')
+		}
+		lower = unicode.IsLower(r)
+		b.WriteRune(unicode.ToUpper(r))
+	}
+	return b.String()
 }

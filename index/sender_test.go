@@ -186,7 +186,7 @@ func (r *recorder) waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // serveOn serves r on lis until the test ends.
-func serveOn(t *testing.T, r *recorder, lis net.Listener) {
+func serveOn(t testing.TB, r *recorder, lis net.Listener) {
 	t.Helper()
 	srv := grpc.NewServer()
 	rlsv1.RegisterIndexServer(srv, r)
@@ -465,7 +465,7 @@ func TestSenderDelta(t *testing.T) {
 	for _, w := range []func() error{
 		func() error { _, err := cat.Delete("a", "/SUM/Da"); return err },
 		func() error { _, err := cat.RenameLFN("b", "b2"); return err },
-		func() error { _, err := cat.Add("c", "/other/Dc"); return err },     // c exists before and after
+		func() error { _, err := cat.Add("c", "/other/Dc"); return err },      // c exists before and after
 		func() error { _, err := cat.Delete("tmp", "/SUM/Dtmp"); return err }, // tmp came and went
 		func() error { _, err := cat.Delete("d", "/SUM/Dd"); return err },
 		func() error { _, err := cat.Create("d", "/new/Dd"); return err }, // d went and came back

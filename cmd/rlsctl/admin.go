@@ -1,9 +1,12 @@
 package main
 
 import (
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
 
 	"github.com/solar-archive/rls/api/rlsv1"
 )
@@ -13,6 +16,7 @@ func newAdminCommand(g *globalOptions) *cobra.Command {
 	return groupCommand("admin", "Ask the daemon about itself",
 		newAdminPingCommand(g),
 		newAdminStatsCommand(g),
+		newAdminUpdateCommand(g),
 	)
 }
 
@@ -89,4 +93,86 @@ func newStatsResult(resp *rlsv1.StatsResponse) statsResult {
 		}
 	}
 	return r
+}
+
+func newAdminUpdateCommand(g *globalOptions) *cobra.Command {
+	var target string
+	cmd := &cobra.Command{
+		Use:   "update",
+		Short: "Send the catalog's soft state to the index targets now, and show each result",
+		Long: `Send a full update (list or Bloom filter, with the deltas pending after it)
+to every index target the daemon sends soft state to, or to the one named with
+--target, and wait for each. The command fails if any target failed: status 5
+when every failed target was unreachable or timed out, 1 otherwise. A large
+catalog may need a --timeout above the default.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.withConn(func(c *conn) error {
+				ctx, cancel := g.rpcContext(cmd.Context())
+				defer cancel()
+				resp, err := c.admin.Update(ctx, &rlsv1.UpdateNowRequest{Target: target})
+				if err != nil {
+					return err
+				}
+				r := newUpdateResult(resp)
+				if err := g.printer().print(r); err != nil {
+					return err
+				}
+				return r.failure()
+			})
+		},
+	}
+	cmd.Flags().StringVar(&target, "target", "", "the index target's address, as configured (default: every target)")
+	return cmd
+}
+
+func newUpdateResult(resp *rlsv1.UpdateNowResponse) updateResult {
+	r := updateResult{Results: []updateItem{}}
+	for _, tr := range resp.GetResults() {
+		mode := strings.ToLower(strings.TrimPrefix(tr.GetMode().String(), "UPDATE_MODE_"))
+		r.Results = append(r.Results, updateItem{
+			Target:      tr.GetTarget(),
+			Mode:        mode,
+			Generation:  tr.GetGeneration(),
+			Entries:     tr.GetEntries(),
+			TookSeconds: tr.GetTook().AsDuration().Seconds(),
+			Error:       tr.GetError(),
+		})
+	}
+	return r
+}
+
+// failure is the command's error when a target failed: exit status 5 when
+// every failure was UNAVAILABLE or DEADLINE_EXCEEDED (the daemon reports
+// them as "CODE: message"), 1 otherwise. The results already say why.
+func (r updateResult) failure() error {
+	failed, unavailable := 0, 0
+	for _, it := range r.Results {
+		if it.Error == "" {
+			continue
+		}
+		failed++
+		name, _, _ := strings.Cut(it.Error, ":")
+		if c, ok := codeFromName(name); ok && exitCodeForGRPC(c) == exitUnavailable {
+			unavailable++
+		}
+	}
+	if failed == 0 {
+		return nil
+	}
+	code := exitFailure
+	if unavailable == failed {
+		code = exitUnavailable
+	}
+	return &exitError{code: code, err: fmt.Errorf("%d of %d index targets failed", failed, len(r.Results))}
+}
+
+// codeFromName is the gRPC code whose codeName is name.
+func codeFromName(name string) (codes.Code, bool) {
+	for c := codes.OK; c <= codes.Unauthenticated; c++ {
+		if codeName(c) == name {
+			return c, true
+		}
+	}
+	return 0, false
 }

@@ -243,6 +243,35 @@ func (r pingResult) writeTable(w io.Writer) {
 	row(w, r.Site, r.Version, strings.Join(r.Roles, ","), r.Time)
 }
 
+// updateResult answers "admin update": {"results":[{"target":"rli:7600",
+// "mode":"bloom","generation":12,"entries":1000,"took_seconds":0.2,
+// "error":""}]}, one item per index target; error is empty on success, else
+// "CODE: message".
+type updateResult struct {
+	Results []updateItem `json:"results"`
+}
+
+type updateItem struct {
+	Target      string  `json:"target"`
+	Mode        string  `json:"mode"`
+	Generation  uint64  `json:"generation"`
+	Entries     uint64  `json:"entries"`
+	TookSeconds float64 `json:"took_seconds"`
+	Error       string  `json:"error"`
+}
+
+func (r updateResult) writeTable(w io.Writer) {
+	row(w, "TARGET", "MODE", "GENERATION", "ENTRIES", "TOOK", "ERROR")
+	for _, it := range r.Results {
+		errCell := it.Error
+		if errCell == "" {
+			errCell = "-"
+		}
+		took := time.Duration(it.TookSeconds * float64(time.Second)).Round(time.Millisecond)
+		row(w, it.Target, it.Mode, strconv.FormatUint(it.Generation, 10), strconv.FormatUint(it.Entries, 10), took.String(), errCell)
+	}
+}
+
 // catalogStatsView holds the catalog figures of "admin stats"; they are
 // top-level keys of its JSON, present when the daemon runs the lrc role.
 type catalogStatsView struct {

@@ -14,6 +14,8 @@ import (
 
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/solar-archive/rls/index"
 )
 
 // config is the daemon's configuration once flags, environment and the
@@ -34,6 +36,16 @@ type config struct {
 	ExportRoots     pathList      `yaml:"export-root"`
 
 	IndexExpireInterval time.Duration `yaml:"index-expire-interval"`
+	// Soft-state updates to indexes (role lrc); see update.go.
+	Advertise        string         `yaml:"advertise"`
+	UpdateTo         pathList       `yaml:"update-to"`
+	UpdateMode       string         `yaml:"update-mode"`
+	UpdateDeltas     bool           `yaml:"update-deltas"`
+	UpdateInterval   time.Duration  `yaml:"update-interval"`
+	UpdateValidity   time.Duration  `yaml:"update-validity"`
+	UpdateDeltaDelay time.Duration  `yaml:"update-delta-delay"`
+	UpdateBloomFP    float64        `yaml:"update-bloom-fp"`
+	UpdateTargets    []targetConfig `yaml:"update-targets"` // file only
 }
 
 func defaultConfig() config {
@@ -45,6 +57,11 @@ func defaultConfig() config {
 		ShutdownTimeout: 10 * time.Second,
 
 		IndexExpireInterval: time.Minute,
+		UpdateMode:          "list",
+		UpdateInterval:      index.DefaultInterval,
+		UpdateValidity:      index.DefaultValidity,
+		UpdateDeltaDelay:    index.DefaultDeltaDelay,
+		UpdateBloomFP:       index.DefaultFalsePositiveRate,
 	}
 }
 
@@ -96,6 +113,16 @@ func settings() []setting {
 			fromFlag: func(dst, src *config) { *field(dst) = *field(src) },
 		}
 	}
+	dur := func(name string, field func(*config) *time.Duration) setting {
+		return setting{
+			name: name,
+			parseEnv: func(c *config, s string) (err error) {
+				*field(c), err = time.ParseDuration(s)
+				return err
+			},
+			fromFlag: func(dst, src *config) { *field(dst) = *field(src) },
+		}
+	}
 	return []setting{
 		str("site", func(c *config) *string { return &c.Site }),
 		str("data", func(c *config) *string { return &c.Data }),
@@ -137,6 +164,32 @@ func settings() []setting {
 			},
 			fromFlag: func(dst, src *config) { dst.IndexExpireInterval = src.IndexExpireInterval },
 		},
+		str("advertise", func(c *config) *string { return &c.Advertise }),
+		{
+			name:     "update-to",
+			parseEnv: func(c *config, s string) error { c.UpdateTo = splitPaths(s); return nil },
+			fromFlag: func(dst, src *config) { dst.UpdateTo = src.UpdateTo },
+		},
+		str("update-mode", func(c *config) *string { return &c.UpdateMode }),
+		{
+			name: "update-deltas",
+			parseEnv: func(c *config, s string) (err error) {
+				c.UpdateDeltas, err = strconv.ParseBool(s)
+				return err
+			},
+			fromFlag: func(dst, src *config) { dst.UpdateDeltas = src.UpdateDeltas },
+		},
+		dur("update-interval", func(c *config) *time.Duration { return &c.UpdateInterval }),
+		dur("update-validity", func(c *config) *time.Duration { return &c.UpdateValidity }),
+		dur("update-delta-delay", func(c *config) *time.Duration { return &c.UpdateDeltaDelay }),
+		{
+			name: "update-bloom-fp",
+			parseEnv: func(c *config, s string) (err error) {
+				c.UpdateBloomFP, err = strconv.ParseFloat(s, 64)
+				return err
+			},
+			fromFlag: func(dst, src *config) { dst.UpdateBloomFP = src.UpdateBloomFP },
+		},
 	}
 }
 
@@ -164,6 +217,14 @@ func (o *options) addFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.flags.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "on SIGTERM, how long calls in flight may take to finish")
 	fs.StringSliceVar((*[]string)(&o.flags.ExportRoots), "export-root", nil, "transfer role: comma-separated absolute directories whose storage units are served")
 	fs.DurationVar(&o.flags.IndexExpireInterval, "index-expire-interval", d.IndexExpireInterval, "rli role: how often sites whose soft state expired are dropped (lookups never return them)")
+	fs.StringVar(&o.flags.Advertise, "advertise", "", "this site's gRPC address as other sites reach it, HOST:PORT, sent in index updates (default: the bound listen address)")
+	fs.StringSliceVar((*[]string)(&o.flags.UpdateTo), "update-to", nil, "lrc role: comma-separated index addresses to send soft state to (more, with their own settings, under update-targets: in the config file)")
+	fs.StringVar(&o.flags.UpdateMode, "update-mode", d.UpdateMode, "index updates: list, bloom, or delta (a full list every interval, deltas in between)")
+	fs.BoolVar(&o.flags.UpdateDeltas, "update-deltas", d.UpdateDeltas, "index updates: also send deltas between full list or bloom updates")
+	fs.DurationVar(&o.flags.UpdateInterval, "update-interval", d.UpdateInterval, "index updates: time between full updates")
+	fs.DurationVar(&o.flags.UpdateValidity, "update-validity", d.UpdateValidity, "index updates: how long an index keeps each update; longer than the interval")
+	fs.DurationVar(&o.flags.UpdateDeltaDelay, "update-delta-delay", d.UpdateDeltaDelay, "index updates: how soon after a catalog write its delta is sent")
+	fs.Float64Var(&o.flags.UpdateBloomFP, "update-bloom-fp", d.UpdateBloomFP, "index updates: Bloom filters' false-positive rate, in (0, 1)")
 }
 
 // resolve merges the configuration: defaults, then the configuration file
@@ -245,6 +306,9 @@ func (c *config) validate() error {
 		return usageErrorf("index-expire-interval %v: must be positive", c.IndexExpireInterval)
 	}
 	if err := c.validateTransfer(); err != nil {
+		return err
+	}
+	if _, err := c.updateTargets(); err != nil {
 		return err
 	}
 	return nil

@@ -4,6 +4,9 @@
 //	rlsd --site jsoc --data /var/lib/rls [--listen 127.0.0.1:7600] [--roles lrc]
 //	     [--http-listen :9100] [--config rlsd.yaml] [--log-format text|json]
 //	     [--log-level debug|info|warn|error] [--no-sync] [--shutdown-timeout 10s]
+//	     [--advertise HOST:PORT] [--update-to ADDR,...] [--update-mode list|bloom|delta]
+//	     [--update-deltas] [--update-interval 10m] [--update-validity 8h]
+//	     [--update-delta-delay 200ms] [--update-bloom-fp 0.01]
 //	rlsd version
 //
 // Settings come from flags, then RLSD_* environment variables, then the

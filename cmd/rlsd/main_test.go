@@ -95,10 +95,10 @@ shutdown-timeout: 3s
 			if err != nil {
 				t.Fatal(err)
 			}
-			// Settings the cases do not vary keep their defaults.
-			tc.want.IndexExpireInterval = cmp.Or(tc.want.IndexExpireInterval, defaultConfig().IndexExpireInterval)
-			if !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("config =\n%+v\nwant\n%+v", got, tc.want)
+			want := withUpdateDefaults(tc.want)
+			want.IndexExpireInterval = cmp.Or(want.IndexExpireInterval, defaultConfig().IndexExpireInterval)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("config =\n%+v\nwant\n%+v", got, want)
 			}
 		})
 	}

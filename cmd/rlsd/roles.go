@@ -13,13 +13,12 @@ import (
 
 // A role is one part of what rlsd can run. Its start function wires the role
 // into the daemon before it serves: it opens the role's storage, registers
-// its gRPC services and metrics, and hands what must be released to
-// d.onClose, which serve calls after the servers have stopped.
+// its gRPC services and metrics, hands what must be released to d.onClose,
+// which serve calls after the servers have stopped, and its goroutines to
+// d.run, which serve starts once it serves and stops and waits for before it
+// closes storage.
 //
-// Adding a role is adding an entry here. The first role with goroutines of
-// its own (the mirror's workers, the LRC's soft-state sender) will also give
-// daemon a way to start them that serve stops and waits for before it closes
-// storage.
+// Adding a role is adding an entry here.
 func roleTable() map[string]func(d *daemon) error {
 	return map[string]func(d *daemon) error{
 		"lrc":      startLRC,
@@ -39,7 +38,8 @@ func knownRoles() []string {
 }
 
 // startLRC runs the local replica catalog: it opens DATA/catalog and serves
-// it as rls.v1.Catalog, with its counts in the metrics and in Admin.Stats.
+// it as rls.v1.Catalog, with its counts in the metrics and in Admin.Stats,
+// and sends its soft state to the configured indexes.
 func startLRC(d *daemon) error {
 	cat, err := catalog.Open(filepath.Join(d.cfg.Data, "catalog"), &catalog.Options{
 		NoSync: d.cfg.NoSync,
@@ -54,7 +54,7 @@ func startLRC(d *daemon) error {
 	if err := d.metrics.Register(api.NewCatalogCollector(cat)); err != nil {
 		return fmt.Errorf("lrc: metrics: %w", err)
 	}
-	return nil
+	return startSender(d, cat)
 }
 
 // startRLI runs the replica location index: it opens DATA/index (answering

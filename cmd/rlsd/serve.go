@@ -30,6 +30,10 @@ type daemon struct {
 	metrics *prometheus.Registry
 	admin   api.AdminInfo
 	closers []func() error
+	// addr is the bound gRPC listen address, known before the roles start.
+	addr string
+	// tasks are the roles' goroutines (see run).
+	tasks []func(ctx context.Context) error
 	// http holds the routes of the HTTP listener (when --http-listen is
 	// set); roles may add theirs.
 	http *http.ServeMux
@@ -39,6 +43,12 @@ type daemon struct {
 // stopped. Closers run in reverse order of registration.
 func (d *daemon) onClose(f func() error) { d.closers = append(d.closers, f) }
 
+// run registers f to run in its own goroutine once the daemon serves. On
+// the way out serve cancels ctx and waits for f to return before it closes
+// the roles' storage. f returns nil when ctx is cancelled; any other error
+// shuts the daemon down.
+func (d *daemon) run(f func(ctx context.Context) error) { d.tasks = append(d.tasks, f) }
+
 func (d *daemon) close() error {
 	var errs []error
 	for _, f := range slices.Backward(d.closers) {
@@ -47,13 +57,14 @@ func (d *daemon) close() error {
 	return errors.Join(errs...)
 }
 
-// serve runs the daemon until ctx is cancelled (SIGTERM or SIGINT) or a
-// listener fails. It starts the configured roles, serves gRPC on cfg.Listen
-// and, if set, HTTP on cfg.HTTPListen, and logs "rlsd serving" with the bound
-// addresses. On the way out it turns health NOT_SERVING, lets calls in flight
-// finish for cfg.ShutdownTimeout, stops the servers and their goroutines, and
-// only then closes the roles' storage. It returns nil after a clean shutdown
-// on ctx.
+// serve runs the daemon until ctx is cancelled (SIGTERM or SIGINT), a
+// listener fails or a role's goroutine fails. It binds cfg.Listen, starts the
+// configured roles, serves gRPC and, if set, HTTP on cfg.HTTPListen, logs
+// "rlsd serving" with the bound addresses, and starts the roles' goroutines.
+// On the way out it cancels those goroutines, turns health NOT_SERVING, lets
+// calls in flight finish for cfg.ShutdownTimeout, stops the servers, waits
+// for every goroutine, and only then closes the roles' storage. It returns
+// nil after a clean shutdown on ctx.
 func serve(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -70,18 +81,22 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 			err = errors.Join(err, fmt.Errorf("closing: %w", cerr))
 		}
 	}()
-	roles := roleTable()
-	for _, name := range cfg.Roles {
-		if err := roles[name](d); err != nil {
-			return err
-		}
-	}
-	rlsv1.RegisterAdminServer(srv, api.NewAdminServer(d.admin))
-
+	// The listener is bound first, so that roles know the address (the
+	// LRC's sender advertises it); connections wait in its backlog until
+	// the server serves.
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
 	}
+	d.addr = lis.Addr().String()
+	roles := roleTable()
+	for _, name := range cfg.Roles {
+		if err := roles[name](d); err != nil {
+			lis.Close()
+			return err
+		}
+	}
+	rlsv1.RegisterAdminServer(srv, api.NewAdminServer(d.admin))
 	var (
 		httpSrv *http.Server
 		httpLis net.Listener
@@ -104,10 +119,11 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 		httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	}
 
-	// Each server runs in a goroutine owned by this function, which waits
-	// for both before it returns (and before the deferred close).
+	// Each server and each role goroutine runs in a goroutine owned by
+	// this function, which waits for all before it returns (and before the
+	// deferred close).
 	var wg sync.WaitGroup
-	errc := make(chan error, 2)
+	errc := make(chan error, 2+len(d.tasks))
 	serving.Store(true)
 	wg.Go(func() {
 		if err := srv.Serve(lis); err != nil {
@@ -124,6 +140,15 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 		attrs = append(attrs, "http_addr", httpLis.Addr().String())
 	}
 	log.Info("rlsd serving", attrs...)
+	tctx, stopTasks := context.WithCancel(context.Background())
+	defer stopTasks()
+	for _, f := range d.tasks {
+		wg.Go(func() {
+			if err := f(tctx); err != nil {
+				errc <- err
+			}
+		})
+	}
 
 	select {
 	case <-ctx.Done():
@@ -131,6 +156,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	case err = <-errc:
 		log.Error("rlsd listener failed; shutting down", "error", err)
 	}
+	stopTasks()
 	serving.Store(false)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()

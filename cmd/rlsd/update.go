@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"slices"
+	"time"
+
+	"github.com/solar-archive/rls/catalog"
+	"github.com/solar-archive/rls/index"
+)
+
+// targetConfig is one entry of update-targets: in the configuration file,
+// an index to send soft state to, with settings of its own. Unset settings
+// take the update-* values.
+type targetConfig struct {
+	Addr       string        `yaml:"addr"`
+	Mode       string        `yaml:"mode"`
+	Deltas     *bool         `yaml:"deltas"`
+	Interval   time.Duration `yaml:"interval"`
+	Validity   time.Duration `yaml:"validity"`
+	DeltaDelay time.Duration `yaml:"delta-delay"`
+	BloomFP    float64       `yaml:"bloom-fp"`
+	Patterns   []string      `yaml:"patterns"`
+}
+
+// updateTargets returns the index targets of the configuration: those of
+// update-targets, then one per update-to address with the update-*
+// settings. Its errors are usageErrors naming the target and the setting.
+func (c *config) updateTargets() ([]index.Target, error) {
+	if len(c.UpdateTargets) == 0 && len(c.UpdateTo) == 0 {
+		return nil, nil
+	}
+	if !slices.Contains(c.Roles, "lrc") {
+		return nil, usageErrorf("update-to and update-targets send the catalog's state to indexes: they need role lrc")
+	}
+	if len(c.Site) > 255 {
+		return nil, usageErrorf("site: longer than 255 bytes, which an index refuses")
+	}
+	if err := catalog.ValidateName("site", c.Site); err != nil {
+		return nil, usageErrorf("site %q: %v", c.Site, err)
+	}
+	if c.Advertise == "" {
+		if host, _, err := net.SplitHostPort(c.Listen); err == nil {
+			if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+				return nil, usageErrorf("listen %s binds every interface, so it is no address for other sites: set advertise (--advertise, RLSD_ADVERTISE or advertise: in the config file) to the HOST:PORT they reach this site at", c.Listen)
+			}
+		}
+	}
+	mode, err := index.ParseMode(c.UpdateMode)
+	if err != nil {
+		return nil, usageErrorf("update-mode: %v", err)
+	}
+	deflt := index.Target{
+		Mode: mode, Deltas: c.UpdateDeltas, Interval: c.UpdateInterval, Validity: c.UpdateValidity,
+		DeltaDelay: c.UpdateDeltaDelay, FalsePositiveRate: c.UpdateBloomFP,
+	}
+	var out []index.Target
+	for i, tc := range c.UpdateTargets {
+		t := deflt
+		t.Addr = tc.Addr
+		if tc.Addr == "" {
+			return nil, usageErrorf("update-targets[%d]: missing addr (the index's HOST:PORT)", i)
+		}
+		if tc.Mode != "" {
+			if t.Mode, err = index.ParseMode(tc.Mode); err != nil {
+				return nil, usageErrorf("update-targets[%d] (%s): mode: %v", i, tc.Addr, err)
+			}
+		}
+		if tc.Deltas != nil {
+			t.Deltas = *tc.Deltas
+		}
+		if tc.Interval != 0 {
+			t.Interval = tc.Interval
+		}
+		if tc.Validity != 0 {
+			t.Validity = tc.Validity
+		}
+		if tc.DeltaDelay != 0 {
+			t.DeltaDelay = tc.DeltaDelay
+		}
+		if tc.BloomFP != 0 {
+			t.FalsePositiveRate = tc.BloomFP
+		}
+		for _, p := range tc.Patterns {
+			cp, err := catalog.CompilePattern(p)
+			if err != nil {
+				return nil, usageErrorf("update-targets[%d] (%s): pattern %q: %v", i, tc.Addr, p, err)
+			}
+			t.Patterns = append(t.Patterns, cp)
+		}
+		out = append(out, t)
+	}
+	for _, addr := range c.UpdateTo {
+		t := deflt
+		t.Addr = addr
+		out = append(out, t)
+	}
+	for i, t := range out {
+		if err := t.Check(); err != nil {
+			return nil, usageError{err}
+		}
+		if slices.ContainsFunc(out[:i], func(o index.Target) bool { return o.Addr == t.Addr }) {
+			return nil, usageErrorf("update target %s is configured twice", t.Addr)
+		}
+	}
+	return out, nil
+}
+
+// startSender sends the catalog's soft state to the configured indexes, if
+// any, from a goroutine that serve runs once it serves, and answers
+// Admin.Update with it.
+func startSender(d *daemon, cat *catalog.Catalog) error {
+	targets, _ := d.cfg.updateTargets() // validated
+	if len(targets) == 0 {
+		return nil
+	}
+	endpoint := d.cfg.Advertise
+	if endpoint == "" {
+		endpoint = d.addr
+	}
+	log := d.log.With("role", "lrc", "component", "sender")
+	s, err := index.NewSender(cat, d.cfg.Site, endpoint, targets, index.SenderOptions{Logger: log, Registerer: d.metrics})
+	if err != nil {
+		return fmt.Errorf("lrc: %w", err)
+	}
+	d.onClose(s.Close)
+	d.admin.Updater = s
+	d.run(func(ctx context.Context) error {
+		for _, t := range targets {
+			log.Info("sending soft state", "target", t.Addr, "mode", t.Mode, "deltas", t.Deltas || t.Mode == index.ModeDelta,
+				"interval", t.Interval, "validity", t.Validity, "endpoint", endpoint)
+		}
+		if err := s.Run(ctx); ctx.Err() == nil {
+			return err
+		}
+		return nil
+	})
+	return nil
+}
