@@ -114,7 +114,7 @@ func (s *adminServer) Update(ctx context.Context, req *rlsv1.UpdateNowRequest) (
 			Generation: r.Generation,
 			Entries:    r.Entries,
 			Took:       durationpb.New(r.Took),
-			Sites:      1,
+			Sites:      uint32(r.Sites),
 		}
 		if r.Err != nil {
 			st := statusOf(r.Err)

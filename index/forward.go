@@ -32,6 +32,7 @@ type Forwarder struct {
 	parents []Target
 	log     *slog.Logger
 	dial    func(addr string) (grpc.ClientConnInterface, error)
+	kicks   []chan chan Result // per parent: UpdateNow's requests
 }
 
 // NewForwarder returns a forwarder of x's state to parents, naming this
@@ -54,7 +55,11 @@ func NewForwarder(x *Index, self string, parents []Target, log *slog.Logger, dia
 	for i := range ps {
 		ps[i] = ps[i].withDefaults()
 	}
-	return &Forwarder{x: x, self: self, parents: ps, log: log, dial: dial}
+	kicks := make([]chan chan Result, len(ps))
+	for i := range kicks {
+		kicks[i] = make(chan chan Result)
+	}
+	return &Forwarder{x: x, self: self, parents: ps, log: log, dial: dial, kicks: kicks}
 }
 
 // Run forwards until ctx is done, one goroutine per parent.
@@ -62,7 +67,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(f.parents))
 	for i, p := range f.parents {
-		wg.Go(func() { errs[i] = f.runParent(ctx, p) })
+		wg.Go(func() { errs[i] = f.runParent(ctx, p, f.kicks[i]) })
 	}
 	wg.Wait()
 	return errors.Join(errs...)
@@ -70,11 +75,12 @@ func (f *Forwarder) Run(ctx context.Context) error {
 
 // held is what a parent holds of one site, as far as the forwarder knows.
 type held struct {
-	full *site  // the full state it was sent (identity: replaced on each full update)
-	gen  uint64 // the generation it holds
+	full    *site  // the full state it was sent (identity: replaced on each full update)
+	gen     uint64 // the generation it holds
+	entries uint64 // LFNs sent the last time (lists and deltas)
 }
 
-func (f *Forwarder) runParent(ctx context.Context, p Target) error {
+func (f *Forwarder) runParent(ctx context.Context, p Target, kick chan chan Result) error {
 	conn, err := f.dial(p.Addr)
 	if err != nil {
 		return fmt.Errorf("forward to %s: %w", p.Addr, err)
@@ -87,18 +93,25 @@ func (f *Forwarder) runParent(ctx context.Context, p Target) error {
 	sent := map[string]held{}
 	nextFull := time.Now() // a full refresh at once: the parent may have restarted
 	backoff := time.Second
+	var reply chan Result // an UpdateNow waiting for this round
 	for {
 		notify := f.x.Notify()
-		full := !time.Now().Before(nextFull)
-		failed := f.forwardAll(ctx, cl, p, sent, full, log)
+		full := reply != nil || !time.Now().Before(nextFull)
+		start := time.Now()
+		res := f.forwardAll(ctx, cl, p, sent, full, log)
 		if ctx.Err() != nil {
 			return nil
 		}
-		if full && failed == 0 {
+		if reply != nil {
+			res.Target, res.Took = p.Addr, time.Since(start)
+			reply <- res
+			reply = nil
+		}
+		if full && res.Err == nil {
 			nextFull = time.Now().Add(p.Interval)
 		}
 		wait := time.Until(nextFull)
-		if failed > 0 {
+		if res.Err != nil {
 			wait = min(wait, backoff/2+rand.N(backoff))
 			backoff = min(2*backoff, time.Minute)
 		} else {
@@ -107,15 +120,47 @@ func (f *Forwarder) runParent(ctx context.Context, p Target) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case reply = <-kick:
 		case <-time.After(max(wait, 0)):
 		case <-notify:
 			select { // let a burst of changes gather
 			case <-ctx.Done():
 				return nil
+			case reply = <-kick:
 			case <-time.After(p.DeltaDelay):
 			}
 		}
 	}
+}
+
+// UpdateNow sends every site in full to the parent at addr, or to all
+// parents if addr is "", and waits for the results. It needs Run to be
+// running. An unknown parent is an error wrapping ErrUnknownTarget.
+func (f *Forwarder) UpdateNow(ctx context.Context, addr string) ([]Result, error) {
+	var picked []int
+	for i, p := range f.parents {
+		if addr == "" || p.Addr == addr {
+			picked = append(picked, i)
+		}
+	}
+	if len(picked) == 0 {
+		return nil, fmt.Errorf("%w: %s (this index forwards to %d parents)", ErrUnknownTarget, addr, len(f.parents))
+	}
+	out := make([]Result, len(picked))
+	for j, i := range picked {
+		reply := make(chan Result, 1)
+		select {
+		case f.kicks[i] <- reply:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		select {
+		case out[j] = <-reply:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return out, nil
 }
 
 // view is a copy of a site's state, taken under Index.mu.
@@ -144,10 +189,15 @@ func (f *Forwarder) views() []view {
 }
 
 // forwardAll sends every site whose state the parent lacks (or all of them,
-// in full, when full is set) and returns how many sends failed.
-func (f *Forwarder) forwardAll(ctx context.Context, cl rlsv1.IndexClient, p Target, sent map[string]held, full bool, log *slog.Logger) int {
+// in full, when full is set). Its result counts the sites sent and the LFNs
+// of lists and deltas; Err joins the failures.
+func (f *Forwarder) forwardAll(ctx context.Context, cl rlsv1.IndexClient, p Target, sent map[string]held, full bool, log *slog.Logger) Result {
 	now := time.Now()
-	failed := 0
+	res := Result{Mode: ModeDelta}
+	if full {
+		res.Mode = ModeList
+	}
+	var errs []error
 	live := map[string]bool{}
 	for _, v := range f.views() {
 		live[v.s.name] = true
@@ -169,21 +219,24 @@ func (f *Forwarder) forwardAll(ctx context.Context, cl rlsv1.IndexClient, p Targ
 		}
 		if err != nil {
 			if ctx.Err() != nil {
-				return failed
+				return res
 			}
-			failed++
+			errs = append(errs, fmt.Errorf("site %s: %w", v.s.name, err))
 			delete(sent, v.s.name)
 			log.Warn("index: forwarding a site failed", "site", v.s.name, "error", err)
 			continue
 		}
 		sent[v.s.name] = h
+		res.Sites++
+		res.Entries += h.entries
 	}
 	for name := range sent {
 		if !live[name] {
 			delete(sent, name) // expired here; it expires there too
 		}
 	}
-	return failed
+	res.Err = errors.Join(errs...)
+	return res
 }
 
 func (f *Forwarder) header(v view, now time.Time) Header {
@@ -205,6 +258,7 @@ func filter(p Target, lfns []string) []string {
 func (f *Forwarder) sendFull(ctx context.Context, cl rlsv1.IndexClient, p Target, v view, now time.Time) (held, error) {
 	h := f.header(v, now)
 	s := v.s
+	var entries uint64
 	switch s.mode {
 	case ModeList:
 		var n uint64
@@ -213,7 +267,7 @@ func (f *Forwarder) sendFull(ctx context.Context, cl rlsv1.IndexClient, p Target
 				n++
 			}
 		}
-		h.Entries = n
+		h.Entries, entries = n, n
 		names := func(yield func(string) bool) {
 			for i := range s.list.len() {
 				if name := s.list.name(i); p.match(name) && !yield(name) {
@@ -229,15 +283,17 @@ func (f *Forwarder) sendFull(ctx context.Context, cl rlsv1.IndexClient, p Target
 		if !ok {
 			return held{}, fmt.Errorf("site %q changed while it was read", s.name)
 		}
-		h.Bloom = s.bloom
+		h.Bloom, entries = s.bloom, s.bloom.Entries
 		if _, err := SendBloom(ctx, cl, h, words); err != nil {
 			return held{}, err
 		}
 	}
 	if v.gen == v.base && len(v.added)+len(v.removed) == 0 {
-		return held{full: s, gen: v.base}, nil
+		return held{full: s, gen: v.base, entries: entries}, nil
 	}
-	return f.sendOverlay(ctx, cl, p, v, v.base, now)
+	h2, err := f.sendOverlay(ctx, cl, p, v, v.base, now)
+	h2.entries += entries
+	return h2, err
 }
 
 // sendOverlay sends the site's changes since its last full update as one
@@ -246,10 +302,11 @@ func (f *Forwarder) sendFull(ctx context.Context, cl rlsv1.IndexClient, p Target
 func (f *Forwarder) sendOverlay(ctx context.Context, cl rlsv1.IndexClient, p Target, v view, base uint64, now time.Time) (held, error) {
 	h := f.header(v, now)
 	h.BaseGeneration, h.Generation = base, v.gen
-	if _, err := SendDelta(ctx, cl, h, filter(p, slices.Clone(v.added)), filter(p, slices.Clone(v.removed))); err != nil {
+	added, removed := filter(p, slices.Clone(v.added)), filter(p, slices.Clone(v.removed))
+	if _, err := SendDelta(ctx, cl, h, added, removed); err != nil {
 		return held{}, err
 	}
-	return held{full: v.s, gen: v.gen}, nil
+	return held{full: v.s, gen: v.gen, entries: uint64(len(added) + len(removed))}, nil
 }
 
 // column reads a Bloom site's filter back from its group, if s is still the

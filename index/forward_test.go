@@ -43,7 +43,7 @@ func serveIndex(t testing.TB, x *Index) string {
 	}
 	gs := grpc.NewServer()
 	rlsv1.RegisterIndexServer(gs, updateServer{x: x})
-	go gs.Serve(lis)
+	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)
 	return lis.Addr().String()
 }
@@ -81,7 +81,12 @@ func TestForwarder(t *testing.T) {
 	done := make(chan error)
 	fw := NewForwarder(mid, "mid", []Target{{Addr: addr, DeltaDelay: 10 * time.Millisecond}}, nil, nil)
 	go func() { done <- fw.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("forwarder: %v", err)
+		}
+	}()
 
 	lfns := []string{"1", "2", "3", "4"}
 	waitWhere(t, root, lfns, "a/list", "a/list,b/bloom", "", "b/delta")
@@ -137,6 +142,11 @@ func TestForwarderPatternsAndLoops(t *testing.T) {
 	done := make(chan error)
 	fw := NewForwarder(mid, "up", []Target{{Addr: addr, Patterns: []*catalog.Pattern{pat}}}, nil, nil)
 	go func() { done <- fw.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("forwarder: %v", err)
+		}
+	}()
 	waitWhere(t, root, []string{"hmi.1", "aia.1", "hmi.2"}, "a/list", "", "")
 }

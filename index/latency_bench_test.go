@@ -36,7 +36,12 @@ func BenchmarkDeltaVisible(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- s.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			b.Errorf("sender: %v", err)
+		}
+	}()
 	for len(x.Sites()) == 0 { // the first full update
 		time.Sleep(time.Millisecond)
 	}

@@ -148,6 +148,9 @@ type Result struct {
 	Entries uint64
 	Took    time.Duration
 	Err     error
+	// Sites counts the sites whose state was sent: 1 from a Sender, every
+	// site sent from a Forwarder.
+	Sites int
 }
 
 // TargetStatus is what a sender knows of one target.
@@ -488,7 +491,7 @@ func (s *Sender) full(ctx context.Context, t *target) Result {
 			_, err = SendBloom(ctx, t.client, h, words)
 		}
 	}
-	res := Result{Target: t.cfg.Addr, Mode: mode, Generation: h.Generation, Entries: entries, Took: time.Since(start)}
+	res := Result{Target: t.cfg.Addr, Mode: mode, Generation: h.Generation, Entries: entries, Took: time.Since(start), Sites: 1}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if err != nil {
@@ -562,7 +565,7 @@ func (s *Sender) delta(ctx context.Context, t *target) Result {
 	t.mu.Lock()
 	base, ok := t.st.gen, t.st.haveState && !t.st.forceFull
 	t.mu.Unlock()
-	res := Result{Target: t.cfg.Addr, Mode: ModeDelta, Generation: base}
+	res := Result{Target: t.cfg.Addr, Mode: ModeDelta, Generation: base, Sites: 1}
 	if !ok {
 		res.Err = fmt.Errorf("delta to %s: %w: no state acknowledged yet", t.cfg.Addr, errNeedFull)
 		return res

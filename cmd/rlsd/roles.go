@@ -58,7 +58,8 @@ func startLRC(d *daemon) error {
 }
 
 // startRLI runs the replica location index: it opens DATA/index (answering
-// at once from the sites' last state) and serves it as rls.v1.Index.
+// at once from the sites' last state), serves it as rls.v1.Index, and
+// forwards it to the configured parent indexes.
 func startRLI(d *daemon) error {
 	x, err := index.Open(filepath.Join(d.cfg.Data, "index"), &index.Options{
 		Site:           d.cfg.Site,
@@ -73,5 +74,5 @@ func startRLI(d *daemon) error {
 	d.onClose(func() error { v.Close(); return x.Close() })
 	d.admin.Index = x
 	rlsv1.RegisterIndexServer(d.grpc, api.NewIndexServer(x, v))
-	return nil
+	return startForwarder(d, x)
 }

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
 	"time"
 
+	"github.com/solar-archive/rls/api"
 	"github.com/solar-archive/rls/catalog"
 	"github.com/solar-archive/rls/index"
 )
@@ -32,8 +34,8 @@ func (c *config) updateTargets() ([]index.Target, error) {
 	if len(c.UpdateTargets) == 0 && len(c.UpdateTo) == 0 {
 		return nil, nil
 	}
-	if !slices.Contains(c.Roles, "lrc") {
-		return nil, usageErrorf("update-to and update-targets send the catalog's state to indexes: they need role lrc")
+	if !slices.Contains(c.Roles, "lrc") && !slices.Contains(c.Roles, "rli") {
+		return nil, usageErrorf("update-to and update-targets send the catalog's state (role lrc) or the index's (role rli, forwarding) to indexes: they need one of these roles")
 	}
 	if len(c.Site) > 255 {
 		return nil, usageErrorf("site: longer than 255 bytes, which an index refuses")
@@ -126,7 +128,7 @@ func startSender(d *daemon, cat *catalog.Catalog) error {
 		return fmt.Errorf("lrc: %w", err)
 	}
 	d.onClose(s.Close)
-	d.admin.Updater = s
+	d.addUpdater(s)
 	d.run(func(ctx context.Context) error {
 		for _, t := range targets {
 			log.Info("sending soft state", "target", t.Addr, "mode", t.Mode, "deltas", t.Deltas || t.Mode == index.ModeDelta,
@@ -138,4 +140,59 @@ func startSender(d *daemon, cat *catalog.Catalog) error {
 		return nil
 	})
 	return nil
+}
+
+// startForwarder forwards what the index holds to the configured parent
+// indexes, if any, from a goroutine that serve runs once it serves.
+func startForwarder(d *daemon, x *index.Index) error {
+	targets, _ := d.cfg.updateTargets() // validated
+	if len(targets) == 0 {
+		return nil
+	}
+	log := d.log.With("role", "rli", "component", "forwarder")
+	f := index.NewForwarder(x, d.cfg.Site, targets, log, nil)
+	d.addUpdater(f)
+	d.run(func(ctx context.Context) error {
+		for _, t := range targets {
+			log.Info("forwarding the index", "parent", t.Addr, "interval", t.Interval, "patterns", len(t.Patterns))
+		}
+		return f.Run(ctx)
+	})
+	return nil
+}
+
+// updaters is the Admin.Update of a daemon that both sends its catalog's
+// state and forwards its index's: each target's results, from both.
+type updaters []api.Updater
+
+func (us updaters) UpdateNow(ctx context.Context, addr string) ([]index.Result, error) {
+	var (
+		out     []index.Result
+		unknown error
+	)
+	for _, u := range us {
+		rs, err := u.UpdateNow(ctx, addr)
+		switch {
+		case errors.Is(err, index.ErrUnknownTarget):
+			unknown = err
+		case err != nil:
+			return nil, err
+		}
+		out = append(out, rs...)
+	}
+	if len(out) == 0 && unknown != nil {
+		return nil, unknown
+	}
+	return out, nil
+}
+
+func (d *daemon) addUpdater(u api.Updater) {
+	switch cur := d.admin.Updater.(type) {
+	case nil:
+		d.admin.Updater = u
+	case updaters:
+		d.admin.Updater = append(cur, u)
+	default:
+		d.admin.Updater = updaters{cur, u}
+	}
 }
