@@ -77,7 +77,7 @@ func TestAdminUpdate(t *testing.T) {
 	}
 	down := fmt.Errorf("list update to rli:2: %w", status.Error(codes.Unavailable, "connection refused"))
 	s = NewAdminServer(AdminInfo{Site: "jsoc", Started: time.Now(), Updater: fakeUpdater{[]index.Result{
-		{Target: "rli:1", Mode: index.ModeBloom, Generation: 7, Entries: 3, Took: time.Second},
+		{Target: "rli:1", Mode: index.ModeBloom, Generation: 7, Entries: 3, Took: time.Second, Sites: 1},
 		{Target: "rli:2", Mode: index.ModeList, Err: down},
 	}}})
 	resp, err := s.Update(t.Context(), &rlsv1.UpdateNowRequest{})
