@@ -22,12 +22,17 @@ type geometry struct {
 // whose filter matches. With 1,000 sites a row is 16 words, so a lookup costs
 // k short rows instead of 1,000 filter probes.
 //
+// A row is as wide as the group's column capacity, cols: a power of two that
+// doubles as sites join, from 1 (a lone site's rows are its filter, bit for
+// bit). Bit (p, c) is bit p*cols+c of the rows, so rows narrower than a word
+// share words, and the group never costs more than twice its filters.
+//
 // Rows change under wmu (fills and growth, which writers serialize); the
-// rows slice and its width are replaced only while Index.mu is held for
-// writing too, so readers holding Index.mu for reading see them stable. A
-// fill writes a column while readers read the rows: words are read and
-// written atomically, and a column is fully written before its slot points
-// to its site, so readers never see half a filter as a site's.
+// rows slice and cols are replaced only while Index.mu is held for writing
+// too, so readers holding Index.mu for reading see them stable. A fill
+// writes a column while readers read the rows: words are read and written
+// atomically, and a column is fully written before its slot points to its
+// site, so readers never see half a filter as a site's.
 type bloomGroup struct {
 	geo  geometry
 	mask uint64 // m-1 when m is a power of two, else 0
@@ -39,8 +44,8 @@ type bloomGroup struct {
 	dead bool  // emptied and dropped from Index.groups (guarded by wmu)
 
 	// Guarded by Index.mu; changed only with wmu held as well.
-	w     int      // words per row
-	rows  []uint64 // m*w words
+	cols  int      // column capacity: a power of two
+	rows  []uint64 // m*cols bits
 	slots []*site  // column -> site, nil when free or not yet published
 }
 
@@ -51,6 +56,9 @@ func newBloomGroup(geo geometry) *bloomGroup {
 	}
 	return g
 }
+
+// words is the number of words a row spans, 1 for rows up to a word wide.
+func (g *bloomGroup) words() int { return max(1, g.cols/64) }
 
 // reserve hands out a column for a new filter; the caller holds wmu. The
 // column is not visible to readers until publish. It may grow the rows,
@@ -63,34 +71,45 @@ func (g *bloomGroup) reserve(mu *sync.RWMutex) int {
 	}
 	c := g.used
 	g.used++
-	if c >= g.w*64 {
+	if c >= g.cols {
 		g.grow(mu)
 	}
 	return c
 }
 
-// grow doubles the width of the rows (64 more sites at first); the caller
-// holds wmu. Copying happens outside mu, since only wmu holders write rows.
+// grow doubles the column capacity; the caller holds wmu. Copying happens
+// outside mu, since only wmu holders write rows.
 func (g *bloomGroup) grow(mu *sync.RWMutex) {
-	w := max(1, 2*g.w)
-	rows := make([]uint64, g.geo.m*uint64(w))
-	for p := uint64(0); p < g.geo.m; p++ {
-		copy(rows[p*uint64(w):], g.rows[p*uint64(g.w):(p+1)*uint64(g.w)])
+	old, cols := uint64(g.cols), uint64(max(1, 2*g.cols))
+	rows := make([]uint64, (g.geo.m*cols+63)/64)
+	switch {
+	case old >= 64: // whole words per row
+		for p := uint64(0); p < g.geo.m; p++ {
+			copy(rows[p*cols/64:], g.rows[p*old/64:(p+1)*old/64])
+		}
+	case old > 0: // rows of old bits, packed in words
+		mask := uint64(1)<<old - 1
+		for p := uint64(0); p < g.geo.m; p++ {
+			bit := p * old
+			v := g.rows[bit/64] >> (bit % 64) & mask
+			nbit := p * cols
+			rows[nbit/64] |= v << (nbit % 64)
+		}
 	}
-	slots := make([]*site, w*64)
+	slots := make([]*site, cols)
 	mu.Lock()
 	copy(slots, g.slots)
-	g.rows, g.w, g.slots = rows, w, slots
+	g.rows, g.cols, g.slots = rows, int(cols), slots
 	mu.Unlock()
 }
 
 // fill writes a filter's bits into column c; the caller holds wmu. words
 // holds at least ceil(m/64) words.
 func (g *bloomGroup) fill(c int, words []uint64) {
-	w := uint64(g.w)
-	word, bit := uint64(c/64), uint64(1)<<(c%64)
+	cols := uint64(g.cols)
 	for p := uint64(0); p < g.geo.m; p++ {
-		cell := &g.rows[p*w+word]
+		i := p*cols + uint64(c)
+		cell, bit := &g.rows[i/64], uint64(1)<<(i%64)
 		set := words[p/64]>>(p%64)&1 != 0
 		cur := atomic.LoadUint64(cell)&bit != 0
 		switch {
@@ -106,21 +125,24 @@ func (g *bloomGroup) fill(c int, words []uint64) {
 // holds wmu (so that neither the rows nor the column change).
 func (g *bloomGroup) column(c int) []uint64 {
 	out := make([]uint64, (g.geo.m+63)/64)
-	w := uint64(g.w)
-	word, shift := uint64(c/64), uint(c%64)
+	cols := uint64(g.cols)
 	for p := uint64(0); p < g.geo.m; p++ {
-		if atomic.LoadUint64(&g.rows[p*w+word])>>shift&1 != 0 {
+		i := p*cols + uint64(c)
+		if atomic.LoadUint64(&g.rows[i/64])>>(i%64)&1 != 0 {
 			out[p/64] |= 1 << (p % 64)
 		}
 	}
 	return out
 }
 
-// probe ANDs the rows a name hashes to into acc (len w, all ones on entry)
-// and calls fn for every published site whose filter matches. The caller
-// holds Index.mu for reading. locs holds at least k locations.
+// probe ANDs the rows a name hashes to into acc (g.words() words, all ones
+// on entry) and calls fn for every published site whose filter matches. The
+// caller holds Index.mu for reading. locs holds at least k locations.
 func (g *bloomGroup) probe(locs []uint64, acc []uint64, fn func(s *site)) {
-	w := uint64(g.w)
+	cols := uint64(g.cols)
+	if cols == 0 {
+		return // created, no column handed out yet
+	}
 	for i := range g.geo.k {
 		p := locs[i]
 		if g.mask != 0 {
@@ -128,11 +150,17 @@ func (g *bloomGroup) probe(locs []uint64, acc []uint64, fn func(s *site)) {
 		} else {
 			p %= g.geo.m
 		}
-		row := g.rows[p*w : p*w+w]
 		var any uint64
-		for j := range acc {
-			acc[j] &= atomic.LoadUint64(&row[j])
-			any |= acc[j]
+		if cols >= 64 {
+			row := g.rows[p*cols/64 : (p+1)*cols/64]
+			for j := range acc {
+				acc[j] &= atomic.LoadUint64(&row[j])
+				any |= acc[j]
+			}
+		} else {
+			bit := p * cols
+			acc[0] &= atomic.LoadUint64(&g.rows[bit/64]) >> (bit % 64) & (1<<cols - 1)
+			any = acc[0]
 		}
 		if any == 0 {
 			return

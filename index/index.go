@@ -259,7 +259,7 @@ func (x *Index) Locate(lfns []string) ([][]Candidate, error) {
 		if len(x.groups) > 0 {
 			locs := locations(lfn, x.maxK)
 			for _, g := range x.groups {
-				acc = ones(acc, g.w)
+				acc = ones(acc, g.words())
 				g.probe(locs, acc, func(s *site) {
 					if s.expired(now) {
 						return
