@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# demo.sh — a local replica catalog in one minute, with no outside service.
+# demo.sh — a local replica catalog and its index in one minute, with no
+# outside service.
 #
-# Builds rlsd and rlsctl, starts rlsd (site "demo", role lrc) in a temporary
-# directory on a free loopback port, loads 100,000 sunum mappings in bulk,
-# defines and sets typed attributes, runs a few queries, prints figures, and
-# stops the daemon with SIGTERM, expecting exit status 0.
+# Builds rlsd and rlsctl, starts a replica location index (site "rli", role
+# rli) and a site's catalog (site "demo", role lrc, sending it a Bloom filter
+# and deltas) in a temporary directory on free loopback ports, loads 100,000
+# sunum mappings in bulk, defines and sets typed attributes, runs a few
+# queries, sends the index an update and locates sunums through it (a new
+# one arrives by delta), prints figures, and stops both daemons with SIGTERM,
+# expecting exit status 0.
 #
 # Environment: N (mappings, default 100000), KEEP=1 keeps the temporary
 # directory, NO_BUILD=1 uses the binaries already in bin/.
@@ -29,17 +33,22 @@ RLSCTL="$ROOT/bin/rlsctl"
 [ -x "$RLSD" ] && [ -x "$RLSCTL" ] || die "bin/rlsd and bin/rlsctl missing (run make build)"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/rls-demo.XXXXXX")"
-RLSD_PID=""
+PIDS=()
 cleanup() {
 	local rc=$?
-	if [ -n "$RLSD_PID" ] && kill -0 "$RLSD_PID" 2>/dev/null; then
-		kill -TERM "$RLSD_PID" 2>/dev/null || true
-		for _ in $(seq 100); do kill -0 "$RLSD_PID" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$RLSD_PID" 2>/dev/null || true
-	fi
-	if [ "$rc" -ne 0 ] && [ -f "$WORK/rlsd.log" ]; then
-		echo "--- last lines of rlsd.log" >&2
-		tail -n 30 "$WORK/rlsd.log" >&2 || true
+	for pid in "${PIDS[@]}"; do
+		kill -0 "$pid" 2>/dev/null && kill -TERM "$pid" 2>/dev/null || true
+	done
+	for pid in "${PIDS[@]}"; do
+		for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$pid" 2>/dev/null || true
+	done
+	if [ "$rc" -ne 0 ]; then
+		for log in "$WORK"/*.log; do
+			[ -f "$log" ] || continue
+			echo "--- last lines of $log" >&2
+			tail -n 30 "$log" >&2 || true
+		done
 	fi
 	if [ "${KEEP:-}" = 1 ]; then
 		echo "kept $WORK"
@@ -51,29 +60,53 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-say "start rlsd (site demo) in $WORK"
-mkdir -p "$WORK/data"
-# Port 0: the kernel picks a free loopback port; rlsd logs addr=HOST:PORT.
-echo "\$ $RLSD --site demo --data $WORK/data --listen 127.0.0.1:0 --roles lrc"
-"$RLSD" --site demo --data "$WORK/data" --listen 127.0.0.1:0 --roles lrc >"$WORK/rlsd.log" 2>&1 &
-RLSD_PID=$!
+# start NAME ARGS...: runs rlsd --site NAME in $WORK/NAME on a free loopback
+# port (port 0: rlsd logs addr=HOST:PORT), waits until it answers, and sets
+# ADDR and PID.
+start() {
+	local name=$1
+	shift
+	mkdir -p "$WORK/$name"
+	echo "\$ $RLSD --site $name --data $WORK/$name --listen 127.0.0.1:0 $*"
+	"$RLSD" --site "$name" --data "$WORK/$name" --listen 127.0.0.1:0 "$@" >"$WORK/$name.log" 2>&1 &
+	PID=$!
+	PIDS+=("$PID")
+	ADDR=""
+	for _ in $(seq 300); do # 30 s
+		kill -0 "$PID" 2>/dev/null || die "rlsd $name exited during start-up"
+		ADDR="$(grep -oE 'addr="?127\.0\.0\.1:[0-9]+' "$WORK/$name.log" | head -n1 | sed -E 's/^addr="?//')" || true
+		[ -n "$ADDR" ] && break
+		sleep 0.1
+	done
+	[ -n "$ADDR" ] || die "rlsd $name logged no addr=127.0.0.1:PORT within 30s"
+	local ok=""
+	for _ in $(seq 100); do # 10 s
+		if "$RLSCTL" --server "$ADDR" admin ping >/dev/null 2>&1; then ok=1; break; fi
+		sleep 0.1
+	done
+	[ -n "$ok" ] || die "rlsd $name at $ADDR did not answer admin ping within 10s"
+}
 
-ADDR=""
-for _ in $(seq 300); do # 30 s
-	kill -0 "$RLSD_PID" 2>/dev/null || die "rlsd exited during start-up"
-	ADDR="$(grep -oE 'addr="?127\.0\.0\.1:[0-9]+' "$WORK/rlsd.log" | head -n1 | sed -E 's/^addr="?//')" || true
-	[ -n "$ADDR" ] && break
-	sleep 0.1
-done
-[ -n "$ADDR" ] || die "rlsd logged no addr=127.0.0.1:PORT within 30s"
+# stop PID NAME: SIGTERM, a bounded wait, and exit status 0 expected.
+stop() {
+	kill -TERM "$1"
+	for _ in $(seq 300); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+	kill -0 "$1" 2>/dev/null && { kill -KILL "$1"; die "rlsd $2 still running 30s after SIGTERM; killed"; }
+	set +e
+	wait "$1"
+	local rc=$?
+	set -e
+	[ "$rc" -eq 0 ] || die "rlsd $2 exited with status $rc after SIGTERM, want 0"
+	echo "rlsd $2 exited 0"
+}
+
+say "start an index (site rli) and a catalog (site demo) that sends it soft state, in $WORK"
+start rli --roles rli
+RLI_ADDR=$ADDR
+RLI_PID=$PID
+start demo --roles lrc --update-to "$RLI_ADDR" --update-mode bloom --update-deltas --update-delta-delay 100ms
+RLSD_PID=$PID
 ctl() { "$RLSCTL" --server "$ADDR" "$@"; }
-
-ok=""
-for _ in $(seq 100); do # 10 s
-	if ctl admin ping >/dev/null 2>&1; then ok=1; break; fi
-	sleep 0.1
-done
-[ -n "$ok" ] || die "rlsd at $ADDR did not answer admin ping within 10s"
 run "$RLSCTL" --server "$ADDR" admin ping
 
 say "generate $N sunum mappings"
@@ -112,24 +145,41 @@ set -e
 echo "(query of an unknown sunum: exit status $rc, expected 3)"
 [ "$rc" -eq 3 ] || die "query of an unknown sunum exited $rc, want 3"
 
-say "figures"
-run "$RLSCTL" --server "$ADDR" admin stats
-STATS_JSON="$(ctl -o json admin stats)"
-MAPPINGS="$(printf '%s' "$STATS_JSON" | grep -oE '"mappings": *"?[0-9]+' | grep -oE '[0-9]+$' | head -n1)"
-[ "${MAPPINGS:-}" = "$N" ] || die "admin stats reports ${MAPPINGS:-?} mappings, want $N"
-echo "bulk load: $N mappings in ${LOAD_SECS}s = ${LOAD_RATE} mappings/s (durable)"
-echo "catalog:   $MAPPINGS mappings; data directory $(du -sh "$WORK/data" | cut -f1)"
-
-say "stop rlsd with SIGTERM"
-kill -TERM "$RLSD_PID"
-# Bounded wait: rlsd gets 30s to drain and close its catalog.
-for _ in $(seq 300); do kill -0 "$RLSD_PID" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$RLSD_PID" 2>/dev/null && { kill -KILL "$RLSD_PID"; die "rlsd still running 30s after SIGTERM; killed"; }
+say "the index: send a Bloom filter of the catalog now, then locate through it"
+run "$RLSCTL" --server "$ADDR" admin update
+run "$RLSCTL" --server "$RLI_ADDR" rli sites
 set +e
-wait "$RLSD_PID"
+run "$RLSCTL" --server "$RLI_ADDR" locate "$((BASE + 4242))" 999999999
 rc=$?
 set -e
-RLSD_PID=""
-[ "$rc" -eq 0 ] || die "rlsd exited with status $rc after SIGTERM, want 0"
-echo "rlsd exited 0"
+echo "(locate with an unknown sunum: exit status $rc, expected 3)"
+[ "$rc" -eq 3 ] || die "locate of an unknown sunum exited $rc, want 3"
+run "$RLSCTL" --server "$RLI_ADDR" locate "$((BASE + 4242))" --verify
+NEW=$((BASE + N + 1))
+run "$RLSCTL" --server "$ADDR" lrc create "$NEW" "/SUM7/D$NEW"
+t0=$(date +%s.%N)
+found=""
+for _ in $(seq 100); do # 10 s
+	# known by delta, not a Bloom false positive
+	if "$RLSCTL" --server "$RLI_ADDR" -o json locate "$NEW" 2>/dev/null | grep -q '"known_by": "delta"'; then found=1; break; fi
+	sleep 0.02
+done
+[ -n "$found" ] || die "the index did not learn of sunum $NEW within 10s"
+DELTA_MS=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", (b - a) * 1000 }')
+run "$RLSCTL" --server "$RLI_ADDR" locate "$NEW"
+
+say "figures"
+run "$RLSCTL" --server "$ADDR" admin stats
+run "$RLSCTL" --server "$RLI_ADDR" admin stats
+STATS_JSON="$(ctl -o json admin stats)"
+MAPPINGS="$(printf '%s' "$STATS_JSON" | grep -oE '"mappings": *"?[0-9]+' | grep -oE '[0-9]+$' | head -n1)"
+[ "${MAPPINGS:-}" = "$((N + 1))" ] || die "admin stats reports ${MAPPINGS:-?} mappings, want $((N + 1))"
+echo "bulk load: $N mappings in ${LOAD_SECS}s = ${LOAD_RATE} mappings/s (durable)"
+echo "catalog:   $MAPPINGS mappings; data directory $(du -sh "$WORK/demo" | cut -f1)"
+echo "index:     a new sunum was locatable ${DELTA_MS} ms after its create (by delta)"
+
+say "stop both daemons with SIGTERM"
+stop "$RLSD_PID" demo
+stop "$RLI_PID" rli
+PIDS=()
 say "demo OK"
