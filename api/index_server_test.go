@@ -2,9 +2,12 @@ package api
 
 import (
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -97,4 +100,18 @@ func TestIndexService(t *testing.T) {
 	}
 	_, err = ix.QueryWildcard(ctxT(t), &rlsv1.IndexWildcardRequest{Pattern: "a\x00"})
 	wantCode(t, "NUL in a pattern", err, codes.InvalidArgument, "NUL")
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewIndexCollector(x))
+	if n, err := testutil.GatherAndCount(reg, "rls_index_exact_entries", "rls_index_site_expires_seconds"); err != nil || n != 2 {
+		t.Fatalf("index metrics: %d series, %v", n, err)
+	}
+	const want = `
+# HELP rls_index_exact_entries (site, LFN) pairs the index holds exactly (lists and deltas).
+# TYPE rls_index_exact_entries gauge
+rls_index_exact_entries 2
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "rls_index_exact_entries"); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -1,9 +1,12 @@
 package api
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/solar-archive/rls/catalog"
+	"github.com/solar-archive/rls/index"
 )
 
 // metrics are the gRPC request metrics that the server interceptors record:
@@ -78,4 +81,50 @@ func (c *catalogCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.pfns, prometheus.GaugeValue, float64(st.PFNs))
 	ch <- prometheus.MustNewConstMetric(c.mappings, prometheus.GaugeValue, float64(st.Mappings))
 	ch <- prometheus.MustNewConstMetric(c.seq, prometheus.GaugeValue, float64(st.Seq))
+}
+
+// NewIndexCollector returns a collector of the index's figures, read from
+// x.Stats() at each scrape (a walk over the sites, under a read lock):
+//
+//	rls_index_sites{mode="list"|"bloom"}   sites whose state has not expired
+//	rls_index_exact_entries                (site, LFN) pairs held exactly
+//	rls_index_bloom_bits                   bits of the sites' filters
+//	rls_index_memory_bytes                 lists, filters and overlays
+//	rls_index_site_age_seconds{site}       since each site's state was produced
+//	rls_index_site_expires_seconds{site}   until each site's state expires
+func NewIndexCollector(x *index.Index) prometheus.Collector {
+	return &indexCollector{
+		x:       x,
+		sites:   prometheus.NewDesc("rls_index_sites", "Sites whose soft state the index holds, by the mode of their last full update.", []string{"mode"}, nil),
+		exact:   prometheus.NewDesc("rls_index_exact_entries", "(site, LFN) pairs the index holds exactly (lists and deltas).", nil, nil),
+		bits:    prometheus.NewDesc("rls_index_bloom_bits", "Bits of the Bloom filters the index holds.", nil, nil),
+		memory:  prometheus.NewDesc("rls_index_memory_bytes", "Memory held by the index's lists, filters and overlays (approximate).", nil, nil),
+		age:     prometheus.NewDesc("rls_index_site_age_seconds", "Seconds since the site produced the state the index holds.", []string{"site"}, nil),
+		expires: prometheus.NewDesc("rls_index_site_expires_seconds", "Seconds until the site's state expires at the index.", []string{"site"}, nil),
+	}
+}
+
+type indexCollector struct {
+	x                                        *index.Index
+	sites, exact, bits, memory, age, expires *prometheus.Desc
+}
+
+func (c *indexCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.sites, c.exact, c.bits, c.memory, c.age, c.expires} {
+		ch <- d
+	}
+}
+
+func (c *indexCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.x.Stats()
+	ch <- prometheus.MustNewConstMetric(c.sites, prometheus.GaugeValue, float64(st.ListSites), "list")
+	ch <- prometheus.MustNewConstMetric(c.sites, prometheus.GaugeValue, float64(st.BloomSites), "bloom")
+	ch <- prometheus.MustNewConstMetric(c.exact, prometheus.GaugeValue, float64(st.ExactEntries))
+	ch <- prometheus.MustNewConstMetric(c.bits, prometheus.GaugeValue, float64(st.BloomBits))
+	ch <- prometheus.MustNewConstMetric(c.memory, prometheus.GaugeValue, float64(st.MemoryBytes))
+	now := time.Now()
+	for _, s := range c.x.Sites() {
+		ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, now.Sub(s.Updated).Seconds(), s.Site)
+		ch <- prometheus.MustNewConstMetric(c.expires, prometheus.GaugeValue, s.Expires.Sub(now).Seconds(), s.Site)
+	}
 }

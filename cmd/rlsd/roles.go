@@ -74,5 +74,8 @@ func startRLI(d *daemon) error {
 	d.onClose(func() error { v.Close(); return x.Close() })
 	d.admin.Index = x
 	rlsv1.RegisterIndexServer(d.grpc, api.NewIndexServer(x, v))
+	if err := d.metrics.Register(api.NewIndexCollector(x)); err != nil {
+		return fmt.Errorf("rli: metrics: %w", err)
+	}
 	return startForwarder(d, x)
 }
