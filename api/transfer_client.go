@@ -59,6 +59,16 @@ func (c *TransferClient) Manifest(ctx context.Context, pfn string) (*transfer.Ma
 	return ManifestFromProto(pm)
 }
 
+// FastManifest implements transfer.FastManifester: the manifest without
+// digests (Manifest with fast set).
+func (c *TransferClient) FastManifest(ctx context.Context, pfn string) (*transfer.Manifest, error) {
+	pm, err := c.c.Manifest(ctx, &rlsv1.ManifestRequest{Pfn: pfn, Fast: true})
+	if err != nil {
+		return nil, transferError(err)
+	}
+	return manifestFromProto(pm, false)
+}
+
 // Read implements transfer.Peer, in calls of at most MaxReadRanges ranges.
 func (c *TransferClient) Read(ctx context.Context, ranges []transfer.Range, fn func(i int, off int64, p []byte) error) error {
 	for base := 0; base < len(ranges); base += MaxReadRanges {
@@ -73,7 +83,7 @@ func (c *TransferClient) Read(ctx context.Context, ranges []transfer.Range, fn f
 func (c *TransferClient) read(ctx context.Context, base int, ranges []transfer.Range, fn func(int, int64, []byte) error) error {
 	req := &rlsv1.ReadRequest{Ranges: make([]*rlsv1.FileRange, len(ranges))}
 	for i, r := range ranges {
-		fr := &rlsv1.FileRange{Pfn: r.PFN, Path: r.Path, Offset: uint64(r.Offset), Length: uint64(r.Length)}
+		fr := &rlsv1.FileRange{Pfn: r.PFN, Path: r.Path, Offset: uint64(r.Offset), Length: uint64(r.Length), Version: r.Version}
 		if !r.SHA256.IsZero() {
 			fr.Sha256 = r.SHA256[:]
 		}
@@ -151,4 +161,4 @@ func transferError(err error) error {
 	return &remoteError{sentinel: sentinel, msg: msg}
 }
 
-var _ transfer.Peer = (*TransferClient)(nil)
+var _ transfer.FastManifester = (*TransferClient)(nil)

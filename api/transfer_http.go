@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -18,6 +19,8 @@ import (
 // gRPC service:
 //
 //	GET /v1/transfer/manifest?pfn=PFN            the unit's manifest, JSON
+//	GET /v1/transfer/manifest?pfn=PFN&fast=true  the same at once, without
+//	                                             digests (hashing starts)
 //	GET /v1/transfer/file?pfn=PFN&path=PATH      one file's bytes
 //
 // PFN is the unit's absolute path and PATH a file's path in its manifest,
@@ -42,7 +45,19 @@ type transferHTTP struct {
 }
 
 func (h *transferHTTP) manifest(w http.ResponseWriter, r *http.Request) {
-	m, err := h.src.Manifest(r.Context(), r.URL.Query().Get("pfn"))
+	q := r.URL.Query()
+	manifest := h.src.Manifest
+	if v := q.Get("fast"); v != "" {
+		fast, err := strconv.ParseBool(v)
+		if err != nil {
+			h.error(w, r, fmt.Errorf("%w: fast=%q: want true or false", transfer.ErrInvalid, v))
+			return
+		}
+		if fast {
+			manifest = h.src.FastManifest
+		}
+	}
+	m, err := manifest(r.Context(), q.Get("pfn"))
 	if err != nil {
 		h.error(w, r, err)
 		return
@@ -101,6 +116,7 @@ func (h *transferHTTP) error(w http.ResponseWriter, r *http.Request, err error) 
 //	rls_transfer_files_hashed_total   files hashed for manifests and reads
 //	rls_transfer_bytes_hashed_total
 //	rls_transfer_cached_digests       files whose digest is cached
+//	rls_transfer_digests_loaded_total digests read from the digest database
 func NewTransferCollector(src *transfer.Source) prometheus.Collector {
 	return &transferCollector{
 		src:    src,
@@ -108,12 +124,13 @@ func NewTransferCollector(src *transfer.Source) prometheus.Collector {
 		files:  prometheus.NewDesc("rls_transfer_files_hashed_total", "Files hashed by the transfer role.", nil, nil),
 		hashed: prometheus.NewDesc("rls_transfer_bytes_hashed_total", "Bytes hashed by the transfer role.", nil, nil),
 		cached: prometheus.NewDesc("rls_transfer_cached_digests", "Files whose SHA-256 the transfer role holds in its cache.", nil, nil),
+		loaded: prometheus.NewDesc("rls_transfer_digests_loaded_total", "Digests the transfer role read from its digest database instead of hashing.", nil, nil),
 	}
 }
 
 type transferCollector struct {
-	src                         *transfer.Source
-	sent, files, hashed, cached *prometheus.Desc
+	src                                 *transfer.Source
+	sent, files, hashed, cached, loaded *prometheus.Desc
 }
 
 func (c *transferCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -121,6 +138,7 @@ func (c *transferCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.files
 	ch <- c.hashed
 	ch <- c.cached
+	ch <- c.loaded
 }
 
 func (c *transferCollector) Collect(ch chan<- prometheus.Metric) {
@@ -129,4 +147,5 @@ func (c *transferCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.files, prometheus.CounterValue, float64(s.FilesHashed))
 	ch <- prometheus.MustNewConstMetric(c.hashed, prometheus.CounterValue, float64(s.BytesHashed))
 	ch <- prometheus.MustNewConstMetric(c.cached, prometheus.GaugeValue, float64(s.CachedFiles))
+	ch <- prometheus.MustNewConstMetric(c.loaded, prometheus.CounterValue, float64(s.DigestsLoaded))
 }

@@ -30,7 +30,11 @@ type transferServer struct {
 }
 
 func (s *transferServer) Manifest(ctx context.Context, req *rlsv1.ManifestRequest) (*rlsv1.UnitManifest, error) {
-	m, err := s.src.Manifest(ctx, req.GetPfn())
+	manifest := s.src.Manifest
+	if req.GetFast() {
+		manifest = s.src.FastManifest
+	}
+	m, err := manifest(ctx, req.GetPfn())
 	if err != nil {
 		return nil, transferStatus(err)
 	}
@@ -47,7 +51,10 @@ func (s *transferServer) Read(req *rlsv1.ReadRequest, stream grpc.ServerStreamin
 		if r.GetOffset() > math.MaxInt64 || r.GetLength() > math.MaxInt64 {
 			return invalidArg(fmt.Sprintf("ranges[%d]", i), "offset or length too large")
 		}
-		ranges[i] = transfer.Range{PFN: r.GetPfn(), Path: r.GetPath(), Offset: int64(r.GetOffset()), Length: int64(r.GetLength())}
+		if len(r.GetVersion()) > transfer.MaxVersionLen {
+			return invalidArg(fmt.Sprintf("ranges[%d].version", i), "%d bytes; want at most %d", len(r.GetVersion()), transfer.MaxVersionLen)
+		}
+		ranges[i] = transfer.Range{PFN: r.GetPfn(), Path: r.GetPath(), Offset: int64(r.GetOffset()), Length: int64(r.GetLength()), Version: r.GetVersion()}
 		switch sha := r.GetSha256(); len(sha) {
 		case 0:
 		case len(ranges[i].SHA256):
@@ -103,9 +110,9 @@ func ManifestToProto(m *transfer.Manifest) *rlsv1.UnitManifest {
 	for i := range m.Entries {
 		e := &m.Entries[i]
 		pe := &rlsv1.ManifestEntry{
-			Path: e.Path, Dir: e.Dir, Size: uint64(e.Size), Mode: e.Mode, Mtime: timestamppb.New(e.MTime),
+			Path: e.Path, Dir: e.Dir, Size: uint64(e.Size), Mode: e.Mode, Mtime: timestamppb.New(e.MTime), Version: e.Version,
 		}
-		if !e.Dir {
+		if !e.Dir && !e.SHA256.IsZero() {
 			pe.Sha256 = e.SHA256[:]
 		}
 		out.TotalBytes += uint64(e.Size)
@@ -115,23 +122,29 @@ func ManifestToProto(m *transfer.Manifest) *rlsv1.UnitManifest {
 }
 
 // ManifestFromProto converts a manifest from the wire and validates it
-// (transfer.Manifest.Validate); errors wrap transfer.ErrInvalid or
-// transfer.ErrRefused.
+// (transfer.Manifest.Validate); every file must have its digest. Errors
+// wrap transfer.ErrInvalid or transfer.ErrRefused.
 func ManifestFromProto(pm *rlsv1.UnitManifest) (*transfer.Manifest, error) {
+	return manifestFromProto(pm, true)
+}
+
+// manifestFromProto is ManifestFromProto; without digests, files may
+// come without theirs (a fast listing), which then stay zero.
+func manifestFromProto(pm *rlsv1.UnitManifest, digests bool) (*transfer.Manifest, error) {
 	m := &transfer.Manifest{PFN: pm.GetPfn(), Entries: make([]transfer.Entry, len(pm.GetEntries()))}
 	for i, pe := range pm.GetEntries() {
 		e := &m.Entries[i]
 		if pe.GetSize() > math.MaxInt64 {
 			return nil, fmt.Errorf("manifest entry %d: %w: size %d too large", i, transfer.ErrInvalid, pe.GetSize())
 		}
-		*e = transfer.Entry{Path: pe.GetPath(), Dir: pe.GetDir(), Size: int64(pe.GetSize()), Mode: pe.GetMode()}
+		*e = transfer.Entry{Path: pe.GetPath(), Dir: pe.GetDir(), Size: int64(pe.GetSize()), Mode: pe.GetMode(), Version: pe.GetVersion()}
 		if pe.GetMtime() != nil {
 			e.MTime = pe.GetMtime().AsTime()
 		}
 		switch sha := pe.GetSha256(); {
 		case len(sha) == len(e.SHA256):
 			copy(e.SHA256[:], sha)
-		case len(sha) != 0 || !e.Dir:
+		case len(sha) != 0 || !e.Dir && digests:
 			return nil, fmt.Errorf("manifest entry %d (%q): %w: sha256 has %d bytes", i, e.Path, transfer.ErrInvalid, len(sha))
 		}
 	}

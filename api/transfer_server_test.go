@@ -4,10 +4,16 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -137,6 +143,66 @@ func TestManifestFromProto(t *testing.T) {
 		_, err := ManifestFromProto(&rlsv1.UnitManifest{Pfn: "/x/D1", Entries: tc.entries})
 		if (tc.want == nil) != (err == nil) || tc.want != nil && !errors.Is(err, tc.want) {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+}
+
+func TestTransferFastManifest(t *testing.T) {
+	root, src, c := transferEnv(t)
+	ctx := context.Background()
+	pfn := filepath.Join(root, "D1")
+	fast, err := c.FastManifest(ctx, pfn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := fast.Entries[1]
+	if len(fast.Entries) != 2 || f.Path != "sub/f" || !f.SHA256.IsZero() || f.Version == "" {
+		t.Fatalf("fast listing over gRPC %+v", fast)
+	}
+	// The full manifest has the digest of the version listed.
+	m, err := c.Manifest(ctx, pfn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := m.Entries[1]; e.Version != f.Version || e.SHA256.IsZero() {
+		t.Errorf("manifest entry %+v after the fast listing %+v", e, f)
+	}
+	if st := src.Stats(); st.FilesHashed != 1 {
+		t.Errorf("hashed %d files, want the one file once", st.FilesHashed)
+	}
+	// Reads with the version: served; once the file changed: refused.
+	read := func() error {
+		return c.Read(ctx, []transfer.Range{{PFN: pfn, Path: f.Path, Length: f.Size, Version: f.Version}}, func(int, int64, []byte) error { return nil })
+	}
+	if err := read(); err != nil {
+		t.Fatalf("read of the version listed: %v", err)
+	}
+	now := time.Now()
+	if err := os.Chtimes(filepath.Join(pfn, f.Path), now, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := read(); !errors.Is(err, transfer.ErrChanged) {
+		t.Errorf("read of a version gone: %v, want ErrChanged", err)
+	}
+	// ManifestFromProto (the manifest-first path) still insists on digests.
+	pm, err := rlsv1.NewTransferClient(c.cc).Manifest(ctx, &rlsv1.ManifestRequest{Pfn: pfn, Fast: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ManifestFromProto(pm); !errors.Is(err, transfer.ErrInvalid) {
+		t.Errorf("ManifestFromProto of a fast listing: %v, want ErrInvalid", err)
+	}
+	// And over HTTP: ?fast=true.
+	mux := http.NewServeMux()
+	NewTransferHTTPHandler(mux, src, slog.Default())
+	for q, want := range map[string]int{"&fast=true": http.StatusOK, "&fast=maybe": http.StatusBadRequest} {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/transfer/manifest?pfn="+url.QueryEscape(pfn)+q, nil))
+		if rec.Code != want {
+			t.Errorf("GET manifest%s: %d %s, want %d", q, rec.Code, rec.Body, want)
+		}
+		if want == http.StatusOK && (strings.Contains(rec.Body.String(), "sha256") || !strings.Contains(rec.Body.String(), `"version"`)) {
+			t.Errorf("fast manifest over HTTP:\n%s", rec.Body)
 		}
 	}
 }

@@ -15,8 +15,10 @@
 #   small-files unit: rls pull ≥ 10× scp
 #
 #   rls       rlsctl transfer pull --from ADDR PFN --to DEST (rlsd --roles
-#             transfer, restarted before every run: the source hashes the unit
-#             for its manifest, as on the first pull of a unit)
+#             transfer, restarted before every run on an empty data directory,
+#             so that neither its in-memory digest cache nor the persistent one
+#             in DATA/transfer-digests holds the unit: the source hashes it, as
+#             on the first pull of a unit, while the pull fetches the bytes)
 #   rls-warm  the same pull from an rlsd that has served the unit before, so
 #             the source's digest cache (in memory) holds its SHA-256s
 #   scp    scp -r root@127.0.0.1:PFN DEST                   (default cipher)
@@ -485,8 +487,9 @@ say "results"
 	echo "destination fresh (rm -rf before), on the same file system as the source, and verified"
 	echo "afterwards against the source's sha256sum list. $CACHE_NOTE."
 	echo "rls pull fsyncs what it writes; scp, rsync and cp leave it in the page cache (see \"incl. flush\")."
-	echo "rls, fresh rlsd: rlsd restarted before each run, so the source hashes the unit for the manifest"
-	echo "and the client hashes what it receives; source digests cached: rlsd has served the unit before."
+	echo "rls, fresh rlsd: rlsd restarted on an empty data directory before each run (no digest cached in"
+	echo "memory or in DATA/transfer-digests), so the source hashes the unit while the bytes travel and the"
+	echo "client hashes what it receives; source digests cached: rlsd has served the unit before."
 	echo
 	table MED
 	echo

@@ -13,6 +13,9 @@ import (
 // MaxEntries is the most entries a manifest may hold.
 const MaxEntries = 1 << 20
 
+// MaxVersionLen is the longest Entry.Version a manifest may hold.
+const MaxVersionLen = 128
+
 // Digest is a SHA-256 digest. Its text form is lower-case hex.
 type Digest [32]byte
 
@@ -45,8 +48,13 @@ type Entry struct {
 	// in Unix numbering, as in chmod.
 	Mode  uint32    `json:"mode"`
 	MTime time.Time `json:"mtime"`
-	// SHA256 of a file's bytes; zero for a directory.
+	// SHA256 of a file's bytes; zero for a directory, and for files in a
+	// manifest listed without digests (Source.FastManifest).
 	SHA256 Digest `json:"sha256,omitzero"`
+	// Version names the version of the file at the source that listed it
+	// (a Source: its size, mtime, inode and ctime), for Range.Version; it
+	// is opaque to others. Empty for a directory, or when unknown.
+	Version string `json:"version,omitempty"`
 }
 
 // FileMode is the entry's mode as an fs.FileMode.
@@ -137,14 +145,27 @@ func (m *Manifest) Validate() error {
 		if e.Size < 0 {
 			return fmt.Errorf("manifest entry %d: %w: %q has negative size %d", i, ErrInvalid, e.Path, e.Size)
 		}
+		if len(e.Version) > MaxVersionLen {
+			return fmt.Errorf("manifest entry %d: %w: %q has a version of %d bytes, more than %d", i, ErrInvalid, e.Path, len(e.Version), MaxVersionLen)
+		}
 		if e.Mode&^0o7777 != 0 {
 			return fmt.Errorf("manifest entry %d: %w: %q has mode %#o beyond permission bits", i, ErrInvalid, e.Path, e.Mode)
 		}
 		if e.Dir {
-			if e.Size != 0 || !e.SHA256.IsZero() {
-				return fmt.Errorf("manifest entry %d: %w: directory %q has a size or digest", i, ErrInvalid, e.Path)
+			if e.Size != 0 || !e.SHA256.IsZero() || e.Version != "" {
+				return fmt.Errorf("manifest entry %d: %w: directory %q has a size, digest or version", i, ErrInvalid, e.Path)
 			}
 			dirs[e.Path] = true
+		}
+	}
+	return nil
+}
+
+// checkDigests checks that every file of m has a digest.
+func (m *Manifest) checkDigests() error {
+	for i := range m.Entries {
+		if e := &m.Entries[i]; !e.Dir && e.SHA256.IsZero() {
+			return fmt.Errorf("manifest entry %d: %w: file %q has no digest", i, ErrInvalid, e.Path)
 		}
 	}
 	return nil

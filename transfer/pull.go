@@ -81,6 +81,17 @@ type PullOptions struct {
 	// NoSync skips fsync (for tests and scratch copies): a crash may then
 	// leave a placed unit incomplete.
 	NoSync bool
+	// ManifestFirst waits for each unit's manifest with its digests before
+	// fetching any byte. Without it, a pull from a single source that is a
+	// FastManifester lists the unit without digests, fetches and hashes
+	// the bytes while the source hashes its files, and gets the digests
+	// (a Manifest call) in parallel; no file is journaled as verified, and
+	// no unit placed, before its digest is checked, and the pull fails with
+	// ErrChanged if the source's files changed since they were listed.
+	// Pulls from several sources are always manifest-first: the digests
+	// let each source refuse a version it does not hold before sending it,
+	// and let a bad copy be blamed on the source that sent it.
+	ManifestFirst bool
 	// Progress, if set, is called from one goroutine about ten times a
 	// second while the pull runs, and once at the end.
 	Progress func(Progress)
@@ -222,6 +233,10 @@ func PullUnits(ctx context.Context, units []Unit, opts PullOptions) ([]*PullResu
 	}()
 	p.open()
 	p.fetchManifests(ctx)
+	// The digests of units listed without them: fetched while the bytes
+	// travel, by goroutines that end with dctx.
+	dctx, dcancel := context.WithCancel(ctx)
+	defer dcancel()
 	for _, u := range p.units {
 		if u.state.Load() == unitRunning {
 			if err := p.prepare(u); err != nil {
@@ -231,12 +246,14 @@ func PullUnits(ctx context.Context, units []Unit, opts PullOptions) ([]*PullResu
 	}
 	p.startQueue()
 	for _, u := range p.units {
-		if u.state.Load() == unitRunning && u.m != nil && u.left == 0 {
-			p.placeUnit(u)
+		if u.state.Load() == unitRunning && u.m != nil && u.left == 0 && !u.fast {
+			p.placeUnit(u) // a fast unit is placed once its digests are checked
 		}
 	}
+	p.startDigests(dctx)
 	stopProgress := p.reportProgress()
 	err := p.run(ctx)
+	dcancel()
 	p.bg.Wait()
 	stopProgress()
 	if err == nil {
@@ -332,12 +349,19 @@ type unitPull struct {
 	st        *staging
 	fresh     bool // the staging directory did not exist
 	m         *Manifest
-	files     []*fileState
-	resumed   int64
-	start     time.Time
-	srcBytes  []atomic.Int64 // by index in puller.sources
-	fetched   atomic.Int64
-	refetch   atomic.Int64
+	// fast: m was listed without digests (see PullOptions.ManifestFirst);
+	// known: the files' want digests are set. Until then, files whose bytes
+	// are all written wait in awaiting (guarded by puller.mu), with the
+	// digest the puller computed; known is stored under puller.mu.
+	fast     bool
+	known    atomic.Bool
+	awaiting []awaited
+	files    []*fileState
+	resumed  int64
+	start    time.Time
+	srcBytes []atomic.Int64 // by index in puller.sources
+	fetched  atomic.Int64
+	refetch  atomic.Int64
 
 	state   atomic.Int32  // unitRunning, unitFinishing, then unitPlaced or unitFailed
 	err     error         // written in unitFinishing; read once the state is final
@@ -398,6 +422,10 @@ type fileState struct {
 	u    *unitPull
 	e    *Entry
 	path string // in the staging unit, OS form
+	// want is the file's digest: e.SHA256, or for a unit listed without
+	// digests, the one that came later. Written once, before u.known is
+	// set; read after u.known reports true.
+	want Digest
 
 	// Guarded by puller.mu.
 	done      intervals
@@ -448,14 +476,29 @@ type item struct {
 	lastErr error
 }
 
+// fetchManifest gets u's manifest from the first source that gives one;
+// from a lone FastManifester (unless ManifestFirst), without digests: then
+// u.fast is set, and startDigests gets them.
 func (p *puller) fetchManifest(ctx context.Context, u *unitPull) (*Manifest, error) {
 	var errs []error
+	fp, fast := p.o.Sources[0].(FastManifester)
+	fast = fast && len(p.o.Sources) == 1 && !p.o.ManifestFirst
 	for _, peer := range p.o.Sources {
 		mctx, cancel := context.WithTimeout(ctx, p.o.StallTimeout)
-		m, err := peer.Manifest(mctx, u.pfn)
+		var m *Manifest
+		var err error
+		if fast {
+			m, err = fp.FastManifest(mctx, u.pfn)
+		} else {
+			m, err = peer.Manifest(mctx, u.pfn)
+		}
 		cancel()
 		if err == nil {
-			if err = m.Validate(); err == nil {
+			if err = m.Validate(); err == nil && !fast {
+				err = m.checkDigests()
+			}
+			if err == nil {
+				u.fast = fast && m.Files() > 0
 				return m, nil
 			}
 		}
@@ -504,7 +547,7 @@ func (p *puller) prepare(u *unitPull) error {
 		}
 		for i := range m.Entries {
 			e := &m.Entries[i]
-			if o := prev[e.Path]; o != nil && !e.Dir && !o.Dir && o.Size == e.Size && o.SHA256 == e.SHA256 {
+			if o := prev[e.Path]; o != nil && !e.Dir && !o.Dir && o.Size == e.Size && sameVersion(o, e) {
 				keep[e.Path] = true
 			}
 		}
@@ -526,7 +569,7 @@ func (p *puller) prepare(u *unitPull) error {
 			}
 			continue
 		}
-		f := &fileState{u: u, e: e, path: path, contribs: map[*source]bool{}, corrupted: map[*source]int{}}
+		f := &fileState{u: u, e: e, path: path, want: e.SHA256, contribs: map[*source]bool{}, corrupted: map[*source]int{}}
 		u.files = append(u.files, f)
 		byPath[e.Path] = f
 	}
@@ -550,12 +593,16 @@ func (p *puller) prepare(u *unitPull) error {
 		}
 	}
 	// Files claimed verified must still be there with their size; records
-	// before a reset are dropped with it.
+	// before a reset are dropped with it. Without digests yet, a file
+	// verified against an earlier manifest's digest is verified again,
+	// against the digest to come.
 	kept = kept[:0]
 	for _, f := range u.files {
 		if f.verified {
 			if fi, err := os.Stat(f.path); err != nil || fi.Size() != f.e.Size {
 				f.verified, f.done = false, nil
+			} else if u.fast {
+				f.verified, f.done = false, intervals{{0, f.e.Size}}
 			}
 		}
 		switch {
@@ -572,6 +619,7 @@ func (p *puller) prepare(u *unitPull) error {
 	if err := u.st.begin(m, kept); err != nil {
 		return err
 	}
+	u.known.Store(!u.fast)
 	p.resumed += u.resumed
 	p.progress.Add(u.resumed)
 	if u.resumed > 0 {
@@ -590,6 +638,16 @@ func (p *puller) prepare(u *unitPull) error {
 		}
 	}
 	return nil
+}
+
+// sameVersion reports whether entries o (of an earlier manifest) and e
+// describe the same version of a file: the same digest, or, when either
+// was listed without one, the same Version from the source.
+func sameVersion(o, e *Entry) bool {
+	if !o.SHA256.IsZero() && !e.SHA256.IsZero() {
+		return o.SHA256 == e.SHA256
+	}
+	return o.Version != "" && o.Version == e.Version
 }
 
 // startQueue sets up the sources and the queue, verifies the files that
@@ -799,7 +857,15 @@ var errStalled = errors.New("stream stalled")
 func (p *puller) fetch(ctx context.Context, s *source, it *item) (err error) {
 	ranges := make([]Range, len(it.pieces))
 	for i, pc := range it.pieces {
-		ranges[i] = Range{PFN: pc.f.u.pfn, Path: pc.f.e.Path, Offset: pc.off, Length: pc.len, SHA256: pc.f.e.SHA256}
+		ranges[i] = Range{PFN: pc.f.u.pfn, Path: pc.f.e.Path, Offset: pc.off, Length: pc.len}
+		if pc.f.u.fast {
+			// A Version means something only to the source that listed it,
+			// the pull's only source when the unit was listed fast.
+			ranges[i].Version = pc.f.e.Version
+		}
+		if pc.f.u.known.Load() {
+			ranges[i].SHA256 = pc.f.want
+		}
 	}
 	got := make([]int64, len(ranges))
 	deferSync := canSyncFS && !p.o.NoSync && len(it.pieces) > 1
@@ -809,8 +875,10 @@ func (p *puller) fetch(ctx context.Context, s *source, it *item) (err error) {
 		herr     error // first error of a write, sync or close
 		synced   = make([]bool, len(ranges))
 		inline   = make([]bool, len(ranges)) // whole file received, digest matched, mode and mtime set
-		sum      hash.Hash                   // of range cur so far, if it is a whole file
-		unsynced []int                       // inline ranges closed without fsync
+		held     = make([]bool, len(ranges)) // whole file received before its digest was known
+		sums     = make([]Digest, len(ranges))
+		sum      hash.Hash // of range cur so far, if it is a whole file
+		unsynced []int     // inline or held ranges closed without fsync
 	)
 	closeCur := func() {
 		if h == nil {
@@ -818,9 +886,11 @@ func (p *puller) fetch(ctx context.Context, s *source, it *item) (err error) {
 		}
 		pc := it.pieces[cur]
 		if sum != nil && herr == nil && got[cur] == pc.len {
-			var d Digest
-			sum.Sum(d[:0])
-			if d == pc.f.e.SHA256 {
+			sum.Sum(sums[cur][:0])
+			switch {
+			case !pc.f.u.known.Load():
+				held[cur] = true // judged once the digests come (or in the journaling below)
+			case sums[cur] == pc.f.want:
 				herr = h.Chmod(pc.f.e.FileMode())
 				if herr == nil {
 					herr = os.Chtimes(pc.f.path, time.Time{}, pc.f.e.MTime)
@@ -829,7 +899,7 @@ func (p *puller) fetch(ctx context.Context, s *source, it *item) (err error) {
 			}
 		}
 		sum = nil
-		if inline[cur] && deferSync {
+		if (inline[cur] || held[cur]) && deferSync {
 			if err := h.Close(); err != nil && herr == nil {
 				herr = err
 			}
@@ -920,9 +990,25 @@ func (p *puller) fetch(ctx context.Context, s *source, it *item) (err error) {
 	var rest []piece
 	var complete []*fileState
 	var done []*unitPull // units whose last file was verified here
+	var judge []awaited  // held files whose digest is known now
 	p.mu.Lock()
 	for i, pc := range it.pieces {
 		n := got[i]
+		if n > 0 && synced[i] && held[i] {
+			// All bytes, written and synced, but not yet verified.
+			recs[pc.f.u] = append(recs[pc.f.u], journalRec{Op: "range", Path: pc.f.e.Path, Off: 0, Len: pc.f.e.Size})
+			pc.f.done = pc.f.done.add(0, pc.f.e.Size)
+			pc.f.contribs[s] = true
+			if !pc.f.verified {
+				a := awaited{f: pc.f, sum: sums[i], n: n}
+				if pc.f.u.known.Load() {
+					judge = append(judge, a)
+				} else {
+					pc.f.u.awaiting = append(pc.f.u.awaiting, a)
+				}
+			}
+			continue
+		}
 		if n > 0 && synced[i] && inline[i] {
 			pc.f.done = pc.f.done.add(0, pc.f.e.Size)
 			pc.f.contribs[s] = true
@@ -961,6 +1047,9 @@ func (p *puller) fetch(ctx context.Context, s *source, it *item) (err error) {
 	}
 	for _, u := range done {
 		p.placeUnit(u)
+	}
+	if err := p.judge(judge); err != nil {
+		return err
 	}
 	for i, pc := range it.pieces {
 		if got[i] > 0 && !pc.whole() && pc.f.e.Size > p.o.RangeSize && !slices.Contains(complete, pc.f) {
@@ -1111,7 +1200,9 @@ func (p *puller) advanceHash(f *fileState) {
 // verify checks a complete staging file against its digest. A good file
 // gets its mode and mtime, is synced and journaled as verified; a bad one is
 // emptied and queued again, avoiding sources that sent it bad bytes twice.
-// unitDone reports that it was the last file of its unit to verify.
+// If the digest is not known yet, the file waits in its unit's awaiting
+// with the digest of its bytes. unitDone reports that it was the last file
+// of its unit to verify.
 func (p *puller) verify(f *fileState) (unitDone bool, err error) {
 	h, err := os.OpenFile(f.path, os.O_RDWR, 0)
 	if err != nil {
@@ -1123,11 +1214,20 @@ func (p *puller) verify(f *fileState) (unitDone bool, err error) {
 	f.hmu.Lock()
 	defer f.hmu.Unlock()
 	d, n, err := p.hashTo(f, h, -1)
-	f.hsum, f.hat = nil, 0
 	if err != nil {
+		f.hsum, f.hat = nil, 0
 		return false, localErr(err)
 	}
-	if n == f.e.Size && d == f.e.SHA256 {
+	p.mu.Lock()
+	if !f.u.known.Load() {
+		// f.hat covers the whole file now, so advanceHash leaves it be.
+		f.u.awaiting = append(f.u.awaiting, awaited{f: f, sum: d, n: n})
+		p.mu.Unlock()
+		return false, nil
+	}
+	p.mu.Unlock()
+	f.hsum, f.hat = nil, 0
+	if n == f.e.Size && d == f.want {
 		if err := h.Chmod(f.e.FileMode()); err != nil {
 			return false, localErr(err)
 		}
@@ -1148,8 +1248,21 @@ func (p *puller) verify(f *fileState) (unitDone bool, err error) {
 		f.u.left--
 		return f.u.left == 0, f.u.st.append(journalRec{Op: "verified", Path: f.e.Path})
 	}
+	return false, p.reject(f, h, d, n)
+}
 
-	// Corrupt: throw the bytes away (sparse again), and try again.
+// reject throws away the bytes of f, whose digest is d (of n bytes), not
+// f.want: the file is emptied (sparse again), its records reset, and it is
+// queued again, avoiding sources that sent it bad bytes twice. h, if not
+// nil, is f's staging file open for writing. The caller holds f.hmu.
+func (p *puller) reject(f *fileState, h *os.File, d Digest, n int64) error {
+	if h == nil {
+		var err error
+		if h, err = os.OpenFile(f.path, os.O_RDWR, 0); err != nil {
+			return localErr(err)
+		}
+		defer h.Close()
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var names []string
@@ -1167,26 +1280,282 @@ func (p *puller) verify(f *fileState) (unitDone bool, err error) {
 	f.isolate = len(f.contribs) > 1
 	slices.Sort(names)
 	cerr := fmt.Errorf("%w: file %q: SHA-256 %s, want %s (%d bytes, from %s)",
-		ErrCorrupt, f.e.Path, d, f.e.SHA256, n, strings.Join(names, ", "))
+		ErrCorrupt, f.e.Path, d, f.want, n, strings.Join(names, ", "))
 	p.log.Warn("digest mismatch; bytes thrown away", "path", f.e.Path, "error", cerr)
 	f.u.refetch.Add(f.done.bytes())
 	p.progress.Add(-f.done.bytes())
 	f.done, f.contribs = nil, map[*source]bool{}
 	if err := h.Truncate(0); err != nil {
-		return false, localErr(err)
+		return localErr(err)
 	}
 	if err := h.Truncate(f.e.Size); err != nil {
-		return false, localErr(err)
+		return localErr(err)
 	}
 	if err := f.u.st.append(journalRec{Op: "reset", Path: f.e.Path}); err != nil {
-		return false, err
+		return err
 	}
 	items := p.batch(p.piecesOf(f), avoid)
 	for _, it := range items {
 		it.lastErr = cerr
 	}
 	p.q.add(items...)
-	return false, nil
+	return nil
+}
+
+// awaited is a file whose bytes are all written and synced, and their
+// digest, waiting for the digest the file should have.
+type awaited struct {
+	f   *fileState
+	sum Digest
+	n   int64 // bytes hashed
+}
+
+// judge verifies files whose digests are known now: good ones are
+// accepted, bad ones rejected.
+func (p *puller) judge(files []awaited) error {
+	var good []*fileState
+	for _, a := range files {
+		if a.n == a.f.e.Size && a.sum == a.f.want {
+			good = append(good, a.f)
+			continue
+		}
+		a.f.hmu.Lock()
+		a.f.hsum, a.f.hat = nil, 0
+		err := p.reject(a.f, nil, a.sum, a.n)
+		a.f.hmu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	return p.accept(good)
+}
+
+// accept finishes files whose bytes (written and synced) matched their
+// digests: they get their modes and mtimes, are synced again for those
+// (one syncfs(2) per file system where there is one), and journaled as
+// verified. A unit whose last file it was is placed.
+func (p *puller) accept(files []*fileState) error {
+	if len(files) == 0 {
+		return nil
+	}
+	for _, f := range files {
+		if err := os.Chmod(f.path, f.e.FileMode()); err != nil {
+			return localErr(err)
+		}
+		if err := os.Chtimes(f.path, time.Time{}, f.e.MTime); err != nil {
+			return localErr(err)
+		}
+	}
+	if !p.o.NoSync {
+		if err := p.syncFiles(files); err != nil {
+			return localErr(err)
+		}
+	}
+	recs := map[*unitPull][]journalRec{}
+	var done []*unitPull
+	p.mu.Lock()
+	for _, f := range files {
+		if f.verified {
+			continue
+		}
+		f.verified = true
+		recs[f.u] = append(recs[f.u], journalRec{Op: "verified", Path: f.e.Path})
+		if f.u.left--; f.u.left == 0 {
+			done = append(done, f.u)
+		}
+	}
+	var jerr error
+	for u, rs := range recs {
+		if st := u.state.Load(); st == unitRunning || st == unitFailed {
+			jerr = cmp.Or(jerr, u.st.append(rs...))
+		}
+	}
+	p.mu.Unlock()
+	if jerr != nil {
+		return jerr
+	}
+	for _, u := range done {
+		p.placeUnit(u)
+	}
+	return nil
+}
+
+// syncFiles makes files durable: one syncfs(2) per file system of their
+// units' staging directories where there is one, else one fsync each.
+func (p *puller) syncFiles(files []*fileState) error {
+	if !canSyncFS {
+		for _, f := range files {
+			h, err := os.Open(f.path)
+			if err != nil {
+				return err
+			}
+			err = h.Sync()
+			if cerr := h.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	devs := map[uint64]bool{}
+	seen := map[*unitPull]bool{}
+	for _, f := range files {
+		if seen[f.u] {
+			continue
+		}
+		seen[f.u] = true
+		dev, err := devOf(f.u.st.lock)
+		if err != nil {
+			return err
+		}
+		if !devs[dev] {
+			devs[dev] = true
+			if err := syncFS(f.u.st.lock); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// startDigests gets, in the background, the digests of the running units
+// listed without them (at most 8 Manifest calls at a time), while their
+// bytes travel. The queue is held open until each unit's digests are
+// applied or the unit fails; the goroutines end with ctx.
+func (p *puller) startDigests(ctx context.Context) {
+	sem := make(chan struct{}, 8)
+	for _, u := range p.units {
+		if !u.fast || u.state.Load() != unitRunning {
+			continue
+		}
+		p.q.hold()
+		p.bg.Go(func() {
+			defer p.q.release()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			defer func() { <-sem }()
+			err := p.fetchDigests(ctx, u)
+			var le *localError
+			switch {
+			case err == nil || ctx.Err() != nil:
+			case errors.As(err, &le):
+				p.q.fail(err)
+			default:
+				u.fail(err)
+			}
+		})
+	}
+}
+
+// digestRate is the slowest hashing rate a source is granted: the call
+// for a unit's digests may take StallTimeout plus its size at this rate.
+const digestRate = 16 << 20
+
+// fetchDigests gets u's manifest with digests from its source (which
+// hashes the unit meanwhile), checks that it lists the same versions as
+// the manifest the pull started from, and applies the digests. A
+// transient failure is retried, up to MaxFailures tries.
+func (p *puller) fetchDigests(ctx context.Context, u *unitPull) error {
+	peer := p.o.Sources[0]
+	timeout := p.o.StallTimeout + time.Duration(u.m.TotalBytes()/digestRate)*time.Second
+	var m *Manifest
+	var err error
+	for try := 1; ; try++ {
+		mctx, cancel := context.WithTimeout(ctx, timeout)
+		m, err = peer.Manifest(mctx, u.pfn)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w: %w", ErrTimeout, err)
+		}
+		if try >= p.o.MaxFailures || !errors.Is(err, ErrTimeout) && !errors.Is(err, ErrUnavailable) {
+			break
+		}
+		u.log.Debug("digests failed; trying again", "peer", peer.Name(), "error", err)
+		select {
+		case <-time.After(time.Duration(try) * 100 * time.Millisecond):
+		case <-ctx.Done():
+		}
+	}
+	if err == nil {
+		err = m.Validate()
+	}
+	if err == nil {
+		err = m.checkDigests()
+	}
+	if err == nil {
+		err = sameListing(u.m, m)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("digests from %s: %w", peer.Name(), err)
+	}
+	return p.applyDigests(u, m)
+}
+
+// sameListing checks that full (a manifest with digests) lists what
+// listed (the same unit's manifest without digests) did: the same
+// entries, and for each the same size, mode, mtime and Version. Else the
+// unit changed at the source in between: ErrChanged.
+func sameListing(listed, full *Manifest) error {
+	if len(listed.Entries) != len(full.Entries) {
+		return fmt.Errorf("%w: the unit has %d entries now, %d when listed", ErrChanged, len(full.Entries), len(listed.Entries))
+	}
+	for i := range listed.Entries {
+		a, b := &listed.Entries[i], &full.Entries[i]
+		if a.Path != b.Path || a.Dir != b.Dir || a.Size != b.Size || a.Mode != b.Mode || !a.MTime.Equal(b.MTime) || a.Version != b.Version {
+			return fmt.Errorf("%w: %q changed since the unit was listed", ErrChanged, a.Path)
+		}
+	}
+	return nil
+}
+
+// applyDigests sets the digests of u's files from full (checked by
+// sameListing), records them in the staging manifest, and judges the
+// files that were waiting for them.
+func (p *puller) applyDigests(u *unitPull, full *Manifest) error {
+	sums := make(map[string]Digest, len(full.Entries))
+	withSums := &Manifest{PFN: u.m.PFN, Entries: slices.Clone(u.m.Entries)}
+	for i := range full.Entries {
+		sums[full.Entries[i].Path] = full.Entries[i].SHA256
+		withSums.Entries[i].SHA256 = full.Entries[i].SHA256
+	}
+	p.mu.Lock()
+	if u.state.Load() != unitRunning {
+		p.mu.Unlock()
+		return nil
+	}
+	// First the staging manifest: a journal record "verified" is only ever
+	// made against a manifest with digests.
+	if err := u.st.setManifest(withSums); err != nil {
+		p.mu.Unlock()
+		return err
+	}
+	for _, f := range u.files {
+		f.want = sums[f.e.Path]
+	}
+	u.known.Store(true)
+	waiting := u.awaiting
+	u.awaiting = nil
+	left := u.left
+	p.mu.Unlock()
+	u.log.Debug("digests applied", "waiting_files", len(waiting))
+	if err := p.judge(waiting); err != nil {
+		return err
+	}
+	if left == 0 {
+		p.placeUnit(u)
+	}
+	return nil
 }
 
 // place finishes unit u in staging (directory modes and mtimes, removal

@@ -39,6 +39,21 @@ func (q *queue) add(items ...*item) {
 	q.cond.Broadcast()
 }
 
+// hold counts work that is not an item yet (a unit's digests to come), so
+// that the pull does not end before it; release ends it.
+func (q *queue) hold() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.pending++
+}
+
+func (q *queue) release() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.pending--
+	q.cond.Broadcast()
+}
+
 // take returns the next item s may fetch, waiting for one; nil when s
 // should stop (the pull is over or s was dropped).
 func (q *queue) take(s *source) *item {

@@ -12,10 +12,12 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // ChunkSize is the most bytes a Source hands to one call of a Read callback;
@@ -29,6 +31,14 @@ type SourceOptions struct {
 	// MaxCachedFiles bounds the digest cache (about 150 bytes a file).
 	// Default 1<<20.
 	MaxCachedFiles int
+	// DigestDB, if set, is the absolute path of a directory (created if
+	// missing) where the Source keeps every digest it computes in a Pebble
+	// database, behind the in-memory cache and with the same rule: a
+	// record holds while the file's (size, mtime, inode, ctime) are those
+	// it was hashed at. A Source opened again on the same directory (after
+	// a restart) then hashes only the files that changed. One Source at a
+	// time may use a directory. Empty: digests live in memory only.
+	DigestDB string
 }
 
 // Source serves the storage units under a set of export roots. It is safe
@@ -44,6 +54,8 @@ type SourceOptions struct {
 //
 // Digests are cached per file, keyed by (size, mtime, inode, ctime): a
 // Manifest call stats every file and hashes only those whose key changed.
+// With SourceOptions.DigestDB the cache survives a restart. FastManifest
+// lists a unit at once, without digests, and hashes in the background.
 // Reads check only that the file still has its cached size and mtime (a
 // cheap fstat); a file whose bytes changed without either changing is
 // served as it is, and the puller's digest check catches it.
@@ -55,8 +67,14 @@ type Source struct {
 	mu       sync.Mutex
 	cache    map[fileID]cachedFile
 	inflight map[fileID]*hashCall
+	db       *digestDB // nil without SourceOptions.DigestDB
 
-	sent, hashedBytes, hashedFiles atomic.Int64
+	// Background hashing started by FastManifest; Close cancels and waits.
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+	bg       sync.WaitGroup
+
+	sent, hashedBytes, hashedFiles, loaded atomic.Int64
 }
 
 type exportRoot struct {
@@ -105,6 +123,7 @@ func NewSource(roots []string, opts *SourceOptions) (*Source, error) {
 	if s.max <= 0 {
 		s.max = 1 << 20
 	}
+	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
 	if len(roots) == 0 {
 		return nil, fmt.Errorf("export roots: %w: none given", ErrInvalid)
 	}
@@ -121,14 +140,28 @@ func NewSource(roots []string, opts *SourceOptions) (*Source, error) {
 		}
 		s.roots = append(s.roots, exportRoot{path: clean, root: root})
 	}
+	if opts.DigestDB != "" {
+		db, err := openDigestDB(opts.DigestDB, s.log)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		s.db = db
+	}
 	return s, nil
 }
 
-// Close releases the export roots. Calls after Close fail.
+// Close stops the background hashing, waits for it, and releases the
+// export roots and the digest database. Calls after Close fail.
 func (s *Source) Close() error {
+	s.bgCancel()
+	s.bg.Wait()
 	var errs []error
 	for _, r := range s.roots {
 		errs = append(errs, r.root.Close())
+	}
+	if s.db != nil {
+		errs = append(errs, s.db.close())
 	}
 	return errors.Join(errs...)
 }
@@ -148,6 +181,9 @@ type SourceStats struct {
 	FilesHashed int64
 	BytesHashed int64
 	CachedFiles int
+	// DigestsLoaded counts digests read from the digest database
+	// (SourceOptions.DigestDB) instead of hashing the file.
+	DigestsLoaded int64
 }
 
 // Stats reads the counters; it is cheap and never blocks on I/O.
@@ -157,7 +193,7 @@ func (s *Source) Stats() SourceStats {
 	s.mu.Unlock()
 	return SourceStats{
 		BytesSent: s.sent.Load(), FilesHashed: s.hashedFiles.Load(),
-		BytesHashed: s.hashedBytes.Load(), CachedFiles: n,
+		BytesHashed: s.hashedBytes.Load(), CachedFiles: n, DigestsLoaded: s.loaded.Load(),
 	}
 }
 
@@ -230,23 +266,11 @@ func isEscape(err error) bool {
 
 // Manifest returns the unit's manifest. Every file is stat'ed; files whose
 // (size, mtime, inode, ctime) differ from the cached digest's are hashed
-// again (once, however many calls want them at the same time).
+// again (once, however many calls want them at the same time). Each file's
+// Version names the stat key its digest was computed for.
 func (s *Source) Manifest(ctx context.Context, pfn string) (*Manifest, error) {
-	ri, rel, err := s.resolve(pfn)
+	ri, m, files, err := s.list(ctx, pfn)
 	if err != nil {
-		return nil, err
-	}
-	root := s.roots[ri].root
-	fi, err := root.Stat(rel)
-	if err != nil {
-		return nil, fsError("unit "+pfn, err)
-	}
-	if !fi.IsDir() {
-		return nil, fmt.Errorf("%w: PFN %q is not a directory", ErrInvalid, pfn)
-	}
-	m := &Manifest{PFN: path.Clean(pfn)}
-	var files []pendingDigest
-	if err := s.walk(ctx, ri, rel, "", m, &files); err != nil {
 		return nil, err
 	}
 	if err := s.digests(ctx, ri, m, files); err != nil {
@@ -254,6 +278,63 @@ func (s *Source) Manifest(ctx context.Context, pfn string) (*Manifest, error) {
 	}
 	slices.SortFunc(m.Entries, func(a, b Entry) int { return strings.Compare(a.Path, b.Path) })
 	return m, nil
+}
+
+// FastManifest returns the unit's manifest without digests (SHA256 zero),
+// as soon as its files are listed and stat'ed, and starts hashing in the
+// background the files whose digest is not cached, so that a Manifest
+// call made later returns sooner (it waits for those hashes rather than
+// starting its own). Each file's Version names the version listed: a Read
+// of a Range with that Version fails with ErrChanged if the file is no
+// longer that version, and a later Manifest whose entry has the same
+// Version has the digest of that very version. The background hashing
+// ends with Close.
+func (s *Source) FastManifest(ctx context.Context, pfn string) (*Manifest, error) {
+	ri, m, files, err := s.list(ctx, pfn)
+	if err != nil {
+		return nil, err
+	}
+	var todo []pendingDigest
+	s.mu.Lock()
+	for _, f := range files {
+		if c, ok := s.cache[fileID{ri, f.rel}]; !ok || c.key != f.key {
+			todo = append(todo, f)
+		}
+	}
+	s.mu.Unlock()
+	if len(todo) > 0 {
+		scratch := &Manifest{PFN: m.PFN, Entries: slices.Clone(m.Entries)}
+		s.bg.Go(func() {
+			if err := s.digests(s.bgCtx, ri, scratch, todo); err != nil && s.bgCtx.Err() == nil {
+				s.log.Debug("background hashing failed", "pfn", m.PFN, "error", err)
+			}
+		})
+	}
+	slices.SortFunc(m.Entries, func(a, b Entry) int { return strings.Compare(a.Path, b.Path) })
+	return m, nil
+}
+
+// list resolves pfn and walks its unit: the manifest's entries, unsorted
+// and without digests, and the files to hash.
+func (s *Source) list(ctx context.Context, pfn string) (int, *Manifest, []pendingDigest, error) {
+	ri, rel, err := s.resolve(pfn)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	root := s.roots[ri].root
+	fi, err := root.Stat(rel)
+	if err != nil {
+		return 0, nil, nil, fsError("unit "+pfn, err)
+	}
+	if !fi.IsDir() {
+		return 0, nil, nil, fmt.Errorf("%w: PFN %q is not a directory", ErrInvalid, pfn)
+	}
+	m := &Manifest{PFN: path.Clean(pfn)}
+	var files []pendingDigest
+	if err := s.walk(ctx, ri, rel, "", m, &files); err != nil {
+		return 0, nil, nil, err
+	}
+	return ri, m, files, nil
 }
 
 // pendingDigest is a file entry of a manifest being built whose digest is
@@ -281,7 +362,13 @@ func (s *Source) digests(ctx context.Context, ri int, m *Manifest, files []pendi
 			errs[i] = fmt.Errorf("file %q: %w", m.Entries[f.entry].Path, err)
 			return
 		}
-		m.Entries[f.entry].SHA256 = c.digest
+		e := &m.Entries[f.entry]
+		e.SHA256 = c.digest
+		if c.key != f.key {
+			// The file changed since the walk: the entry describes the
+			// version hashed, so that its Version names what the digest is of.
+			e.Size, e.MTime, e.Version = c.key.size, time.Unix(0, c.key.mtime), c.key.version()
+		}
 	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -350,15 +437,23 @@ func (s *Source) walk(ctx context.Context, ri int, unitRel, dir string, m *Manif
 				return err
 			}
 		case fi.Mode().IsRegular():
-			*files = append(*files, pendingDigest{entry: len(m.Entries), rel: rel, key: keyOf(fi)})
+			k := keyOf(fi)
+			*files = append(*files, pendingDigest{entry: len(m.Entries), rel: rel, key: k})
 			m.Entries = append(m.Entries, Entry{
-				Path: p, Size: fi.Size(), Mode: unixMode(fi.Mode()), MTime: fi.ModTime(),
+				Path: p, Size: fi.Size(), Mode: unixMode(fi.Mode()), MTime: fi.ModTime(), Version: k.version(),
 			})
 		default:
 			return fmt.Errorf("%w: %q is a %v, not a regular file or directory", ErrRefused, p, fi.Mode().Type())
 		}
 	}
 	return nil
+}
+
+// version is the key's text form, the Version of a manifest entry: opaque
+// to pullers, who only hand it back.
+func (k statKey) version() string {
+	return strconv.FormatInt(k.size, 36) + "." + strconv.FormatInt(k.mtime, 36) + "." +
+		strconv.FormatInt(k.ino, 36) + "." + strconv.FormatInt(k.ctime, 36)
 }
 
 func keyOf(fi fs.FileInfo) statKey {
@@ -395,7 +490,7 @@ func (s *Source) digest(ctx context.Context, id fileID, k statKey, f *os.File) (
 	s.inflight[id] = call
 	s.mu.Unlock()
 
-	call.cached, call.err = s.hash(ctx, id, f)
+	call.cached, call.err = s.load(ctx, id, k, f)
 	s.mu.Lock()
 	delete(s.inflight, id)
 	if call.err == nil {
@@ -416,6 +511,26 @@ func (s *Source) digest(ctx context.Context, id fileID, k statKey, f *os.File) (
 		return s.digest(ctx, id, call.cached.key, f)
 	}
 	return call.cached, nil
+}
+
+// load returns the digest database's record of file id if it holds for
+// key k, else hashes the file and records the result there.
+func (s *Source) load(ctx context.Context, id fileID, k statKey, f *os.File) (cachedFile, error) {
+	if s.db == nil {
+		return s.hash(ctx, id, f)
+	}
+	name := filepath.Join(s.roots[id.root].path, filepath.FromSlash(id.rel))
+	if c, ok := s.db.get(name, k); ok {
+		s.loaded.Add(1)
+		return c, nil
+	}
+	c, err := s.hash(ctx, id, f)
+	if err == nil {
+		if err := s.db.put(name, c); err != nil {
+			s.log.Warn("digest database: write failed", "path", name, "error", err)
+		}
+	}
+	return c, err
 }
 
 // hash computes a file's digest. It retries a few times if the file changes
@@ -499,45 +614,65 @@ func (f *File) Close() error                              { return f.f.Close() }
 // when the file's size and mtime match it, else the file is hashed first.
 // The caller closes the File.
 func (s *Source) Open(ctx context.Context, pfn, p string, want Digest) (*File, error) {
-	ri, unitRel, err := s.resolve(pfn)
+	f, fi, id, err := s.openFile(pfn, p)
 	if err != nil {
 		return nil, err
 	}
-	if err := CleanPath(p); err != nil {
+	k := keyOf(fi)
+	d, err := s.checkDigest(ctx, id, k, f, pfn, p, want)
+	if err != nil {
+		f.Close()
 		return nil, err
+	}
+	return &File{
+		Entry: Entry{Path: p, Size: fi.Size(), Mode: unixMode(fi.Mode()), MTime: fi.ModTime(), SHA256: d, Version: k.version()},
+		f:     f, sent: &s.sent,
+	}, nil
+}
+
+// openFile opens regular file p of unit pfn through its export root.
+func (s *Source) openFile(pfn, p string) (*os.File, fs.FileInfo, fileID, error) {
+	ri, unitRel, err := s.resolve(pfn)
+	if err != nil {
+		return nil, nil, fileID{}, err
+	}
+	if err := CleanPath(p); err != nil {
+		return nil, nil, fileID{}, err
 	}
 	rel := path.Join(unitRel, p)
 	f, err := s.roots[ri].root.Open(rel)
 	if err != nil {
-		return nil, fsError(fmt.Sprintf("file %q of %s", p, pfn), err)
+		return nil, nil, fileID{}, fsError(fmt.Sprintf("file %q of %s", p, pfn), err)
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, err
+		return nil, nil, fileID{}, err
 	}
 	if !fi.Mode().IsRegular() {
 		f.Close()
-		return nil, fmt.Errorf("%w: %q of %s is a %v, not a regular file", ErrRefused, p, pfn, fi.Mode().Type())
+		return nil, nil, fileID{}, fmt.Errorf("%w: %q of %s is a %v, not a regular file", ErrRefused, p, pfn, fi.Mode().Type())
 	}
-	id, k := fileID{ri, rel}, keyOf(fi)
+	return f, fi, fileID{ri, rel}, nil
+}
+
+// checkDigest returns the digest of open file f (id, with stat key k):
+// the cached one when the file's size and mtime match it, else a new hash.
+// If want is not zero and the digest is not want, it fails with ErrChanged.
+func (s *Source) checkDigest(ctx context.Context, id fileID, k statKey, f *os.File, pfn, p string, want Digest) (Digest, error) {
 	s.mu.Lock()
 	c, ok := s.cache[id]
 	s.mu.Unlock()
 	if !ok || c.key.size != k.size || c.key.mtime != k.mtime {
+		var err error
 		if c, err = s.digest(ctx, id, k, f); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("file %q of %s: %w", p, pfn, err)
+			return Digest{}, fmt.Errorf("file %q of %s: %w", p, pfn, err)
 		}
 	}
 	if !want.IsZero() && c.digest != want {
-		f.Close()
-		return nil, fmt.Errorf("%w: file %q of %s has SHA-256 %s, not the requested %s", ErrChanged, p, pfn, c.digest, want)
+		return Digest{}, fmt.Errorf("%w: file %q of %s has SHA-256 %s, not the requested %s", ErrChanged, p, pfn, c.digest, want)
 	}
-	return &File{
-		Entry: Entry{Path: p, Size: fi.Size(), Mode: unixMode(fi.Mode()), MTime: fi.ModTime(), SHA256: c.digest},
-		f:     f, sent: &s.sent,
-	}, nil
+	return c.digest, nil
 }
 
 // Read implements Peer: it streams the ranges in order through fn, in
@@ -553,18 +688,32 @@ func (s *Source) Read(ctx context.Context, ranges []Range, fn func(i int, off in
 	return nil
 }
 
+// readRange streams range r. With r.Version, the file must be that
+// version when it is opened and still be once the range is read; with
+// r.SHA256, it must have that digest (hashed first if not cached). With
+// neither, whatever the file holds is sent.
 func (s *Source) readRange(ctx context.Context, i int, r Range, buf []byte, fn func(int, int64, []byte) error) error {
 	if r.Offset < 0 || r.Length < 0 {
 		return fmt.Errorf("%w: range %d of %q: negative offset or length", ErrInvalid, i, r.Path)
 	}
-	f, err := s.Open(ctx, r.PFN, r.Path, r.SHA256)
+	h, fi, id, err := s.openFile(r.PFN, r.Path)
 	if err != nil {
 		return err
 	}
+	f := &File{f: h, sent: &s.sent}
 	defer f.Close()
-	if r.Offset+r.Length > f.Entry.Size || r.Offset+r.Length < r.Offset {
+	k := keyOf(fi)
+	if r.Version != "" && k.version() != r.Version {
+		return fmt.Errorf("%w: file %q of %s is not the version listed (it changed since)", ErrChanged, r.Path, r.PFN)
+	}
+	if !r.SHA256.IsZero() {
+		if _, err := s.checkDigest(ctx, id, k, h, r.PFN, r.Path, r.SHA256); err != nil {
+			return err
+		}
+	}
+	if r.Offset+r.Length > fi.Size() || r.Offset+r.Length < r.Offset {
 		return fmt.Errorf("%w: range %d: bytes %d+%d of %q are past its end (%d bytes)",
-			ErrInvalid, i, r.Offset, r.Length, r.Path, f.Entry.Size)
+			ErrInvalid, i, r.Offset, r.Length, r.Path, fi.Size())
 	}
 	off, end := r.Offset, r.Offset+r.Length
 	for off < end {
@@ -573,6 +722,13 @@ func (s *Source) readRange(ctx context.Context, i int, r Range, buf []byte, fn f
 		}
 		n, err := f.ReadAt(buf[:min(int64(len(buf)), end-off)], off)
 		if n > 0 {
+			if r.Version != "" && off+int64(n) == end {
+				// Before the last piece leaves: every byte sent was read
+				// from the version listed.
+				if after, err := h.Stat(); err != nil || keyOf(after) != k {
+					return fmt.Errorf("%w: file %q of %s changed while read", ErrChanged, r.Path, r.PFN)
+				}
+			}
 			if err := fn(i, off, buf[:n]); err != nil {
 				return err
 			}

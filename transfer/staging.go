@@ -129,6 +129,16 @@ func (s *staging) begin(m *Manifest, recs []journalRec) error {
 	return nil
 }
 
+// setManifest replaces the manifest the journal refers to with m, the
+// same manifest with more known (its digests).
+func (s *staging) setManifest(m *Manifest) error {
+	mb, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return s.writeAtomic(manifestFile, mb)
+}
+
 func (s *staging) writeAtomic(name string, b []byte) error {
 	tmp := filepath.Join(s.dir, name+".tmp")
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)

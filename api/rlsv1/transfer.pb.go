@@ -25,7 +25,10 @@ const (
 type ManifestRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The unit's PFN: an absolute path under one of the export roots.
-	Pfn           string `protobuf:"bytes,1,opt,name=pfn,proto3" json:"pfn,omitempty"`
+	Pfn string `protobuf:"bytes,1,opt,name=pfn,proto3" json:"pfn,omitempty"`
+	// List the unit without digests (ManifestEntry.sha256 empty), and hash
+	// in the background.
+	Fast          bool `protobuf:"varint,2,opt,name=fast,proto3" json:"fast,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -65,6 +68,13 @@ func (x *ManifestRequest) GetPfn() string {
 		return x.Pfn
 	}
 	return ""
+}
+
+func (x *ManifestRequest) GetFast() bool {
+	if x != nil {
+		return x.Fast
+	}
+	return false
 }
 
 type UnitManifest struct {
@@ -142,8 +152,12 @@ type ManifestEntry struct {
 	// Permission bits (0o777 and the sticky, setuid and setgid bits).
 	Mode  uint32                 `protobuf:"varint,4,opt,name=mode,proto3" json:"mode,omitempty"`
 	Mtime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=mtime,proto3" json:"mtime,omitempty"`
-	// SHA-256 of the file's bytes; 32 bytes for a file, empty for a directory.
-	Sha256        []byte `protobuf:"bytes,6,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// SHA-256 of the file's bytes; 32 bytes for a file, empty for a directory
+	// and in a fast listing.
+	Sha256 []byte `protobuf:"bytes,6,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// The version of the file the entry describes, opaque (at most 128
+	// bytes): FileRange.version asks for it. Empty for a directory.
+	Version       string `protobuf:"bytes,7,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -220,6 +234,13 @@ func (x *ManifestEntry) GetSha256() []byte {
 	return nil
 }
 
+func (x *ManifestEntry) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
 type ReadRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// At most 4096 ranges.
@@ -274,7 +295,11 @@ type FileRange struct {
 	Length uint64 `protobuf:"varint,4,opt,name=length,proto3" json:"length,omitempty"`
 	// The version the caller wants, from the manifest: FAILED_PRECONDITION
 	// if the source's file has other content. Empty: any version.
-	Sha256        []byte `protobuf:"bytes,5,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Sha256 []byte `protobuf:"bytes,5,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// The version the caller wants, from ManifestEntry.version:
+	// FAILED_PRECONDITION if the file is another version when the range is
+	// opened or by the time its last byte is read. Empty: any version.
+	Version       string `protobuf:"bytes,6,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -344,6 +369,13 @@ func (x *FileRange) GetSha256() []byte {
 	return nil
 }
 
+func (x *FileRange) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
 type Chunk struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Index of the range in ReadRequest.ranges.
@@ -410,29 +442,32 @@ var File_rls_v1_transfer_proto protoreflect.FileDescriptor
 
 const file_rls_v1_transfer_proto_rawDesc = "" +
 	"\n" +
-	"\x15rls/v1/transfer.proto\x12\x06rls.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"#\n" +
+	"\x15rls/v1/transfer.proto\x12\x06rls.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"7\n" +
 	"\x0fManifestRequest\x12\x10\n" +
-	"\x03pfn\x18\x01 \x01(\tR\x03pfn\"r\n" +
+	"\x03pfn\x18\x01 \x01(\tR\x03pfn\x12\x12\n" +
+	"\x04fast\x18\x02 \x01(\bR\x04fast\"r\n" +
 	"\fUnitManifest\x12\x10\n" +
 	"\x03pfn\x18\x01 \x01(\tR\x03pfn\x12/\n" +
 	"\aentries\x18\x02 \x03(\v2\x15.rls.v1.ManifestEntryR\aentries\x12\x1f\n" +
 	"\vtotal_bytes\x18\x03 \x01(\x04R\n" +
-	"totalBytes\"\xa7\x01\n" +
+	"totalBytes\"\xc1\x01\n" +
 	"\rManifestEntry\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x10\n" +
 	"\x03dir\x18\x02 \x01(\bR\x03dir\x12\x12\n" +
 	"\x04size\x18\x03 \x01(\x04R\x04size\x12\x12\n" +
 	"\x04mode\x18\x04 \x01(\rR\x04mode\x120\n" +
 	"\x05mtime\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05mtime\x12\x16\n" +
-	"\x06sha256\x18\x06 \x01(\fR\x06sha256\"8\n" +
+	"\x06sha256\x18\x06 \x01(\fR\x06sha256\x12\x18\n" +
+	"\aversion\x18\a \x01(\tR\aversion\"8\n" +
 	"\vReadRequest\x12)\n" +
-	"\x06ranges\x18\x01 \x03(\v2\x11.rls.v1.FileRangeR\x06ranges\"y\n" +
+	"\x06ranges\x18\x01 \x03(\v2\x11.rls.v1.FileRangeR\x06ranges\"\x93\x01\n" +
 	"\tFileRange\x12\x10\n" +
 	"\x03pfn\x18\x01 \x01(\tR\x03pfn\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x04R\x06offset\x12\x16\n" +
 	"\x06length\x18\x04 \x01(\x04R\x06length\x12\x16\n" +
-	"\x06sha256\x18\x05 \x01(\fR\x06sha256\"I\n" +
+	"\x06sha256\x18\x05 \x01(\fR\x06sha256\x12\x18\n" +
+	"\aversion\x18\x06 \x01(\tR\aversion\"I\n" +
 	"\x05Chunk\x12\x14\n" +
 	"\x05range\x18\x01 \x01(\rR\x05range\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x12\n" +

@@ -40,9 +40,14 @@ const (
 // made, or this source holds other content).
 type TransferClient interface {
 	// Manifest lists a unit's directories and files with their sizes, modes,
-	// modification times and SHA-256 digests. Digests are computed once and
-	// cached; a file is hashed again only when its size, mtime, inode or ctime
-	// changed.
+	// modification times, versions and SHA-256 digests. Digests are computed
+	// once and cached (across restarts where the site keeps them); a file is
+	// hashed again only when its size, mtime, inode or ctime changed.
+	//
+	// With fast, the listing comes at once without digests, and the source
+	// starts hashing the files it has no digest of; a later call without fast
+	// waits for those hashes and returns the digests of the versions listed
+	// (same version fields) unless files changed in between.
 	Manifest(ctx context.Context, in *ManifestRequest, opts ...grpc.CallOption) (*UnitManifest, error)
 	// Read streams byte ranges of files. One call may carry many ranges, of
 	// several files and several units (many small files travel as one
@@ -106,9 +111,14 @@ type Transfer_ReadClient = grpc.ServerStreamingClient[Chunk]
 // made, or this source holds other content).
 type TransferServer interface {
 	// Manifest lists a unit's directories and files with their sizes, modes,
-	// modification times and SHA-256 digests. Digests are computed once and
-	// cached; a file is hashed again only when its size, mtime, inode or ctime
-	// changed.
+	// modification times, versions and SHA-256 digests. Digests are computed
+	// once and cached (across restarts where the site keeps them); a file is
+	// hashed again only when its size, mtime, inode or ctime changed.
+	//
+	// With fast, the listing comes at once without digests, and the source
+	// starts hashing the files it has no digest of; a later call without fast
+	// waits for those hashes and returns the digests of the versions listed
+	// (same version fields) unless files changed in between.
 	Manifest(context.Context, *ManifestRequest) (*UnitManifest, error)
 	// Read streams byte ranges of files. One call may carry many ranges, of
 	// several files and several units (many small files travel as one

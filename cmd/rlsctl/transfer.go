@@ -37,6 +37,7 @@ type pullOptions struct {
 	limitRate string
 	force     bool
 	noSync    bool
+	mfirst    bool
 	toParent  bool
 }
 
@@ -46,7 +47,9 @@ parent must.
 
 Bytes go into <parent>/.rls-staging/<name>; every file is verified against
 the SHA-256 of the unit's manifest and synced, and the unit is renamed to
---to in one step when complete. Run the same command again after an
+--to in one step when complete. From a single source, the bytes travel
+while the source computes the digests (unless --manifest-first); a unit
+whose files change at the source meanwhile fails, and is never placed. Run the same command again after an
 interruption (a killed process, a dropped connection) and it resumes without
 fetching again what it had written. Work is spread over the sources,
 --streams streams each; a source that fails 3 times in a row, sends
@@ -93,6 +96,7 @@ func newTransferPullCommand(g *globalOptions) *cobra.Command {
 	f.StringVar(&o.limitRate, "limit-rate", "", "cap the total rate, bytes per second with an optional K, M or G suffix (powers of 1024)")
 	f.BoolVar(&o.force, "force", false, "replace --to if it exists")
 	f.BoolVar(&o.noSync, "no-sync", false, "do not fsync (scratch copies only: a crash may leave the unit incomplete)")
+	f.BoolVar(&o.mfirst, "manifest-first", false, "wait for the manifest's digests before fetching (always so with several sources)")
 	_ = cmd.MarkFlagRequired("to")
 	return cmd
 }
@@ -116,13 +120,14 @@ func pullOpts(g *globalOptions, o *pullOptions, label string) (_ transfer.PullOp
 	}
 	bar = new(*progress)
 	return transfer.PullOptions{
-		Sources:      peers,
-		Streams:      o.streams,
-		RangeSize:    o.rangeMiB << 20,
-		StallTimeout: g.timeout,
-		RateLimit:    rate,
-		Force:        o.force,
-		NoSync:       o.noSync,
+		Sources:       peers,
+		Streams:       o.streams,
+		RangeSize:     o.rangeMiB << 20,
+		StallTimeout:  g.timeout,
+		RateLimit:     rate,
+		Force:         o.force,
+		NoSync:        o.noSync,
+		ManifestFirst: o.mfirst,
 		// Warnings (a source dropped, a file fetched again) go to stderr.
 		Logger: slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Progress: func(p transfer.Progress) {

@@ -40,7 +40,13 @@ var httpAddrRE = regexp.MustCompile(`rlsd serving.*http_addr=([0-9.]+:[0-9]+)`)
 
 func startSource(t *testing.T, rlsd, root string) sourceProc {
 	t.Helper()
-	p := rlsdtest.Start(t, rlsd, "rls.v1.Transfer", "--site", "src", "--data", t.TempDir(),
+	return startSourceOn(t, rlsd, root, t.TempDir())
+}
+
+// startSourceOn starts a source with data directory data.
+func startSourceOn(t *testing.T, rlsd, root, data string) sourceProc {
+	t.Helper()
+	p := rlsdtest.Start(t, rlsd, "rls.v1.Transfer", "--site", "src", "--data", data,
 		"--roles", "transfer", "--export-root", root, "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0")
 	m := httpAddrRE.FindStringSubmatch(p.Log())
 	if m == nil {
@@ -52,15 +58,21 @@ func startSource(t *testing.T, rlsd, root string) sourceProc {
 // bytesSent reads rls_transfer_bytes_sent_total from the daemon's /metrics.
 func (d sourceProc) bytesSent(t *testing.T) int64 {
 	t.Helper()
+	return d.metric(t, "rls_transfer_bytes_sent_total")
+}
+
+// metric reads a counter from the daemon's /metrics.
+func (d sourceProc) metric(t *testing.T, name string) int64 {
+	t.Helper()
 	resp, err := http.Get("http://" + d.http + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	m := regexp.MustCompile(`(?m)^rls_transfer_bytes_sent_total (\S+)$`).FindSubmatch(b)
+	m := regexp.MustCompile(`(?m)^` + name + ` (\S+)$`).FindSubmatch(b)
 	if m == nil {
-		t.Fatalf("no rls_transfer_bytes_sent_total in /metrics:\n%s", b)
+		t.Fatalf("no %s in /metrics:\n%s", name, b)
 	}
 	f, err := strconv.ParseFloat(string(m[1]), 64)
 	if err != nil {
@@ -174,14 +186,16 @@ func wait(cmd *exec.Cmd, out, errb *bytes.Buffer, timeout time.Duration) (cliRes
 	}
 }
 
-// waitJournal waits until a pull into dest has journaled at least n ranges.
+// waitJournal waits until a pull into dest has journaled at least n ranges
+// of a/big.fits (small files, written whole before their digests are
+// known, are journaled as ranges too).
 func waitJournal(t *testing.T, dest string, n int, exited func() bool) {
 	t.Helper()
 	journal := filepath.Join(transfer.StagingDir(dest), "journal")
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		b, _ := os.ReadFile(journal)
-		if bytes.Count(b, []byte(`"op":"range"`)) >= n {
+		if bytes.Count(b, []byte(`"op":"range","path":"a/big.fits"`)) >= n {
 			return
 		}
 		if exited() {
@@ -333,7 +347,10 @@ func TestTransferIntegration(t *testing.T) {
 		writeUnit(t, unit, 48<<20, 4<<20)
 		big := filepath.Join(unit, "a/big.fits")
 		dest := filepath.Join(dst, "D5000")
-		cmd, out, errb := rlsctlCmd(rlsctl, "transfer", "pull", "--from", src.Addr, unit,
+		// Manifest-first: the source serves by its cached digest, which
+		// the flip does not change. (From a listing without digests, the
+		// flip's ctime makes the source refuse: see the next test.)
+		cmd, out, errb := rlsctlCmd(rlsctl, "transfer", "pull", "--from", src.Addr, unit, "--manifest-first",
 			"--to", dest, "--range-size", "4", "--streams", "2", "--limit-rate", "24M")
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -365,6 +382,80 @@ func TestTransferIntegration(t *testing.T) {
 		}
 		if _, err := os.Stat(dest); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("corrupt unit placed: %v", err)
+		}
+	})
+
+	t.Run("file changed at the source while listed without digests", func(t *testing.T) {
+		unit := filepath.Join(root, "D5500")
+		writeUnit(t, unit, 48<<20, 4<<20)
+		big := filepath.Join(unit, "a/big.fits")
+		dest := filepath.Join(dst, "D5500")
+		// A fresh source: the pull starts from a listing without digests.
+		fresh := startSource(t, rlsd, root)
+		cmd, out, errb := rlsctlCmd(rlsctl, "transfer", "pull", "--from", fresh.Addr, unit,
+			"--to", dest, "--range-size", "4", "--streams", "2", "--limit-rate", "24M")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitJournal(t, dest, 2, func() bool { return false })
+		// Rewritten in place, same size, mtime put back.
+		fi, _ := os.Stat(big)
+		f, err := os.OpenFile(big, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = f.WriteAt(random(t, 1<<20), fi.Size()-1<<20)
+		must(t, err)
+		must(t, f.Close())
+		must(t, os.Chtimes(big, fi.ModTime(), fi.ModTime()))
+
+		r, err := wait(cmd, out, errb, 60*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.code != 1 || !strings.Contains(r.stderr, "changed at the source") || !strings.Contains(r.stderr, "a/big.fits") {
+			t.Errorf("pull of a file changed mid-pull: exit %d, stderr %q; want 1 and a/big.fits changed at the source", r.code, r.stderr)
+		}
+		if _, err := os.Stat(dest); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("changed unit placed: %v", err)
+		}
+		// Pulled again: the new version, whole, keeping what still holds.
+		r = runRlsctl(t, rlsctl, "-o", "json", "transfer", "pull", "--from", fresh.Addr, unit, "--to", dest)
+		if r.code != 0 {
+			t.Fatalf("pull again: exit %d, stderr %q", r.code, r.stderr)
+		}
+		sameTree(t, unit, dest)
+	})
+
+	t.Run("restarted source: digests from its data directory", func(t *testing.T) {
+		unit := filepath.Join(root, "D5600")
+		writeUnit(t, unit, 8<<20, 1<<20)
+		data := t.TempDir()
+		first := startSourceOn(t, rlsd, root, data)
+		r := runRlsctl(t, rlsctl, "-o", "json", "transfer", "manifest", "--from", first.Addr, unit)
+		if r.code != 0 {
+			t.Fatalf("manifest: exit %d, stderr %q", r.code, r.stderr)
+		}
+		if first.metric(t, "rls_transfer_bytes_hashed_total") < 8<<20 {
+			t.Fatalf("first source hashed %d bytes", first.metric(t, "rls_transfer_bytes_hashed_total"))
+		}
+		if code := first.Stop(30 * time.Second); code != 0 {
+			t.Fatalf("rlsd exit %d after SIGTERM", code)
+		}
+		// Changed while the source is down: that file alone is hashed again.
+		must(t, os.WriteFile(filepath.Join(unit, "small/f03"), []byte("changed"), 0o644))
+		again := startSourceOn(t, rlsd, root, data)
+		dest := filepath.Join(dst, "D5600")
+		r = runRlsctl(t, rlsctl, "-o", "json", "transfer", "pull", "--from", again.Addr, unit, "--to", dest)
+		if r.code != 0 {
+			t.Fatalf("pull: exit %d, stderr %q", r.code, r.stderr)
+		}
+		sameTree(t, unit, dest)
+		if h := again.metric(t, "rls_transfer_bytes_hashed_total"); h != int64(len("changed")) {
+			t.Errorf("restarted source hashed %d bytes, want only the changed file's %d", h, len("changed"))
+		}
+		if n := again.metric(t, "rls_transfer_digests_loaded_total"); n == 0 {
+			t.Error("restarted source loaded no digest from its data directory")
 		}
 	})
 

@@ -16,9 +16,17 @@ import (
 
 // startTransfer serves the storage units under the export roots as
 // rls.v1.Transfer, and over HTTP under /v1/transfer/ on the HTTP listener,
-// with its counters in the metrics.
+// with its counters in the metrics. The digests it computes are kept in
+// DATA/transfer-digests, so that a restarted rlsd does not hash again.
 func startTransfer(d *daemon) error {
-	src, err := transfer.NewSource(d.cfg.ExportRoots, &transfer.SourceOptions{Logger: d.log.With("role", "transfer")})
+	data, err := filepath.Abs(d.cfg.Data)
+	if err != nil {
+		return fmt.Errorf("transfer: data directory: %w", err)
+	}
+	src, err := transfer.NewSource(d.cfg.ExportRoots, &transfer.SourceOptions{
+		Logger:   d.log.With("role", "transfer"),
+		DigestDB: filepath.Join(data, "transfer-digests"),
+	})
 	if err != nil {
 		return fmt.Errorf("transfer: %w", err)
 	}

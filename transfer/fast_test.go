@@ -1,0 +1,388 @@
+package transfer_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/solar-archive/rls/transfer"
+)
+
+// fastPeer is a Source as a FastManifester, with hooks: it counts its
+// calls, can corrupt bytes, and can run a function (or wait) before the
+// Manifest call that brings the digests.
+type fastPeer struct {
+	*transfer.Source
+	// corrupt: how many chunks that start a file still get a flipped byte.
+	corrupt atomic.Int64
+	// onRead runs before each Read call, with its number (from 1).
+	onRead func(n int64)
+	// beforeDigests runs at the start of each Manifest call.
+	beforeDigests func()
+	// gate, if not nil, holds Manifest calls until it is closed.
+	gate chan struct{}
+
+	fastCalls, manifestCalls, reads atomic.Int64
+}
+
+func (p *fastPeer) FastManifest(ctx context.Context, pfn string) (*transfer.Manifest, error) {
+	p.fastCalls.Add(1)
+	return p.Source.FastManifest(ctx, pfn)
+}
+
+func (p *fastPeer) Manifest(ctx context.Context, pfn string) (*transfer.Manifest, error) {
+	p.manifestCalls.Add(1)
+	if p.beforeDigests != nil {
+		p.beforeDigests()
+	}
+	if p.gate != nil {
+		select {
+		case <-p.gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return p.Source.Manifest(ctx, pfn)
+}
+
+func (p *fastPeer) Read(ctx context.Context, ranges []transfer.Range, fn func(int, int64, []byte) error) error {
+	n := p.reads.Add(1)
+	if p.onRead != nil {
+		p.onRead(n)
+	}
+	return p.Source.Read(ctx, ranges, func(i int, off int64, b []byte) error {
+		if off == 0 && len(b) > 0 && p.corrupt.Load() > 0 && p.corrupt.Add(-1) >= 0 {
+			b = bytes.Clone(b)
+			b[0] ^= 0xff
+		}
+		return fn(i, off, b)
+	})
+}
+
+func fastOpts(p transfer.Peer) transfer.PullOptions {
+	return transfer.PullOptions{Sources: []transfer.Peer{p}, RangeSize: 1 << 20, Streams: 2, StallTimeout: 5 * time.Second}
+}
+
+func journalOf(t *testing.T, dest string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(transfer.StagingDir(dest), "journal"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestPullFastListing(t *testing.T) {
+	root := t.TempDir()
+	unit := makeUnit(t, root, "D1", 6<<20+77)
+	want := treeDigest(t, unit)
+
+	t.Run("fresh source: listed, fetched, then verified", func(t *testing.T) {
+		p := &fastPeer{Source: newSource(t, root), gate: make(chan struct{})}
+		dest := filepath.Join(t.TempDir(), "D1")
+		opts := fastOpts(p)
+		var res *transfer.PullResult
+		var err error
+		done := make(chan struct{})
+		go func() { defer close(done); res, err = transfer.Pull(context.Background(), unit, dest, opts) }()
+		// Every byte arrives while the digests are held back; nothing is
+		// journaled as verified, nothing placed.
+		deadline := time.Now().Add(20 * time.Second)
+		for p.Source.Stats().BytesSent < 6<<20+77 {
+			if time.Now().After(deadline) {
+				t.Fatalf("the pull fetched only %d bytes before the digests", p.Source.Stats().BytesSent)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		time.Sleep(50 * time.Millisecond) // let the last batch be journaled
+		if j := journalOf(t, dest); strings.Contains(j, `"verified"`) {
+			t.Errorf("journal records files verified before their digests came:\n%s", j)
+		}
+		if _, err := os.Stat(dest); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("unit placed before its digests came: %v", err)
+		}
+		close(p.gate)
+		<-done
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := treeDigest(t, dest); got != want {
+			t.Errorf("pulled tree differs:\n got %s\nwant %s", got, want)
+		}
+		if p.fastCalls.Load() != 1 || p.manifestCalls.Load() != 1 || res.Fetched != res.Bytes {
+			t.Errorf("%d fast listings, %d manifests, result %+v; want one each, every byte once", p.fastCalls.Load(), p.manifestCalls.Load(), res)
+		}
+	})
+
+	t.Run("ManifestFirst waits for the digests", func(t *testing.T) {
+		p := &fastPeer{Source: newSource(t, root)}
+		opts := fastOpts(p)
+		opts.ManifestFirst = true
+		if _, err := transfer.Pull(context.Background(), unit, filepath.Join(t.TempDir(), "D1"), opts); err != nil {
+			t.Fatal(err)
+		}
+		if p.fastCalls.Load() != 0 || p.manifestCalls.Load() != 1 {
+			t.Errorf("%d fast listings, %d manifests; want 0 and 1", p.fastCalls.Load(), p.manifestCalls.Load())
+		}
+	})
+
+	t.Run("bytes corrupted in transit are fetched again", func(t *testing.T) {
+		p := &fastPeer{Source: newSource(t, root)}
+		p.corrupt.Store(3)
+		dest := filepath.Join(t.TempDir(), "D1")
+		res, err := transfer.Pull(context.Background(), unit, dest, fastOpts(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := treeDigest(t, dest); got != want {
+			t.Errorf("pulled tree differs:\n got %s\nwant %s", got, want)
+		}
+		if res.Refetched == 0 {
+			t.Errorf("result %+v: nothing fetched again after 3 corrupt chunks", res)
+		}
+	})
+
+	t.Run("a source that always corrupts: nothing placed", func(t *testing.T) {
+		p := &fastPeer{Source: newSource(t, root)}
+		p.corrupt.Store(1 << 40)
+		dest := filepath.Join(t.TempDir(), "D1")
+		_, err := transfer.Pull(context.Background(), unit, dest, fastOpts(p))
+		if !errors.Is(err, transfer.ErrCorrupt) {
+			t.Errorf("pull from a corrupting source: %v, want ErrCorrupt", err)
+		}
+		if _, err := os.Stat(dest); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("corrupt unit placed: %v", err)
+		}
+		if j := journalOf(t, dest); strings.Contains(j, `"verified","path":"a/big.fits"`) {
+			t.Errorf("journal records the corrupt file verified:\n%s", j)
+		}
+	})
+
+	// A file rewritten in place, same size, mtime put back: only its ctime
+	// tells.
+	sneakyRewrite := func(t *testing.T, unit, rel string) {
+		t.Helper()
+		name := filepath.Join(unit, rel)
+		fi, err := os.Stat(name)
+		must(t, err)
+		must(t, os.WriteFile(name, randBytes(t, int(fi.Size())), 0o644))
+		must(t, os.Chtimes(name, fi.ModTime(), fi.ModTime()))
+	}
+
+	t.Run("file changed at the source mid-pull", func(t *testing.T) {
+		root := t.TempDir()
+		unit := makeUnit(t, root, "D2", 6<<20)
+		p := &fastPeer{Source: newSource(t, root)}
+		var once sync.Once
+		p.onRead = func(n int64) {
+			if n == 2 {
+				once.Do(func() { sneakyRewrite(t, unit, "a/big.fits") })
+			}
+		}
+		dest := filepath.Join(t.TempDir(), "D2")
+		_, err := transfer.Pull(context.Background(), unit, dest, fastOpts(p))
+		if !errors.Is(err, transfer.ErrChanged) {
+			t.Errorf("pull of a unit changed mid-pull: %v, want ErrChanged", err)
+		}
+		if _, err := os.Stat(dest); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("unit placed though it changed mid-pull: %v", err)
+		}
+		// Pulled again, it is the new version, whole.
+		if _, err := transfer.Pull(context.Background(), unit, dest, fastOpts(p)); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := treeDigest(t, dest), treeDigest(t, unit); got != want {
+			t.Errorf("pull after the change differs:\n got %s\nwant %s", got, want)
+		}
+	})
+
+	t.Run("file changed after its bytes were sent, before the digests", func(t *testing.T) {
+		root := t.TempDir()
+		unit := makeUnit(t, root, "D3", 3<<20)
+		p := &fastPeer{Source: newSource(t, root)}
+		p.beforeDigests = func() {
+			// Wait for every byte, then change a small file.
+			for p.Source.Stats().BytesSent < 3<<20 {
+				time.Sleep(time.Millisecond)
+			}
+			time.Sleep(20 * time.Millisecond)
+			sneakyRewrite(t, unit, "small/f007")
+		}
+		dest := filepath.Join(t.TempDir(), "D3")
+		_, err := transfer.Pull(context.Background(), unit, dest, fastOpts(p))
+		if !errors.Is(err, transfer.ErrChanged) || !strings.Contains(err.Error(), "small/f007") {
+			t.Errorf("pull of a unit changed before its digests: %v, want ErrChanged naming small/f007", err)
+		}
+		if _, err := os.Stat(dest); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("unit placed though it changed: %v", err)
+		}
+	})
+
+	t.Run("resume of a pull that died before the digests", func(t *testing.T) {
+		p := &fastPeer{Source: newSource(t, root), gate: make(chan struct{})}
+		dest := filepath.Join(t.TempDir(), "D1")
+		ctx, cancel := context.WithCancel(context.Background())
+		p.beforeDigests = func() {
+			for p.Source.Stats().BytesSent < 6<<20+77 {
+				time.Sleep(time.Millisecond)
+			}
+			time.Sleep(50 * time.Millisecond)
+			cancel() // the puller dies with every byte written, none verified
+		}
+		if _, err := transfer.Pull(ctx, unit, dest, fastOpts(p)); err == nil {
+			t.Fatal("cancelled pull succeeded")
+		}
+		if j := journalOf(t, dest); strings.Contains(j, `"verified"`) || !strings.Contains(j, `"range"`) {
+			t.Fatalf("journal of the dead pull:\n%s", j)
+		}
+		again := &fastPeer{Source: p.Source}
+		sent := p.Source.Stats().BytesSent
+		res, err := transfer.Pull(context.Background(), unit, dest, fastOpts(again))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := treeDigest(t, dest); got != want {
+			t.Errorf("resumed tree differs:\n got %s\nwant %s", got, want)
+		}
+		if res.Resumed != res.Bytes || res.Fetched != 0 || p.Source.Stats().BytesSent != sent {
+			t.Errorf("resumed pull %+v, source sent %d more: want everything resumed", res, p.Source.Stats().BytesSent-sent)
+		}
+	})
+}
+
+func TestFastManifest(t *testing.T) {
+	root := t.TempDir()
+	unit := makeUnit(t, root, "D1", 2<<20)
+	src := newSource(t, root)
+	ctx := context.Background()
+	fast, err := src.FastManifest(ctx, unit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := src.Manifest(ctx, unit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fast.Entries) != len(full.Entries) {
+		t.Fatalf("%d entries listed fast, %d in the manifest", len(fast.Entries), len(full.Entries))
+	}
+	var big transfer.Entry
+	for i, e := range fast.Entries {
+		f := full.Entries[i]
+		if !e.SHA256.IsZero() || e.Path != f.Path || e.Size != f.Size || e.Version != f.Version || (!e.Dir && e.Version == "") {
+			t.Errorf("entry %d: fast %+v, full %+v", i, e, f)
+		}
+		if e.Path == "a/big.fits" {
+			big = f
+		}
+	}
+	// The hashing the fast listing started is the one the manifest used.
+	if st := src.Stats(); st.BytesHashed != full.TotalBytes() {
+		t.Errorf("hashed %d bytes for a unit of %d", st.BytesHashed, full.TotalBytes())
+	}
+	read := func(r transfer.Range) error {
+		return src.Read(ctx, []transfer.Range{r}, func(int, int64, []byte) error { return nil })
+	}
+	r := transfer.Range{PFN: unit, Path: big.Path, Length: big.Size, Version: big.Version}
+	if err := read(r); err != nil {
+		t.Fatalf("read of the version listed: %v", err)
+	}
+	// A touch changes the version: the read is refused.
+	now := time.Now()
+	must(t, os.Chtimes(filepath.Join(unit, big.Path), now, now))
+	if err := read(r); !errors.Is(err, transfer.ErrChanged) {
+		t.Errorf("read of a version no longer there: %v, want ErrChanged", err)
+	}
+	r.Version = "bogus"
+	if err := read(r); !errors.Is(err, transfer.ErrChanged) {
+		t.Errorf("read of a bogus version: %v, want ErrChanged", err)
+	}
+}
+
+func TestSourceDigestDB(t *testing.T) {
+	root := t.TempDir()
+	unit := makeUnit(t, root, "D1", 2<<20)
+	db := filepath.Join(t.TempDir(), "digests")
+	ctx := context.Background()
+	open := func() *transfer.Source {
+		s, err := transfer.NewSource([]string{root}, &transfer.SourceOptions{DigestDB: db})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := open()
+	m1, err := s.Manifest(ctx, unit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.BytesHashed != m1.TotalBytes() || st.DigestsLoaded != 0 {
+		t.Errorf("first manifest: %+v; want every byte hashed, nothing loaded", st)
+	}
+	must(t, s.Close())
+
+	// Restarted: no byte hashed, every digest from the database.
+	s = open()
+	m2, err := s.Manifest(ctx, unit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.BytesHashed != 0 || st.FilesHashed != 0 || st.DigestsLoaded != int64(m1.Files()) {
+		t.Errorf("manifest after a restart: %+v; want nothing hashed, %d digests loaded", st, m1.Files())
+	}
+	if !sameManifest(m1, m2) {
+		t.Error("manifest after a restart differs")
+	}
+	must(t, s.Close())
+
+	// Changed while the source was down (same size, mtime put back): that
+	// file alone is hashed again.
+	name := filepath.Join(unit, "small/f003")
+	fi, err := os.Stat(name)
+	must(t, err)
+	must(t, os.WriteFile(name, randBytes(t, int(fi.Size())), 0o644))
+	must(t, os.Chtimes(name, fi.ModTime(), fi.ModTime()))
+	s = open()
+	defer s.Close()
+	m3, err := s.Manifest(ctx, unit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.FilesHashed != 1 || st.BytesHashed != fi.Size() {
+		t.Errorf("after one change: %+v; want that one file hashed", st)
+	}
+	for i, e := range m3.Entries {
+		if changed := e.Path == "small/f003"; (e.SHA256 != m1.Entries[i].SHA256) != changed {
+			t.Errorf("%s: digest %s, was %s", e.Path, e.SHA256, m1.Entries[i].SHA256)
+		}
+	}
+	// The pull from it is right, of course.
+	dest := filepath.Join(t.TempDir(), "D1")
+	if _, err := transfer.Pull(ctx, unit, dest, transfer.PullOptions{Sources: []transfer.Peer{s}, NoSync: true}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := treeDigest(t, dest), treeDigest(t, unit); got != want {
+		t.Errorf("pulled tree differs:\n got %s\nwant %s", got, want)
+	}
+}
+
+func sameManifest(a, b *transfer.Manifest) bool {
+	if len(a.Entries) != len(b.Entries) {
+		return false
+	}
+	for i := range a.Entries {
+		x, y := a.Entries[i], b.Entries[i]
+		if x.Path != y.Path || x.SHA256 != y.SHA256 || x.Version != y.Version || x.Size != y.Size || !x.MTime.Equal(y.MTime) {
+			return false
+		}
+	}
+	return true
+}
