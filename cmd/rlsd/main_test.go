@@ -174,17 +174,15 @@ func TestExitCodes(t *testing.T) {
 	}
 }
 
-// TestServe runs the daemon in process on a free port, finds the bound
-// address in its "rlsd serving" log line, waits on health, makes a call, and
-// stops it as a signal would.
-func TestServe(t *testing.T) {
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
+// serveInProcess runs the daemon in process with args (JSON logs, a free
+// port) until ctx is done, and returns the address its "rlsd serving" line
+// names and the channel its exit code arrives on.
+func serveInProcess(t *testing.T, ctx context.Context, args ...string) (string, <-chan int) {
+	t.Helper()
 	pr, pw := io.Pipe()
 	exited := make(chan int, 1)
 	go func() {
-		exited <- run(ctx, []string{"--site", "jsoc", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--no-sync", "--log-format", "json"},
-			envFrom(nil), io.Discard, pw)
+		exited <- run(ctx, args, envFrom(nil), io.Discard, pw)
 		pw.Close()
 	}()
 	addrRE := regexp.MustCompile(`"msg":"rlsd serving".*"addr":"([0-9.:]+)"`)
@@ -199,6 +197,16 @@ func TestServe(t *testing.T) {
 		t.Fatalf("no serving line; exit %d", <-exited)
 	}
 	go func() { _, _ = io.Copy(io.Discard, pr) }() // keep the daemon's logging from blocking
+	return addr, exited
+}
+
+// TestServe runs the daemon in process on a free port, finds the bound
+// address in its "rlsd serving" log line, waits on health, makes a call, and
+// stops it as a signal would.
+func TestServe(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	addr, exited := serveInProcess(t, ctx, "--site", "jsoc", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--no-sync", "--log-format", "json")
 
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"io"
 	"net"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -161,25 +159,8 @@ func TestServeSendsUpdates(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	pr, pw := io.Pipe()
-	exited := make(chan int, 1)
-	go func() {
-		exited <- run(ctx, []string{"--site", "jsoc", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--no-sync", "--log-format", "json",
-			"--update-to", lis.Addr().String(), "--update-mode", "delta", "--update-delta-delay", "10ms"}, envFrom(nil), io.Discard, pw)
-		pw.Close()
-	}()
-	addrRE := regexp.MustCompile(`"msg":"rlsd serving".*"addr":"([0-9.:]+)"`)
-	sc := bufio.NewScanner(pr)
-	var addr string
-	for addr == "" && sc.Scan() {
-		if m := addrRE.FindStringSubmatch(sc.Text()); m != nil {
-			addr = m[1]
-		}
-	}
-	if addr == "" {
-		t.Fatalf("no serving line; exit %d", <-exited)
-	}
-	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	addr, exited := serveInProcess(t, ctx, "--site", "jsoc", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--no-sync", "--log-format", "json",
+		"--update-to", lis.Addr().String(), "--update-mode", "delta", "--update-delta-delay", "10ms")
 
 	next := func(what string) *rlsv1.UpdateHeader {
 		t.Helper()
