@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -281,6 +282,22 @@ func TestIndexVerify(t *testing.T) {
 			t.Fatalf("rlsctl %q: exit %d (%v), want %d\nstdout: %s\nstderr: %s", c.args, code, err, c.exit, out, errb)
 		}
 	}
+	// rli sites and rli query wildcard, as scripts read them.
+	r := runRlsctl(t, rlsctl, "--server", rli.Addr, "-o", "json", "rli", "sites")
+	var sites []siteInfoView
+	if err := json.Unmarshal([]byte(r.stdout), &sites); r.code != 0 || err != nil || len(sites) != 2 ||
+		sites[0].Site != "a" || sites[0].Mode != "bloom" || sites[0].Entries != 200 || sites[0].BloomM == 0 ||
+		sites[1].Site != "b" || sites[1].Mode != "list" || sites[1].Entries != 1 || sites[1].Expires == "" {
+		t.Fatalf("rli sites: exit %d, %v\n%s%s", r.code, err, r.stdout, r.stderr)
+	}
+	r = runRlsctl(t, rlsctl, "--server", rli.Addr, "-o", "json", "rli", "query", "wildcard", "10*")
+	var wc indexWildcardResult
+	if err := json.Unmarshal([]byte(r.stdout), &wc); r.code != 0 || err != nil || len(wc.Matches) != 1 ||
+		wc.Matches[0].LFN != "1000" || wc.Matches[0].Site != "b" || !slices.Equal(wc.Unsearched, []string{"a"}) ||
+		!strings.Contains(r.stderr, "not searched") {
+		t.Fatalf("rli query wildcard: exit %d, %v\n%s%s", r.code, err, r.stdout, r.stderr)
+	}
+
 	// b holds 1000 alone now that a deletes it: verifying finds no one to ask.
 	a.delete(t, "1000")
 	a.update(t)
