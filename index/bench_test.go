@@ -125,3 +125,39 @@ func BenchmarkProbeEachFilter(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLocateLists is BenchmarkLocate with list sites, each holding
+// 10,000 LFNs: a lookup tests a site's list only when the filter of its
+// list, stored bit-sliced with the others, matches.
+func BenchmarkLocateLists(b *testing.B) {
+	for _, sites := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("lists=%d", sites), func(b *testing.B) {
+			x := openTest(b, b.TempDir(), nil)
+			for s := range sites {
+				lfns := make([]string, 10_000)
+				for i := range lfns {
+					lfns[i] = fmt.Sprintf("%d.%d", s, i)
+				}
+				mustReceive(b, x, listMsgs(fmt.Sprintf("site%04d", s), 1, lfns...))
+			}
+			const batch = 1000
+			probes := make([]string, batch)
+			for i := range probes {
+				if i%2 == 0 {
+					probes[i] = fmt.Sprintf("%d.%d", i%sites, i)
+				} else {
+					probes[i] = fmt.Sprintf("absent.%d", i)
+				}
+			}
+			b.ResetTimer()
+			start := time.Now()
+			for b.Loop() {
+				res, err := x.Locate(probes)
+				if err != nil || len(res[0]) != 1 {
+					b.Fatal(res[0], err)
+				}
+			}
+			b.ReportMetric(float64(b.N*batch)/time.Since(start).Seconds(), "lfns/s")
+		})
+	}
+}

@@ -184,3 +184,23 @@ func locations(name string, k uint32) []uint64 {
 	// bloom.Locations only reads the bytes; the conversion need not copy.
 	return bloom.Locations(unsafe.Slice(unsafe.StringData(name), len(name)), uint(k))
 }
+
+// prefilter gives a list site a column holding a filter of its list, at 1%
+// false positives, so that lookups test its list only when the filter
+// matches. s is not published yet.
+func (x *Index) prefilter(s *site) {
+	n := uint64(s.list.len())
+	if n == 0 {
+		return
+	}
+	m, k := BloomGeometry(n, DefaultFalsePositiveRate)
+	words := make([]uint64, m/64)
+	for i := range s.list.len() {
+		name := s.list.bytes(i)
+		for _, l := range bloom.Locations(name, uint(k)) {
+			p := l & (m - 1)
+			words[p/64] |= 1 << (p % 64)
+		}
+	}
+	s.group, s.slot = x.reserveFill(geometry{m: m, k: k}, words)
+}

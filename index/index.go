@@ -61,8 +61,10 @@ type Index struct {
 	mu     sync.RWMutex
 	sites  map[string]*site
 	groups map[geometry]*bloomGroup
-	maxK   uint32 // the largest k of any group
-	closed bool
+	// addedBy finds the sites whose deltas added an LFN (their overlays).
+	addedBy map[string][]*site
+	maxK    uint32 // the largest k of any group
+	closed  bool
 
 	notifyMu sync.Mutex
 	notifyCh chan struct{}
@@ -89,6 +91,9 @@ type site struct {
 	list *nameSet // list mode
 
 	bloom BloomParams // bloom mode
+	// The site's column in a bit-sliced group: its filter (bloom mode), or
+	// a filter of its list, which spares lookups a probe of every list
+	// (list mode).
 	group *bloomGroup
 	slot  int
 
@@ -139,6 +144,7 @@ func Open(dir string, opts *Options) (*Index, error) {
 	x := &Index{
 		sites:    make(map[string]*site),
 		groups:   make(map[geometry]*bloomGroup),
+		addedBy:  make(map[string][]*site),
 		notifyCh: make(chan struct{}),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
@@ -222,6 +228,11 @@ func (x *Index) wake() {
 // Locate returns, for each LFN in order, the sites that hold it as far as
 // the index knows, sorted by site name. Sites whose state expired are never
 // returned. An invalid name fails the whole call with ErrInvalid, naming it.
+//
+// Its cost per LFN does not grow with the number of sites: one hash, k rows
+// of each bit-sliced group (list sites have a filter of their list there
+// too, and only the lists whose filter matches are looked up), and one map
+// lookup for delta additions.
 func (x *Index) Locate(lfns []string) ([][]Candidate, error) {
 	for i, lfn := range lfns {
 		if err := catalog.ValidateName("lfn", lfn); err != nil {
@@ -235,25 +246,12 @@ func (x *Index) Locate(lfns []string) ([][]Candidate, error) {
 	if x.closed {
 		return nil, ErrClosed
 	}
-	var exact []*site
-	for _, s := range x.sites {
-		if s.mode == ModeList || len(s.added) > 0 {
-			exact = append(exact, s)
-		}
-	}
 	var acc []uint64
 	for i, lfn := range lfns {
 		var cands []Candidate
-		for _, s := range exact {
-			if s.expired(now) {
-				continue
-			}
-			if _, ok := s.added[lfn]; ok {
+		for _, s := range x.addedBy[lfn] {
+			if !s.expired(now) {
 				cands = append(cands, s.candidate(ModeDelta))
-			} else if s.list.has(lfn) {
-				if _, gone := s.removed[lfn]; !gone {
-					cands = append(cands, s.candidate(ModeList))
-				}
 			}
 		}
 		if len(x.groups) > 0 {
@@ -270,7 +268,12 @@ func (x *Index) Locate(lfns []string) ([][]Candidate, error) {
 					if _, gone := s.removed[lfn]; gone {
 						return
 					}
-					cands = append(cands, s.candidate(ModeBloom))
+					switch {
+					case s.mode == ModeBloom:
+						cands = append(cands, s.candidate(ModeBloom))
+					case s.list.has(lfn): // the list's filter said maybe; the list says yes
+						cands = append(cands, s.candidate(ModeList))
+					}
 				})
 			}
 		}

@@ -569,3 +569,30 @@ func allRound(x *Index, round uint64) bool {
 	}
 	return true
 }
+
+// TestDeltaOverlayLifetime checks that names a delta added are found by
+// name, and forgotten when a full update replaces the site's state or the
+// site expires.
+func TestDeltaOverlayLifetime(t *testing.T) {
+	clk := &clock{t: time.Unix(1e9, 0)}
+	x := openTest(t, t.TempDir(), clk)
+	mustReceive(t, x, listMsgs("nso", 1, "1"))
+	f, p := newFilter(0.01, "1")
+	mustReceive(t, x, bloomMsgs("sao", 1, f, p))
+	mustReceive(t, x, deltaMsgs("nso", 1, 2, []string{"z", "y"}, nil))
+	mustReceive(t, x, deltaMsgs("sao", 1, 2, []string{"z"}, nil))
+	wantWhere(t, x, []string{"z", "y"}, "nso/delta,sao/delta", "nso/delta")
+
+	mustReceive(t, x, listMsgs("nso", 3, "1")) // a full list without them
+	wantWhere(t, x, []string{"z", "y"}, "sao/delta", "")
+	clk.add(2 * time.Hour)
+	mustReceive(t, x, listMsgs("kis", 1, "1"))
+	x.ExpireNow()
+	wantWhere(t, x, []string{"z", "1"}, "", "kis/list")
+	x.mu.RLock()
+	n := len(x.addedBy)
+	x.mu.RUnlock()
+	if n != 0 {
+		t.Fatalf("%d names still indexed by delta after their sites went", n)
+	}
+}

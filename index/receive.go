@@ -207,6 +207,8 @@ func (x *Index) apply(u *incoming) (Ack, error) {
 		s.bloom = h.Bloom
 		s.entries = h.Bloom.Entries
 		s.group, s.slot = x.reserveFill(geometry{m: h.Bloom.M, k: h.Bloom.K}, u.words)
+	} else {
+		x.prefilter(s)
 	}
 	if err := x.persistFull(s, u.words); err != nil {
 		if s.group != nil {
@@ -232,7 +234,9 @@ func (x *Index) applyDelta(s *site, u *incoming, now time.Time) (Ack, error) {
 		return Ack{}, err
 	}
 	x.mu.Lock()
-	s.applyDelta(u.added, u.removed)
+	s.applyDelta(u.added, u.removed,
+		func(lfn string) { x.addedBy[lfn] = append(x.addedBy[lfn], s) },
+		func(lfn string) { x.unadd(lfn, s) })
 	s.gen, s.endpoint, s.updated, s.via = h.Generation, h.Endpoint, h.Updated, h.Via
 	s.received, s.expires = now, now.Add(h.Validity)
 	s.deltas++
@@ -242,21 +246,33 @@ func (x *Index) applyDelta(s *site, u *incoming, now time.Time) (Ack, error) {
 	return Ack{Generation: info.Generation, Entries: info.Entries, Expires: info.Expires}, nil
 }
 
-// applyDelta changes the overlay; the caller holds Index.mu for writing (or
-// owns s alone).
-func (s *site) applyDelta(added, removed []string) {
+// applyDelta changes the overlay. The caller holds Index.mu for writing, or
+// owns s alone (a site not yet published). onAdd and onDrop, if not nil,
+// hear of each name entering and leaving s.added.
+func (s *site) applyDelta(added, removed []string, onAdd, onDrop func(string)) {
 	for _, lfn := range added {
 		delete(s.removed, lfn)
 		if s.list.has(lfn) {
 			continue // back in the list it never left
 		}
+		if _, ok := s.added[lfn]; ok {
+			continue
+		}
 		if s.added == nil {
 			s.added = make(map[string]struct{})
 		}
 		s.added[lfn] = struct{}{}
+		if onAdd != nil {
+			onAdd(lfn)
+		}
 	}
 	for _, lfn := range removed {
-		delete(s.added, lfn)
+		if _, ok := s.added[lfn]; ok {
+			delete(s.added, lfn)
+			if onDrop != nil {
+				onDrop(lfn)
+			}
+		}
 		if s.mode == ModeList && !s.list.has(lfn) {
 			continue // nothing left to hide
 		}
@@ -264,6 +280,27 @@ func (s *site) applyDelta(added, removed []string) {
 			s.removed = make(map[string]struct{})
 		}
 		s.removed[lfn] = struct{}{}
+	}
+}
+
+// indexAdded makes s's delta additions findable by name (or, with add
+// false, forgets them); the caller holds Index.mu for writing.
+func (x *Index) indexAdded(s *site, add bool) {
+	for lfn := range s.added {
+		if add {
+			x.addedBy[lfn] = append(x.addedBy[lfn], s)
+		} else {
+			x.unadd(lfn, s)
+		}
+	}
+}
+
+func (x *Index) unadd(lfn string, s *site) {
+	by := slices.DeleteFunc(x.addedBy[lfn], func(o *site) bool { return o == s })
+	if len(by) == 0 {
+		delete(x.addedBy, lfn)
+	} else {
+		x.addedBy[lfn] = by
 	}
 }
 
@@ -294,13 +331,20 @@ func (x *Index) reserveFill(geo geometry, words []uint64) (*bloomGroup, int) {
 
 // publish makes s the state of its site, replacing old (nil if none).
 func (x *Index) publish(s, old *site) {
+	swap := func() {
+		if old != nil {
+			x.indexAdded(old, false)
+		}
+		x.sites[s.name] = s
+		x.indexAdded(s, true)
+		s.show()
+	}
 	if old != nil && old.group != nil {
-		x.release(old.group, old.slot, func() { x.sites[s.name] = s; s.show() })
+		x.release(old.group, old.slot, swap)
 		return
 	}
 	x.mu.Lock()
-	x.sites[s.name] = s
-	s.show()
+	swap()
 	x.mu.Unlock()
 }
 
@@ -347,7 +391,10 @@ func (x *Index) drop(s *site) error {
 	if err := x.deleteSite(s.name); err != nil {
 		return err
 	}
-	remove := func() { delete(x.sites, s.name) }
+	remove := func() {
+		x.indexAdded(s, false)
+		delete(x.sites, s.name)
+	}
 	if s.group != nil {
 		x.release(s.group, s.slot, remove)
 	} else {

@@ -276,7 +276,7 @@ func (x *Index) loadSite(info *rlsv1.SiteInfo) error {
 				v = v[w+int(l):]
 			}
 		}
-		s.applyDelta(lists[0], lists[1])
+		s.applyDelta(lists[0], lists[1], nil, nil)
 		return nil
 	})
 	if err != nil {
@@ -284,6 +284,8 @@ func (x *Index) loadSite(info *rlsv1.SiteInfo) error {
 	}
 	if mode == ModeBloom {
 		s.group, s.slot = x.reserveFill(geometry{m: s.bloom.M, k: s.bloom.K}, words)
+	} else {
+		x.prefilter(s)
 	}
 	x.publish(s, nil)
 	return nil
