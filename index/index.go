@@ -229,10 +229,11 @@ func (x *Index) wake() {
 // the index knows, sorted by site name. Sites whose state expired are never
 // returned. An invalid name fails the whole call with ErrInvalid, naming it.
 //
-// Its cost per LFN does not grow with the number of sites: one hash, k rows
-// of each bit-sliced group (list sites have a filter of their list there
-// too, and only the lists whose filter matches are looked up), and one map
-// lookup for delta additions.
+// Its cost per LFN is one hash, k rows of each bit-sliced group (a row is
+// one bit per site: 16 words for 1,000 sites), a table lookup for each list
+// site whose filter matches (list sites have a filter of their list in the
+// groups too) and one map lookup for delta additions; never a probe per
+// site.
 func (x *Index) Locate(lfns []string) ([][]Candidate, error) {
 	for i, lfn := range lfns {
 		if err := catalog.ValidateName("lfn", lfn); err != nil {

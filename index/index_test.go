@@ -146,7 +146,9 @@ func wantWhere(t *testing.T, x *Index, lfns []string, want ...string) {
 
 func TestListUpdates(t *testing.T) {
 	x := openTest(t, t.TempDir(), nil)
-	mustReceive(t, x, listMsgs("nso", 10, "3", "1", "2", "2")) // unsorted, duplicate
+	if ack := mustReceive(t, x, listMsgs("nso", 10, "3", "1", "2", "2")); ack.Entries != 3 { // unsorted, duplicate
+		t.Fatalf("ack = %+v, want 3 entries (a duplicate dropped)", ack)
+	}
 	ack := mustReceive(t, x, listMsgs("jsoc", 5, "1", "2", "4"))
 	if ack.Generation != 5 || ack.Entries != 3 {
 		t.Fatalf("ack = %+v", ack)

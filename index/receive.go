@@ -201,7 +201,10 @@ func (x *Index) apply(u *incoming) (Ack, error) {
 	s := &site{
 		name: h.Site, endpoint: h.Endpoint, mode: h.Mode, gen: h.Generation, base: h.Generation,
 		updated: h.Updated, received: now, expires: now.Add(h.Validity), via: h.Via,
-		entries: h.Entries, list: u.list,
+		list: u.list,
+	}
+	if u.list != nil {
+		s.entries = uint64(u.list.len()) // duplicates dropped
 	}
 	if h.Mode == ModeBloom {
 		s.bloom = h.Bloom
