@@ -163,7 +163,8 @@ func (f *Forwarder) UpdateNow(ctx context.Context, addr string) ([]Result, error
 	return out, nil
 }
 
-// view is a copy of a site's state, taken under Index.mu.
+// view is a copy of a site's state, taken under Index.mu; its overlay is
+// copied only when the site is to be sent (see withOverlay).
 type view struct {
 	s              *site
 	gen, base      uint64
@@ -174,18 +175,31 @@ type view struct {
 	added, removed []string
 }
 
+func (s *site) view() view {
+	return view{
+		s: s, gen: s.gen, base: s.base, endpoint: s.endpoint, updated: s.updated,
+		expires: s.expires, via: s.via,
+	}
+}
+
 func (f *Forwarder) views() []view {
 	f.x.mu.RLock()
 	defer f.x.mu.RUnlock()
 	out := make([]view, 0, len(f.x.sites))
 	for _, s := range f.x.sites {
-		out = append(out, view{
-			s: s, gen: s.gen, base: s.base, endpoint: s.endpoint, updated: s.updated,
-			expires: s.expires, via: s.via,
-			added: slices.Collect(maps.Keys(s.added)), removed: slices.Collect(maps.Keys(s.removed)),
-		})
+		out = append(out, s.view())
 	}
 	return out
+}
+
+// withOverlay takes the site's view again, overlay included (its generation
+// may have moved on since v was taken).
+func (f *Forwarder) withOverlay(v view) view {
+	f.x.mu.RLock()
+	defer f.x.mu.RUnlock()
+	v = v.s.view()
+	v.added, v.removed = slices.Collect(maps.Keys(v.s.added)), slices.Collect(maps.Keys(v.s.removed))
+	return v
 }
 
 // forwardAll sends every site whose state the parent lacks (or all of them,
@@ -209,6 +223,7 @@ func (f *Forwarder) forwardAll(ctx context.Context, cl rlsv1.IndexClient, p Targ
 			continue // the parent has it
 		}
 		var err error
+		v = f.withOverlay(v)
 		if full || !ok || h.full != v.s || len(v.added)+len(v.removed) > 100_000 {
 			h, err = f.sendFull(ctx, cl, p, v, now)
 		} else {
