@@ -11,6 +11,29 @@ import (
 	"github.com/solar-archive/rls/api/rlsv1"
 )
 
+// siteNames returns site s's n names for the Locate benchmarks.
+func siteNames(s, n int) []string {
+	lfns := make([]string, n)
+	for i := range lfns {
+		lfns[i] = fmt.Sprintf("%d.%d", s, i)
+	}
+	return lfns
+}
+
+// locateProbes returns the Locate benchmarks' 1,000 probes: half held by
+// one of sites sites, half by none.
+func locateProbes(sites int) []string {
+	probes := make([]string, 1000)
+	for i := range probes {
+		if i%2 == 0 {
+			probes[i] = fmt.Sprintf("%d.%d", i%sites, i)
+		} else {
+			probes[i] = fmt.Sprintf("absent.%d", i)
+		}
+	}
+	return probes
+}
+
 // BenchmarkLocate looks up LFNs (half held by one site, half by none) in an
 // index of Bloom sites, each with a filter of 10,000 LFNs at 1% false
 // positives (m = 2^17, k = 7: all in one bit-sliced group).
@@ -18,24 +41,11 @@ func BenchmarkLocate(b *testing.B) {
 	for _, sites := range []int{10, 100, 1000} {
 		b.Run(fmt.Sprintf("filters=%d", sites), func(b *testing.B) {
 			x := openTest(b, b.TempDir(), nil)
-			const perSite = 10_000
 			for s := range sites {
-				lfns := make([]string, perSite)
-				for i := range lfns {
-					lfns[i] = fmt.Sprintf("%d.%d", s, i)
-				}
-				f, p := newFilter(0.01, lfns...)
+				f, p := newFilter(0.01, siteNames(s, 10_000)...)
 				mustReceive(b, x, bloomMsgs(fmt.Sprintf("site%04d", s), 1, f, p))
 			}
-			const batch = 1000
-			probes := make([]string, batch)
-			for i := range probes {
-				if i%2 == 0 {
-					probes[i] = fmt.Sprintf("%d.%d", i%sites, i)
-				} else {
-					probes[i] = fmt.Sprintf("absent.%d", i)
-				}
-			}
+			probes := locateProbes(sites)
 			b.ResetTimer()
 			start := time.Now()
 			for b.Loop() {
@@ -43,7 +53,7 @@ func BenchmarkLocate(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64(b.N*batch)/time.Since(start).Seconds(), "lfns/s")
+			b.ReportMetric(float64(b.N*len(probes))/time.Since(start).Seconds(), "lfns/s")
 		})
 	}
 }
@@ -89,24 +99,11 @@ func BenchmarkReceiveList1M(b *testing.B) {
 func BenchmarkProbeEachFilter(b *testing.B) {
 	for _, sites := range []int{10, 100, 1000} {
 		b.Run(fmt.Sprintf("filters=%d", sites), func(b *testing.B) {
-			const perSite = 10_000
 			filters := make([]*bloom.BloomFilter, sites)
 			for s := range sites {
-				lfns := make([]string, perSite)
-				for i := range lfns {
-					lfns[i] = fmt.Sprintf("%d.%d", s, i)
-				}
-				filters[s], _ = newFilter(0.01, lfns...)
+				filters[s], _ = newFilter(0.01, siteNames(s, 10_000)...)
 			}
-			const batch = 1000
-			probes := make([]string, batch)
-			for i := range probes {
-				if i%2 == 0 {
-					probes[i] = fmt.Sprintf("%d.%d", i%sites, i)
-				} else {
-					probes[i] = fmt.Sprintf("absent.%d", i)
-				}
-			}
+			probes := locateProbes(sites)
 			found := 0
 			start := time.Now()
 			for b.Loop() {
@@ -118,7 +115,7 @@ func BenchmarkProbeEachFilter(b *testing.B) {
 					}
 				}
 			}
-			b.ReportMetric(float64(b.N*batch)/time.Since(start).Seconds(), "lfns/s")
+			b.ReportMetric(float64(b.N*len(probes))/time.Since(start).Seconds(), "lfns/s")
 			if found == 0 {
 				b.Fatal("no filter matched")
 			}
@@ -134,21 +131,9 @@ func BenchmarkLocateLists(b *testing.B) {
 		b.Run(fmt.Sprintf("lists=%d", sites), func(b *testing.B) {
 			x := openTest(b, b.TempDir(), nil)
 			for s := range sites {
-				lfns := make([]string, 10_000)
-				for i := range lfns {
-					lfns[i] = fmt.Sprintf("%d.%d", s, i)
-				}
-				mustReceive(b, x, listMsgs(fmt.Sprintf("site%04d", s), 1, lfns...))
+				mustReceive(b, x, listMsgs(fmt.Sprintf("site%04d", s), 1, siteNames(s, 10_000)...))
 			}
-			const batch = 1000
-			probes := make([]string, batch)
-			for i := range probes {
-				if i%2 == 0 {
-					probes[i] = fmt.Sprintf("%d.%d", i%sites, i)
-				} else {
-					probes[i] = fmt.Sprintf("absent.%d", i)
-				}
-			}
+			probes := locateProbes(sites)
 			b.ResetTimer()
 			start := time.Now()
 			for b.Loop() {
@@ -157,7 +142,7 @@ func BenchmarkLocateLists(b *testing.B) {
 					b.Fatal(res[0], err)
 				}
 			}
-			b.ReportMetric(float64(b.N*batch)/time.Since(start).Seconds(), "lfns/s")
+			b.ReportMetric(float64(b.N*len(probes))/time.Since(start).Seconds(), "lfns/s")
 		})
 	}
 }

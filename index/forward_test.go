@@ -63,13 +63,34 @@ func waitWhere(t *testing.T, x *Index, lfns []string, want ...string) {
 	}
 }
 
-func TestForwarder(t *testing.T) {
-	root := openTest(t, t.TempDir(), nil)
+// openMid opens the middle index of the forwarding tests.
+func openMid(t *testing.T) *Index {
+	t.Helper()
 	mid, err := Open(t.TempDir(), &Options{Site: "mid", NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer mid.Close()
+	t.Cleanup(func() { mid.Close() })
+	return mid
+}
+
+// runForwarder runs fw until the test ends.
+func runForwarder(t *testing.T, fw *Forwarder) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- fw.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("forwarder: %v", err)
+		}
+	})
+}
+
+func TestForwarder(t *testing.T) {
+	root := openTest(t, t.TempDir(), nil)
+	mid := openMid(t)
 	addr := serveIndex(t, root)
 
 	mustReceive(t, mid, listMsgs("a", 5, "1", "2", "hmi.1"))
@@ -77,16 +98,7 @@ func TestForwarder(t *testing.T) {
 	mustReceive(t, mid, bloomMsgs("b", 7, f, p))
 	mustReceive(t, mid, deltaMsgs("b", 7, 8, []string{"4"}, []string{"3"}))
 
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	fw := NewForwarder(mid, "mid", []Target{{Addr: addr, DeltaDelay: 10 * time.Millisecond}}, nil, nil)
-	go func() { done <- fw.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("forwarder: %v", err)
-		}
-	}()
+	runForwarder(t, NewForwarder(mid, "mid", []Target{{Addr: addr, DeltaDelay: 10 * time.Millisecond}}, nil, nil))
 
 	lfns := []string{"1", "2", "3", "4"}
 	waitWhere(t, root, lfns, "a/list", "a/list,b/bloom", "", "b/delta")
@@ -121,11 +133,7 @@ func TestForwarder(t *testing.T) {
 
 func TestForwarderPatternsAndLoops(t *testing.T) {
 	root := openTest(t, t.TempDir(), nil)
-	mid, err := Open(t.TempDir(), &Options{Site: "mid", NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mid.Close()
+	mid := openMid(t)
 	addr := serveIndex(t, root)
 	mustReceive(t, mid, listMsgs("a", 1, "hmi.1", "aia.1"))
 	// A site whose state already came through the forwarder's index ("up")
@@ -138,15 +146,6 @@ func TestForwarderPatternsAndLoops(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	fw := NewForwarder(mid, "up", []Target{{Addr: addr, Patterns: []*catalog.Pattern{pat}}}, nil, nil)
-	go func() { done <- fw.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("forwarder: %v", err)
-		}
-	}()
+	runForwarder(t, NewForwarder(mid, "up", []Target{{Addr: addr, Patterns: []*catalog.Pattern{pat}}}, nil, nil))
 	waitWhere(t, root, []string{"hmi.1", "aia.1", "hmi.2"}, "a/list", "", "")
 }

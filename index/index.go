@@ -13,6 +13,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/solar-archive/rls/catalog"
+	"github.com/solar-archive/rls/internal/pebblelog"
 )
 
 // Errors that Index methods wrap; test with errors.Is.
@@ -162,7 +163,7 @@ func Open(dir string, opts *Options) (*Index, error) {
 	if x.log == nil {
 		x.log = slog.Default()
 	}
-	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{x.log.With("component", "pebble")}})
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebblelog.New(x.log)})
 	if err != nil {
 		return nil, fmt.Errorf("index: open %s: %w", dir, err)
 	}
@@ -247,9 +248,32 @@ func (x *Index) Locate(lfns []string) ([][]Candidate, error) {
 	if x.closed {
 		return nil, ErrClosed
 	}
-	var acc []uint64
-	for i, lfn := range lfns {
-		var cands []Candidate
+	var (
+		acc   []uint64
+		lfn   string
+		cands []Candidate
+	)
+	// One visitor for every LFN and group: it reads lfn and appends to
+	// cands as they are for the LFN at hand.
+	visit := func(s *site) {
+		if s.expired(now) {
+			return
+		}
+		if _, ok := s.added[lfn]; ok {
+			return // reported by delta
+		}
+		if _, gone := s.removed[lfn]; gone {
+			return
+		}
+		switch {
+		case s.mode == ModeBloom:
+			cands = append(cands, s.candidate(ModeBloom))
+		case s.list.has(lfn): // the list's filter said maybe; the list says yes
+			cands = append(cands, s.candidate(ModeList))
+		}
+	}
+	for i := range lfns {
+		lfn, cands = lfns[i], nil
 		for _, s := range x.addedBy[lfn] {
 			if !s.expired(now) {
 				cands = append(cands, s.candidate(ModeDelta))
@@ -259,23 +283,7 @@ func (x *Index) Locate(lfns []string) ([][]Candidate, error) {
 			locs := locations(lfn, x.maxK)
 			for _, g := range x.groups {
 				acc = ones(acc, g.words())
-				g.probe(locs, acc, func(s *site) {
-					if s.expired(now) {
-						return
-					}
-					if _, ok := s.added[lfn]; ok {
-						return // reported above, by delta
-					}
-					if _, gone := s.removed[lfn]; gone {
-						return
-					}
-					switch {
-					case s.mode == ModeBloom:
-						cands = append(cands, s.candidate(ModeBloom))
-					case s.list.has(lfn): // the list's filter said maybe; the list says yes
-						cands = append(cands, s.candidate(ModeList))
-					}
-				})
+				g.probe(locs, acc, visit)
 			}
 		}
 		if len(cands) > 1 {

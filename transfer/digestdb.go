@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/solar-archive/rls/internal/pebblelog"
 )
 
 // digestDB is the persistent layer of a Source's digest cache: a Pebble
@@ -32,7 +34,7 @@ func openDigestDB(dir string, log *slog.Logger) (*digestDB, error) {
 	}
 	db, err := pebble.Open(dir, &pebble.Options{
 		FormatMajorVersion: pebble.FormatNewest,
-		Logger:             pebbleLogger{log.With("component", "pebble")},
+		Logger:             pebblelog.New(log),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("digest database %s: %w", dir, err)
@@ -72,16 +74,4 @@ func (d *digestDB) put(name string, c cachedFile) error {
 	binary.BigEndian.PutUint64(v[24:], uint64(c.key.ctime))
 	copy(v[32:], c.digest[:])
 	return d.db.Set([]byte(name), v[:], pebble.NoSync)
-}
-
-// pebbleLogger sends Pebble's log lines to slog.
-type pebbleLogger struct{ l *slog.Logger }
-
-func (p pebbleLogger) Infof(format string, args ...any) { p.l.Debug(fmt.Sprintf(format, args...)) }
-func (p pebbleLogger) Errorf(format string, args ...any) {
-	p.l.Error(fmt.Sprintf(format, args...))
-}
-func (p pebbleLogger) Fatalf(format string, args ...any) {
-	p.l.Error(fmt.Sprintf(format, args...))
-	panic(fmt.Sprintf(format, args...))
 }
