@@ -21,17 +21,18 @@ import (
 
 // Defaults of PullOptions.
 const (
-	DefaultStreams      = 4
-	DefaultRangeSize    = 32 << 20
-	DefaultBatchBytes   = 32 << 20
-	DefaultBatchFiles   = 512
-	DefaultBatchUnits   = 48 // as Remote SUMS batches
-	MaxBatchBytes       = 512 << 20
-	DefaultStallTimeout = 30 * time.Second
-	DefaultMaxFailures  = 3
-	DefaultSlowFactor   = 8
-	DefaultSlowWindow   = 5 * time.Second
-	DefaultSlowMinBytes = 8 << 20
+	DefaultStreams         = 4
+	DefaultRangeSize       = 32 << 20
+	DefaultCheckpointBytes = 64 << 20
+	DefaultBatchBytes      = 32 << 20
+	DefaultBatchFiles      = 512
+	DefaultBatchUnits      = 48 // as Remote SUMS batches
+	MaxBatchBytes          = 512 << 20
+	DefaultStallTimeout    = 30 * time.Second
+	DefaultMaxFailures     = 3
+	DefaultSlowFactor      = 8
+	DefaultSlowWindow      = 5 * time.Second
+	DefaultSlowMinBytes    = 8 << 20
 )
 
 // PullOptions configure Pull. Only Sources is required.
@@ -43,8 +44,18 @@ type PullOptions struct {
 	// Streams is the number of concurrent Read calls per source.
 	Streams int
 	// RangeSize: files larger than this are fetched in ranges of this size,
-	// in parallel.
+	// in parallel. Zero (the default): with several sources, DefaultRangeSize,
+	// so that a large file is spread over them; with one, files travel
+	// whole, one stream each, so that the source reads and hashes each file
+	// once as it sends it and the pull hashes it as it arrives and writes
+	// it with direct I/O, never reading it back. (One source's streams share
+	// one connection, so ranges would add no network parallelism.) A whole
+	// file is checkpointed every CheckpointBytes, so that a pull killed in
+	// the middle of a large file resumes from the last checkpoint.
 	RangeSize int64
+	// CheckpointBytes: a file arriving whole is synced and journaled each
+	// time this many bytes have arrived. Default DefaultCheckpointBytes.
+	CheckpointBytes int64
 	// BatchBytes and BatchFiles bound a batch: files (or remainders)
 	// smaller than BatchBytes/8 travel together, up to BatchFiles files and
 	// BatchBytes bytes per Read call.
@@ -134,6 +145,12 @@ func (o PullOptions) withDefaults() PullOptions {
 	}
 	if o.RangeSize <= 0 {
 		o.RangeSize = DefaultRangeSize
+		if len(o.Sources) == 1 {
+			o.RangeSize = wholeFiles
+		}
+	}
+	if o.CheckpointBytes <= 0 {
+		o.CheckpointBytes = DefaultCheckpointBytes
 	}
 	if o.BatchBytes <= 0 {
 		o.BatchBytes = DefaultBatchBytes
@@ -165,6 +182,9 @@ func (o PullOptions) withDefaults() PullOptions {
 	}
 	return o
 }
+
+// wholeFiles is the RangeSize that never splits a file.
+const wholeFiles = 1 << 62
 
 // StagingDir is where Pull builds dest: <parent>/.rls-staging/<name>.
 func StagingDir(dest string) string {
@@ -879,12 +899,21 @@ func (p *puller) fetch(ctx context.Context, s *source, it *item) (err error) {
 		sums     = make([]Digest, len(ranges))
 		sum      hash.Hash // of range cur so far, if it is a whole file
 		unsynced []int     // inline or held ranges closed without fsync
+		dw       *directWriter
+		ckptAt   int64                        // got[cur] at the last checkpoint
+		ckptEnd  = make([]int64, len(ranges)) // bytes synced and journaled by checkpoints
 	)
 	closeCur := func() {
 		if h == nil {
 			return
 		}
 		pc := it.pieces[cur]
+		if dw != nil {
+			if err := dw.Close(); err != nil && herr == nil {
+				herr = err
+			}
+			dw = nil
+		}
 		if sum != nil && herr == nil && got[cur] == pc.len {
 			sum.Sum(sums[cur][:0])
 			switch {
@@ -941,15 +970,22 @@ func (p *puller) fetch(ctx context.Context, s *source, it *item) (err error) {
 			}
 			if it.pieces[i].whole() {
 				sum = sha256.New()
+				if it.pieces[i].len >= directMin {
+					dw = newDirectWriter(h, 0)
+				}
 			}
+			ckptAt = 0
 		}
 		if err := p.limit.wait(sctx, len(b)); err != nil {
 			return err
 		}
 		var werr error
-		if bytes.Equal(b, zeros[:len(b)]) {
+		switch {
+		case dw != nil:
+			werr = dw.Write(b, off)
+		case bytes.Equal(b, zeros[:len(b)]):
 			werr = zeroRange(h, off, int64(len(b)))
-		} else {
+		default:
 			_, werr = h.WriteAt(b, off)
 		}
 		if werr != nil {
@@ -960,6 +996,14 @@ func (p *puller) fetch(ctx context.Context, s *source, it *item) (err error) {
 			sum.Write(b)
 		}
 		got[i] += int64(len(b))
+		if dw != nil && got[i]-ckptAt >= p.o.CheckpointBytes && got[i] < ranges[i].Length {
+			end, err := p.checkpoint(it.pieces[i].f, h, dw)
+			if err != nil {
+				herr = err
+				return err
+			}
+			ckptAt, ckptEnd[i] = got[i], end
+		}
 		u := it.pieces[i].f.u
 		u.srcBytes[s.idx].Add(int64(len(b)))
 		u.fetched.Add(int64(len(b)))
@@ -1026,8 +1070,12 @@ func (p *puller) fetch(ctx context.Context, s *source, it *item) (err error) {
 			pc.f.done = pc.f.done.add(pc.off, pc.off+n)
 			pc.f.contribs[s] = true
 		} else {
-			p.progress.Add(-n)
-			n = 0
+			// Lost but for what checkpoints made durable (and journaled).
+			p.progress.Add(-(n - ckptEnd[i]))
+			if n = ckptEnd[i]; n > 0 {
+				pc.f.done = pc.f.done.add(pc.off, pc.off+n)
+				pc.f.contribs[s] = true
+			}
 		}
 		if n < pc.len {
 			rest = append(rest, piece{f: pc.f, off: pc.off + n, len: pc.len - n})
@@ -1070,6 +1118,34 @@ func (p *puller) fetch(ctx context.Context, s *source, it *item) (err error) {
 		}
 	}
 	return err
+}
+
+// checkpoint makes what dw has written of f (a whole file arriving front
+// to back) durable and journals it, so that a pull killed before the file
+// is complete resumes after it.
+// It returns the end of the bytes it journaled (0 if none).
+func (p *puller) checkpoint(f *fileState, h *os.File, dw *directWriter) (int64, error) {
+	end, err := dw.Drain()
+	if err != nil {
+		return 0, localErr(err)
+	}
+	if end == 0 {
+		return 0, nil
+	}
+	if !p.o.NoSync {
+		if err := h.Sync(); err != nil {
+			return 0, localErr(err)
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if st := f.u.state.Load(); st != unitRunning && st != unitFailed {
+		return 0, nil
+	}
+	if err := f.u.st.append(journalRec{Op: "range", Path: f.e.Path, Off: 0, Len: end}); err != nil {
+		return 0, err
+	}
+	return end, nil
 }
 
 // whole reports whether pc is all of its file (which then has no bytes

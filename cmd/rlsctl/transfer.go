@@ -92,7 +92,7 @@ func newTransferPullCommand(g *globalOptions) *cobra.Command {
 	f.StringVar(&o.to, "to", "", "destination directory of the unit; with several PFNs, their parent (required)")
 	f.BoolVar(&o.toParent, "to-parent", false, "--to is the parent of the units' directories, even for one PFN")
 	f.IntVar(&o.streams, "streams", transfer.DefaultStreams, "concurrent streams per source")
-	f.Int64Var(&o.rangeMiB, "range-size", transfer.DefaultRangeSize>>20, "MiB; larger files are fetched in ranges of this size, in parallel")
+	f.Int64Var(&o.rangeMiB, "range-size", 0, fmt.Sprintf("MiB; larger files are fetched in ranges of this size, in parallel (0: %d with several sources; with one, each file whole, hashed as it passes and written with direct I/O)", transfer.DefaultRangeSize>>20))
 	f.StringVar(&o.limitRate, "limit-rate", "", "cap the total rate, bytes per second with an optional K, M or G suffix (powers of 1024)")
 	f.BoolVar(&o.force, "force", false, "replace --to if it exists")
 	f.BoolVar(&o.noSync, "no-sync", false, "do not fsync (scratch copies only: a crash may leave the unit incomplete)")
@@ -104,8 +104,8 @@ func newTransferPullCommand(g *globalOptions) *cobra.Command {
 // pullOpts checks the flags and builds the pull's options, with a progress
 // bar labelled label; close releases the sources.
 func pullOpts(g *globalOptions, o *pullOptions, label string) (_ transfer.PullOptions, bar **progress, close func(), _ error) {
-	if o.streams <= 0 || o.rangeMiB <= 0 {
-		return transfer.PullOptions{}, nil, nil, usageErrorf("--streams and --range-size must be positive")
+	if o.streams <= 0 || o.rangeMiB < 0 {
+		return transfer.PullOptions{}, nil, nil, usageErrorf("--streams must be positive and --range-size not negative")
 	}
 	if g.timeout <= 0 {
 		return transfer.PullOptions{}, nil, nil, usageErrorf("--timeout must be positive, got %v", g.timeout)

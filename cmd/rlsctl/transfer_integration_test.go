@@ -283,6 +283,47 @@ func TestTransferIntegration(t *testing.T) {
 		sameTree(t, unit, dest)
 	})
 
+	t.Run("resume after kill -9 of the puller, file arriving whole", func(t *testing.T) {
+		// One source and the default --range-size: the big file travels
+		// whole in one stream; checkpoints every 64 MiB let a killed pull
+		// resume in the middle of it.
+		unit := filepath.Join(root, "D2100")
+		writeUnit(t, unit, 200<<20, 4<<20)
+		dest := filepath.Join(dst, "D2100")
+		args := []string{"-o", "json", "transfer", "pull", "--from", src.Addr, unit, "--to", dest}
+		cmd, _, errb := rlsctlCmd(rlsctl, append(args, "--limit-rate", "64M")...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
+		waitJournal(t, dest, 1, func() bool {
+			select {
+			case <-exited:
+				return true
+			default:
+				return false
+			}
+		})
+		must(t, cmd.Process.Signal(syscall.SIGKILL))
+		<-exited
+		if _, err := os.Stat(dest); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("killed pull left a unit at %s: %v (stderr %q)", dest, err, errb.String())
+		}
+		before := src.bytesSent(t)
+		r := runRlsctl(t, rlsctl, args...)
+		if r.code != 0 {
+			t.Fatalf("resumed pull: exit %d, stderr %q", r.code, r.stderr)
+		}
+		pr := r.pull(t)
+		sent := src.bytesSent(t) - before
+		if pr.ResumedBytes < transfer.DefaultCheckpointBytes || pr.FetchedBytes != pr.Bytes-pr.ResumedBytes || sent != pr.FetchedBytes {
+			t.Errorf("resumed pull %+v; source sent %d: want at least one checkpoint (%d bytes) resumed and only the rest sent",
+				pr, sent, transfer.DefaultCheckpointBytes)
+		}
+		sameTree(t, unit, dest)
+	})
+
 	t.Run("kill -9 of the only source, restart, resume", func(t *testing.T) {
 		unit := filepath.Join(root, "D3000")
 		writeUnit(t, unit, 96<<20, 4<<20)
