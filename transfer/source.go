@@ -75,8 +75,8 @@ type Source struct {
 	bg       sync.WaitGroup
 
 	sent, hashedBytes, hashedFiles, loaded atomic.Int64
-	hashedInline, readDirect              atomic.Int64
-	noDirectLogged                        atomic.Bool
+	hashedInline, readDirect               atomic.Int64
+	noDirectLogged                         atomic.Bool
 }
 
 type exportRoot struct {

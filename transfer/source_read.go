@@ -303,7 +303,7 @@ func (rr *rangeRead) directBlocks(ctx context.Context, off int64) (int64, error)
 			}
 			return off, fmt.Errorf("file %q of %s: read-ahead ended at %d, before %d", rr.r.Path, rr.r.PFN, off, rr.end)
 		}
-		err := rr.sendBlock(b, &off)
+		err := rr.sendBlock(ctx, b, &off)
 		free <- b.buf // never blocks: it has room for every buffer
 		if err != nil {
 			return off, err
@@ -315,12 +315,16 @@ func (rr *rangeRead) directBlocks(ctx context.Context, off int64) (int64, error)
 // sendBlock sends the bytes of block b from *off (where the range's
 // previous piece ended) to the range's end, in pieces of at most
 // ChunkSize, and advances *off.
-func (rr *rangeRead) sendBlock(b directRead, off *int64) error {
+func (rr *rangeRead) sendBlock(ctx context.Context, b directRead, off *int64) error {
 	rr.s.readDirect.Add(int64(b.n))
 	p := (*b.buf)[:b.n]
 	lo := *off - b.off // the head of the first block precedes the range
 	hi := min(int64(b.n), rr.end-b.off)
 	for lo < hi {
+		// Blocks read ahead are not sent once ctx is done.
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		n := min(ChunkSize, hi-lo)
 		if err := rr.emit(b.off+lo, p[lo:lo+n]); err != nil {
 			return err
