@@ -576,8 +576,10 @@ func keyOf(fi fs.FileInfo) statKey {
 // A claimable call (a Read hashing the file as it sends it, or waiting to
 // be claimed by one) is joined once: if it ends without the digest of k
 // (the Read failed, or the file changed), the next claimable call found
-// is not waited for, and the file is hashed here, alone. So a waiter ends
-// after at most one Read, however many Reads of the file fail.
+// is not waited for: the file is hashed here, for that call's waiters if
+// no Read claimed it yet, else alone. So a waiter waits for at most one
+// Read, however many Reads of the file fail, and each hash it starts ends
+// (hash gives up on a file that keeps changing).
 func (s *Source) digest(ctx context.Context, id fileID, k statKey, f *os.File) (cachedFile, error) {
 	joinClaimable := true
 	for {
@@ -601,7 +603,19 @@ func (s *Source) digest(ctx context.Context, id fileID, k statKey, f *os.File) (
 			joinClaimable = joinClaimable && !call.claimable
 			continue
 		}
+		if ok && call.claimed.CompareAndSwap(false, true) {
+			// Still waiting for a Read: hashed here instead, for the
+			// call's waiters too.
+			s.mu.Unlock()
+			c, err := s.load(ctx, id, call.key, f)
+			s.finish(id, call, c, err)
+			if err != nil {
+				return cachedFile{}, err
+			}
+			return c, nil
+		}
 		if ok {
+			// A Read is hashing the file: hashed again here, alone.
 			s.mu.Unlock()
 			c, err := s.load(ctx, id, k, f)
 			if err != nil {
