@@ -14,20 +14,16 @@ import (
 // each byte once and does not read it back (it hashes what arrives), so
 // the page cache would only cost a copy, memory and writeback, and on a
 // VM whose free memory goes back to the host, a fault on every page it
-// allocates: buffered, writing and syncing 1 GiB costs 3.2-3.6 s of CPU
-// on the benchmark machine, direct 0.7 s (scripts/bench-transfer.sh).
-const (
-	// directMin: smaller files are written through the page cache, where
-	// many small writes are cheaper than aligned direct ones.
-	directMin = 4 << 20
-	// directBlock is the size of each direct write, and of each of the
-	// two buffers that let the next block fill while one is written.
-	directBlock = 4 << 20
-)
+// allocates: hashing, writing and syncing 1 GiB from a 4 MiB buffer took
+// 3.2-3.6 s of CPU buffered on the benchmark machine, 0.7 s direct.
+//
+// directMin and directBlock (source_read.go) are the same for writes:
+// smaller files go through the page cache, where many small writes are
+// cheaper than aligned direct ones, and each direct write is one block,
+// from one of two buffers of directPool so that the next block fills
+// while one is written.
 
-// directBufs recycles the aligned buffers of direct writers.
-var directBufs = sync.Pool{New: func() any { b := alignedBuffer(directBlock); return &b }}
-
+// zeroBlock is what a block of zeros is compared with.
 var zeroBlock = make([]byte, directBlock)
 
 // directWriter writes one file front to back through O_DIRECT, a block at
@@ -70,8 +66,8 @@ func newDirectWriter(f *os.File, off int64) *directWriter {
 		free:   make(chan *[]byte, 2),
 		done:   make(chan struct{}),
 	}
-	w.free <- directBufs.Get().(*[]byte)
-	w.free <- directBufs.Get().(*[]byte)
+	w.free <- directPool.Get().(*[]byte)
+	w.free <- directPool.Get().(*[]byte)
 	go w.loop()
 	return w
 }
@@ -169,7 +165,7 @@ func (w *directWriter) Close() error {
 			}
 		}
 		if aligned == 0 {
-			directBufs.Put(w.cur) // else the writer gave it back to free
+			directPool.Put(w.cur) // else the writer gave it back to free
 		}
 		w.cur = nil
 	} else {
@@ -177,7 +173,7 @@ func (w *directWriter) Close() error {
 		<-w.done
 	}
 	for range len(w.free) {
-		directBufs.Put(<-w.free)
+		directPool.Put(<-w.free)
 	}
 	err := errors.Join(w.failed(), tailErr)
 	if derr := setDirect(w.f, false); err == nil && derr != nil {

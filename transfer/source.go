@@ -75,6 +75,8 @@ type Source struct {
 	bg       sync.WaitGroup
 
 	sent, hashedBytes, hashedFiles, loaded atomic.Int64
+	hashedInline, readDirect               atomic.Int64
+	noDirectLogged                         atomic.Bool
 }
 
 type exportRoot struct {
@@ -100,10 +102,26 @@ type cachedFile struct {
 	digest Digest
 }
 
+// hashCall is a hash of one file in progress; its waiters read cached and
+// err once done is closed. Whoever completes it (finish) sets both first.
 type hashCall struct {
 	done   chan struct{}
 	cached cachedFile
 	err    error
+
+	// A claimable call is one that a whole-file Read of version key may
+	// take over (claimed.CompareAndSwap(false, true)) to hash the bytes
+	// as it sends them, so that the file is read once. FastManifest
+	// registers such calls for big files and hashes those that no Read
+	// claimed within hashGrace; a Read registers one already claimed.
+	// Whoever claims it must complete it.
+	claimable bool
+	key       statKey
+	claimed   atomic.Bool
+}
+
+func newClaimableCall(k statKey) *hashCall {
+	return &hashCall{done: make(chan struct{}), claimable: true, key: k}
 }
 
 // NewSource opens the export roots, which must be absolute paths of
@@ -184,6 +202,13 @@ type SourceStats struct {
 	// DigestsLoaded counts digests read from the digest database
 	// (SourceOptions.DigestDB) instead of hashing the file.
 	DigestsLoaded int64
+	// BytesHashedInline are the bytes of BytesHashed hashed as a Read
+	// sent them, for files read whole whose digest was not known: those
+	// files were not read a second time to hash them.
+	BytesHashedInline int64
+	// BytesReadDirect are the bytes read with O_DIRECT (long ranges),
+	// bypassing the page cache.
+	BytesReadDirect int64
 }
 
 // Stats reads the counters; it is cheap and never blocks on I/O.
@@ -194,6 +219,7 @@ func (s *Source) Stats() SourceStats {
 	return SourceStats{
 		BytesSent: s.sent.Load(), FilesHashed: s.hashedFiles.Load(),
 		BytesHashed: s.hashedBytes.Load(), CachedFiles: n, DigestsLoaded: s.loaded.Load(),
+		BytesHashedInline: s.hashedInline.Load(), BytesReadDirect: s.readDirect.Load(),
 	}
 }
 
@@ -289,29 +315,106 @@ func (s *Source) Manifest(ctx context.Context, pfn string) (*Manifest, error) {
 // longer that version, and a later Manifest whose entry has the same
 // Version has the digest of that very version. The background hashing
 // ends with Close.
+//
+// Files of directMin bytes or more are not hashed at once: a puller that
+// lists a unit fast reads it next, and a Read of a whole file hashes it as
+// it sends it (claiming the hash, see hashCall), so that the file is read
+// once. Those no Read claims within hashGrace are hashed in the
+// background; a Manifest call meanwhile waits for whichever hashes them.
 func (s *Source) FastManifest(ctx context.Context, pfn string) (*Manifest, error) {
 	ri, m, files, err := s.list(ctx, pfn)
 	if err != nil {
 		return nil, err
 	}
-	var todo []pendingDigest
-	s.mu.Lock()
-	for _, f := range files {
-		if c, ok := s.cache[fileID{ri, f.rel}]; !ok || c.key != f.key {
-			todo = append(todo, f)
+	// A big file whose digest database record holds is loaded at once:
+	// that reads no file byte.
+	inDB := make(map[int]bool)
+	if s.db != nil {
+		for i, f := range files {
+			if f.key.size >= directMin {
+				_, inDB[i] = s.db.get(s.absPath(fileID{ri, f.rel}), f.key)
+			}
 		}
 	}
+	var now []pendingDigest
+	var later []claimableHash
+	s.mu.Lock()
+	for i, f := range files {
+		id := fileID{ri, f.rel}
+		if c, ok := s.cache[id]; ok && c.key == f.key {
+			continue
+		}
+		if _, busy := s.inflight[id]; !busy && f.key.size >= directMin && !inDB[i] {
+			call := newClaimableCall(f.key)
+			s.inflight[id] = call
+			later = append(later, claimableHash{id, call})
+			continue
+		}
+		now = append(now, f)
+	}
 	s.mu.Unlock()
-	if len(todo) > 0 {
+	if len(now) > 0 {
 		scratch := &Manifest{PFN: m.PFN, Entries: slices.Clone(m.Entries)}
 		s.bg.Go(func() {
-			if err := s.digests(s.bgCtx, ri, scratch, todo); err != nil && s.bgCtx.Err() == nil {
+			if err := s.digests(s.bgCtx, ri, scratch, now); err != nil && s.bgCtx.Err() == nil {
 				s.log.Debug("background hashing failed", "pfn", m.PFN, "error", err)
 			}
 		})
 	}
+	if len(later) > 0 {
+		s.bg.Go(func() { s.hashUnclaimed(m.PFN, later) })
+	}
 	slices.SortFunc(m.Entries, func(a, b Entry) int { return strings.Compare(a.Path, b.Path) })
 	return m, nil
+}
+
+// hashGrace is how long FastManifest leaves its big files to be claimed by
+// a whole-file Read (which hashes them as it sends them) before it hashes
+// them itself. A puller that listed a unit fast asks for its bytes within
+// milliseconds; one that reads files in several ranges delays its digests
+// by this much.
+const hashGrace = time.Second
+
+type claimableHash struct {
+	id   fileID
+	call *hashCall
+}
+
+// hashUnclaimed waits hashGrace, then hashes the files of calls that no
+// Read claimed, hashWorkers at a time, and completes those calls. On Close
+// it completes them with the context's error, unhashed: every call it
+// claims is completed, so that no waiter is left behind.
+func (s *Source) hashUnclaimed(pfn string, calls []claimableHash) {
+	t := time.NewTimer(hashGrace)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-s.bgCtx.Done():
+	}
+	mine := slices.DeleteFunc(calls, func(c claimableHash) bool { return !c.call.claimed.CompareAndSwap(false, true) })
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(hashWorkers, len(mine)) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(mine) {
+					return
+				}
+				c := mine[i]
+				var res cachedFile
+				err := s.bgCtx.Err()
+				if err == nil {
+					res, err = s.load(s.bgCtx, c.id, c.call.key, nil)
+				}
+				if err != nil && s.bgCtx.Err() == nil {
+					s.log.Debug("background hashing failed", "pfn", pfn, "path", c.id.rel, "error", err)
+				}
+				s.finish(c.id, c.call, res, err)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // list resolves pfn and walks its unit: the manifest's entries, unsorted
@@ -466,51 +569,110 @@ func keyOf(fi fs.FileInfo) statKey {
 }
 
 // digest returns the digest of file id for stat key k: the cached one if
-// its key is k (or, when loose, if its size and mtime match k's), else a new
-// hash of the file, read through f if given or opened through the root.
+// its key is k, else a new hash of the file, read through f if given or
+// opened through the root. A hash of the file in progress is joined
+// rather than started again.
+//
+// A claimable call (a Read hashing the file as it sends it, or waiting to
+// be claimed by one) is joined once: if it ends without the digest of k
+// (the Read failed, or the file changed), the next claimable call found
+// is not waited for: the file is hashed here, for that call's waiters if
+// no Read claimed it yet, else alone. So a waiter waits for at most one
+// Read, however many Reads of the file fail, and each hash it starts ends
+// (hash gives up on a file that keeps changing).
 func (s *Source) digest(ctx context.Context, id fileID, k statKey, f *os.File) (cachedFile, error) {
-	s.mu.Lock()
-	if c, ok := s.cache[id]; ok && c.key == k {
+	joinClaimable := true
+	for {
+		s.mu.Lock()
+		if c, ok := s.cache[id]; ok && c.key == k {
+			s.mu.Unlock()
+			return c, nil
+		}
+		call, ok := s.inflight[id]
+		if ok && (joinClaimable || !call.claimable) {
+			s.mu.Unlock()
+			select {
+			case <-call.done:
+			case <-ctx.Done():
+				return cachedFile{}, ctx.Err()
+			}
+			if call.err == nil && call.cached.key == k {
+				return call.cached, nil
+			}
+			// The call failed, or the file changed under it: hash again.
+			joinClaimable = joinClaimable && !call.claimable
+			continue
+		}
+		if ok && call.claimed.CompareAndSwap(false, true) {
+			// Still waiting for a Read: hashed here instead, for the
+			// call's waiters too.
+			s.mu.Unlock()
+			c, err := s.load(ctx, id, call.key, f)
+			s.finish(id, call, c, err)
+			if err != nil {
+				return cachedFile{}, err
+			}
+			return c, nil
+		}
+		if ok {
+			// A Read is hashing the file: hashed again here, alone.
+			s.mu.Unlock()
+			c, err := s.load(ctx, id, k, f)
+			if err != nil {
+				return cachedFile{}, err
+			}
+			s.remember(id, c)
+			return c, nil
+		}
+		call = &hashCall{done: make(chan struct{})}
+		s.inflight[id] = call
 		s.mu.Unlock()
+
+		c, err := s.load(ctx, id, k, f)
+		s.finish(id, call, c, err)
+		if err != nil {
+			return cachedFile{}, err
+		}
+		// If the file changed since k, c is of its new version, cached.
 		return c, nil
 	}
-	if call, ok := s.inflight[id]; ok {
-		s.mu.Unlock()
-		select {
-		case <-call.done:
-		case <-ctx.Done():
-			return cachedFile{}, ctx.Err()
-		}
-		if call.err == nil && call.cached.key == k {
-			return call.cached, nil
-		}
-		return s.digest(ctx, id, k, f) // the file changed under the other call; hash again
-	}
-	call := &hashCall{done: make(chan struct{})}
-	s.inflight[id] = call
-	s.mu.Unlock()
+}
 
-	call.cached, call.err = s.load(ctx, id, k, f)
+// finish completes call, the hash of file id: it caches c unless err,
+// removes the call from the in-flight ones and wakes its waiters.
+func (s *Source) finish(id fileID, call *hashCall, c cachedFile, err error) {
+	call.cached, call.err = c, err
 	s.mu.Lock()
-	delete(s.inflight, id)
-	if call.err == nil {
-		if _, ok := s.cache[id]; !ok && len(s.cache) >= s.max {
-			for evict := range s.cache { // a random victim: map order
-				delete(s.cache, evict)
-				break
-			}
-		}
-		s.cache[id] = call.cached
+	if s.inflight[id] == call {
+		delete(s.inflight, id)
+	}
+	if err == nil {
+		s.rememberLocked(id, c)
 	}
 	s.mu.Unlock()
 	close(call.done)
-	if call.err != nil {
-		return cachedFile{}, call.err
+}
+
+// remember caches c, the digest of file id.
+func (s *Source) remember(id fileID, c cachedFile) {
+	s.mu.Lock()
+	s.rememberLocked(id, c)
+	s.mu.Unlock()
+}
+
+func (s *Source) rememberLocked(id fileID, c cachedFile) {
+	if _, ok := s.cache[id]; !ok && len(s.cache) >= s.max {
+		for evict := range s.cache { // a random victim: map order
+			delete(s.cache, evict)
+			break
+		}
 	}
-	if call.cached.key != k {
-		return s.digest(ctx, id, call.cached.key, f)
-	}
-	return call.cached, nil
+	s.cache[id] = c
+}
+
+// absPath is file id's absolute path, the digest database's key.
+func (s *Source) absPath(id fileID) string {
+	return filepath.Join(s.roots[id.root].path, filepath.FromSlash(id.rel))
 }
 
 // load returns the digest database's record of file id if it holds for
@@ -519,7 +681,7 @@ func (s *Source) load(ctx context.Context, id fileID, k statKey, f *os.File) (ca
 	if s.db == nil {
 		return s.hash(ctx, id, f)
 	}
-	name := filepath.Join(s.roots[id.root].path, filepath.FromSlash(id.rel))
+	name := s.absPath(id)
 	if c, ok := s.db.get(name, k); ok {
 		s.loaded.Add(1)
 		return c, nil
@@ -673,73 +835,4 @@ func (s *Source) checkDigest(ctx context.Context, id fileID, k statKey, f *os.Fi
 		return Digest{}, fmt.Errorf("%w: file %q of %s has SHA-256 %s, not the requested %s", ErrChanged, p, pfn, c.digest, want)
 	}
 	return c.digest, nil
-}
-
-// Read implements Peer: it streams the ranges in order through fn, in
-// pieces of at most ChunkSize bytes. fn must not keep p after it returns.
-func (s *Source) Read(ctx context.Context, ranges []Range, fn func(i int, off int64, p []byte) error) error {
-	buf := chunkPool.Get().(*[]byte)
-	defer chunkPool.Put(buf)
-	for i, r := range ranges {
-		if err := s.readRange(ctx, i, r, *buf, fn); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// readRange streams range r. With r.Version, the file must be that
-// version when it is opened and still be once the range is read; with
-// r.SHA256, it must have that digest (hashed first if not cached). With
-// neither, whatever the file holds is sent.
-func (s *Source) readRange(ctx context.Context, i int, r Range, buf []byte, fn func(int, int64, []byte) error) error {
-	if r.Offset < 0 || r.Length < 0 {
-		return fmt.Errorf("%w: range %d of %q: negative offset or length", ErrInvalid, i, r.Path)
-	}
-	h, fi, id, err := s.openFile(r.PFN, r.Path)
-	if err != nil {
-		return err
-	}
-	f := &File{f: h, sent: &s.sent}
-	defer f.Close()
-	k := keyOf(fi)
-	if r.Version != "" && k.version() != r.Version {
-		return fmt.Errorf("%w: file %q of %s is not the version listed (it changed since)", ErrChanged, r.Path, r.PFN)
-	}
-	if !r.SHA256.IsZero() {
-		if _, err := s.checkDigest(ctx, id, k, h, r.PFN, r.Path, r.SHA256); err != nil {
-			return err
-		}
-	}
-	if r.Offset+r.Length > fi.Size() || r.Offset+r.Length < r.Offset {
-		return fmt.Errorf("%w: range %d: bytes %d+%d of %q are past its end (%d bytes)",
-			ErrInvalid, i, r.Offset, r.Length, r.Path, fi.Size())
-	}
-	off, end := r.Offset, r.Offset+r.Length
-	for off < end {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		n, err := f.ReadAt(buf[:min(int64(len(buf)), end-off)], off)
-		if n > 0 {
-			if r.Version != "" && off+int64(n) == end {
-				// Before the last piece leaves: every byte sent was read
-				// from the version listed.
-				if after, err := h.Stat(); err != nil || keyOf(after) != k {
-					return fmt.Errorf("%w: file %q of %s changed while read", ErrChanged, r.Path, r.PFN)
-				}
-			}
-			if err := fn(i, off, buf[:n]); err != nil {
-				return err
-			}
-			off += int64(n)
-		}
-		if err == io.EOF && off < end {
-			return fmt.Errorf("%w: file %q of %s shrank while read", ErrChanged, r.Path, r.PFN)
-		}
-		if err != nil && err != io.EOF {
-			return err
-		}
-	}
-	return nil
 }
