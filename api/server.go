@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -84,6 +85,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 		grpc.MaxRecvMsgSize(MaxMsgSize),
 		grpc.MaxSendMsgSize(MaxMsgSize),
+		experimental.BufferPool(bufferPool),
 		// Clients may ping every 10 s, even when idle (long-lived
 		// connections between sites); more often is abuse and gets the
 		// connection closed. The server checks on idle connections every

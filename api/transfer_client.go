@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/status"
 
 	"github.com/solar-archive/rls/api/rlsv1"
@@ -36,6 +37,7 @@ func DialTransfer(addr string) (*TransferClient, error) {
 		grpc.WithInitialWindowSize(16<<20),
 		grpc.WithInitialConnWindowSize(64<<20),
 		grpc.WithReadBufferSize(1<<20),
+		experimental.WithBufferPool(bufferPool),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMsgSize)),
 	)
 	if err != nil {

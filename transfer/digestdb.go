@@ -1,10 +1,13 @@
 package transfer
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -74,4 +77,90 @@ func (d *digestDB) put(name string, c cachedFile) error {
 	binary.BigEndian.PutUint64(v[24:], uint64(c.key.ctime))
 	copy(v[32:], c.digest[:])
 	return d.db.Set([]byte(name), v[:], pebble.NoSync)
+}
+
+// pruneBatch is how many deletions prune commits at a time.
+const pruneBatch = 1024
+
+// prune deletes the records that can no longer be used: of a file that is
+// gone, that is not under one of roots (absolute, clean), or whose stat
+// key is no longer the record's (the file changed and was not hashed
+// again since). A record is never used once its key is stale, so without
+// this the records of deleted and rewritten files would pile up forever.
+// It stats every file named (following symlinks, as the Source's reads
+// do); a record it deletes wrongly, if the file changed back in between,
+// costs one hash. It returns how many records it kept and deleted.
+func (d *digestDB) prune(ctx context.Context, roots []string) (kept, deleted int, err error) {
+	it, err := d.db.NewIterWithContext(ctx, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer it.Close()
+	b := d.db.NewBatch()
+	defer func() { b.Close() }()
+	flush := func() error {
+		if b.Empty() {
+			return nil
+		}
+		if err := b.Commit(pebble.NoSync); err != nil {
+			return err
+		}
+		b.Close()
+		b = d.db.NewBatch()
+		return nil
+	}
+	for it.First(); it.Valid(); it.Next() {
+		if err := ctx.Err(); err != nil {
+			return kept, deleted, err
+		}
+		name := string(it.Key())
+		if !underRoot(name, roots) || !d.holds(name, it.Value()) {
+			if err := b.Delete(it.Key(), nil); err != nil {
+				return kept, deleted, err
+			}
+			deleted++
+			if int(b.Count()) >= pruneBatch {
+				if err := flush(); err != nil {
+					return kept, deleted, err
+				}
+			}
+			continue
+		}
+		kept++
+	}
+	if err := it.Error(); err != nil {
+		return kept, deleted, err
+	}
+	return kept, deleted, flush()
+}
+
+// holds reports whether record v of file name is for the file's present
+// stat key.
+func (d *digestDB) holds(name string, v []byte) bool {
+	if len(v) != digestRecordLen {
+		return false
+	}
+	fi, err := os.Stat(name)
+	if err != nil || !fi.Mode().IsRegular() {
+		return false
+	}
+	k := keyOf(fi)
+	return k == statKey{
+		size:  int64(binary.BigEndian.Uint64(v[0:])),
+		mtime: int64(binary.BigEndian.Uint64(v[8:])),
+		ino:   int64(binary.BigEndian.Uint64(v[16:])),
+		ctime: int64(binary.BigEndian.Uint64(v[24:])),
+	}
+}
+
+func underRoot(name string, roots []string) bool {
+	for _, r := range roots {
+		if r == string(filepath.Separator) {
+			return filepath.IsAbs(name)
+		}
+		if strings.HasPrefix(name, r) && len(name) > len(r) && name[len(r)] == filepath.Separator {
+			return true
+		}
+	}
+	return false
 }

@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -39,7 +40,16 @@ type SourceOptions struct {
 	// a restart) then hashes only the files that changed. One Source at a
 	// time may use a directory. Empty: digests live in memory only.
 	DigestDB string
+	// DigestPruneInterval: with DigestDB, records that can no longer be
+	// used (of files deleted, changed since, or no longer under an export
+	// root) are deleted in the background when the Source opens and then
+	// every DigestPruneInterval (default DefaultDigestPruneInterval;
+	// negative: only by PruneDigests).
+	DigestPruneInterval time.Duration
 }
+
+// DefaultDigestPruneInterval is SourceOptions.DigestPruneInterval's default.
+const DefaultDigestPruneInterval = 24 * time.Hour
 
 // Source serves the storage units under a set of export roots. It is safe
 // for concurrent use.
@@ -165,8 +175,51 @@ func NewSource(roots []string, opts *SourceOptions) (*Source, error) {
 			return nil, err
 		}
 		s.db = db
+		if every := cmp.Or(opts.DigestPruneInterval, DefaultDigestPruneInterval); every > 0 {
+			s.bg.Go(func() { s.pruneLoop(every) })
+		}
 	}
 	return s, nil
+}
+
+// PruneDigests deletes the digest database's records that can no longer
+// be used: of files that are gone, changed since they were hashed, or no
+// longer under an export root. It returns how many it kept and deleted.
+// Without a digest database it does nothing.
+func (s *Source) PruneDigests(ctx context.Context) (kept, deleted int, err error) {
+	if s.db == nil {
+		return 0, 0, nil
+	}
+	roots := make([]string, len(s.roots))
+	for i, r := range s.roots {
+		roots[i] = r.path
+	}
+	return s.db.prune(ctx, roots)
+}
+
+// pruneLoop prunes the digest database now and then every interval, until
+// Close.
+func (s *Source) pruneLoop(every time.Duration) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.bgCtx.Done():
+			return
+		case <-t.C:
+		}
+		start := time.Now()
+		kept, deleted, err := s.PruneDigests(s.bgCtx)
+		switch {
+		case err != nil && s.bgCtx.Err() == nil:
+			s.log.Warn("digest database: prune failed", "error", err)
+		case err == nil && deleted > 0:
+			s.log.Info("digest database pruned", "kept", kept, "deleted", deleted, "took", time.Since(start).Round(time.Millisecond))
+		case err == nil:
+			s.log.Debug("digest database pruned", "kept", kept, "took", time.Since(start).Round(time.Millisecond))
+		}
+		t.Reset(every)
+	}
 }
 
 // Close stops the background hashing, waits for it, and releases the

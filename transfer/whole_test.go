@@ -101,7 +101,9 @@ func TestPullWholeFiles(t *testing.T) {
 			t.Errorf("journal while the big file arrives:\n%s\nwant a checkpoint of its first 16 MiB", j)
 		}
 		cancel()
-		<-errc
+		if err := <-errc; err == nil {
+			t.Fatal("a pull cancelled in the middle of the big file succeeded")
+		}
 		res, err := transfer.Pull(context.Background(), unit, dest, transfer.PullOptions{Sources: []transfer.Peer{src}})
 		if err != nil {
 			t.Fatal(err)
