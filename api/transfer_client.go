@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -93,13 +94,12 @@ func (c *TransferClient) read(ctx context.Context, base int, ranges []transfer.R
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := c.c.Read(ctx, req)
+	stream, err := c.c.Read(ctx, req, grpc.ForceCodecV2(chunkCodec{}))
 	if err != nil {
 		return transferError(err)
 	}
-	var chunk rlsv1.Chunk
+	var chunk chunkMsg
 	for {
-		chunk.Reset()
 		if err := stream.RecvMsg(&chunk); err != nil {
 			if errors.Is(err, context.Canceled) || status.Code(err) == codes.Canceled && ctx.Err() != nil {
 				return ctx.Err()
@@ -109,11 +109,13 @@ func (c *TransferClient) read(ctx context.Context, base int, ranges []transfer.R
 			}
 			return transferError(err)
 		}
-		i := int(chunk.GetRange())
-		if i >= len(ranges) {
-			return fmt.Errorf("%s: %w: chunk for range %d of %d", c.addr, transfer.ErrCorrupt, i, len(ranges))
+		if chunk.rng >= uint64(len(ranges)) {
+			return fmt.Errorf("%s: %w: chunk for range %d of %d", c.addr, transfer.ErrCorrupt, chunk.rng, len(ranges))
 		}
-		if err := fn(base+i, int64(chunk.GetOffset()), chunk.GetData()); err != nil {
+		if chunk.offset > math.MaxInt64 {
+			return fmt.Errorf("%s: %w: chunk at offset %d", c.addr, transfer.ErrCorrupt, chunk.offset)
+		}
+		if err := fn(base+int(chunk.rng), int64(chunk.offset), chunk.data); err != nil {
 			return err
 		}
 	}
