@@ -122,7 +122,7 @@ type hashCall struct {
 	// A claimable call is one that a whole-file Read of version key may
 	// take over (claimed.CompareAndSwap(false, true)) to hash the bytes
 	// as it sends them, so that the file is read once. FastManifest
-	// registers such calls for big files and hashes those that no Read
+	// registers such calls for its files and hashes those that no Read
 	// claimed within hashGrace; a Read registers one already claimed.
 	// Whoever claims it must complete it.
 	claimable bool
@@ -369,22 +369,23 @@ func (s *Source) Manifest(ctx context.Context, pfn string) (*Manifest, error) {
 // Version has the digest of that very version. The background hashing
 // ends with Close.
 //
-// Files of directMin bytes or more are not hashed at once: a puller that
-// lists a unit fast reads it next, and a Read of a whole file hashes it as
-// it sends it (claiming the hash, see hashCall), so that the file is read
-// once. Those no Read claims within hashGrace are hashed in the
-// background; a Manifest call meanwhile waits for whichever hashes them.
+// Files are not hashed at once (but empty ones): a puller that lists a
+// unit fast reads it next, and a Read of a whole file hashes it as it
+// sends it (claiming the hash, see hashCall), so that each file is read
+// once, big or small. Those no Read claims within hashGrace are hashed in
+// the background; a Manifest call meanwhile waits for whichever hashes
+// them.
 func (s *Source) FastManifest(ctx context.Context, pfn string) (*Manifest, error) {
 	ri, m, files, err := s.list(ctx, pfn)
 	if err != nil {
 		return nil, err
 	}
-	// A big file whose digest database record holds is loaded at once:
-	// that reads no file byte.
+	// A file whose digest database record holds is loaded at once: that
+	// reads no file byte.
 	inDB := make(map[int]bool)
 	if s.db != nil {
 		for i, f := range files {
-			if f.key.size >= directMin {
+			if f.key.size > 0 {
 				_, inDB[i] = s.db.get(s.absPath(fileID{ri, f.rel}), f.key)
 			}
 		}
@@ -397,7 +398,7 @@ func (s *Source) FastManifest(ctx context.Context, pfn string) (*Manifest, error
 		if c, ok := s.cache[id]; ok && c.key == f.key {
 			continue
 		}
-		if _, busy := s.inflight[id]; !busy && f.key.size >= directMin && !inDB[i] {
+		if _, busy := s.inflight[id]; !busy && f.key.size > 0 && !inDB[i] {
 			call := newClaimableCall(f.key)
 			s.inflight[id] = call
 			later = append(later, claimableHash{id, call})
@@ -421,7 +422,7 @@ func (s *Source) FastManifest(ctx context.Context, pfn string) (*Manifest, error
 	return m, nil
 }
 
-// hashGrace is how long FastManifest leaves its big files to be claimed by
+// hashGrace is how long FastManifest leaves its files to be claimed by
 // a whole-file Read (which hashes them as it sends them) before it hashes
 // them itself. A puller that listed a unit fast asks for its bytes within
 // milliseconds; one that reads files in several ranges delays its digests

@@ -97,7 +97,7 @@ func (s *Source) readRange(ctx context.Context, i int, r Range, buf []byte, fn f
 	// With r.SHA256 the digest was just cached (or joined): nothing to hash.
 	// Claiming comes after checkDigest, which would otherwise wait for the
 	// call claimed here.
-	if r.SHA256.IsZero() && r.Offset == 0 && r.Length == fi.Size() && r.Length >= directMin {
+	if r.SHA256.IsZero() && r.Offset == 0 && r.Length == fi.Size() && r.Length > 0 {
 		if call := s.claimInline(id, k); call != nil {
 			rr.sum = sha256.New()
 			defer func() { s.endInline(id, call, rr, err) }()

@@ -237,3 +237,52 @@ func TestSourceReadChanging(t *testing.T) {
 		t.Errorf("manifest after the change: %+v; want SHA-256 %x and a version other than %s", d, sha256.Sum256(changed), e.Version)
 	}
 }
+
+// Small files too: a batched Read of every file of a unit listed fast
+// hashes each as it sends it, and the Manifest that follows reads none
+// of them again.
+func TestSourceReadHashesSmallFilesOnce(t *testing.T) {
+	unit := filepath.Join(t.TempDir(), "D2")
+	must(t, os.MkdirAll(filepath.Join(unit, "sub"), 0o755))
+	want := map[string][]byte{}
+	var total int64
+	for i := range 20 {
+		p := fmt.Sprintf("sub/f%02d", i)
+		b := randBytes(t, 1000+i*997)
+		must(t, os.WriteFile(filepath.Join(unit, p), b, 0o644))
+		want[p] = b
+		total += int64(len(b))
+	}
+	must(t, os.WriteFile(filepath.Join(unit, "empty"), nil, 0o644))
+	src := newSource(t, filepath.Dir(unit))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	fast, err := src.FastManifest(ctx, unit)
+	must(t, err)
+	var ranges []transfer.Range
+	for _, e := range fast.Entries {
+		if !e.Dir && e.Size > 0 {
+			ranges = append(ranges, transfer.Range{PFN: unit, Path: e.Path, Length: e.Size, Version: e.Version})
+		}
+	}
+	got := make([][]byte, len(ranges))
+	must(t, src.Read(ctx, ranges, func(i int, off int64, p []byte) error {
+		got[i] = append(got[i], p...)
+		return nil
+	}))
+	for i, r := range ranges {
+		if !bytes.Equal(got[i], want[r.Path]) {
+			t.Errorf("%s: read bytes differ from the file's", r.Path)
+		}
+	}
+	m, err := src.Manifest(ctx, unit)
+	must(t, err)
+	for p, b := range want {
+		if d := entryOf(t, m, p); [32]byte(d.SHA256) != sha256.Sum256(b) {
+			t.Errorf("%s: SHA-256 %s, want %x", p, d.SHA256, sha256.Sum256(b))
+		}
+	}
+	if st := src.Stats(); st.BytesHashedInline != total || st.BytesHashed != total {
+		t.Errorf("stats %+v: want every file hashed once, as it was read (%d bytes)", st, total)
+	}
+}
