@@ -7,6 +7,8 @@ import (
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/solar-archive/rls/api/rlsv1"
 )
 
 // chunkCodec is the codec of the transfer client's Read streams. Requests
@@ -84,4 +86,49 @@ func (m *chunkMsg) parse(b []byte) error {
 		return fmt.Errorf("%w: range %d overflows uint32", errChunkWire, m.rng)
 	}
 	return nil
+}
+
+// serverCodec is the server's codec (grpc.ForceServerCodecV2): the proto
+// codec, but for rls.v1.Chunk, which it encodes itself into a buffer of
+// bufferPool. The proto codec takes its buffers from gRPC's default pool,
+// which zeroes each one before the message overwrites it; for the
+// transfer source that was a sixth of its CPU on many small files.
+type serverCodec struct{}
+
+func (serverCodec) Name() string { return "proto" }
+
+func (serverCodec) Unmarshal(data mem.BufferSlice, v any) error { return protoCodec.Unmarshal(data, v) }
+
+func (serverCodec) Marshal(v any) (mem.BufferSlice, error) {
+	c, ok := v.(*rlsv1.Chunk)
+	if !ok {
+		return protoCodec.Marshal(v)
+	}
+	// As proto.Marshal: fields in number order, zero values left out.
+	n := 0
+	if c.Range != 0 {
+		n += protowire.SizeTag(1) + protowire.SizeVarint(uint64(c.Range))
+	}
+	if c.Offset != 0 {
+		n += protowire.SizeTag(2) + protowire.SizeVarint(c.Offset)
+	}
+	if len(c.Data) > 0 {
+		n += protowire.SizeTag(3) + protowire.SizeBytes(len(c.Data))
+	}
+	buf := bufferPool.Get(n)
+	b := (*buf)[:0]
+	if c.Range != 0 {
+		b = protowire.AppendTag(b, 1, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(c.Range))
+	}
+	if c.Offset != 0 {
+		b = protowire.AppendTag(b, 2, protowire.VarintType)
+		b = protowire.AppendVarint(b, c.Offset)
+	}
+	if len(c.Data) > 0 {
+		b = protowire.AppendTag(b, 3, protowire.BytesType)
+		b = protowire.AppendBytes(b, c.Data)
+	}
+	*buf = b
+	return mem.BufferSlice{mem.NewBuffer(buf, bufferPool)}, nil
 }

@@ -86,6 +86,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		grpc.MaxRecvMsgSize(MaxMsgSize),
 		grpc.MaxSendMsgSize(MaxMsgSize),
 		experimental.BufferPool(bufferPool),
+		grpc.ForceServerCodecV2(serverCodec{}),
 		// Clients may ping every 10 s, even when idle (long-lived
 		// connections between sites); more often is abuse and gets the
 		// connection closed. The server checks on idle connections every
