@@ -40,7 +40,7 @@
 # rlsd/rlsctl. Everything talks to 127.0.0.1 only.
 #
 # Knobs (environment): REPS (3), MAX_SECS (600: bound of every single
-# command), METHODS ("rls rls-warm scp rsync cp cp-ossl"; leave out the rls ones to
+# command), SETTLE (3: seconds to wait after dropping the page cache), METHODS ("rls rls-warm scp rsync cp cp-ossl"; leave out the rls ones to
 # run without the transfer engine), BIG_MIB (1024), SMALL_FILES (2000), SMALL_KIB (32),
 # RLSD_HTTP=1 (also give rlsd --http-listen 127.0.0.1:0), NO_BUILD=1,
 # NO_INSTALL=1, KEEP=1 (keep the temp dir).
@@ -163,13 +163,21 @@ DROP=""
 if (sync && echo 3 >/proc/sys/vm/drop_caches) 2>/dev/null; then DROP=1; fi
 # drop_caches: before every timed run, so that every method reads its source
 # from disk; without it all methods run with whatever the page cache holds.
+# Then it waits SETTLE seconds: on a VM with free page reporting
+# (virtio-balloon), the memory the drop freed goes back to the host a few
+# seconds later, and a page the guest touches again after that costs a
+# host fault (about 1 s of CPU per GiB here). Without the pause a method
+# found warm or cold pages depending on timing; with it every method
+# starts from the same state.
+SETTLE="${SETTLE:-3}"
 drop_caches() {
 	sync
 	[ -n "$DROP" ] && echo 3 >/proc/sys/vm/drop_caches
+	sleep "$SETTLE"
 	return 0
 }
 if [ -n "$DROP" ]; then
-	CACHE_NOTE="Page cache dropped (sync; echo 3 > /proc/sys/vm/drop_caches) before every timed run: cold source for every method"
+	CACHE_NOTE="Page cache dropped (sync; echo 3 > /proc/sys/vm/drop_caches; sleep $SETTLE) before every timed run: cold source for every method"
 else
 	CACHE_NOTE="Page cache NOT dropped (/proc/sys/vm/drop_caches not writable): every method runs warm, the source having just been hashed"
 fi
@@ -364,7 +372,7 @@ if uses_rls; then
 	say "start rlsd --roles transfer"
 	start_rlsd
 	echo "rlsd:      $ADDR, pid $RLSD_PID, export root $SRCROOT; $RLSD --site bench --data DIR --roles transfer --export-root $SRCROOT --listen 127.0.0.1:0" | tee -a "$OUT/machine.txt" >&2
-	echo "rlsctl:    transfer pull with its defaults ($("$RLSCTL" transfer pull --help 2>&1 | grep -oE -- '--(streams|range-size) int.*\(default [0-9]+\)' | sed -E 's/^--([a-z-]+) int.*\(default ([0-9]+)\)/\1 \2/' | paste -sd, - | sed 's/,/, /g'))" | tee -a "$OUT/machine.txt" >&2
+	echo "rlsctl:    transfer pull with its defaults (streams $("$RLSCTL" transfer pull --help 2>&1 | grep -oE -- '--streams int.*\(default [0-9]+\)' | grep -oE '[0-9]+\)$' | tr -d ')'), range-size 0: from one source each file whole, hashed as it passes, written with O_DIRECT)" | tee -a "$OUT/machine.txt" >&2
 fi
 
 # ---------------------------------------------------------------- runs
