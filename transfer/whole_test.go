@@ -75,6 +75,27 @@ func TestPullWholeFiles(t *testing.T) {
 		}
 	})
 
+	t.Run("corrupted in transit", func(t *testing.T) {
+		// A fresh source (the digests come from its hashing as it reads)
+		// and every file's first chunk flipped on the way, once: each file
+		// fails its digest (the big one as it arrives, through the direct
+		// writer), is fetched again, and the unit is right.
+		p := &fastPeer{Source: newSource(t, root)}
+		p.corrupt.Store(43) // the unit's non-empty files
+		dest := filepath.Join(t.TempDir(), "D300")
+		res, err := transfer.Pull(context.Background(), unit, dest, transfer.PullOptions{Sources: []transfer.Peer{p}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := treeDigest(t, dest), treeDigest(t, unit); got != want {
+			t.Errorf("pulled tree differs:\n got %s\nwant %s", got, want)
+		}
+		if res.Refetched < big || p.corrupt.Load() > 0 {
+			t.Errorf("refetched %d bytes, %d corruptions left; want every file corrupted once and the big one (%d bytes) fetched again",
+				res.Refetched, p.corrupt.Load(), big)
+		}
+	})
+
 	t.Run("checkpoint and resume", func(t *testing.T) {
 		dest := filepath.Join(t.TempDir(), "D300")
 		l := &rangeLog{Peer: src, holdAt: 24 << 20, held: make(chan struct{})}
