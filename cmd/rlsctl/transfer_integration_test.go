@@ -245,84 +245,58 @@ func TestTransferIntegration(t *testing.T) {
 		})
 	})
 
-	t.Run("resume after kill -9 of the puller", func(t *testing.T) {
-		unit := filepath.Join(root, "D2000")
-		writeUnit(t, unit, 96<<20, 4<<20)
-		dest := filepath.Join(dst, "D2000")
-		args := []string{"-o", "json", "transfer", "pull", "--from", src.Addr, unit, "--to", dest, "--range-size", "4", "--streams", "2"}
-		cmd, out, errb := rlsctlCmd(rlsctl, append(args, "--limit-rate", "24M")...)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		waitJournal(t, dest, 4, func() bool {
-			select {
-			case <-exited:
-				return true
-			default:
-				return false
-			}
-		})
-		must(t, cmd.Process.Signal(syscall.SIGKILL))
-		<-exited
-		_ = out
-		if _, err := os.Stat(dest); !errors.Is(err, fs.ErrNotExist) {
-			t.Fatalf("killed pull left a unit at %s: %v (stderr %q)", dest, err, errb.String())
-		}
-		before := src.bytesSent(t)
-		r := runRlsctl(t, rlsctl, args...)
-		if r.code != 0 {
-			t.Fatalf("resumed pull: exit %d, stderr %q", r.code, r.stderr)
-		}
-		pr := r.pull(t)
-		sent := src.bytesSent(t) - before
-		if pr.ResumedBytes < 4*4<<20 || pr.FetchedBytes != pr.Bytes-pr.ResumedBytes || sent != pr.FetchedBytes {
-			t.Errorf("resumed pull %+v; source sent %d: want at least 16 MiB resumed and only the rest sent", pr, sent)
-		}
-		sameTree(t, unit, dest)
-	})
-
-	t.Run("resume after kill -9 of the puller, file arriving whole", func(t *testing.T) {
+	for _, c := range []struct {
+		name, unit string
+		size       int64
+		flags      []string
+		limit      string // --limit-rate of the run that is killed
+		ranges     int    // journaled ranges of the big file to wait for
+		resumed    int64  // at least this much resumed
+	}{
+		// Ranges of 4 MiB, each journaled when it is in.
+		{"resume after kill -9 of the puller", "D2000", 96 << 20, []string{"--range-size", "4", "--streams", "2"}, "24M", 4, 16 << 20},
 		// One source and the default --range-size: the big file travels
-		// whole in one stream; checkpoints every 64 MiB let a killed pull
-		// resume in the middle of it.
-		unit := filepath.Join(root, "D2100")
-		writeUnit(t, unit, 200<<20, 4<<20)
-		dest := filepath.Join(dst, "D2100")
-		args := []string{"-o", "json", "transfer", "pull", "--from", src.Addr, unit, "--to", dest}
-		cmd, _, errb := rlsctlCmd(rlsctl, append(args, "--limit-rate", "64M")...)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		waitJournal(t, dest, 1, func() bool {
-			select {
-			case <-exited:
-				return true
-			default:
-				return false
+		// whole in one stream, and checkpoints every 64 MiB let a killed
+		// pull resume in the middle of it.
+		{"resume after kill -9 of the puller, file arriving whole", "D2100", 200 << 20, nil, "64M", 1, transfer.DefaultCheckpointBytes},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			unit := filepath.Join(root, c.unit)
+			writeUnit(t, unit, c.size, 4<<20)
+			dest := filepath.Join(dst, c.unit)
+			args := append([]string{"-o", "json", "transfer", "pull", "--from", src.Addr, unit, "--to", dest}, c.flags...)
+			cmd, _, errb := rlsctlCmd(rlsctl, append(args, "--limit-rate", c.limit)...)
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
 			}
+			exited := make(chan struct{})
+			go func() { _ = cmd.Wait(); close(exited) }()
+			waitJournal(t, dest, c.ranges, func() bool {
+				select {
+				case <-exited:
+					return true
+				default:
+					return false
+				}
+			})
+			must(t, cmd.Process.Signal(syscall.SIGKILL))
+			<-exited
+			if _, err := os.Stat(dest); !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("killed pull left a unit at %s: %v (stderr %q)", dest, err, errb.String())
+			}
+			before := src.bytesSent(t)
+			r := runRlsctl(t, rlsctl, args...)
+			if r.code != 0 {
+				t.Fatalf("resumed pull: exit %d, stderr %q", r.code, r.stderr)
+			}
+			pr := r.pull(t)
+			sent := src.bytesSent(t) - before
+			if pr.ResumedBytes < c.resumed || pr.FetchedBytes != pr.Bytes-pr.ResumedBytes || sent != pr.FetchedBytes {
+				t.Errorf("resumed pull %+v; source sent %d: want at least %d bytes resumed and only the rest sent", pr, sent, c.resumed)
+			}
+			sameTree(t, unit, dest)
 		})
-		must(t, cmd.Process.Signal(syscall.SIGKILL))
-		<-exited
-		if _, err := os.Stat(dest); !errors.Is(err, fs.ErrNotExist) {
-			t.Fatalf("killed pull left a unit at %s: %v (stderr %q)", dest, err, errb.String())
-		}
-		before := src.bytesSent(t)
-		r := runRlsctl(t, rlsctl, args...)
-		if r.code != 0 {
-			t.Fatalf("resumed pull: exit %d, stderr %q", r.code, r.stderr)
-		}
-		pr := r.pull(t)
-		sent := src.bytesSent(t) - before
-		if pr.ResumedBytes < transfer.DefaultCheckpointBytes || pr.FetchedBytes != pr.Bytes-pr.ResumedBytes || sent != pr.FetchedBytes {
-			t.Errorf("resumed pull %+v; source sent %d: want at least one checkpoint (%d bytes) resumed and only the rest sent",
-				pr, sent, transfer.DefaultCheckpointBytes)
-		}
-		sameTree(t, unit, dest)
-	})
+	}
 
 	t.Run("kill -9 of the only source, restart, resume", func(t *testing.T) {
 		unit := filepath.Join(root, "D3000")
