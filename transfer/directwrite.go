@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"syscall"
 )
 
 // Direct writes. A file that arrives whole and front to back (a whole-file
@@ -79,6 +80,11 @@ func (w *directWriter) loop() {
 			var err error
 			if !bytes.Equal((*b.buf)[:b.n], zeroBlock[:b.n]) {
 				_, err = w.f.WriteAt((*b.buf)[:b.n], b.off)
+				if errors.Is(err, syscall.EINVAL) && setDirect(w.f, false) == nil {
+					// The device wants a larger alignment than directAlign:
+					// the rest goes through the page cache.
+					_, err = w.f.WriteAt((*b.buf)[:b.n], b.off)
+				}
 			}
 			w.mu.Lock()
 			if err != nil && w.err == nil {
