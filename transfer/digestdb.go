@@ -54,6 +54,12 @@ func (d *digestDB) get(name string, k statKey) (cachedFile, bool) {
 		return cachedFile{}, false
 	}
 	defer closer.Close()
+	c, ok := decodeRecord(v)
+	return c, ok && c.key == k
+}
+
+// decodeRecord decodes a record's value; false if it is not one.
+func decodeRecord(v []byte) (cachedFile, bool) {
 	if len(v) != digestRecordLen {
 		return cachedFile{}, false
 	}
@@ -65,7 +71,7 @@ func (d *digestDB) get(name string, k statKey) (cachedFile, bool) {
 		ctime: int64(binary.BigEndian.Uint64(v[24:])),
 	}
 	copy(c.digest[:], v[32:])
-	return c, c.key == k
+	return c, true
 }
 
 // put stores the record of file name.
@@ -137,20 +143,12 @@ func (d *digestDB) prune(ctx context.Context, roots []string) (kept, deleted int
 // holds reports whether record v of file name is for the file's present
 // stat key.
 func (d *digestDB) holds(name string, v []byte) bool {
-	if len(v) != digestRecordLen {
+	c, ok := decodeRecord(v)
+	if !ok {
 		return false
 	}
 	fi, err := os.Stat(name)
-	if err != nil || !fi.Mode().IsRegular() {
-		return false
-	}
-	k := keyOf(fi)
-	return k == statKey{
-		size:  int64(binary.BigEndian.Uint64(v[0:])),
-		mtime: int64(binary.BigEndian.Uint64(v[8:])),
-		ino:   int64(binary.BigEndian.Uint64(v[16:])),
-		ctime: int64(binary.BigEndian.Uint64(v[24:])),
-	}
+	return err == nil && fi.Mode().IsRegular() && keyOf(fi) == c.key
 }
 
 func underRoot(name string, roots []string) bool {

@@ -380,25 +380,22 @@ func (s *Source) FastManifest(ctx context.Context, pfn string) (*Manifest, error
 	if err != nil {
 		return nil, err
 	}
-	// A file whose digest database record holds is loaded at once: that
+	// A file whose digest database record holds is cached at once: that
 	// reads no file byte.
-	inDB := make(map[int]bool)
 	if s.db != nil {
-		for i, f := range files {
-			if f.key.size > 0 {
-				_, inDB[i] = s.db.get(s.absPath(fileID{ri, f.rel}), f.key)
-			}
+		for _, f := range files {
+			s.known(fileID{ri, f.rel}, f.key)
 		}
 	}
 	var now []pendingDigest
 	var later []claimableHash
 	s.mu.Lock()
-	for i, f := range files {
+	for _, f := range files {
 		id := fileID{ri, f.rel}
 		if c, ok := s.cache[id]; ok && c.key == f.key {
 			continue
 		}
-		if _, busy := s.inflight[id]; !busy && f.key.size > 0 && !inDB[i] {
+		if _, busy := s.inflight[id]; !busy && f.key.size > 0 {
 			call := newClaimableCall(f.key)
 			s.inflight[id] = call
 			later = append(later, claimableHash{id, call})
@@ -735,18 +732,47 @@ func (s *Source) load(ctx context.Context, id fileID, k statKey, f *os.File) (ca
 	if s.db == nil {
 		return s.hash(ctx, id, f)
 	}
-	name := s.absPath(id)
-	if c, ok := s.db.get(name, k); ok {
+	if c, ok := s.db.get(s.absPath(id), k); ok {
 		s.loaded.Add(1)
 		return c, nil
 	}
 	c, err := s.hash(ctx, id, f)
 	if err == nil {
-		if err := s.db.put(name, c); err != nil {
-			s.log.Warn("digest database: write failed", "path", name, "error", err)
-		}
+		s.store(id, c)
 	}
 	return c, err
+}
+
+// known reports whether the digest of file id for key k is known without
+// reading the file: cached in memory, or recorded in the digest database
+// (and then cached).
+func (s *Source) known(id fileID, k statKey) bool {
+	s.mu.Lock()
+	c, ok := s.cache[id]
+	s.mu.Unlock()
+	if ok && c.key == k {
+		return true
+	}
+	if s.db == nil {
+		return false
+	}
+	if c, ok := s.db.get(s.absPath(id), k); ok {
+		s.loaded.Add(1)
+		s.remember(id, c)
+		return true
+	}
+	return false
+}
+
+// store records c, the digest of file id, in the digest database, if
+// there is one. A failed write costs a hash after a restart: logged only.
+func (s *Source) store(id fileID, c cachedFile) {
+	if s.db == nil {
+		return
+	}
+	if err := s.db.put(s.absPath(id), c); err != nil {
+		s.log.Warn("digest database: write failed", "path", s.absPath(id), "error", err)
+	}
 }
 
 // hash computes a file's digest. It retries a few times if the file changes

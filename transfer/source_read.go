@@ -116,18 +116,8 @@ func (s *Source) readRange(ctx context.Context, i int, r Range, buf []byte, fn f
 // version k, is to complete by hashing the bytes it sends, or nil if the
 // digest is known or another call is hashing the file.
 func (s *Source) claimInline(id fileID, k statKey) *hashCall {
-	s.mu.Lock()
-	c, cached := s.cache[id]
-	s.mu.Unlock()
-	if cached && c.key == k {
+	if s.known(id, k) {
 		return nil
-	}
-	if s.db != nil {
-		if c, ok := s.db.get(s.absPath(id), k); ok {
-			s.loaded.Add(1)
-			s.remember(id, c)
-			return nil
-		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -167,11 +157,7 @@ func (s *Source) endInline(id fileID, call *hashCall, rr *rangeRead, err error) 
 	c := cachedFile{key: rr.k}
 	rr.sum.Sum(c.digest[:0])
 	s.hashedFiles.Add(1)
-	if s.db != nil {
-		if err := s.db.put(s.absPath(id), c); err != nil {
-			s.log.Warn("digest database: write failed", "path", s.absPath(id), "error", err)
-		}
-	}
+	s.store(id, c)
 	s.finish(id, call, c, nil)
 }
 

@@ -16,7 +16,3 @@ const canSyncFS = false
 func syncFS(f *os.File) error { return errors.ErrUnsupported }
 
 func devOf(f *os.File) (uint64, error) { return 0, errors.ErrUnsupported }
-
-const directAlign = 4096
-
-func setDirect(f *os.File, on bool) error { return errors.ErrUnsupported }
