@@ -67,6 +67,9 @@ func (s *adminServer) Stats(context.Context, *rlsv1.StatsRequest) (*rlsv1.StatsR
 		Uptime:  durationpb.New(time.Since(s.info.Started)),
 	}
 	if c := s.info.Catalog; c != nil {
+		if err := c.Err(); err != nil {
+			return nil, toStatusErr(err)
+		}
 		st := c.Stats()
 		resp.Catalog = &rlsv1.CatalogStats{
 			Lfns:                st.LFNs,

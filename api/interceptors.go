@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"runtime/debug"
@@ -33,9 +34,20 @@ func recoveryStream(log *slog.Logger) grpc.StreamServerInterceptor {
 }
 
 // recoverPanic must be deferred directly by the interceptor.
+//
+// A panic raised inside Pebble is not recovered: Pebble panics with its
+// commit pipeline's locks held, so a server that went on would hang or serve
+// a store in an unknown state. Such a panic is logged and re-raised, which
+// ends the process (the stores turn their own Pebble panics into a clean
+// fail-stop first; this catches the rest).
 func recoverPanic(ctx context.Context, log *slog.Logger, method string, errp *error) {
 	if r := recover(); r != nil {
-		log.ErrorContext(ctx, "panic in gRPC handler", "method", method, "panic", r, "stack", string(debug.Stack()))
+		stack := debug.Stack()
+		if bytes.Contains(stack, []byte("github.com/cockroachdb/pebble")) {
+			log.ErrorContext(ctx, "panic inside Pebble; stopping the process", "method", method, "panic", r, "stack", string(stack))
+			panic(r)
+		}
+		log.ErrorContext(ctx, "panic in gRPC handler", "method", method, "panic", r, "stack", string(stack))
 		*errp = status.Errorf(codes.Internal, "internal error in %s", method)
 	}
 }

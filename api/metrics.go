@@ -76,6 +76,9 @@ func (c *catalogCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *catalogCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.cat.Err() != nil {
+		return // a failed catalog's counts may include writes that failed
+	}
 	st := c.cat.Stats()
 	ch <- prometheus.MustNewConstMetric(c.lfns, prometheus.GaugeValue, float64(st.LFNs))
 	ch <- prometheus.MustNewConstMetric(c.pfns, prometheus.GaugeValue, float64(st.PFNs))

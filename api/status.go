@@ -13,6 +13,7 @@ import (
 	"github.com/solar-archive/rls/api/rlsv1"
 	"github.com/solar-archive/rls/catalog"
 	"github.com/solar-archive/rls/index"
+	"github.com/solar-archive/rls/internal/failstop"
 )
 
 // statusOf is the one place where errors become gRPC statuses. Every handler
@@ -22,7 +23,8 @@ import (
 // The catalog's sentinels map to their codes (ErrNotFound and
 // index.ErrUnknownTarget → NOT_FOUND,
 // ErrExists → ALREADY_EXISTS, ErrInvalid → INVALID_ARGUMENT, ErrPrecondition →
-// FAILED_PRECONDITION, ErrClosed → UNAVAILABLE), context errors to
+// FAILED_PRECONDITION, ErrClosed → UNAVAILABLE), a store stopped by a
+// storage error to RESOURCE_EXHAUSTED (disk full) or UNAVAILABLE, context errors to
 // DEADLINE_EXCEEDED or CANCELED, statuses made by this package pass through,
 // and anything else is INTERNAL. The message is err.Error(), which for
 // catalog errors names the operation and the item. statusOf(nil) is OK.
@@ -31,7 +33,16 @@ func statusOf(err error) *status.Status {
 		return status.New(codes.OK, "")
 	}
 	var code codes.Code
+	var failed *failstop.Error
 	switch {
+	case errors.As(err, &failed):
+		// A store that stopped after a storage error: RESOURCE_EXHAUSTED
+		// when its disk is full (the message names the data directory),
+		// UNAVAILABLE otherwise; rlsd exits and a restart serves again.
+		code = codes.Unavailable
+		if failed.DiskFull() {
+			code = codes.ResourceExhausted
+		}
 	case errors.Is(err, catalog.ErrNotFound), errors.Is(err, index.ErrUnknownTarget):
 		code = codes.NotFound
 	case errors.Is(err, catalog.ErrExists):

@@ -10,7 +10,9 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/solar-archive/rls/internal/failstop"
 	"github.com/solar-archive/rls/internal/pebblelog"
 )
 
@@ -37,6 +39,10 @@ type Options struct {
 	// Logger receives Pebble's messages and the catalog's own. Default
 	// slog.Default().
 	Logger *slog.Logger
+
+	// FS is the file system the catalog's files live on. Default the
+	// operating system's (vfs.Default); tests use it to inject faults.
+	FS vfs.FS
 }
 
 // Catalog is an open local replica catalog. It is safe for concurrent use.
@@ -44,6 +50,8 @@ type Catalog struct {
 	db     *pebble.DB
 	logger *slog.Logger
 	noSync bool
+	// guard stops the catalog at its first storage error (see Err).
+	guard *failstop.Guard
 
 	// closeMu is held shared by every operation and exclusively by Close,
 	// so that Close waits for operations in flight and none starts after.
@@ -126,15 +134,18 @@ func Open(dir string, opts *Options) (*Catalog, error) {
 		LBaseMaxBytes:               256 << 20,
 		FormatMajorVersion:          pebble.FormatNewest,
 		Logger:                      pebblelog.New(logger),
+		FS:                          opts.FS,
 	}
 	for i := range po.Levels {
 		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
+	guard := failstop.New("catalog", dir, logger)
+	guard.Configure(po)
 	db, err := pebble.Open(dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: open %s: %w", dir, err)
 	}
-	c := &Catalog{db: db, logger: logger, noSync: opts.NoSync, notifyCh: make(chan struct{})}
+	c := &Catalog{db: db, logger: logger, noSync: opts.NoSync, guard: guard, notifyCh: make(chan struct{})}
 	if err := c.load(); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("catalog: open %s: %w", dir, err)
@@ -178,7 +189,15 @@ func (c *Catalog) publish() {
 
 // Close waits for operations in flight, then closes the catalog. Operations
 // called after Close return ErrClosed. Close is idempotent.
+//
+// Close of a failed catalog (see Err) returns the failure at once and leaves
+// Pebble's files as they are: operations stuck inside Pebble are not waited
+// for, and nothing more is written. The next Open recovers exactly the
+// acknowledged writes.
 func (c *Catalog) Close() error {
+	if err := c.guard.Err(); err != nil {
+		return err
+	}
 	c.closeMu.Lock()
 	defer c.closeMu.Unlock()
 	if c.closed {
@@ -193,13 +212,32 @@ func (c *Catalog) Close() error {
 
 // enter starts an operation; the caller must call c.leave when done.
 func (c *Catalog) enter(op string) error {
+	if err := c.guard.Err(); err != nil {
+		return err
+	}
 	c.closeMu.RLock()
 	if c.closed {
 		c.closeMu.RUnlock()
 		return &Error{Op: op, Err: ErrClosed}
 	}
+	if err := c.guard.Err(); err != nil {
+		c.closeMu.RUnlock()
+		return err
+	}
 	return nil
 }
+
+// Err returns nil while the catalog is healthy. After a storage error (a
+// write-ahead-log write or sync that failed, a full disk, a flush that
+// cannot be written) it returns that failure, which wraps ErrFailed and the
+// cause (errors.Is(err, syscall.ENOSPC) tells a full disk), and every
+// operation returns it too: the catalog serves nothing more, so that no
+// write that was not made durable is ever read. The process should exit;
+// after a restart the catalog holds exactly the acknowledged writes.
+func (c *Catalog) Err() error { return c.guard.Err() }
+
+// Failed is closed when the catalog fails (see Err).
+func (c *Catalog) Failed() <-chan struct{} { return c.guard.Done() }
 
 func (c *Catalog) leave() { c.closeMu.RUnlock() }
 
@@ -277,11 +315,12 @@ func (c *Catalog) commit(b *pebble.Batch, next counts) (wait func() error, err e
 			return nil, err
 		}
 	}
-	if c.noSync {
-		err = c.db.Apply(b, pebble.NoSync)
-	} else {
-		err = c.db.ApplyNoSyncWait(b, pebble.Sync)
-	}
+	err = c.guard.Apply(func() error {
+		if c.noSync {
+			return c.db.Apply(b, pebble.NoSync)
+		}
+		return c.db.ApplyNoSyncWait(b, pebble.Sync)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -295,10 +334,9 @@ func (c *Catalog) commit(b *pebble.Batch, next counts) (wait func() error, err e
 		return b.Close, nil
 	}
 	return func() error {
-		err := b.SyncWait()
-		if cerr := b.Close(); err == nil {
-			err = cerr
+		if err := c.guard.Apply(b.SyncWait); err != nil {
+			return err // b stays with Pebble, which may still hold it
 		}
-		return err
+		return b.Close()
 	}, nil
 }

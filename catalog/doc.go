@@ -36,6 +36,27 @@
 // not been acknowledged yet. Readers never see part of a write call: each call
 // (including each bulk call) is one atomic Pebble batch.
 //
+// # Storage errors: fail-stop
+//
+// A write that could not be made durable is never acknowledged, and it is
+// never served. The first storage error (a write-ahead-log write or fsync
+// that failed, a full disk, a flush or compaction that hit an I/O error, a
+// panic inside Pebble's commit path) stops the catalog: that write and every
+// later operation return an error wrapping ErrFailed and the cause
+// (errors.Is(err, syscall.ENOSPC) for a full disk), Err reports it, and
+// Failed is closed. The log is fenced at that moment: each WAL file is cut
+// back to what its last successful fsync covered, so a restart recovers
+// exactly the acknowledged writes and none whose callers were told they
+// failed. The process should exit (rlsd does, with status 3).
+//
+// The one window in which a reader may see a write that is then not
+// acknowledged is group commit's: a batch is visible from the moment it is
+// applied to the memtable until its fsync completes, that is for at most one
+// WAL fsync (typically well under 10 ms, bounded by the disk's fsync
+// latency). If that fsync fails, the catalog stops at once and serves nothing
+// more, so such a write is never seen again, in this process or after a
+// restart.
+//
 // # Change feed
 //
 // Every committed create, add, delete and rename appends one record with a

@@ -3,6 +3,8 @@ package catalog
 import (
 	"errors"
 	"strconv"
+
+	"github.com/solar-archive/rls/internal/failstop"
 )
 
 // Sentinel errors. Every error about an item wraps one of these in an *Error
@@ -22,6 +24,10 @@ var (
 	ErrPrecondition = errors.New("failed precondition")
 	// ErrClosed: the catalog has been closed.
 	ErrClosed = errors.New("catalog closed")
+	// ErrFailed: the catalog stopped after a storage error (a full disk, a
+	// failed write or sync) and serves nothing more; see Catalog.Err. It is
+	// not wrapped in an *Error: it concerns the store, not an item.
+	ErrFailed = failstop.ErrFailed
 )
 
 // Error describes the failure of one operation on one item.

@@ -176,7 +176,7 @@ func (c *Catalog) PruneChanges(before uint64) error {
 	if before <= c.firstSeq.Load() {
 		return nil
 	}
-	if err := c.db.DeleteRange(feedKey(0), feedKey(before), pebble.Sync); err != nil {
+	if err := c.guard.Apply(func() error { return c.db.DeleteRange(feedKey(0), feedKey(before), pebble.Sync) }); err != nil {
 		return err
 	}
 	c.firstSeq.Store(before)

@@ -11,8 +11,9 @@
 //
 // Settings come from flags, then RLSD_* environment variables, then the
 // YAML configuration file, then defaults. Exit status: 0 after a clean
-// shutdown on SIGTERM or SIGINT, 2 for a usage or configuration error, 1 for
-// any other failure.
+// shutdown on SIGTERM or SIGINT, 2 for a usage or configuration error, 3
+// when a store failed (a full disk or an I/O error: rlsd stops serving at
+// once and exits, for a supervisor to restart it), 1 for any other failure.
 package main
 
 import (
@@ -50,6 +51,9 @@ func run(ctx context.Context, args []string, getenv func(string) (string, bool),
 	if errors.As(err, new(usageError)) {
 		fmt.Fprintln(stderr, "Run 'rlsd --help' for usage.")
 		return 2
+	}
+	if errors.As(err, new(storeFailure)) {
+		return 3
 	}
 	return 1
 }

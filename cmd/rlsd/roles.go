@@ -49,6 +49,7 @@ func startLRC(d *daemon) error {
 		return fmt.Errorf("lrc: %w", err)
 	}
 	d.onClose(func() error { return cat.Close() })
+	d.failStop(cat.Failed(), cat.Err)
 	d.admin.Catalog = cat
 	rlsv1.RegisterCatalogServer(d.grpc, api.NewCatalogServer(cat))
 	if err := d.metrics.Register(api.NewCatalogCollector(cat)); err != nil {

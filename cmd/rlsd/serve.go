@@ -49,6 +49,28 @@ func (d *daemon) onClose(f func() error) { d.closers = append(d.closers, f) }
 // shuts the daemon down.
 func (d *daemon) run(f func(ctx context.Context) error) { d.tasks = append(d.tasks, f) }
 
+// failStop watches a role's store: when failed is closed (the store stopped
+// after a storage error, see internal/failstop), the daemon turns health
+// NOT_SERVING, stops serving and exits with status 3, so that a supervisor
+// restarts it once the disk has room again. err returns the failure.
+func (d *daemon) failStop(failed <-chan struct{}, err func() error) {
+	d.run(func(ctx context.Context) error {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-failed:
+			return storeFailure{err()}
+		}
+	})
+}
+
+// storeFailure ends the daemon when one of its stores failed; rlsd exits
+// with status 3.
+type storeFailure struct{ err error }
+
+func (e storeFailure) Error() string { return e.err.Error() }
+func (e storeFailure) Unwrap() error { return e.err }
+
 func (d *daemon) close() error {
 	var errs []error
 	for _, f := range slices.Backward(d.closers) {
@@ -150,15 +172,23 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 		})
 	}
 
+	shutdownTimeout := cfg.ShutdownTimeout
 	select {
 	case <-ctx.Done():
 		log.Info("rlsd shutting down", "cause", context.Cause(ctx))
 	case err = <-errc:
-		log.Error("rlsd listener failed; shutting down", "error", err)
+		if errors.As(err, new(storeFailure)) {
+			// Calls stuck inside the failed store never return; the
+			// others fail at once. Do not wait long for either.
+			log.Error("rlsd stopping: a store failed", "error", err)
+			shutdownTimeout = min(shutdownTimeout, time.Second)
+		} else {
+			log.Error("rlsd listener failed; shutting down", "error", err)
+		}
 	}
 	stopTasks()
 	serving.Store(false)
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	if serr := srv.Shutdown(sctx); serr != nil {
 		log.Warn("calls still running at the shutdown deadline were cancelled", "timeout", cfg.ShutdownTimeout)
@@ -169,7 +199,24 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 			httpSrv.Close()
 		}
 	}
-	wg.Wait()
+	waited := make(chan struct{})
+	go func() { wg.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-failedStoreWait(err, shutdownTimeout):
+		// A role goroutine is stuck inside the failed store; the process
+		// is about to exit, which ends it.
+		log.Warn("role goroutines still inside the failed store at exit")
+	}
 	log.Info("rlsd stopped")
 	return err
+}
+
+// failedStoreWait bounds the wait for the roles' goroutines after a store
+// failure; otherwise it never fires.
+func failedStoreWait(err error, d time.Duration) <-chan time.Time {
+	if !errors.As(err, new(storeFailure)) {
+		return nil
+	}
+	return time.After(d)
 }
