@@ -13,6 +13,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/solar-archive/rls/catalog"
+	"github.com/solar-archive/rls/internal/failstop"
 	"github.com/solar-archive/rls/internal/pebblelog"
 )
 
@@ -54,6 +55,8 @@ type Index struct {
 	opts Options
 	log  *slog.Logger
 	db   *pebble.DB
+	// guard stops the index at its first storage error (see Err).
+	guard *failstop.Guard
 
 	// siteMu serializes updates of one site (by hash of its name), so that
 	// each site's updates reach the disk and memory in the same order.
@@ -163,7 +166,10 @@ func Open(dir string, opts *Options) (*Index, error) {
 	if x.log == nil {
 		x.log = slog.Default()
 	}
-	db, err := pebble.Open(dir, &pebble.Options{Logger: pebblelog.New(x.log)})
+	po := &pebble.Options{Logger: pebblelog.New(x.log)}
+	x.guard = failstop.New("index", dir, x.log)
+	x.guard.Configure(po)
+	db, err := pebble.Open(dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("index: open %s: %w", dir, err)
 	}
@@ -178,7 +184,19 @@ func Open(dir string, opts *Options) (*Index, error) {
 
 // Close stops the expiry loop and closes the store. Calls after Close fail
 // with ErrClosed.
+//
+// Close of a failed index (see Err) stops the expiry loop and returns the
+// failure without touching the store, which is left as it was fenced.
 func (x *Index) Close() error {
+	if err := x.guard.Err(); err != nil {
+		x.mu.Lock()
+		if !x.closed {
+			x.closed = true
+			close(x.stop)
+		}
+		x.mu.Unlock()
+		return err
+	}
 	x.mu.Lock()
 	if x.closed {
 		x.mu.Unlock()
@@ -213,6 +231,17 @@ func (x *Index) now() time.Time { return x.opts.Now() }
 
 // Notify returns a channel that is closed at the next change of any site's
 // state (an update applied, or a site expired). Forwarders wait on it.
+// Err returns nil while the index is healthy. After a storage error in its
+// snapshot store (a write or sync that failed, a full disk) it returns that
+// failure, wrapping failstop.ErrFailed and the cause; updates and lookups
+// fail with it from then on, and no update whose snapshot was not durable
+// is acknowledged or served. The process should exit; a restart loads
+// exactly the acknowledged updates.
+func (x *Index) Err() error { return x.guard.Err() }
+
+// Failed is closed when the index fails (see Err).
+func (x *Index) Failed() <-chan struct{} { return x.guard.Done() }
+
 func (x *Index) Notify() <-chan struct{} {
 	x.notifyMu.Lock()
 	defer x.notifyMu.Unlock()
@@ -236,6 +265,9 @@ func (x *Index) wake() {
 // groups too) and one map lookup for delta additions; never a probe per
 // site.
 func (x *Index) Locate(lfns []string) ([][]Candidate, error) {
+	if err := x.guard.Err(); err != nil {
+		return nil, err
+	}
 	for i, lfn := range lfns {
 		if err := catalog.ValidateName("lfn", lfn); err != nil {
 			return nil, fmt.Errorf("%w: lfns[%d]: %v", ErrInvalid, i, err)
@@ -351,6 +383,9 @@ const MaxWildcardLimit = 100_000
 // and deltas) can be searched; unsearched names the sites known only by
 // filter.
 func (x *Index) Wildcard(pattern string, offset, limit int) (matches []Match, more bool, unsearched []string, err error) {
+	if err := x.guard.Err(); err != nil {
+		return nil, false, nil, err
+	}
 	p, err := catalog.CompilePattern(pattern)
 	if err != nil {
 		return nil, false, nil, fmt.Errorf("%w: pattern: %v", ErrInvalid, err)

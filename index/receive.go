@@ -32,6 +32,9 @@ type incoming struct {
 // nothing; a delta that does not follow the site's state fails with
 // ErrOutOfSequence.
 func (x *Index) Receive(recv func() (*rlsv1.UpdateRequest, error)) (Ack, error) {
+	if err := x.guard.Err(); err != nil {
+		return Ack{}, err
+	}
 	u, err := decodeUpdate(recv, x.now())
 	if err != nil {
 		return Ack{}, err

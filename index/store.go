@@ -118,7 +118,7 @@ func (x *Index) persistFull(s *site, words []uint64) error {
 	if err := b.Set(siteKey(tagMeta, s.name), s.meta(), nil); err != nil {
 		return err
 	}
-	if err := b.Commit(x.syncOpt()); err != nil {
+	if err := x.guard.Apply(func() error { return b.Commit(x.syncOpt()) }); err != nil {
 		return fmt.Errorf("index: saving site %q: %w", s.name, err)
 	}
 	return nil
@@ -146,7 +146,7 @@ func (x *Index) persistDelta(s *site, u *incoming, now time.Time) error {
 	if err := b.Set(siteKey(tagMeta, s.name), next.meta(), nil); err != nil {
 		return err
 	}
-	if err := b.Commit(x.syncOpt()); err != nil {
+	if err := x.guard.Apply(func() error { return b.Commit(x.syncOpt()) }); err != nil {
 		return fmt.Errorf("index: saving a delta of site %q: %w", s.name, err)
 	}
 	return nil
@@ -164,7 +164,8 @@ func (x *Index) deleteSite(name string) error {
 	if err := b.Delete(siteKey(tagMeta, name), nil); err != nil {
 		return err
 	}
-	return b.Commit(pebble.NoSync) // a site that comes back expired is dropped again
+	// A site that comes back expired is dropped again: no sync needed.
+	return x.guard.Apply(func() error { return b.Commit(pebble.NoSync) })
 }
 
 // load reads every site whose state has not expired, and forgets the

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 
+	"github.com/solar-archive/rls/internal/failstop"
 	"github.com/solar-archive/rls/internal/pebblelog"
 )
 
@@ -23,8 +24,13 @@ import (
 // Writes are not synced: a record lost in a crash costs one hash, and a
 // record never says more than a hash computed for its key did. It is safe
 // for concurrent use.
+//
+// Like every store of rls it is fail-stop (internal/failstop): after a
+// storage error it reads and writes nothing more, and the Source reports
+// the failure through Err and Failed.
 type digestDB struct {
-	db *pebble.DB
+	db    *pebble.DB
+	guard *failstop.Guard
 }
 
 // digestRecordLen: size, mtime, inode and ctime (8 bytes each, big
@@ -35,20 +41,32 @@ func openDigestDB(dir string, log *slog.Logger) (*digestDB, error) {
 	if !filepath.IsAbs(dir) {
 		return nil, fmt.Errorf("digest database %q: %w: not an absolute path", dir, ErrInvalid)
 	}
-	db, err := pebble.Open(dir, &pebble.Options{
+	po := &pebble.Options{
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebblelog.New(log),
-	})
+	}
+	guard := failstop.New("transfer digests", dir, log)
+	guard.Configure(po)
+	db, err := pebble.Open(dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("digest database %s: %w", dir, err)
 	}
-	return &digestDB{db: db}, nil
+	return &digestDB{db: db, guard: guard}, nil
 }
 
-func (d *digestDB) close() error { return d.db.Close() }
+// close closes the database; a failed one is left as it was fenced.
+func (d *digestDB) close() error {
+	if err := d.guard.Err(); err != nil {
+		return err
+	}
+	return d.db.Close()
+}
 
 // get returns the record of file name if there is one and it is for key k.
 func (d *digestDB) get(name string, k statKey) (cachedFile, bool) {
+	if d.guard.Err() != nil {
+		return cachedFile{}, false
+	}
 	v, closer, err := d.db.Get([]byte(name))
 	if err != nil {
 		return cachedFile{}, false
@@ -82,7 +100,7 @@ func (d *digestDB) put(name string, c cachedFile) error {
 	binary.BigEndian.PutUint64(v[16:], uint64(c.key.ino))
 	binary.BigEndian.PutUint64(v[24:], uint64(c.key.ctime))
 	copy(v[32:], c.digest[:])
-	return d.db.Set([]byte(name), v[:], pebble.NoSync)
+	return d.guard.Apply(func() error { return d.db.Set([]byte(name), v[:], pebble.NoSync) })
 }
 
 // pruneBatch is how many deletions prune commits at a time.
@@ -97,6 +115,9 @@ const pruneBatch = 1024
 // do); a record it deletes wrongly, if the file changed back in between,
 // costs one hash. It returns how many records it kept and deleted.
 func (d *digestDB) prune(ctx context.Context, roots []string) (kept, deleted int, err error) {
+	if err := d.guard.Err(); err != nil {
+		return 0, 0, err
+	}
 	it, err := d.db.NewIterWithContext(ctx, nil)
 	if err != nil {
 		return 0, 0, err
@@ -108,7 +129,7 @@ func (d *digestDB) prune(ctx context.Context, roots []string) (kept, deleted int
 		if b.Empty() {
 			return nil
 		}
-		if err := b.Commit(pebble.NoSync); err != nil {
+		if err := d.guard.Apply(func() error { return b.Commit(pebble.NoSync) }); err != nil {
 			return err
 		}
 		b.Close()

@@ -237,6 +237,25 @@ func (s *Source) Close() error {
 	return errors.Join(errs...)
 }
 
+// Err returns nil while the Source's digest database is healthy (or when
+// it has none), and its failure after a storage error: the database then
+// reads and writes nothing more (digests are computed, not cached) and the
+// process should exit. See internal/failstop.
+func (s *Source) Err() error {
+	if s.db == nil {
+		return nil
+	}
+	return s.db.guard.Err()
+}
+
+// Failed is closed when the digest database fails; never without one.
+func (s *Source) Failed() <-chan struct{} {
+	if s.db == nil {
+		return nil
+	}
+	return s.db.guard.Done()
+}
+
 // Roots returns the export roots, cleaned.
 func (s *Source) Roots() []string {
 	out := make([]string, len(s.roots))

@@ -73,6 +73,7 @@ func startRLI(d *daemon) error {
 	}
 	v := &index.Verifier{}
 	d.onClose(func() error { v.Close(); return x.Close() })
+	d.failStop(x.Failed(), x.Err)
 	d.admin.Index = x
 	rlsv1.RegisterIndexServer(d.grpc, api.NewIndexServer(x, v))
 	if err := d.metrics.Register(api.NewIndexCollector(x)); err != nil {

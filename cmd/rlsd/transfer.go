@@ -31,6 +31,7 @@ func startTransfer(d *daemon) error {
 		return fmt.Errorf("transfer: %w", err)
 	}
 	d.onClose(src.Close)
+	d.failStop(src.Failed(), src.Err)
 	rlsv1.RegisterTransferServer(d.grpc, api.NewTransferServer(src))
 	api.NewTransferHTTPHandler(d.http, src, d.log.With("role", "transfer"))
 	if err := d.metrics.Register(api.NewTransferCollector(src)); err != nil {

@@ -169,3 +169,13 @@ func (p *Proc) Stop(timeout time.Duration) int {
 		return -1
 	}
 }
+
+// Exited is closed when the process has exited (on its own or killed).
+func (p *Proc) Exited() <-chan struct{} { return p.exited }
+
+// ExitCode is the process's exit status once Exited is closed (-1 if it was
+// killed by a signal).
+func (p *Proc) ExitCode() int {
+	<-p.exited
+	return p.cmd.ProcessState.ExitCode()
+}
