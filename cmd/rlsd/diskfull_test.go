@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	rlsv1 "github.com/solar-archive/rls/api/rlsv1"
+	"github.com/solar-archive/rls/index"
 	"github.com/solar-archive/rls/internal/rlsdtest"
 )
 
@@ -220,4 +221,92 @@ func TestDiskFullCatalog(t *testing.T) {
 func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// TestDiskFullIndex fills the disk under a running RLI while sites send it
+// full list updates. An update whose snapshot could not be made durable is
+// refused and never served; the RLI exits 3 on its own; after a restart
+// with space it serves exactly the sites whose updates it acknowledged.
+func TestDiskFullIndex(t *testing.T) {
+	if testing.Short() {
+		t.Skip("mounts a small file system and runs rlsd")
+	}
+	mnt := rlsdtest.SmallDisk(t, 64)
+	rlsd := rlsdtest.Build(t, "github.com/solar-archive/rls/cmd/rlsd")
+	data := filepath.Join(mnt, "data")
+	args := []string{"--site", "rli", "--data", data, "--listen", "127.0.0.1:0", "--roles", "rli"}
+	p := rlsdtest.Start(t, rlsd, "rls.v1.Index", args...)
+	free := rlsdtest.Fill(t, mnt, 4)
+
+	cc, err := grpc.NewClient(p.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	cl := rlsv1.NewIndexClient(cc)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+
+	const names = 20000 // ~0.3 MB of names a site
+	var acked, failed []string
+	for i := 0; i < 1000 && ctx.Err() == nil; i++ { // 300 MB at most: bounded
+		site := fmt.Sprintf("site%03d", i)
+		h := index.Header{Site: site, Endpoint: "127.0.0.1:1", Generation: 1, Validity: time.Hour, Entries: names, Updated: time.Now()}
+		_, err := index.SendList(ctx, cl, h, func(yield func(string) bool) {
+			for j := 0; j < names; j++ {
+				if !yield(fmt.Sprintf("%s-%09d", site, j)) {
+					return
+				}
+			}
+		})
+		if err == nil {
+			acked = append(acked, site)
+			continue
+		}
+		if storeFailed(err) {
+			failed = append(failed, site)
+		}
+		break
+	}
+	select {
+	case <-p.Exited():
+	case <-ctx.Done():
+		t.Fatalf("the RLI did not stop on its own after its disk filled:\n%s", tail(p.Log(), 40))
+	}
+	if code := p.ExitCode(); code != 3 {
+		t.Errorf("rlsd exit status %d, want 3\n%s", code, tail(p.Log(), 40))
+	}
+	if len(failed) == 0 {
+		t.Fatalf("no update failed with the index's own error (acked %d):\n%s", len(acked), tail(p.Log(), 40))
+	}
+	t.Logf("acknowledged %d sites, failed %d", len(acked), len(failed))
+
+	free()
+	p = rlsdtest.Start(t, rlsd, "rls.v1.Index", args...)
+	cc2, err := grpc.NewClient(p.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc2.Close()
+	r, err := rlsv1.NewIndexClient(cc2).Sites(context.Background(), &rlsv1.SitesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := map[string]uint64{}
+	for _, s := range r.GetSites() {
+		held[s.GetSite()] = s.GetEntries()
+	}
+	for _, s := range acked {
+		if held[s] != names {
+			t.Errorf("after restart, acknowledged site %s holds %d entries, want %d", s, held[s], names)
+		}
+	}
+	for _, s := range failed {
+		if _, ok := held[s]; ok {
+			t.Errorf("after restart, site %s whose update failed is served", s)
+		}
+	}
+	if len(held) != len(acked) {
+		t.Errorf("after restart, %d sites held, %d acknowledged", len(held), len(acked))
+	}
 }
