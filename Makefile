@@ -21,7 +21,7 @@ FUZZ_TARGETS ?= $(shell grep -rE --include='*_test.go' --exclude-dir=tools --exc
 BENCH_PKGS   ?= ./...
 BENCHTIME    ?= 1s
 
-.PHONY: all build test demo proto lint bench bench-go bench-lrc bench-index bench-transfer fuzz clean
+.PHONY: all build test demo proto lint bench bench-go bench-lrc bench-index bench-transfer bench-overload fuzz clean
 
 all: build
 
@@ -63,6 +63,12 @@ bench-index:
 # openssh-server and rsync with apt when missing.
 bench-transfer:
 	./scripts/bench-transfer.sh
+
+# ghz at c=2,000 and greedy BulkQuery calls against one rlsd on loopback,
+# while a probe times health calls and samples rlsd's RSS; not part of
+# `make bench` (it is about failure behaviour, not speed).
+bench-overload:
+	./scripts/bench-overload.sh
 
 # Runs each fuzz target for FUZZTIME; `go test -fuzz` accepts one target per
 # run, hence the loop. A failing input is written to the package's

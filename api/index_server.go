@@ -4,26 +4,50 @@ import (
 	"context"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/solar-archive/rls/api/rlsv1"
 	"github.com/solar-archive/rls/index"
 )
 
+// DefaultUpdateIdleTimeout is how long an Index/Update stream may stay
+// silent, before its first message or between two, unless configured
+// otherwise. A sender streams a whole update at once, chunks following each
+// other in milliseconds; half a minute of silence is a stalled or hostile
+// peer holding a stream (and its site's memory) open.
+const DefaultUpdateIdleTimeout = 30 * time.Second
+
+// IndexServerOptions configure NewIndexServer.
+type IndexServerOptions struct {
+	// UpdateIdleTimeout cuts off an Update stream that sends nothing for
+	// this long (DEADLINE_EXCEEDED); the update is not applied. Default
+	// DefaultUpdateIdleTimeout.
+	UpdateIdleTimeout time.Duration
+}
+
 // NewIndexServer returns the rls.v1.Index service over x. Locate with verify
-// asks the candidate sites' catalogs through v.
-func NewIndexServer(x *index.Index, v *index.Verifier) rlsv1.IndexServer {
-	return &indexServer{x: x, v: v}
+// asks the candidate sites' catalogs through v. opts may be nil.
+func NewIndexServer(x *index.Index, v *index.Verifier, opts *IndexServerOptions) rlsv1.IndexServer {
+	s := &indexServer{x: x, v: v, idle: DefaultUpdateIdleTimeout}
+	if opts != nil && opts.UpdateIdleTimeout > 0 {
+		s.idle = opts.UpdateIdleTimeout
+	}
+	return s
 }
 
 type indexServer struct {
 	rlsv1.UnimplementedIndexServer
-	x *index.Index
-	v *index.Verifier
+	x    *index.Index
+	v    *index.Verifier
+	idle time.Duration
 }
 
 func (s *indexServer) Update(stream rlsv1.Index_UpdateServer) error {
-	ack, err := s.x.Receive(stream.Recv)
+	r := newIdleReceiver(stream, s.idle)
+	defer r.stop()
+	ack, err := s.x.Receive(r.recv)
 	if err != nil {
 		return toStatusErr(err)
 	}
@@ -32,6 +56,61 @@ func (s *indexServer) Update(stream rlsv1.Index_UpdateServer) error {
 		Entries:    ack.Entries,
 		Expires:    timestamppb.New(ack.Expires),
 	})
+}
+
+// idleReceiver receives an Update stream's messages with a limit on the
+// silence before each. grpc-go cannot interrupt a server stream's Recv but
+// by the handler returning, so one goroutine per stream (the pump) calls
+// Recv and hands each message over; recv waits for it or for the timeout.
+// The pump ends when the stream does (the handler returned: Recv fails) or
+// when stop is called, whichever comes later; it touches nothing but the
+// stream and its channel. Not safe for concurrent use.
+type idleReceiver struct {
+	idle  time.Duration
+	msgs  chan recvResult
+	done  chan struct{}
+	timer *time.Timer
+}
+
+type recvResult struct {
+	m   *rlsv1.UpdateRequest
+	err error
+}
+
+func newIdleReceiver(stream rlsv1.Index_UpdateServer, idle time.Duration) *idleReceiver {
+	r := &idleReceiver{idle: idle, msgs: make(chan recvResult), done: make(chan struct{}), timer: time.NewTimer(idle)}
+	go func() {
+		for {
+			m, err := stream.Recv()
+			select {
+			case r.msgs <- recvResult{m, err}:
+			case <-r.done:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return r
+}
+
+// recv returns the next message, io.EOF at the end of the stream, or a
+// DEADLINE_EXCEEDED status if none came within the idle timeout.
+func (r *idleReceiver) recv() (*rlsv1.UpdateRequest, error) {
+	r.timer.Reset(r.idle)
+	select {
+	case res := <-r.msgs:
+		return res.m, res.err
+	case <-r.timer.C:
+		return nil, status.Errorf(codes.DeadlineExceeded,
+			"update: nothing received for %v (index-update-idle-timeout); the update is dropped", r.idle)
+	}
+}
+
+func (r *idleReceiver) stop() {
+	r.timer.Stop()
+	close(r.done)
 }
 
 func knowledgeProto(m index.Mode) rlsv1.Knowledge {

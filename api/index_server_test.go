@@ -25,7 +25,7 @@ func TestIndexService(t *testing.T) {
 	v := &index.Verifier{}
 	defer x.Close()
 	defer v.Close()
-	e := newTestEnv(t, func(s *Server) { rlsv1.RegisterIndexServer(s, NewIndexServer(x, v)) })
+	e := newTestEnv(t, func(s *Server) { rlsv1.RegisterIndexServer(s, NewIndexServer(x, v, nil)) })
 	ix := rlsv1.NewIndexClient(e.conn)
 	if _, err := e.catalog.Create(ctxT(t), mr("1", "/SUM1/D1")); err != nil {
 		t.Fatal(err)
@@ -113,5 +113,72 @@ rls_index_exact_entries 2
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "rls_index_exact_entries"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestIndexUpdateLimits checks the limits a peer meets on Index/Update: a
+// stream that goes silent (before its header, or between chunks) is cut off
+// after the idle timeout, and a new site beyond the index's cap is refused
+// with RESOURCE_EXHAUSTED; neither changes what the index holds.
+func TestIndexUpdateLimits(t *testing.T) {
+	x, err := index.Open(t.TempDir(), &index.Options{Site: "rli", NoSync: true, MaxSites: 1, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	v := &index.Verifier{}
+	defer v.Close()
+	const idle = 100 * time.Millisecond
+	e := newTestEnv(t, func(s *Server) {
+		rlsv1.RegisterIndexServer(s, NewIndexServer(x, v, &IndexServerOptions{UpdateIdleTimeout: idle}))
+	})
+	ix := rlsv1.NewIndexClient(e.conn)
+	hdr := func(site string, entries uint64) *rlsv1.UpdateRequest {
+		return &rlsv1.UpdateRequest{Body: &rlsv1.UpdateRequest_Header{Header: &rlsv1.UpdateHeader{
+			Site: site, Endpoint: site + ":7600", Mode: rlsv1.UpdateMode_UPDATE_MODE_LIST, Generation: 1,
+			Entries: entries, Validity: durationpb.New(time.Hour)}}}
+	}
+	lfns := func(names ...string) *rlsv1.UpdateRequest {
+		return &rlsv1.UpdateRequest{Body: &rlsv1.UpdateRequest_Lfns{Lfns: &rlsv1.LFNChunk{Lfns: names}}}
+	}
+	// stall sends msgs and then nothing, without closing its side, and
+	// returns the status the server ends the stream with. The client's
+	// own deadline (ctxT, 10 s) only guards the test against a hang.
+	stall := func(msgs ...*rlsv1.UpdateRequest) error {
+		st, err := ix.Update(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range msgs {
+			if err := st.Send(m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return st.RecvMsg(new(rlsv1.UpdateResponse))
+	}
+	wantCode(t, "silent stream", stall(), codes.DeadlineExceeded, "nothing received for 100ms")
+	wantCode(t, "stalled after a chunk", stall(hdr("nso", 3), lfns("1", "2")), codes.DeadlineExceeded, "nothing received")
+	if n := len(x.Sites()); n != 0 {
+		t.Fatalf("a stalled update changed the index: %d sites", n)
+	}
+
+	send := func(msgs ...*rlsv1.UpdateRequest) error {
+		st, err := ix.Update(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range msgs {
+			if err := st.Send(m); err != nil {
+				break // the server ended the stream; CloseAndRecv has its status
+			}
+		}
+		_, err = st.CloseAndRecv()
+		return err
+	}
+	wantCode(t, "first site", send(hdr("nso", 1), lfns("1")), codes.OK)
+	wantCode(t, "a site beyond the cap", send(hdr("sao", 1), lfns("1")), codes.ResourceExhausted, `new site "sao"`)
+	wantCode(t, "the site held", send(hdr("nso", 2), lfns("1", "2")), codes.OK)
+	if s := x.Sites(); len(s) != 1 || s[0].Site != "nso" || s[0].Entries != 2 {
+		t.Fatalf("Sites = %+v", s)
 	}
 }

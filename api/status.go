@@ -23,8 +23,9 @@ import (
 // The catalog's sentinels map to their codes (ErrNotFound and
 // index.ErrUnknownTarget → NOT_FOUND,
 // ErrExists → ALREADY_EXISTS, ErrInvalid → INVALID_ARGUMENT, ErrPrecondition →
-// FAILED_PRECONDITION, ErrClosed → UNAVAILABLE), a store stopped by a
-// storage error to RESOURCE_EXHAUSTED (disk full) or UNAVAILABLE, context errors to
+// FAILED_PRECONDITION, index.ErrFull → RESOURCE_EXHAUSTED, ErrClosed →
+// UNAVAILABLE), a store stopped by a storage error to RESOURCE_EXHAUSTED
+// (disk full) or UNAVAILABLE, context errors to
 // DEADLINE_EXCEEDED or CANCELED, statuses made by this package pass through,
 // and anything else is INTERNAL. The message is err.Error(), which for
 // catalog errors names the operation and the item. statusOf(nil) is OK.
@@ -51,6 +52,8 @@ func statusOf(err error) *status.Status {
 		code = codes.InvalidArgument
 	case errors.Is(err, catalog.ErrPrecondition), errors.Is(err, index.ErrOutOfSequence):
 		code = codes.FailedPrecondition
+	case errors.Is(err, index.ErrFull):
+		code = codes.ResourceExhausted
 	case errors.Is(err, catalog.ErrClosed), errors.Is(err, index.ErrClosed):
 		code = codes.Unavailable
 	case errors.Is(err, context.DeadlineExceeded):

@@ -29,7 +29,8 @@ import (
 // carry the SHA-256 as ETag and as Repr-Digest (RFC 9530), and accept
 // sha256=HEX to insist on a version (412 if the file has another). Errors
 // are text: 400 (malformed), 403 (outside the export roots), 404 (no such
-// unit or file), 412 (other version), 500.
+// unit or file), 412 (other version), 416 (a Range of more than
+// MaxRangeParts parts, or of a zero-byte suffix, bytes=-0), 500.
 //
 // Routes are registered on mux so that they share the daemon's HTTP
 // listener with /metrics.
@@ -70,6 +71,10 @@ func (h *transferHTTP) manifest(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *transferHTTP) file(w http.ResponseWriter, r *http.Request) {
+	if err := checkRange(r.Header.Get("Range")); err != nil {
+		http.Error(w, err.Error(), http.StatusRequestedRangeNotSatisfiable)
+		return
+	}
 	q := r.URL.Query()
 	var want transfer.Digest
 	if s := q.Get("sha256"); s != "" {

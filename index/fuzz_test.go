@@ -26,7 +26,7 @@ func FuzzDecodeUpdate(f *testing.F) {
 		f.Add(encodeStream(msgs))
 	}
 	f.Fuzz(func(t *testing.T, stream []byte) {
-		u, err := decodeUpdate(decodeStream(stream), time.Unix(1e9, 0))
+		u, err := decodeUpdate(decodeStream(stream), time.Unix(1e9, 0), DefaultMaxBloomBits)
 		if err != nil {
 			if !errors.Is(err, ErrInvalid) && !errors.Is(err, errGarbage) {
 				t.Fatalf("error %v is neither ErrInvalid nor the stream's own", err)

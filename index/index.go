@@ -26,6 +26,35 @@ var (
 	ErrOutOfSequence = errors.New("delta out of sequence")
 	// ErrClosed: the index is closed.
 	ErrClosed = errors.New("index closed")
+	// ErrFull: the index already holds Options.MaxSites sites and refuses
+	// state for a new one (updates of the sites it holds still apply).
+	ErrFull = errors.New("index full")
+)
+
+// Defaults of the limits in Options.
+const (
+	// DefaultMaxBloomBits bounds one site's filter at 2^31 bits (256 MiB).
+	// The largest real catalogs hold about 11M LFNs (LIGO; NSO about 8M
+	// storage units); at 1% false positives a filter needs about 10 bits
+	// per LFN, so 10× the largest site is 1.1e9 bits, about 2^30, and
+	// BloomGeometry rounds m up to a power of two: 2^31 leaves that
+	// headroom, while a peer's header cannot make the index allocate more
+	// than 256 MiB for one site.
+	DefaultMaxBloomBits = 1 << 31
+	// DefaultMaxSites bounds the sites one index holds: a hundred times
+	// the sites of the largest federation rls serves, while a peer that
+	// invents site names cannot grow the index without bound.
+	DefaultMaxSites = 10_000
+	// MaxBloomFalsePositive is the highest false-positive rate, implied by
+	// a received filter's fill (the fraction of its bits set, to the power
+	// k), that the index accepts. A filter built by BloomGeometry for the
+	// names it holds is at most half full (fill^k ≤ 0.5^k, 1% at k = 7); a
+	// fuller one holds far more names than it was built for (fill 0.9375,
+	// four times as many, implies 64% at k = 7), and an all-ones filter
+	// matches every name: the index would name the site as a candidate for
+	// LFNs it never held. Even at k = 1 (the geometry for rates of 0.5 and
+	// above) a filter at its capacity implies 0.5, which passes.
+	MaxBloomFalsePositive = 0.5
 )
 
 // Options configure Open.
@@ -43,7 +72,14 @@ type Options struct {
 	// soft state tolerates it, but a restarted index answers from older
 	// state until they do.
 	NoSync bool
-	Logger *slog.Logger
+	// MaxBloomBits bounds the m of a received Bloom filter; a header
+	// asking for more is refused (ErrInvalid) before anything is
+	// allocated. Default DefaultMaxBloomBits; never above MaxBloomBits.
+	MaxBloomBits uint64
+	// MaxSites bounds the sites the index holds. Full state for a new site
+	// beyond it fails with ErrFull. Default DefaultMaxSites.
+	MaxSites int
+	Logger   *slog.Logger
 	// Now is the clock; default time.Now. Tests set it.
 	Now func() time.Time
 }
@@ -69,6 +105,9 @@ type Index struct {
 	addedBy map[string][]*site
 	maxK    uint32 // the largest k of any group
 	closed  bool
+	// newSites counts updates of sites not in sites yet that are being
+	// applied; with len(sites) it is what MaxSites bounds.
+	newSites int
 
 	notifyMu sync.Mutex
 	notifyCh chan struct{}
@@ -161,6 +200,13 @@ func Open(dir string, opts *Options) (*Index, error) {
 	}
 	if x.opts.Now == nil {
 		x.opts.Now = time.Now
+	}
+	if x.opts.MaxBloomBits == 0 {
+		x.opts.MaxBloomBits = DefaultMaxBloomBits
+	}
+	x.opts.MaxBloomBits = min(x.opts.MaxBloomBits, MaxBloomBits)
+	if x.opts.MaxSites <= 0 {
+		x.opts.MaxSites = DefaultMaxSites
 	}
 	x.log = x.opts.Logger
 	if x.log == nil {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -432,6 +434,18 @@ func TestBadUpdates(t *testing.T) {
 		{"bloom ragged", append(good[:1:1], &rlsv1.UpdateRequest{Body: &rlsv1.UpdateRequest_Bloom{Bloom: &rlsv1.BloomChunk{Words: []byte{1, 2, 3}}}}), "not a whole number"},
 		{"delta twice", deltaMsgs("nso", 1, 2, []string{"5"}, []string{"5"}), "appears twice"},
 		{"delta base after gen", deltaMsgs("nso", 3, 2, []string{"5"}, nil), "header.base_generation"},
+		// Limits on what a peer can make the index hold or believe.
+		{"bloom m over the cap", bloomHdr(func(h *rlsv1.BloomHeader) { h.M = DefaultMaxBloomBits + 64 }),
+			"header.bloom.m 2147483712 is more than the 2147483648 bits"},
+		{"endpoint without port", hdr(func(h *rlsv1.UpdateHeader) { h.Endpoint = "nso.example.org" }), `header.endpoint: "nso.example.org" is not host:port`},
+		{"endpoint without host", hdr(func(h *rlsv1.UpdateHeader) { h.Endpoint = ":7600" }), `header.endpoint: ":7600" has no host`},
+		{"endpoint port 0", hdr(func(h *rlsv1.UpdateHeader) { h.Endpoint = "nso:0" }), `"nso:0": port "0"`},
+		{"endpoint port too big", hdr(func(h *rlsv1.UpdateHeader) { h.Endpoint = "nso:65536" }), `"nso:65536": port "65536"`},
+		{"endpoint port by name", hdr(func(h *rlsv1.UpdateHeader) { h.Endpoint = "nso:grpc" }), `port "grpc"`},
+		{"endpoint a URL", hdr(func(h *rlsv1.UpdateHeader) { h.Endpoint = "http://nso:7600/x" }), "header.endpoint"},
+		{"via repeated", hdr(func(h *rlsv1.UpdateHeader) { h.Via = []string{"rli-a", "rli-b", "rli-a"} }), `header.via[2]: index "rli-a" already at via[0]`},
+		{"bloom all ones", filled(good, 1), "fill ratio 1.000"},
+		{"bloom nearly full", filled(good, 0.95), "fill ratio 0.9"},
 	}
 	before := where(t, x, "1", "2")
 	for _, c := range cases {
@@ -446,6 +460,88 @@ func TestBadUpdates(t *testing.T) {
 	if _, err := x.Locate([]string{"ok", ""}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "lfns[1]") {
 		t.Fatalf("Locate with an empty name = %v", err)
 	}
+}
+
+// filled returns msgs (a Bloom update) with its filter replaced by one
+// whose bits are set with probability fill: what a peer that wants to be
+// named for every LFN sends.
+func filled(msgs []*rlsv1.UpdateRequest, fill float64) []*rlsv1.UpdateRequest {
+	p := msgs[0].GetHeader().GetBloom()
+	rng := rand.New(rand.NewPCG(1, 2))
+	words := make([]uint64, (p.GetM()+63)/64)
+	for b := range p.GetM() {
+		if rng.Float64() < fill {
+			words[b/64] |= 1 << (b % 64)
+		}
+	}
+	out := msgs[:1:1]
+	for c := range slices.Chunk(words, 100) {
+		out = append(out, &rlsv1.UpdateRequest{Body: &rlsv1.UpdateRequest_Bloom{Bloom: &rlsv1.BloomChunk{Words: wordBytes(c)}}})
+	}
+	return out
+}
+
+// TestFillRatio checks where the fill check draws its line: a filter
+// holding as many names as its geometry is made for (half its bits set)
+// passes, and so does one with twice as many; one with four times as many
+// matches most names and is refused.
+func TestFillRatio(t *testing.T) {
+	x := openTest(t, t.TempDir(), nil)
+	m, k := BloomGeometry(2000, 0.01)
+	n := int(float64(m) * math.Ln2 / float64(k)) // fill 1/2
+	for _, tc := range []struct {
+		names int
+		ok    bool
+	}{{n, true}, {2 * n, true}, {4 * n, false}} {
+		f := bloom.New(uint(m), uint(k))
+		for i := range tc.names {
+			f.AddString(fmt.Sprint(i))
+		}
+		p := BloomParams{Version: BloomVersion, M: m, K: k, Entries: uint64(tc.names)}
+		_, err := x.Receive(recvFrom(bloomMsgs(fmt.Sprint("site", tc.names), 1, f, p)))
+		refused := errors.Is(err, ErrInvalid) && strings.Contains(err.Error(), "fill ratio")
+		if tc.ok != (err == nil) || (err != nil && !refused) {
+			t.Errorf("%d names in a filter for %d (m=%d k=%d, fill %.2f): Receive = %v", tc.names, n, m, k,
+				float64(f.BitSet().Count())/float64(m), err)
+		}
+	}
+	if got := len(x.Sites()); got != 2 {
+		t.Fatalf("%d sites held, want 2 (the refused filter changed the index)", got)
+	}
+}
+
+// TestMaxSites checks that an index holding MaxSites sites refuses a new
+// one with ErrFull and changes nothing, keeps taking updates of the sites
+// it holds, and admits a new site once one expired.
+func TestMaxSites(t *testing.T) {
+	clk := &clock{t: time.Unix(1e9, 0)}
+	x, err := Open(t.TempDir(), &Options{Site: "rli-test", ExpireInterval: time.Hour, NoSync: true, MaxSites: 2,
+		Logger: slog.New(slog.DiscardHandler), Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	mustReceive(t, x, listMsgs("nso", 1, "1"))
+	f, p := newFilter(0.01, "1")
+	mustReceive(t, x, bloomMsgs("sao", 1, f, p))
+	for _, msgs := range [][]*rlsv1.UpdateRequest{listMsgs("kis", 1, "1"), bloomMsgs("kis", 1, f, p)} {
+		_, err := x.Receive(recvFrom(msgs))
+		if !errors.Is(err, ErrFull) || !strings.Contains(err.Error(), `new site "kis"`) {
+			t.Fatalf("a third site: Receive = %v, want ErrFull naming it", err)
+		}
+	}
+	wantWhere(t, x, []string{"1"}, "nso/list,sao/bloom")
+	if st := x.Stats(); st.Sites != 2 || st.BloomGroups != 1 {
+		t.Fatalf("refused site left state behind: %+v", st)
+	}
+	// The sites held still update, in full and by delta.
+	clk.add(30 * time.Minute)
+	mustReceive(t, x, listMsgs("nso", 2, "1", "2"))
+	mustReceive(t, x, deltaMsgs("nso", 2, 3, []string{"3"}, nil))
+	// sao expires (not yet dropped): its place is free.
+	clk.add(45 * time.Minute)
+	mustReceive(t, x, listMsgs("kis", 1, "1"))
+	wantWhere(t, x, []string{"1", "3"}, "kis/list,nso/list", "nso/delta")
 }
 
 func TestWildcard(t *testing.T) {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"math/bits"
 	"slices"
 	"time"
 
@@ -35,7 +37,7 @@ func (x *Index) Receive(recv func() (*rlsv1.UpdateRequest, error)) (Ack, error) 
 	if err := x.guard.Err(); err != nil {
 		return Ack{}, err
 	}
-	u, err := decodeUpdate(recv, x.now())
+	u, err := decodeUpdate(recv, x.now(), x.opts.MaxBloomBits)
 	if err != nil {
 		return Ack{}, err
 	}
@@ -43,8 +45,9 @@ func (x *Index) Receive(recv func() (*rlsv1.UpdateRequest, error)) (Ack, error) 
 }
 
 // decodeUpdate reads and checks one update. Memory grows with what the
-// sender actually sends, never with what its header claims.
-func decodeUpdate(recv func() (*rlsv1.UpdateRequest, error), now time.Time) (*incoming, error) {
+// sender actually sends, never with what its header claims, and a filter
+// never grows past maxBloomBits.
+func decodeUpdate(recv func() (*rlsv1.UpdateRequest, error), now time.Time, maxBloomBits uint64) (*incoming, error) {
 	first, err := recv()
 	if err == io.EOF {
 		return nil, invalidf("update: empty stream (an update starts with its header)")
@@ -59,6 +62,10 @@ func decodeUpdate(recv func() (*rlsv1.UpdateRequest, error), now time.Time) (*in
 	h, err := HeaderFromProto(hp, now)
 	if err != nil {
 		return nil, invalidf("%v", err)
+	}
+	if h.Mode == ModeBloom && h.Bloom.M > maxBloomBits {
+		return nil, invalidf("header.bloom.m %d is more than the %d bits this index accepts for one filter (index-max-bloom-bits)",
+			h.Bloom.M, maxBloomBits)
 	}
 	u := &incoming{h: h}
 	var (
@@ -155,12 +162,31 @@ func decodeUpdate(recv func() (*rlsv1.UpdateRequest, error), now time.Time) (*in
 		if r := h.Bloom.M % 64; r != 0 {
 			u.words[len(u.words)-1] &= 1<<r - 1 // bits past m mean nothing
 		}
+		if err := checkFill(u.words, h.Bloom); err != nil {
+			return nil, err
+		}
 	case ModeDelta:
 		if count != h.Entries {
 			return nil, invalidf("delta: %d names sent, header.entries says %d", count, h.Entries)
 		}
 	}
 	return u, nil
+}
+
+// checkFill refuses a filter so full that it matches nearly every name:
+// one whose implied false-positive rate, fill^k, is above
+// MaxBloomFalsePositive. The cost is one popcount per word.
+func checkFill(words []uint64, p BloomParams) error {
+	var set uint64
+	for _, w := range words {
+		set += uint64(bits.OnesCount64(w))
+	}
+	fill := float64(set) / float64(p.M)
+	if fp := math.Pow(fill, float64(p.K)); fp > MaxBloomFalsePositive {
+		return invalidf("bloom.words: fill ratio %.3f (%d of %d bits set) implies a false-positive rate of %.2f at k = %d, more than %.2f: the filter matches nearly every name",
+			fill, set, p.M, fp, p.K, MaxBloomFalsePositive)
+	}
+	return nil
 }
 
 func checkChunk(field string, sofar uint64, n int, entries uint64) error {
@@ -201,6 +227,13 @@ func (x *Index) apply(u *incoming) (Ack, error) {
 	if h.Mode == ModeDelta {
 		return x.applyDelta(old, u, now)
 	}
+	if old == nil {
+		release, err := x.admitSite(h.Site, now)
+		if err != nil {
+			return Ack{}, err
+		}
+		defer release()
+	}
 	s := &site{
 		name: h.Site, endpoint: h.Endpoint, mode: h.Mode, gen: h.Generation, base: h.Generation,
 		updated: h.Updated, received: now, expires: now.Add(h.Validity), via: h.Via,
@@ -225,6 +258,33 @@ func (x *Index) apply(u *incoming) (Ack, error) {
 	x.publish(s, old)
 	x.wake()
 	return Ack{Generation: s.gen, Entries: s.entries, Expires: s.expires}, nil
+}
+
+// admitSite counts a new site against MaxSites while its first update is
+// applied, or fails with ErrFull; the caller holds the site's lock and
+// calls release when the site is published (or not). Sites whose state
+// expired but which the expiry loop has not dropped yet do not count.
+func (x *Index) admitSite(name string, now time.Time) (release func(), err error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if n := len(x.sites) + x.newSites; n >= x.opts.MaxSites {
+		live := x.newSites
+		for _, s := range x.sites {
+			if !s.expired(now) {
+				live++
+			}
+		}
+		if live >= x.opts.MaxSites {
+			return nil, fmt.Errorf("%w: it holds %d sites, the most it accepts (index-max-sites); refusing new site %q",
+				ErrFull, live, name)
+		}
+	}
+	x.newSites++
+	return func() {
+		x.mu.Lock()
+		x.newSites--
+		x.mu.Unlock()
+	}, nil
 }
 
 func (x *Index) applyDelta(s *site, u *incoming, now time.Time) (Ack, error) {

@@ -2,6 +2,9 @@ package index
 
 import (
 	"fmt"
+	"net"
+	"slices"
+	"strconv"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -101,6 +104,9 @@ func HeaderFromProto(p *rlsv1.UpdateHeader, now time.Time) (Header, error) {
 		if err := checkSite(fmt.Sprintf("header.via[%d]", i), v); err != nil {
 			return Header{}, err
 		}
+		if j := slices.Index(h.Via[:i], v); j >= 0 {
+			return Header{}, fmt.Errorf("header.via[%d]: index %q already at via[%d]: a loop in the index hierarchy", i, v, j)
+		}
 	}
 	v := p.GetValidity()
 	if v == nil {
@@ -174,6 +180,16 @@ func checkEndpoint(s string) error {
 	}
 	if err := catalog.ValidateName("endpoint", s); err != nil {
 		return fmt.Errorf("header.endpoint: %v", err)
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("header.endpoint: %q is not host:port: %v", s, err)
+	}
+	if host == "" {
+		return fmt.Errorf("header.endpoint: %q has no host", s)
+	}
+	if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 {
+		return fmt.Errorf("header.endpoint: %q: port %q is not a number in 1..65535", s, port)
 	}
 	return nil
 }

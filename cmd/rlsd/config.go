@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/solar-archive/rls/api"
 	"github.com/solar-archive/rls/index"
 )
 
@@ -35,7 +36,14 @@ type config struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown-timeout"`
 	ExportRoots     pathList      `yaml:"export-root"`
 
-	IndexExpireInterval time.Duration `yaml:"index-expire-interval"`
+	IndexExpireInterval    time.Duration `yaml:"index-expire-interval"`
+	IndexMaxBloomBits      uint64        `yaml:"index-max-bloom-bits"`
+	IndexMaxSites          int           `yaml:"index-max-sites"`
+	IndexUpdateIdleTimeout time.Duration `yaml:"index-update-idle-timeout"`
+	HTTPIdleTimeout        time.Duration `yaml:"http-idle-timeout"`
+	HTTPWriteTimeout       time.Duration `yaml:"http-write-timeout"`
+	HTTPMinWriteRate       int64         `yaml:"http-min-write-rate"`
+	HTTPMaxConns           int           `yaml:"http-max-conns"`
 	// Soft-state updates to indexes (role lrc); see update.go.
 	Advertise        string         `yaml:"advertise"`
 	UpdateTo         pathList       `yaml:"update-to"`
@@ -56,12 +64,18 @@ func defaultConfig() config {
 		LogLevel:        "info",
 		ShutdownTimeout: 10 * time.Second,
 
-		IndexExpireInterval: time.Minute,
-		UpdateMode:          "list",
-		UpdateInterval:      index.DefaultInterval,
-		UpdateValidity:      index.DefaultValidity,
-		UpdateDeltaDelay:    index.DefaultDeltaDelay,
-		UpdateBloomFP:       index.DefaultFalsePositiveRate,
+		IndexExpireInterval:    time.Minute,
+		IndexMaxBloomBits:      index.DefaultMaxBloomBits,
+		IndexMaxSites:          index.DefaultMaxSites,
+		IndexUpdateIdleTimeout: api.DefaultUpdateIdleTimeout,
+		HTTPIdleTimeout:        defaultHTTPIdleTimeout,
+		HTTPWriteTimeout:       defaultHTTPWriteTimeout,
+		HTTPMinWriteRate:       defaultHTTPMinWriteRate,
+		UpdateMode:             "list",
+		UpdateInterval:         index.DefaultInterval,
+		UpdateValidity:         index.DefaultValidity,
+		UpdateDeltaDelay:       index.DefaultDeltaDelay,
+		UpdateBloomFP:          index.DefaultFalsePositiveRate,
 	}
 }
 
@@ -110,6 +124,16 @@ func settings() []setting {
 		return setting{
 			name:     name,
 			parseEnv: func(c *config, s string) error { *field(c) = s; return nil },
+			fromFlag: func(dst, src *config) { *field(dst) = *field(src) },
+		}
+	}
+	integer := func(name string, field func(*config) *int64) setting {
+		return setting{
+			name: name,
+			parseEnv: func(c *config, s string) (err error) {
+				*field(c), err = strconv.ParseInt(s, 10, 64)
+				return err
+			},
 			fromFlag: func(dst, src *config) { *field(dst) = *field(src) },
 		}
 	}
@@ -164,6 +188,34 @@ func settings() []setting {
 			},
 			fromFlag: func(dst, src *config) { dst.IndexExpireInterval = src.IndexExpireInterval },
 		},
+		{
+			name: "index-max-bloom-bits",
+			parseEnv: func(c *config, s string) (err error) {
+				c.IndexMaxBloomBits, err = strconv.ParseUint(s, 10, 64)
+				return err
+			},
+			fromFlag: func(dst, src *config) { dst.IndexMaxBloomBits = src.IndexMaxBloomBits },
+		},
+		{
+			name: "index-max-sites",
+			parseEnv: func(c *config, s string) (err error) {
+				c.IndexMaxSites, err = strconv.Atoi(s)
+				return err
+			},
+			fromFlag: func(dst, src *config) { dst.IndexMaxSites = src.IndexMaxSites },
+		},
+		dur("index-update-idle-timeout", func(c *config) *time.Duration { return &c.IndexUpdateIdleTimeout }),
+		dur("http-idle-timeout", func(c *config) *time.Duration { return &c.HTTPIdleTimeout }),
+		dur("http-write-timeout", func(c *config) *time.Duration { return &c.HTTPWriteTimeout }),
+		integer("http-min-write-rate", func(c *config) *int64 { return &c.HTTPMinWriteRate }),
+		{
+			name: "http-max-conns",
+			parseEnv: func(c *config, s string) (err error) {
+				c.HTTPMaxConns, err = strconv.Atoi(s)
+				return err
+			},
+			fromFlag: func(dst, src *config) { dst.HTTPMaxConns = src.HTTPMaxConns },
+		},
 		str("advertise", func(c *config) *string { return &c.Advertise }),
 		{
 			name:     "update-to",
@@ -217,6 +269,13 @@ func (o *options) addFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.flags.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "on SIGTERM, how long calls in flight may take to finish")
 	fs.StringSliceVar((*[]string)(&o.flags.ExportRoots), "export-root", nil, "transfer role: comma-separated absolute directories whose storage units are served")
 	fs.DurationVar(&o.flags.IndexExpireInterval, "index-expire-interval", d.IndexExpireInterval, "rli role: how often sites whose soft state expired are dropped (lookups never return them)")
+	fs.Uint64Var(&o.flags.IndexMaxBloomBits, "index-max-bloom-bits", d.IndexMaxBloomBits, fmt.Sprintf("rli role: the largest Bloom filter (m, bits) accepted from a site, at most %d", uint64(index.MaxBloomBits)))
+	fs.IntVar(&o.flags.IndexMaxSites, "index-max-sites", d.IndexMaxSites, "rli role: the most sites the index holds; state for a new site beyond it is refused (RESOURCE_EXHAUSTED)")
+	fs.DurationVar(&o.flags.IndexUpdateIdleTimeout, "index-update-idle-timeout", d.IndexUpdateIdleTimeout, "rli role: an update stream silent for this long is cut off and not applied")
+	fs.DurationVar(&o.flags.HTTPIdleTimeout, "http-idle-timeout", d.HTTPIdleTimeout, "HTTP: how long a keep-alive connection may wait for its next request")
+	fs.DurationVar(&o.flags.HTTPWriteTimeout, "http-write-timeout", d.HTTPWriteTimeout, "HTTP: time a response may take to write, plus its bytes at --http-min-write-rate")
+	fs.Int64Var(&o.flags.HTTPMinWriteRate, "http-min-write-rate", d.HTTPMinWriteRate, "HTTP: the slowest rate (bytes/s) a client may read a response at, beyond --http-write-timeout")
+	fs.IntVar(&o.flags.HTTPMaxConns, "http-max-conns", d.HTTPMaxConns, "HTTP: the most connections served at once (more wait to be accepted); 0: half the open-file limit")
 	fs.StringVar(&o.flags.Advertise, "advertise", "", "this site's gRPC address as other sites reach it, HOST:PORT, sent in index updates (default: the bound listen address)")
 	fs.StringSliceVar((*[]string)(&o.flags.UpdateTo), "update-to", nil, "lrc role: comma-separated index addresses to send soft state to (more, with their own settings, under update-targets: in the config file)")
 	fs.StringVar(&o.flags.UpdateMode, "update-mode", d.UpdateMode, "index updates: list, bloom, or delta (a full list every interval, deltas in between)")
@@ -304,6 +363,26 @@ func (c *config) validate() error {
 	}
 	if c.IndexExpireInterval <= 0 {
 		return usageErrorf("index-expire-interval %v: must be positive", c.IndexExpireInterval)
+	}
+	if c.IndexMaxBloomBits < index.MinBloomBits || c.IndexMaxBloomBits > index.MaxBloomBits {
+		return usageErrorf("index-max-bloom-bits %d: out of range [%d, %d]", c.IndexMaxBloomBits, index.MinBloomBits, uint64(index.MaxBloomBits))
+	}
+	if c.IndexMaxSites <= 0 {
+		return usageErrorf("index-max-sites %d: must be positive", c.IndexMaxSites)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"index-update-idle-timeout", c.IndexUpdateIdleTimeout}, {"http-idle-timeout", c.HTTPIdleTimeout}, {"http-write-timeout", c.HTTPWriteTimeout}} {
+		if d.v <= 0 {
+			return usageErrorf("%s %v: must be positive", d.name, d.v)
+		}
+	}
+	if c.HTTPMinWriteRate <= 0 {
+		return usageErrorf("http-min-write-rate %d: must be positive (bytes per second)", c.HTTPMinWriteRate)
+	}
+	if c.HTTPMaxConns < 0 {
+		return usageErrorf("http-max-conns %d: must be 0 (automatic) or positive", c.HTTPMaxConns)
 	}
 	if err := c.validateTransfer(); err != nil {
 		return err

@@ -95,7 +95,7 @@ shutdown-timeout: 3s
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := withUpdateDefaults(tc.want)
+			want := withLimitDefaults(withUpdateDefaults(tc.want))
 			want.IndexExpireInterval = cmp.Or(want.IndexExpireInterval, defaultConfig().IndexExpireInterval)
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("config =\n%+v\nwant\n%+v", got, want)

@@ -66,6 +66,8 @@ func startRLI(d *daemon) error {
 		Site:           d.cfg.Site,
 		ExpireInterval: d.cfg.IndexExpireInterval,
 		NoSync:         d.cfg.NoSync,
+		MaxBloomBits:   d.cfg.IndexMaxBloomBits,
+		MaxSites:       d.cfg.IndexMaxSites,
 		Logger:         d.log.With("role", "rli"),
 	})
 	if err != nil {
@@ -75,7 +77,7 @@ func startRLI(d *daemon) error {
 	d.onClose(func() error { v.Close(); return x.Close() })
 	d.failStop(x.Failed(), x.Err)
 	d.admin.Index = x
-	rlsv1.RegisterIndexServer(d.grpc, api.NewIndexServer(x, v))
+	rlsv1.RegisterIndexServer(d.grpc, api.NewIndexServer(x, v, &api.IndexServerOptions{UpdateIdleTimeout: d.cfg.IndexUpdateIdleTimeout}))
 	if err := d.metrics.Register(api.NewIndexCollector(x)); err != nil {
 		return fmt.Errorf("rli: metrics: %w", err)
 	}

@@ -88,6 +88,11 @@ func (d *daemon) close() error {
 // for every goroutine, and only then closes the roles' storage. It returns
 // nil after a clean shutdown on ctx.
 func serve(ctx context.Context, cfg config, log *slog.Logger) (err error) {
+	noFile, err := raiseNoFile()
+	if err != nil {
+		log.Warn("open-file limit", "error", err)
+	}
+	log.Info("open-file limit", "nofile", noFile)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := api.NewServer(api.ServerOptions{Logger: log, Registerer: reg})
@@ -138,7 +143,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 			}
 			fmt.Fprintln(w, "ok")
 		})
-		httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		httpSrv, httpLis = newHTTPServer(cfg, mux, httpLis, noFile, log)
 	}
 
 	// Each server and each role goroutine runs in a goroutine owned by
