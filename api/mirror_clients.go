@@ -240,4 +240,3 @@ func NewTransferPuller(opts transfer.PullOptions) *mirror.TransferPuller {
 		},
 	}
 }
-
