@@ -163,6 +163,13 @@ func (w *world) Pull(ctx context.Context, src Source, units []PullUnit) []PullRe
 		out[i].Fetched = 100
 		w.pulled[u.Sunum]++
 	}
+	// Units of one call in sunum order: which lane's goroutine added a
+	// unit to a batch first is not the point.
+	slices.SortFunc(got, func(a, b string) int {
+		x, _ := strconv.Atoi(strings.TrimSuffix(a, "(in-place)"))
+		y, _ := strconv.Atoi(strings.TrimSuffix(b, "(in-place)"))
+		return x - y
+	})
 	w.calls = append(w.calls, src.Site+": "+strings.Join(got, " "))
 	return out
 }
