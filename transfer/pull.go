@@ -106,6 +106,18 @@ type PullOptions struct {
 	// Progress, if set, is called from one goroutine about ten times a
 	// second while the pull runs, and once at the end.
 	Progress func(Progress)
+	// InPlace: a unit whose destination exists already (an earlier pull
+	// placed it, and the process died before its caller recorded that) is
+	// checked against the source's manifest (see CheckInPlace) instead of
+	// failing with ErrExists: if it matches it counts as placed, with
+	// PullResult.InPlace set and nothing fetched; if not, ErrExists.
+	// Force takes precedence.
+	InPlace bool
+	// OnPlaced, if set, is called once for each unit as soon as it is
+	// placed (or found in place), before PullUnits returns, possibly from
+	// several goroutines at once. The result's Err is nil; Elapsed and the
+	// per-source figures may still grow.
+	OnPlaced func(i int, r *PullResult)
 	// Logger, default slog.Default().
 	Logger *slog.Logger
 }
@@ -127,7 +139,13 @@ type PullResult struct {
 	Refetched int64 // bytes received but thrown away after a digest mismatch
 	Sources   []SourceResult
 	Elapsed   time.Duration
-	Err       error // nil once the unit is placed
+	// InPlace: the destination held the unit already (see
+	// PullOptions.InPlace); nothing was fetched.
+	InPlace bool
+	// Manifest is the digest of the unit's manifest (Manifest.Digest),
+	// once placed; zero if the manifest had no digests.
+	Manifest Digest
+	Err      error // nil once the unit is placed
 }
 
 // SourceResult is what one source did in a pull.
@@ -239,8 +257,8 @@ type Unit struct {
 func PullUnits(ctx context.Context, units []Unit, opts PullOptions) ([]*PullResult, error) {
 	o := opts.withDefaults()
 	p := &puller{o: o, log: o.Logger}
-	for _, x := range units {
-		u := &unitPull{pfn: x.PFN, dest: x.Dest, start: time.Now(), log: o.Logger.With("pfn", x.PFN)}
+	for i, x := range units {
+		u := &unitPull{index: i, pfn: x.PFN, dest: x.Dest, start: time.Now(), log: o.Logger.With("pfn", x.PFN)}
 		u.srcBytes = make([]atomic.Int64, len(o.Sources))
 		p.units = append(p.units, u)
 	}
@@ -253,6 +271,7 @@ func PullUnits(ctx context.Context, units []Unit, opts PullOptions) ([]*PullResu
 	}()
 	p.open()
 	p.fetchManifests(ctx)
+	p.checkInPlace()
 	// The digests of units listed without them: fetched while the bytes
 	// travel, by goroutines that end with dctx.
 	dctx, dcancel := context.WithCancel(ctx)
@@ -320,6 +339,10 @@ func (p *puller) open() {
 				return fmt.Errorf("%w: destination's parent %s is not a directory", ErrInvalid, parent)
 			}
 			if _, err := os.Lstat(dest); err == nil && !p.o.Force {
+				if p.o.InPlace {
+					u.inPlace = true // checked once the manifest is in
+					return nil
+				}
 				return fmt.Errorf("%w: %s (use force to replace it)", ErrExists, dest)
 			}
 			u.st, u.fresh, err = openStaging(StagingDir(dest), p.o.NoSync)
@@ -364,8 +387,10 @@ const (
 
 // unitPull is the state of one unit of a pull.
 type unitPull struct {
+	index     int // in the PullUnits call
 	pfn, dest string
 	log       *slog.Logger
+	inPlace   bool // dest existed: check it rather than pull (PullOptions.InPlace)
 	st        *staging
 	fresh     bool // the staging directory did not exist
 	m         *Manifest
@@ -420,6 +445,7 @@ func (p *puller) placeUnit(u *unitPull) {
 	u.state.Store(unitPlaced)
 	u.log.Info("pulled", "dest", u.dest, "bytes", u.m.TotalBytes(), "fetched", u.fetched.Load(),
 		"resumed", u.resumed, "elapsed", u.elapsed)
+	p.placed(u)
 }
 
 // puller is the state of one PullUnits.
@@ -502,7 +528,7 @@ type item struct {
 func (p *puller) fetchManifest(ctx context.Context, u *unitPull) (*Manifest, error) {
 	var errs []error
 	fp, fast := p.o.Sources[0].(FastManifester)
-	fast = fast && len(p.o.Sources) == 1 && !p.o.ManifestFirst
+	fast = fast && len(p.o.Sources) == 1 && !p.o.ManifestFirst && !u.inPlace
 	for _, peer := range p.o.Sources {
 		mctx, cancel := context.WithTimeout(ctx, p.o.StallTimeout)
 		var m *Manifest
@@ -1738,10 +1764,17 @@ func (p *puller) result(u *unitPull) *PullResult {
 	r := &PullResult{
 		PFN: u.pfn, Dest: u.dest, Resumed: u.resumed,
 		Fetched: u.fetched.Load(), Refetched: u.refetch.Load(), Elapsed: u.elapsed, Err: u.err,
+		InPlace: u.inPlace,
 	}
 	if u.m != nil {
 		r.Bytes, r.Files = u.m.TotalBytes(), u.m.Files()
 		r.Dirs = len(u.m.Entries) - r.Files
+		if u.state.Load() == unitPlaced {
+			r.Manifest = u.m.Digest()
+		}
+	}
+	if p.q == nil {
+		return r // before the queue starts (a unit found in place): no sources yet
 	}
 	p.q.mu.Lock()
 	defer p.q.mu.Unlock()

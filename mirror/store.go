@@ -1,0 +1,518 @@
+package mirror
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/solar-archive/rls/internal/pebblelog"
+)
+
+// Keys of the store. Every record has one 'r' key, one 's' key (its state)
+// and, if it has a series, one 'x' key; a record in a scheduled state (NQUE,
+// FAIL, PNDG) also has one 'q' key, ordered by lane and due time, which is
+// what the scheduler reads: it never scans the whole queue.
+//
+//	'r' sunum(8)                  → record
+//	'q' lane(1) due(8) sunum(8)   → ∅
+//	's' state(1) sunum(8)         → ∅
+//	'x' series 0x00 sunum(8)      → ∅
+//
+// Integers are big-endian, due times Unix nanoseconds (0 for none).
+const (
+	tagRecord = 'r'
+	tagDue    = 'q'
+	tagState  = 's'
+	tagSeries = 'x'
+)
+
+func recordKey(sunum uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{tagRecord}, sunum)
+}
+
+func dueKey(l Lane, due time.Time, sunum uint64) []byte {
+	var ns uint64
+	if !due.IsZero() && due.UnixNano() > 0 {
+		ns = uint64(due.UnixNano())
+	}
+	k := binary.BigEndian.AppendUint64([]byte{tagDue, byte(l)}, ns)
+	return binary.BigEndian.AppendUint64(k, sunum)
+}
+
+func stateKey(s State, sunum uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{tagState, byte(s)}, sunum)
+}
+
+func seriesPrefix(series string) []byte {
+	return append(append([]byte{tagSeries}, series...), 0)
+}
+
+func seriesKey(series string, sunum uint64) []byte {
+	return binary.BigEndian.AppendUint64(seriesPrefix(series), sunum)
+}
+
+// indexKeys are the secondary keys of a record.
+func (r *Record) indexKeys() [][]byte {
+	ks := [][]byte{stateKey(r.State, r.Sunum)}
+	if r.State.scheduled() {
+		ks = append(ks, dueKey(r.Lane, r.Due, r.Sunum))
+	}
+	if r.Series != "" {
+		ks = append(ks, seriesKey(r.Series, r.Sunum))
+	}
+	return ks
+}
+
+// StoreOptions tune a Store. The zero value is the durable default.
+type StoreOptions struct {
+	// NoSync acknowledges writes before the WAL is synced (tests only).
+	NoSync bool
+	// FS is the file system; default the OS's (tests use vfs.NewMem()).
+	FS vfs.FS
+	// Logger receives a line per state change and Pebble's messages.
+	Logger *slog.Logger
+	// OnChange, if set, is called after each committed change of a record,
+	// in commit order, with the record before (nil if new) and after (nil
+	// if removed). It must not call the store.
+	OnChange func(old, new *Record)
+}
+
+// Store is the durable mirror state: one Record per sunum, in Pebble. It is
+// safe for concurrent use. Every write is one synced batch: when a method
+// returns nil, its changes survive kill -9.
+type Store struct {
+	db   *pebble.DB
+	log  *slog.Logger
+	opts StoreOptions
+	wo   *pebble.WriteOptions
+
+	// mu serializes read-modify-write of records; it is held while a
+	// batch is built and committed.
+	mu      sync.Mutex
+	counts  [INVD + 1]int64 // records per state; guarded by mu
+	changed chan struct{}   // closed and replaced after each commit; guarded by mu
+	closed  bool
+}
+
+// OpenStore opens (creating if needed) the store in dir.
+func OpenStore(dir string, opts *StoreOptions) (*Store, error) {
+	if opts == nil {
+		opts = &StoreOptions{}
+	}
+	s := &Store{opts: *opts, log: opts.Logger, changed: make(chan struct{}), wo: pebble.Sync}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if opts.NoSync {
+		s.wo = pebble.NoSync
+	}
+	po := &pebble.Options{FS: opts.FS, Logger: pebblelog.New(s.log), FormatMajorVersion: pebble.FormatNewest}
+	db, err := pebble.Open(dir, po)
+	if err != nil {
+		return nil, fmt.Errorf("mirror: open store %s: %w", dir, err)
+	}
+	s.db = db
+	// Count records per state from the state index (keys only).
+	for _, st := range States {
+		n := 0
+		err := s.scan([]byte{tagState, byte(st)}, nil, func(k, _ []byte) bool { n++; return true })
+		if err != nil {
+			_ = db.Close()
+			return nil, err
+		}
+		s.counts[st] = int64(n)
+	}
+	return s, nil
+}
+
+// Close closes the store.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	return s.db.Close()
+}
+
+// scan calls fn for each key with prefix, from start (if not nil) on, in
+// order, until fn returns false. Key and value are valid only in fn.
+func (s *Store) scan(prefix, start []byte, fn func(k, v []byte) bool) error {
+	end := append(bytes.Clone(prefix), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: end})
+	if err != nil {
+		return err
+	}
+	ok := it.First()
+	if start != nil {
+		ok = it.SeekGE(start)
+	}
+	for ; ok; ok = it.Next() {
+		if !fn(it.Key(), it.Value()) {
+			break
+		}
+	}
+	return errors.Join(it.Error(), it.Close())
+}
+
+func (s *Store) get(r pebble.Reader, sunum uint64) (*Record, error) {
+	v, closer, err := r.Get(recordKey(sunum))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer closer.Close()
+	return decodeRecord(sunum, v)
+}
+
+// Get returns the records of sunums, nil for those not known.
+func (s *Store) Get(sunums []uint64) ([]*Record, error) {
+	out := make([]*Record, len(sunums))
+	for i, n := range sunums {
+		r, err := s.get(s.db, n)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = r
+	}
+	return out, nil
+}
+
+// mutation is what update's fn decides for one record.
+type mutation uint8
+
+const (
+	keep mutation = iota
+	write
+	remove
+)
+
+// update reads the record of each sunum (nil if unknown), lets fn change
+// it, and writes every changed record, with its index keys, in one synced
+// batch. fn gets a copy it may modify. A record whose state changes gets
+// Changed = now and a log line. update returns the records after the
+// change (nil for unknown or removed ones).
+func (s *Store) update(sunums []uint64, now time.Time, fn func(sunum uint64, r *Record) (*Record, mutation)) ([]*Record, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	type change struct{ old, new *Record }
+	var changes []change
+	out := make([]*Record, len(sunums))
+	seen := make(map[uint64]*Record, len(sunums))
+	for i, n := range sunums {
+		old, ok := seen[n]
+		if !ok {
+			var err error
+			if old, err = s.get(s.db, n); err != nil {
+				return nil, err
+			}
+		}
+		var in *Record
+		if old != nil {
+			in = old.clone()
+		}
+		nr, m := fn(n, in)
+		switch m {
+		case keep:
+			out[i] = old
+			continue
+		case remove:
+			nr = nil
+		}
+		if nr != nil {
+			nr.Sunum = n
+			if old == nil || old.State != nr.State {
+				nr.Changed = now
+			}
+			if !nr.State.scheduled() {
+				nr.Due = time.Time{}
+			}
+		}
+		if old != nil {
+			for _, k := range old.indexKeys() {
+				if err := b.Delete(k, nil); err != nil {
+					return nil, err
+				}
+			}
+		}
+		if nr == nil {
+			if err := b.Delete(recordKey(n), nil); err != nil {
+				return nil, err
+			}
+		} else {
+			if err := b.Set(recordKey(n), nr.encode(nil), nil); err != nil {
+				return nil, err
+			}
+			for _, k := range nr.indexKeys() {
+				if err := b.Set(k, nil, nil); err != nil {
+					return nil, err
+				}
+			}
+		}
+		seen[n] = nr
+		out[i] = nr
+		changes = append(changes, change{old, nr})
+	}
+	if b.Empty() {
+		return out, nil
+	}
+	if err := b.Commit(s.wo); err != nil {
+		return nil, fmt.Errorf("mirror: store: %w", err)
+	}
+	for _, c := range changes {
+		if c.old != nil {
+			s.counts[c.old.State]--
+		}
+		if c.new != nil {
+			s.counts[c.new.State]++
+		}
+		s.logChange(c.old, c.new, now)
+		if s.opts.OnChange != nil {
+			s.opts.OnChange(c.old, c.new)
+		}
+	}
+	close(s.changed)
+	s.changed = make(chan struct{})
+	return out, nil
+}
+
+// logChange writes the line of a state change: sunum, from, to, source,
+// bytes, how long the record spent in its former state, reason.
+func (s *Store) logChange(old, new *Record, now time.Time) {
+	switch {
+	case new == nil && old != nil:
+		s.log.Info("mirror state", "sunum", old.Sunum, "from", old.State.String(), "to", "removed")
+	case new != nil && (old == nil || old.State != new.State):
+		from, dur := "-", time.Duration(0)
+		if old != nil {
+			from, dur = old.State.String(), now.Sub(old.Changed)
+		}
+		s.log.Info("mirror state", "sunum", new.Sunum, "from", from, "to", new.State.String(),
+			"series", new.Series, "lane", new.Lane.String(), "source", new.Source, "bytes", new.Bytes,
+			"duration", dur, "reason", new.Reason)
+	}
+}
+
+// Changed returns a channel closed at the next committed change.
+func (s *Store) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
+// Counts returns the number of records per state.
+func (s *Store) Counts() map[State]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := make(map[State]int64, len(States))
+	for _, st := range States {
+		m[st] = s.counts[st]
+	}
+	return m
+}
+
+// Accept records requests durably and idempotently (see Acceptor): an
+// unknown sunum becomes NQUE, due now, in its lane; a user request for a
+// sunum queued in the bulk lane moves it to the user lane; anything else
+// known stays as it is (DONE stays DONE; INVD and FAIL wait for Retry or
+// their retry time). A missing series is filled in. It returns the sunums
+// that were new, and those moved to the user lane.
+func (s *Store) Accept(reqs []Request, now time.Time) (added, promoted []uint64, err error) {
+	for i, q := range reqs {
+		if strings.IndexByte(q.Series, 0) >= 0 {
+			return nil, nil, fmt.Errorf("%w: request %d (sunum %d): series contains a NUL byte", ErrInvalid, i, q.Sunum)
+		}
+		if q.Priority != LaneBulk && q.Priority != LaneUser {
+			return nil, nil, fmt.Errorf("%w: request %d (sunum %d): unknown priority %d", ErrInvalid, i, q.Sunum, q.Priority)
+		}
+	}
+	byNum := make(map[uint64]Request, len(reqs))
+	sunums := make([]uint64, 0, len(reqs))
+	for _, q := range reqs {
+		p, dup := byNum[q.Sunum]
+		if !dup {
+			sunums = append(sunums, q.Sunum)
+		} else {
+			q.Priority = max(q.Priority, p.Priority)
+			q.Series = cmpOr(q.Series, p.Series)
+		}
+		byNum[q.Sunum] = q
+	}
+	_, err = s.update(sunums, now, func(n uint64, r *Record) (*Record, mutation) {
+		q := byNum[n]
+		if r == nil {
+			added = append(added, n)
+			return &Record{State: NQUE, Series: q.Series, Lane: q.Priority, Enqueued: now, Due: now}, write
+		}
+		m := keep
+		if r.Series == "" && q.Series != "" {
+			r.Series, m = q.Series, write
+		}
+		if q.Priority == LaneUser && r.Lane == LaneBulk && r.State != DONE && r.State != INVD {
+			r.Lane, m = LaneUser, write
+			if r.State == FAIL || r.State == PNDG {
+				r.Due = now // a user asks now
+			}
+			promoted = append(promoted, n)
+		}
+		return r, m
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return added, promoted, nil
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// due returns up to limit sunums of lane l due at now, in due order,
+// skipping those in skip, and the due time of the first one not yet due
+// (zero if none).
+func (s *Store) due(l Lane, now time.Time, limit int, skip func(uint64) bool) ([]uint64, time.Time, error) {
+	var out []uint64
+	var next time.Time
+	prefix := []byte{tagDue, byte(l)}
+	nowNs := uint64(max(now.UnixNano(), 0))
+	err := s.scan(prefix, nil, func(k, _ []byte) bool {
+		if len(k) != 18 {
+			return true
+		}
+		d, n := binary.BigEndian.Uint64(k[2:10]), binary.BigEndian.Uint64(k[10:])
+		if d > nowNs {
+			next = time.Unix(0, int64(d))
+			return false
+		}
+		if skip != nil && skip(n) {
+			return true
+		}
+		out = append(out, n)
+		return len(out) < limit
+	})
+	return out, next, err
+}
+
+// oldestDue returns the earliest due time in lane l (zero if none).
+func (s *Store) oldestDue(l Lane) (time.Time, error) {
+	var t time.Time
+	err := s.scan([]byte{tagDue, byte(l)}, nil, func(k, _ []byte) bool {
+		if len(k) == 18 {
+			if d := binary.BigEndian.Uint64(k[2:10]); d > 0 {
+				t = time.Unix(0, int64(d))
+			}
+		}
+		return false
+	})
+	return t, err
+}
+
+// byState calls fn for each sunum in state st greater than after, in
+// order, until fn returns false.
+func (s *Store) byState(st State, after uint64, fn func(sunum uint64) bool) error {
+	var start []byte
+	if after > 0 {
+		start = stateKey(st, after+1)
+		if after == ^uint64(0) {
+			return nil
+		}
+	}
+	return s.scan([]byte{tagState, byte(st)}, start, func(k, _ []byte) bool {
+		return len(k) != 10 || fn(binary.BigEndian.Uint64(k[2:]))
+	})
+}
+
+// bySeries calls fn for each sunum of series in order until fn returns false.
+func (s *Store) bySeries(series string, fn func(sunum uint64) bool) error {
+	p := seriesPrefix(series)
+	return s.scan(p, nil, func(k, _ []byte) bool {
+		return len(k) != len(p)+8 || fn(binary.BigEndian.Uint64(k[len(p):]))
+	})
+}
+
+// series returns the distinct series names of the store, sorted.
+func (s *Store) series() ([]string, error) {
+	var out []string
+	var last []byte
+	err := s.scan([]byte{tagSeries}, nil, func(k, _ []byte) bool {
+		name := k[1 : len(k)-9]
+		if !bytes.Equal(name, last) {
+			last = bytes.Clone(name)
+			out = append(out, string(name))
+		}
+		return true
+	})
+	slices.Sort(out)
+	return out, err
+}
+
+// requeueInFlight puts every record left REDY, BQUED or QUED by an engine
+// that stopped back to NQUE, due now: the next engine works it again (a
+// unit already placed is then found in place, not pulled again). It is
+// called before an engine starts.
+func (s *Store) requeueInFlight(now time.Time) (int, error) {
+	total := 0
+	for _, st := range []State{REDY, BQUED, QUED} {
+		for {
+			var batch []uint64
+			if err := s.byState(st, 0, func(n uint64) bool {
+				batch = append(batch, n)
+				return len(batch) < 1024
+			}); err != nil {
+				return total, err
+			}
+			if len(batch) == 0 {
+				break
+			}
+			_, err := s.update(batch, now, func(_ uint64, r *Record) (*Record, mutation) {
+				if r == nil || r.State != st {
+					return r, keep
+				}
+				r.State, r.Due, r.Reason = NQUE, now, "requeued: the engine stopped while it was "+st.String()
+				return r, write
+			})
+			if err != nil {
+				return total, err
+			}
+			total += len(batch)
+		}
+	}
+	return total, nil
+}
+
+// wait blocks until fn, called now and after each change, returns true.
+func (s *Store) wait(ctx context.Context, fn func() (bool, error)) error {
+	for {
+		ch := s.Changed()
+		ok, err := fn()
+		if err != nil || ok {
+			return err
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}

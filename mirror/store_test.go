@@ -1,0 +1,128 @@
+package mirror
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+func openTestStore(t *testing.T, fs vfs.FS) *Store {
+	t.Helper()
+	s, err := OpenStore("mirror", &StoreOptions{FS: fs, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestRecordRoundTrip(t *testing.T) {
+	now := time.Unix(1700000000, 123)
+	r := &Record{Sunum: 7, State: FAIL, Series: "hmi.M_45s", Lane: LaneUser, Reason: "timed out",
+		Attempts: 40, Streak: 3, Source: "nso", Bytes: 1 << 40, Files: 3,
+		Enqueued: now, Changed: now.Add(time.Second), Due: now.Add(time.Hour)}
+	for i := range 20 {
+		r.addAttempt(Attempt{At: now.Add(time.Duration(i)), Source: "jsoc", Err: "x"})
+	}
+	if len(r.History) != MaxHistory || r.Attempts != 60 {
+		t.Fatalf("history %d attempts %d", len(r.History), r.Attempts)
+	}
+	got, err := decodeRecord(7, r.encode(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, r) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", got, r)
+	}
+	b := r.encode(nil)
+	for i := range len(b) {
+		if _, err := decodeRecord(7, b[:i]); err == nil {
+			t.Fatalf("truncated at %d: no error", i)
+		}
+	}
+}
+
+func FuzzDecodeRecord(f *testing.F) {
+	f.Add((&Record{State: DONE, Series: "aia.lev1"}).encode(nil))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := decodeRecord(1, b)
+		if err != nil {
+			return
+		}
+		if r2, err := decodeRecord(1, r.encode(nil)); err != nil || !reflect.DeepEqual(r, r2) {
+			t.Fatalf("re-encode: %v", err)
+		}
+	})
+}
+
+func TestAcceptIdempotentAndLanes(t *testing.T) {
+	s := openTestStore(t, vfs.NewMem())
+	defer s.Close()
+	now := time.Unix(1000, 0)
+	added, _, err := s.Accept([]Request{{Sunum: 1}, {Sunum: 2, Series: "hmi.x"}, {Sunum: 1}}, now)
+	if err != nil || len(added) != 2 {
+		t.Fatalf("added %v, %v", added, err)
+	}
+	added, promoted, err := s.Accept([]Request{{Sunum: 2, Priority: LaneUser}, {Sunum: 1}}, now.Add(time.Second))
+	if err != nil || len(added) != 0 || !reflect.DeepEqual(promoted, []uint64{2}) {
+		t.Fatalf("added %v promoted %v, %v", added, promoted, err)
+	}
+	if c := s.Counts(); c[NQUE] != 2 {
+		t.Fatalf("counts %v", c)
+	}
+	user, _, _ := s.due(LaneUser, now.Add(time.Minute), 10, nil)
+	bulk, _, _ := s.due(LaneBulk, now.Add(time.Minute), 10, nil)
+	if !reflect.DeepEqual(user, []uint64{2}) || !reflect.DeepEqual(bulk, []uint64{1}) {
+		t.Fatalf("user %v bulk %v", user, bulk)
+	}
+	// DONE stays DONE.
+	if _, err := s.update([]uint64{1}, now, func(_ uint64, r *Record) (*Record, mutation) {
+		r.State = DONE
+		return r, write
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Accept([]Request{{Sunum: 1, Priority: LaneUser}}, now); err != nil {
+		t.Fatal(err)
+	}
+	rs, _ := s.Get([]uint64{1})
+	if rs[0].State != DONE || rs[0].Lane != LaneBulk {
+		t.Fatalf("record %+v", rs[0])
+	}
+	if bulk, _, _ := s.due(LaneBulk, now.Add(time.Minute), 10, nil); len(bulk) != 0 {
+		t.Fatalf("DONE still due: %v", bulk)
+	}
+}
+
+func TestDueOrderAndWindow(t *testing.T) {
+	s := openTestStore(t, vfs.NewMem())
+	defer s.Close()
+	t0 := time.Unix(1000, 0)
+	for i := range 5 {
+		if _, _, err := s.Accept([]Request{{Sunum: uint64(10 - i)}}, t0.Add(time.Duration(i)*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, next, err := s.due(LaneBulk, t0.Add(2*time.Second), 10, func(n uint64) bool { return n == 9 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, []uint64{10, 8}) || !next.Equal(t0.Add(3*time.Second)) {
+		t.Fatalf("due %v next %v", got, next)
+	}
+}
+
+func TestParseSunum(t *testing.T) {
+	for _, c := range []struct {
+		in string
+		ok bool
+	}{{"0", true}, {"123456789", true}, {"18446744073709551615", true},
+		{"", false}, {"012", false}, {"+1", false}, {"-1", false}, {" 1", false}, {"1 ", false},
+		{"18446744073709551616", false}, {"1e3", false}} {
+		_, err := ParseSunum(c.in)
+		if (err == nil) != c.ok {
+			t.Errorf("ParseSunum(%q): %v", c.in, err)
+		}
+	}
+}
