@@ -15,6 +15,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/solar-archive/rls/internal/failstop"
 	"github.com/solar-archive/rls/internal/pebblelog"
 )
 
@@ -102,6 +103,9 @@ type Store struct {
 	counts  [INVD + 1]int64 // records per state; guarded by mu
 	changed chan struct{}   // closed and replaced after each commit; guarded by mu
 	closed  bool
+
+	// guard stops the store at its first storage error (see Err).
+	guard *failstop.Guard
 }
 
 // OpenStore opens (creating if needed) the store in dir.
@@ -117,6 +121,8 @@ func OpenStore(dir string, opts *StoreOptions) (*Store, error) {
 		s.wo = pebble.NoSync
 	}
 	po := &pebble.Options{FS: opts.FS, Logger: pebblelog.New(s.log), FormatMajorVersion: pebble.FormatNewest}
+	s.guard = failstop.New("mirror", dir, s.log)
+	s.guard.Configure(po)
 	db, err := pebble.Open(dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("mirror: open store %s: %w", dir, err)
@@ -135,8 +141,21 @@ func OpenStore(dir string, opts *StoreOptions) (*Store, error) {
 	return s, nil
 }
 
-// Close closes the store.
+// Err returns nil while the store is healthy, and its failure after a
+// storage error (a full disk, a write or sync that failed): it then reads
+// and writes nothing more, so that no state change that was not durable is
+// acted on, and the process should exit. See internal/failstop.
+func (s *Store) Err() error { return s.guard.Err() }
+
+// Failed is closed when the store fails (see Err).
+func (s *Store) Failed() <-chan struct{} { return s.guard.Done() }
+
+// Close closes the store. Close of a failed store returns its failure and
+// leaves the files as they were fenced.
 func (s *Store) Close() error {
+	if err := s.guard.Err(); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -149,6 +168,9 @@ func (s *Store) Close() error {
 // scan calls fn for each key with prefix, from start (if not nil) on, in
 // order, until fn returns false. Key and value are valid only in fn.
 func (s *Store) scan(prefix, start []byte, fn func(k, v []byte) bool) error {
+	if err := s.guard.Err(); err != nil {
+		return err
+	}
 	end := append(bytes.Clone(prefix), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: end})
 	if err != nil {
@@ -167,6 +189,9 @@ func (s *Store) scan(prefix, start []byte, fn func(k, v []byte) bool) error {
 }
 
 func (s *Store) get(r pebble.Reader, sunum uint64) (*Record, error) {
+	if err := s.guard.Err(); err != nil {
+		return nil, err
+	}
 	v, closer, err := r.Get(recordKey(sunum))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, nil
@@ -274,7 +299,7 @@ func (s *Store) update(sunums []uint64, now time.Time, fn func(sunum uint64, r *
 	if b.Empty() {
 		return out, nil
 	}
-	if err := b.Commit(s.wo); err != nil {
+	if err := s.guard.Apply(func() error { return b.Commit(s.wo) }); err != nil {
 		return nil, fmt.Errorf("mirror: store: %w", err)
 	}
 	for _, c := range changes {
