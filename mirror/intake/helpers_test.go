@@ -237,7 +237,9 @@ type namedSink struct {
 	name string
 }
 
-func (n namedSink) Accept(ctx context.Context, reqs []Request) error { return n.s.accept(ctx, n.name, reqs) }
+func (n namedSink) Accept(ctx context.Context, reqs []Request) error {
+	return n.s.accept(ctx, n.name, reqs)
+}
 
 func (s *pebbleSink) accept(ctx context.Context, name string, reqs []Request) error {
 	s.mu.Lock()
