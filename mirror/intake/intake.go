@@ -68,6 +68,13 @@ type Sink interface {
 	Accept(ctx context.Context, reqs []Request) error
 }
 
+// SinkFunc adapts a function, such as a method value of the mirror's state
+// store, to a Sink. The function must keep Sink's promises.
+type SinkFunc func(ctx context.Context, reqs []Request) error
+
+// Accept calls f.
+func (f SinkFunc) Accept(ctx context.Context, reqs []Request) error { return f(ctx, reqs) }
+
 // Defaults of Config.
 const (
 	DefaultTable        = "sunum_queue"
