@@ -115,7 +115,7 @@ func (in *Intake) claimBatch(ctx context.Context, conn *pgx.Conn) (n int, oldest
 		return 0, time.Time{}, fmt.Errorf("commit: %w", err)
 	}
 	for _, r := range rejected {
-		in.log.Warn("queue row rejected; moved to "+in.rejected.Sanitize(),
+		in.log.Warn("queue row rejected", "moved_to", in.rejected.Sanitize(),
 			"sunum", nullable(r.sunum), "recnum", nullable(r.recnum), "series", nullable(r.series), "reason", r.reason)
 		in.metrics.rejected(r.reason)
 	}

@@ -172,7 +172,11 @@ func New(cfg Config, sink Sink) (*Intake, error) {
 	connCfg, err := pgx.ParseConfig(cfg.DSN)
 	if err != nil {
 		// pgx's error may quote the DSN, password and all; say only why.
-		return nil, fmt.Errorf("%w: DSN: %v", ErrBadConfig, errors.Unwrap(err))
+		why := errors.Unwrap(err)
+		if why == nil {
+			why = errors.New("cannot parse it")
+		}
+		return nil, fmt.Errorf("%w: DSN: %v", ErrBadConfig, why)
 	}
 	if _, ok := connCfg.RuntimeParams["application_name"]; !ok {
 		connCfg.RuntimeParams["application_name"] = DefaultApplicationName
