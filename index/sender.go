@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/solar-archive/rls/api/rlsv1"
 	"github.com/solar-archive/rls/catalog"
+	"github.com/solar-archive/rls/internal/backoff"
 )
 
 // Defaults of a Target's timing.
@@ -442,7 +442,7 @@ func (s *Sender) runTarget(ctx context.Context, t *target) {
 			return
 		default:
 			failures++
-			wait := backoff(s.retryMin, s.retryMax, failures)
+			wait := backoff.Delay(s.retryMin, s.retryMax, failures)
 			log.Warn("index update failed; retrying", "mode", res.Mode, "error", res.Err, "failures", failures, "retry_in", wait.Round(time.Millisecond))
 			if !sleep(ctx, wait) {
 				return
@@ -678,16 +678,6 @@ func (s *Sender) record(t *target, res Result) {
 	if s.metrics != nil {
 		s.metrics.observe(t.cfg.Addr, res, now)
 	}
-}
-
-// backoff is the wait before retry n (n >= 1): min·2^(n-1), at most max,
-// with the upper half jittered.
-func backoff(lo, hi time.Duration, n int) time.Duration {
-	d := hi
-	if n < 32 && lo<<(n-1) < hi && lo<<(n-1) > 0 {
-		d = lo << (n - 1)
-	}
-	return d/2 + rand.N(d/2+1)
 }
 
 // sleep waits for d or until ctx is done; it reports whether d passed.

@@ -82,11 +82,17 @@ type Server struct {
 	BinDir  string
 	Version string
 
-	cmd      *exec.Cmd
-	exited   chan struct{} // closed when the postgres process has exited
+	opts    Options
+	cred    *syscall.Credential
+	logw    io.Writer
+	logFile *os.File
+
+	mu       sync.Mutex    // serialises Shutdown, Restart and Stop
+	cmd      *exec.Cmd     // the current postgres process; nil while shut down
+	exited   chan struct{} // closed when the current postgres process has exited
 	waitErr  error         // valid after exited is closed
 	release  chan struct{} // lets the goroutine owning the process thread end
-	logFile  *os.File
+	removed  bool          // Stop has removed Dir
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -188,7 +194,7 @@ func StartServer(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv := &Server{Dir: dir, SocketDir: filepath.Join(dir, "sock"), BinDir: binDir, Version: version}
+	srv := &Server{Dir: dir, SocketDir: filepath.Join(dir, "sock"), BinDir: binDir, Version: version, opts: opts, cred: cred}
 	ok := false
 	defer func() {
 		if !ok {
@@ -215,16 +221,16 @@ func StartServer(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgtest: %w", err)
 	}
-	var logw io.Writer = srv.logFile
+	srv.logw = srv.logFile
 	if opts.Log != nil {
-		logw = io.MultiWriter(srv.logFile, opts.Log)
+		srv.logw = io.MultiWriter(srv.logFile, opts.Log)
 	}
 
 	initdb := exec.CommandContext(ctx, filepath.Join(binDir, "initdb"),
 		"-D", dataDir, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "--no-locale")
 	initdb.Dir = dir
 	initdb.Env = serverEnv()
-	initdb.Stdout, initdb.Stderr = logw, logw
+	initdb.Stdout, initdb.Stderr = srv.logw, srv.logw
 	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	if err := initdb.Run(); err != nil {
 		return nil, fmt.Errorf("pgtest: initdb: %v\n%s", err, tail(srv.logFile.Name()))
@@ -233,8 +239,14 @@ func StartServer(opts Options) (*Server, error) {
 	// A free port can be taken between our probe and the server's bind;
 	// try a few ports before giving up.
 	for attempt := 0; ; attempt++ {
-		err = srv.launch(ctx, dataDir, opts, cred, logw)
+		var port int
+		if port, err = freePort(); err != nil {
+			return nil, err
+		}
+		err = srv.launch(ctx, port)
 		if err == nil {
+			srv.Port = port
+			srv.DSN = srv.DSNFor("postgres")
 			break
 		}
 		if attempt == 2 || ctx.Err() != nil || !strings.Contains(tail(srv.logFile.Name()), "in use") {
@@ -245,13 +257,11 @@ func StartServer(opts Options) (*Server, error) {
 	return srv, nil
 }
 
-// launch starts postgres on a fresh port and waits for it to accept
-// connections. On failure the process is gone when launch returns.
-func (s *Server) launch(ctx context.Context, dataDir string, opts Options, cred *syscall.Credential, logw io.Writer) error {
-	port, err := freePort()
-	if err != nil {
-		return err
-	}
+// launch starts postgres on port and waits for it to accept connections. On
+// failure the process is gone when launch returns.
+func (s *Server) launch(ctx context.Context, port int) error {
+	opts, logw := s.opts, s.logw
+	dataDir := filepath.Join(s.Dir, "data")
 	settings := map[string]string{
 		"listen_addresses":        "127.0.0.1",
 		"unix_socket_directories": s.SocketDir,
@@ -281,7 +291,7 @@ func (s *Server) launch(ctx context.Context, dataDir string, opts Options, cred 
 	cmd.Env = serverEnv()
 	cmd.Stdout, cmd.Stderr = logw, logw
 	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Credential: cred,
+		Credential: s.cred,
 		Setpgid:    true, // a ^C at the terminal goes to us, and we stop the server
 		Pdeathsig:  syscall.SIGINT,
 	}
@@ -289,36 +299,36 @@ func (s *Server) launch(ctx context.Context, dataDir string, opts Options, cred 
 	// Pdeathsig fires when the *thread* that forked the child exits, so the
 	// fork happens on a locked thread owned by a goroutine that lives until
 	// the server has exited.
-	s.exited = make(chan struct{})
-	s.release = make(chan struct{})
+	exited, release := make(chan struct{}), make(chan struct{})
 	started := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread dies with this goroutine
 		if err := cmd.Start(); err != nil {
 			started <- err
-			close(s.exited)
+			close(exited)
 			return
 		}
 		started <- nil
 		s.waitErr = cmd.Wait()
-		close(s.exited)
-		<-s.release
+		close(exited)
+		<-release
 	}()
+	s.exited, s.release = exited, release
 	if err := <-started; err != nil {
 		return fmt.Errorf("pgtest: start postgres: %w", err)
 	}
 	s.cmd = cmd
-	s.Port = port
-	s.DSN = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
 
-	if err := s.waitReady(ctx); err != nil {
+	if err := s.waitReady(ctx, port); err != nil {
 		s.kill()
+		s.cmd = nil
 		return fmt.Errorf("pgtest: postgres did not become ready: %v\n%s", err, tail(s.logFile.Name()))
 	}
 	return nil
 }
 
-func (s *Server) waitReady(ctx context.Context) error {
+func (s *Server) waitReady(ctx context.Context, port int) error {
+	dsn := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
 	var last error
 	for {
 		select {
@@ -327,7 +337,7 @@ func (s *Server) waitReady(ctx context.Context) error {
 		default:
 		}
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		conn, err := pgx.Connect(pctx, s.DSN)
+		conn, err := pgx.Connect(pctx, dsn)
 		if err == nil {
 			err = conn.Ping(pctx)
 			conn.Close(context.Background())
@@ -363,15 +373,58 @@ func (s *Server) kill() {
 
 // Stop shuts the server down with a fast shutdown (SIGINT: roll back open
 // transactions, checkpoint, exit), escalating to SIGQUIT and SIGKILL if it
-// lingers, then removes its directory. It returns the first error met.
+// lingers, then removes its directory. It returns the first error met. Stop
+// after Shutdown only removes the directory.
 func (s *Server) Stop() error {
 	s.stopOnce.Do(func() {
-		s.stopErr = s.stop()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		err := s.halt()
+		s.logFile.Close()
+		s.removed = true
+		s.stopErr = errors.Join(err, os.RemoveAll(s.Dir))
 	})
 	return s.stopErr
 }
 
-func (s *Server) stop() error {
+// Shutdown stops the server process as Stop does (a fast shutdown: open
+// transactions roll back, clients are disconnected), but keeps its data
+// directory, port and DSN, so that Restart can bring the same cluster back.
+// Tests use it to see how a client lives through a server restart. Calling
+// it on a server that is already shut down does nothing.
+func (s *Server) Shutdown() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.halt()
+}
+
+// Restart starts the server again on the same data directory and port,
+// shutting it down first if it is running, and waits until it accepts
+// connections. What was committed before survives. It fails if another
+// process took the port meanwhile.
+func (s *Server) Restart() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.removed {
+		return errors.New("pgtest: restart after Stop")
+	}
+	if err := s.halt(); err != nil {
+		return err
+	}
+	timeout := s.opts.StartTimeout
+	if timeout == 0 {
+		timeout = 60 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return s.launch(ctx, s.Port)
+}
+
+// halt stops the current postgres process, if any. The caller holds s.mu.
+func (s *Server) halt() error {
+	if s.cmd == nil {
+		return nil
+	}
 	var errs []error
 	p := s.cmd.Process
 	_ = p.Signal(syscall.SIGINT)
@@ -388,13 +441,10 @@ func (s *Server) stop() error {
 		}
 	}
 	close(s.release)
+	s.cmd = nil
 	if s.waitErr != nil && len(errs) == 0 {
 		// A fast shutdown exits 0; anything else is worth a look.
 		errs = append(errs, fmt.Errorf("postgres exited: %v\n%s", s.waitErr, tail(s.logFile.Name())))
-	}
-	s.logFile.Close()
-	if err := os.RemoveAll(s.Dir); err != nil {
-		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -97,3 +97,65 @@ func TestStopRemovesDirectory(t *testing.T) {
 		t.Errorf("connected to %s after Stop", srv.DSN)
 	}
 }
+
+// A restart keeps the cluster, its port and its DSN: committed rows survive,
+// clients connected before lose their connection, and new ones get in.
+func TestShutdownRestartKeepsData(t *testing.T) {
+	srv := pgtest.Start(t, pgtest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dsn := srv.DSN
+
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, `CREATE TABLE kept (n int); INSERT INTO kept VALUES (42)`); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := srv.Shutdown(); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if err := srv.Shutdown(); err != nil {
+		t.Fatalf("second shutdown: %v", err)
+	}
+	if c, err := pgx.Connect(ctx, dsn); err == nil {
+		c.Close(ctx)
+		t.Fatalf("connected to %s while shut down", dsn)
+	}
+	if err := conn.Ping(ctx); err == nil {
+		t.Errorf("a connection from before the shutdown still answers")
+	}
+
+	if err := srv.Restart(); err != nil {
+		t.Fatalf("restart: %v", err)
+	}
+	if srv.DSN != dsn {
+		t.Errorf("DSN changed across restart: %s, then %s", dsn, srv.DSN)
+	}
+	conn2, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("connect after restart: %v", err)
+	}
+	defer conn2.Close(context.Background())
+	var n int
+	if err := conn2.QueryRow(ctx, `SELECT n FROM kept`).Scan(&n); err != nil || n != 42 {
+		t.Fatalf("after restart: n=%d err=%v, want 42", n, err)
+	}
+
+	// Restart of a running server works too (shut down, then start).
+	if err := srv.Restart(); err != nil {
+		t.Fatalf("restart of a running server: %v", err)
+	}
+	if err := conn2.Ping(ctx); err == nil {
+		t.Errorf("a connection from before the second restart still answers")
+	}
+	if err := srv.Stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if err := srv.Restart(); err == nil {
+		t.Errorf("restart after Stop succeeded")
+	}
+}
