@@ -57,6 +57,7 @@ func TestFaultLRCKill(t *testing.T) {
 	for i := range ws {
 		ws[i] = &lrcWorker{id: i, model: map[string]lfnState{}}
 	}
+	var feedDir string // the catalog as the last kill left it
 	for round := range rounds {
 		p := rlsdtest.Start(t, rlsd, "rls.v1.Catalog", args...)
 		cc := dial(t, p.Addr)
@@ -68,7 +69,7 @@ func TestFaultLRCKill(t *testing.T) {
 				t.Fatal(err)
 			}
 		} else {
-			checkLRC(t, cc, ws, filepath.Join(data, "catalog"), fmt.Sprintf("after kill %d", round))
+			checkLRC(t, cc, ws, feedDir, fmt.Sprintf("after kill %d", round))
 		}
 
 		delay := rlsdtest.Delay(rng, 20*time.Millisecond, 700*time.Millisecond)
@@ -83,6 +84,7 @@ func TestFaultLRCKill(t *testing.T) {
 		wg.Wait()
 		cancel()
 		cc.Close()
+		feedDir = copyCatalog(t, filepath.Join(data, "catalog"))
 		var acked, cut int
 		for _, w := range ws {
 			acked += w.acked
@@ -97,7 +99,7 @@ func TestFaultLRCKill(t *testing.T) {
 		}
 	}
 	p := rlsdtest.Start(t, rlsd, "rls.v1.Catalog", args...)
-	checkLRC(t, dial(t, p.Addr), ws, filepath.Join(data, "catalog"), fmt.Sprintf("after kill %d", rounds))
+	checkLRC(t, dial(t, p.Addr), ws, feedDir, fmt.Sprintf("after kill %d", rounds))
 	if code := p.Stop(30 * time.Second); code != 0 {
 		t.Fatalf("rlsd exited %d on SIGTERM, want 0\n%s", code, p.Log())
 	}
@@ -427,17 +429,24 @@ func readStates(ctx context.Context, cat rlsv1.CatalogClient, lfns []string) (ma
 	return out, nil
 }
 
-// checkLRC checks the catalog served on cc against the workers' models
-// (resolving the calls the kill cut), its stats, and the change feed of
-// the catalog directory dir as the kill left it.
-func checkLRC(t *testing.T, cc *grpc.ClientConn, ws []*lrcWorker, dir, when string) {
+// copyCatalog copies the catalog directory dir, as the kill left it, for
+// reading its change feed with package catalog while rlsd serves dir. (It
+// must be taken before rlsd starts: Pebble replaces files as it opens.)
+func copyCatalog(t *testing.T, dir string) string {
 	t.Helper()
-	// A copy of the catalog as the kill left it, for the feed; rlsd, which
-	// holds the directory, has only recovered it and written nothing.
-	feedDir := filepath.Join(t.TempDir(), "catalog")
-	if err := os.CopyFS(feedDir, os.DirFS(dir)); err != nil {
+	cp := filepath.Join(t.TempDir(), "catalog")
+	if err := os.CopyFS(cp, os.DirFS(dir)); err != nil {
 		t.Fatal(err)
 	}
+	return cp
+}
+
+// checkLRC checks the catalog served on cc against the workers' models
+// (resolving the calls the kill cut), its stats, and the change feed of
+// feedDir, a copy of the catalog as the kill left it.
+func checkLRC(t *testing.T, cc *grpc.ClientConn, ws []*lrcWorker, feedDir, when string) {
+	t.Helper()
+	defer os.RemoveAll(feedDir)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cat := rlsv1.NewCatalogClient(cc)
