@@ -12,6 +12,9 @@ LDFLAGS   := -X main.version=$(VERSION)
 GOBUILD   := $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 
 TEST_TIMEOUT ?= 15m
+# Rounds of each fault test (kill -9 of an LRC, an RLI, a pull and its
+# source; partitions) in `make test-faults`; `make test` runs 2.
+FAULT_ROUNDS ?= 25
 FUZZTIME     ?= 30s
 # Fuzz targets as PACKAGE:TARGET. By default every `func FuzzX` in a
 # _test.go file of this module is found; override to pick some, e.g.
@@ -21,7 +24,7 @@ FUZZ_TARGETS ?= $(shell grep -rE --include='*_test.go' --exclude-dir=tools --exc
 BENCH_PKGS   ?= ./...
 BENCHTIME    ?= 1s
 
-.PHONY: all build test demo proto lint bench bench-go bench-lrc bench-index bench-transfer bench-overload fuzz clean
+.PHONY: all build test test-faults demo proto lint bench bench-go bench-lrc bench-index bench-transfer bench-overload fuzz clean
 
 all: build
 
@@ -34,6 +37,11 @@ build:
 # processes on loopback; with CI=true a missing PostgreSQL is a failure.
 test:
 	$(GO) test -timeout $(TEST_TIMEOUT) ./...
+
+# The fault tests alone, for FAULT_ROUNDS rounds each (kill, restart,
+# check). Set RLS_FAULT_SEED to repeat a run's random choices.
+test-faults:
+	RLS_FAULT_ROUNDS=$(FAULT_ROUNDS) $(GO) test -count=1 -timeout 60m -run '^TestFault' -v ./cmd/rlsd ./cmd/rlsctl
 
 demo: build
 	./scripts/demo.sh

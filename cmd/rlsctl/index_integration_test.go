@@ -131,26 +131,9 @@ func (n *node) where(t *testing.T, lfns ...string) []string {
 	return out
 }
 
-// eventually retries check every 50 ms until it returns nil, for at most
-// timeout.
-func eventually(t *testing.T, timeout time.Duration, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func wantWhere(t *testing.T, rli *node, timeout time.Duration, lfns []string, want ...string) {
 	t.Helper()
-	eventually(t, timeout, func() error {
+	rlsdtest.Eventually(t, timeout, func() error {
 		if got := rli.where(t, lfns...); !slices.Equal(got, want) {
 			return fmt.Errorf("Locate(%q) = %q, want %q", lfns, got, want)
 		}
@@ -407,7 +390,7 @@ func TestIndexExpiryAndRestart(t *testing.T) {
 // update arrived).
 func waitSite(t *testing.T, rli *node, site string) {
 	t.Helper()
-	eventually(t, 5*time.Second, func() error {
+	rlsdtest.Eventually(t, 5*time.Second, func() error {
 		resp, err := rli.index().Sites(ctxT(t), &rlsv1.SitesRequest{})
 		if err != nil {
 			return err

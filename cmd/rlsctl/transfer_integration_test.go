@@ -192,18 +192,16 @@ func wait(cmd *exec.Cmd, out, errb *bytes.Buffer, timeout time.Duration) (cliRes
 func waitJournal(t *testing.T, dest string, n int, exited func() bool) {
 	t.Helper()
 	journal := filepath.Join(transfer.StagingDir(dest), "journal")
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	rlsdtest.Eventually(t, 30*time.Second, func() error {
 		b, _ := os.ReadFile(journal)
-		if bytes.Count(b, []byte(`"op":"range","path":"a/big.fits"`)) >= n {
-			return
+		if got := bytes.Count(b, []byte(`"op":"range","path":"a/big.fits"`)); got < n {
+			if exited() {
+				t.Fatalf("the pull ended before journaling %d ranges", n)
+			}
+			return fmt.Errorf("the pull journaled %d of %d ranges", got, n)
 		}
-		if exited() {
-			t.Fatalf("the pull ended before journaling %d ranges", n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("the pull journaled fewer than %d ranges in 30s", n)
+		return nil
+	})
 }
 
 func TestTransferIntegration(t *testing.T) {

@@ -75,7 +75,14 @@ var addrRE = regexp.MustCompile(`rlsd serving.*?(?:^|[\s{,])"?addr"?[=:]"?([0-9.
 // health service reports service (such as "rls.v1.Catalog") SERVING.
 func Start(t testing.TB, rlsd, service string, args ...string) *Proc {
 	t.Helper()
-	p := &Proc{cmd: exec.Command(rlsd, args...), exited: make(chan struct{})}
+	return start(t, exec.Command(rlsd, args...), service)
+}
+
+// start runs cmd (an rlsd, possibly behind a wrapper that execs it) as
+// Start does; opts are added to the health check's connection.
+func start(t testing.TB, cmd *exec.Cmd, service string, opts ...grpc.DialOption) *Proc {
+	t.Helper()
+	p := &Proc{cmd: cmd, exited: make(chan struct{})}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -112,16 +119,17 @@ func Start(t testing.TB, rlsd, service string, args ...string) *Proc {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("rlsd did not report its address in 30s:\n%s", p.Log())
 	}
-	if err := WaitServing(p.Addr, service, 30*time.Second); err != nil {
+	if err := WaitServing(p.Addr, service, 30*time.Second, opts...); err != nil {
 		t.Fatalf("rlsd at %s: %v\n%s", p.Addr, err, p.Log())
 	}
 	return p
 }
 
 // WaitServing waits until the health service at addr reports service
-// SERVING, or the timeout passes.
-func WaitServing(addr, service string, timeout time.Duration) error {
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+// SERVING, or the timeout passes. opts are added to the connection's (a
+// dialer into a network namespace, say).
+func WaitServing(addr, service string, timeout time.Duration, opts ...grpc.DialOption) error {
+	cc, err := grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,16 @@ import (
 // when their descriptions are equal.
 func TreeDigest(t testing.TB, dir string) string {
 	t.Helper()
+	d, err := TreeDigestErr(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// TreeDigestErr is TreeDigest for callers that cannot fail a test (other
+// goroutines): it returns the error.
+func TreeDigestErr(dir string) (string, error) {
 	var buf bytes.Buffer
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -45,8 +55,5 @@ func TreeDigest(t testing.TB, dir string) string {
 		fmt.Fprintf(&buf, "%s %v %d %d %x\n", rel, fi.Mode(), fi.Size(), fi.ModTime().UnixNano(), h.Sum(nil))
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return buf.String()
+	return buf.String(), err
 }
