@@ -29,6 +29,8 @@ var (
 	shared    *pgtest.Server
 	sharedErr error
 	dbSeq     atomic.Int64
+	// seq orders the events of intakes and the Accepts of sinks.
+	seq atomic.Int64
 )
 
 func TestMain(m *testing.M) {
@@ -148,10 +150,15 @@ func startIntake(t *testing.T, in *Intake) <-chan error {
 type events struct {
 	mu sync.Mutex
 	fn map[string]func() error // optional action per point, run before it is reported
-	ch chan string
+	ch chan event
 }
 
-func newEvents() *events { return &events{fn: map[string]func() error{}, ch: make(chan string, 1000)} }
+type event struct {
+	point string
+	seq   int64
+}
+
+func newEvents() *events { return &events{fn: map[string]func() error{}, ch: make(chan event, 1000)} }
 
 func (e *events) hook(point string) error {
 	e.mu.Lock()
@@ -162,7 +169,7 @@ func (e *events) hook(point string) error {
 		err = fn()
 	}
 	select {
-	case e.ch <- point:
+	case e.ch <- event{point, seq.Add(1)}:
 	default:
 	}
 	return err
@@ -175,13 +182,27 @@ func (e *events) on(point string, fn func() error) {
 }
 
 // await waits until the intake reaches point.
-func (e *events) await(t *testing.T, point string) {
+func (e *events) await(t *testing.T, point string) { t.Helper(); e.awaitAfter(t, point, 0) }
+
+// awaitIdle waits until the intake, after the sink's latest Accept, has
+// committed and drained the queue and waits for more.
+func (e *events) awaitIdle(t *testing.T, sink *pebbleSink) {
+	t.Helper()
+	sink.mu.Lock()
+	last := sink.lastSeq
+	sink.mu.Unlock()
+	e.awaitAfter(t, "waiting", last)
+}
+
+// awaitAfter waits until the intake reaches point after the event or
+// Accept numbered after.
+func (e *events) awaitAfter(t *testing.T, point string, after int64) {
 	t.Helper()
 	timeout := time.After(testTimeout)
 	for {
 		select {
-		case p := <-e.ch:
-			if p == point {
+		case ev := <-e.ch:
+			if ev.point == point && ev.seq > after {
 				return
 			}
 		case <-timeout:
@@ -202,6 +223,7 @@ type pebbleSink struct {
 	byName   map[string]int // requests accepted per caller name (see named)
 	recorded int            // sunums newly recorded
 	batches  []int          // size of each accepted batch
+	lastSeq  int64          // seq of the latest Accept
 	changed  chan struct{}  // closed and replaced on every Accept
 	before   func(ctx context.Context, name string, reqs []Request) error
 }
@@ -278,6 +300,7 @@ func (s *pebbleSink) accept(ctx context.Context, name string, reqs []Request) er
 	s.byName[name] += len(reqs)
 	s.recorded += fresh
 	s.batches = append(s.batches, len(reqs))
+	s.lastSeq = seq.Add(1)
 	close(s.changed)
 	s.changed = make(chan struct{})
 	return nil

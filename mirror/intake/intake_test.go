@@ -60,7 +60,7 @@ func TestTriggerScriptNotifyDelivers(t *testing.T) {
 	exec(t, conn, "UPDATE hmi.m_45s SET sunum = 5000 WHERE recnum = 100")
 
 	sink.awaitRecorded(t, 51)
-	ev.await(t, "waiting")
+	ev.awaitIdle(t, sink)
 	sink.checkExactlyOnce(t, append(sunums(1000, 50), 5000), "hmi.m_45s")
 	if v := sink.stored(t)[1000]; v != "NQUE hmi.m_45s 1" {
 		t.Errorf("sunum 1000 recorded as %q, want series hmi.m_45s, recnum 1", v)
@@ -108,9 +108,12 @@ func TestBatches(t *testing.T) {
 	exec(t, conn, "INSERT INTO sunum_queue SELECT 100 + g, g, 'hmi.v_45s' FROM generate_series(0, 94) g")
 
 	sink := newPebbleSink(t)
+	ev := newEvents()
 	in := newIntake(t, Config{DSN: dsn, BatchSize: 10, PollInterval: time.Hour}, sink)
+	in.hook = ev.hook
 	startIntake(t, in)
 	sink.awaitRecorded(t, 95)
+	ev.awaitIdle(t, sink)
 	sink.checkExactlyOnce(t, sunums(100, 95), "hmi.v_45s")
 
 	sink.mu.Lock()
@@ -238,7 +241,7 @@ func TestExactlyOnceAcrossCrashPoints(t *testing.T) {
 				startIntake(t, in2)
 			}
 			sink.awaitRecorded(t, 25)
-			ev.await(t, "waiting")
+			ev.awaitIdle(t, sink)
 			sink.checkExactlyOnce(t, sunums(500, 25), "hmi.m_720s")
 			if !struck && !tc.restart {
 				t.Fatalf("the failure never struck")

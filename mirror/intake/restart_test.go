@@ -56,12 +56,12 @@ func TestPostgresRestart(t *testing.T) {
 	}
 	logs.await(t, "PostgreSQL reachable again")
 	sink.awaitRecorded(t, 25)
-	ev.await(t, "waiting")
+	ev.awaitIdle(t, sink)
 
 	conn := connect(t, dsn)
 	insertSeries(t, conn, "hmi.m_45s", 3000, 15, 100)
 	sink.awaitRecorded(t, 40)
-	ev.await(t, "waiting")
+	ev.awaitIdle(t, sink)
 
 	sink.checkExactlyOnce(t, append(sunums(2000, 25), sunums(3000, 15)...), "hmi.m_45s")
 	if n := countRows(t, conn, pgx.Identifier{"sunum_queue"}); n != 0 {
