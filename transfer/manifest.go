@@ -13,6 +13,19 @@ import (
 // MaxEntries is the most entries a manifest may hold.
 const MaxEntries = 1 << 20
 
+// MaxManifestBytes bounds the size of a manifest a source builds, counted
+// as its paths and versions plus entryOverhead a entry: about its size in
+// the protobuf and JSON forms. A source refuses (ErrTooLarge) to list a
+// unit with more, rather than build a reply no peer could take.
+const MaxManifestBytes = 64 << 20
+
+// entryOverhead is what an Entry takes in a manifest's encodings beyond its
+// path and version: size, mode, mtime, SHA-256 and framing.
+const entryOverhead = 96
+
+// entrySize is the size of e counted against MaxManifestBytes.
+func entrySize(e *Entry) int { return len(e.Path) + len(e.Version) + entryOverhead }
+
 // MaxVersionLen is the longest Entry.Version a manifest may hold.
 const MaxVersionLen = 128
 

@@ -485,7 +485,8 @@ func (s *Source) list(ctx context.Context, pfn string) (int, *Manifest, []pendin
 	}
 	m := &Manifest{PFN: path.Clean(pfn)}
 	var files []pendingDigest
-	if err := s.walk(ctx, ri, rel, "", m, &files); err != nil {
+	size := 0
+	if err := s.walk(ctx, ri, rel, "", m, &files, &size); err != nil {
 		return 0, nil, nil, err
 	}
 	return ri, m, files, nil
@@ -550,8 +551,10 @@ func (s *Source) digests(ctx context.Context, ri int, m *Manifest, files []pendi
 }
 
 // walk adds the entries of directory unitRel/dir to m, and its files to
-// files, to be hashed.
-func (s *Source) walk(ctx context.Context, ri int, unitRel, dir string, m *Manifest, files *[]pendingDigest) error {
+// files, to be hashed. size counts the manifest's bytes (entrySize); walk
+// fails with ErrTooLarge once the manifest would pass MaxEntries or
+// MaxManifestBytes.
+func (s *Source) walk(ctx context.Context, ri int, unitRel, dir string, m *Manifest, files *[]pendingDigest, size *int) error {
 	root := s.roots[ri].root
 	dirRel := path.Join(unitRel, dir)
 	d, err := root.Open(dirRel)
@@ -570,8 +573,9 @@ func (s *Source) walk(ctx context.Context, ri int, unitRel, dir string, m *Manif
 		p := path.Join(dir, de.Name())
 		rel := path.Join(unitRel, p)
 		if len(m.Entries) >= MaxEntries {
-			return fmt.Errorf("%w: unit has more than %d entries", ErrInvalid, MaxEntries)
+			return fmt.Errorf("%w: unit has more than %d entries (transfer.MaxEntries)", ErrTooLarge, MaxEntries)
 		}
+
 		fi, err := root.Lstat(rel)
 		if err != nil {
 			return fsError(fmt.Sprintf("%q", p), err)
@@ -586,20 +590,35 @@ func (s *Source) walk(ctx context.Context, ri int, unitRel, dir string, m *Manif
 		}
 		switch {
 		case fi.IsDir():
-			m.Entries = append(m.Entries, Entry{Path: p, Dir: true, Mode: unixMode(fi.Mode()), MTime: fi.ModTime()})
-			if err := s.walk(ctx, ri, unitRel, p, m, files); err != nil {
+			if err := addEntry(m, Entry{Path: p, Dir: true, Mode: unixMode(fi.Mode()), MTime: fi.ModTime()}, size); err != nil {
+				return err
+			}
+			if err := s.walk(ctx, ri, unitRel, p, m, files, size); err != nil {
 				return err
 			}
 		case fi.Mode().IsRegular():
 			k := keyOf(fi)
 			*files = append(*files, pendingDigest{entry: len(m.Entries), rel: rel, key: k})
-			m.Entries = append(m.Entries, Entry{
+			if err := addEntry(m, Entry{
 				Path: p, Size: fi.Size(), Mode: unixMode(fi.Mode()), MTime: fi.ModTime(), Version: k.version(),
-			})
+			}, size); err != nil {
+				return err
+			}
 		default:
 			return fmt.Errorf("%w: %q is a %v, not a regular file or directory", ErrRefused, p, fi.Mode().Type())
 		}
 	}
+	return nil
+}
+
+// addEntry appends e to m, counting its bytes in size, unless that would
+// pass MaxManifestBytes.
+func addEntry(m *Manifest, e Entry, size *int) error {
+	if *size += entrySize(&e); *size > MaxManifestBytes {
+		return fmt.Errorf("%w: manifest would exceed %d MiB (transfer.MaxManifestBytes) after %d entries",
+			ErrTooLarge, MaxManifestBytes>>20, len(m.Entries))
+	}
+	m.Entries = append(m.Entries, e)
 	return nil
 }
 
