@@ -144,6 +144,9 @@ func WaitServing(addr, service string, timeout time.Duration) error {
 	}
 }
 
+// Pid is the process id of the rlsd.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
 // Log returns what rlsd has logged so far (its first MiB).
 func (p *Proc) Log() string {
 	p.mu.Lock()
