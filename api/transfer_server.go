@@ -70,6 +70,11 @@ func (s *transferServer) Read(req *rlsv1.ReadRequest, stream grpc.ServerStreamin
 		case 0:
 		case len(ranges[i].SHA256):
 			copy(ranges[i].SHA256[:], sha)
+			if ranges[i].SHA256.IsZero() {
+				// Not a digest any file has, and inside the source it
+				// would mean "no digest asked for".
+				return invalidArg(fmt.Sprintf("ranges[%d].sha256", i), "all zero; leave it empty to ask for no digest")
+			}
 		default:
 			return invalidArg(fmt.Sprintf("ranges[%d].sha256", i), "%d bytes; want 0 or 32", len(sha))
 		}

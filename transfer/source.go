@@ -281,7 +281,8 @@ func (s *Source) Name() string { return "local" }
 
 // ResolvePFN maps a PFN to the export root that holds it and its path
 // relative to that root. The PFN must be an absolute path without NUL bytes
-// and without ".." components, strictly under one of the roots once
+// and without ".." components, of at most MaxPathLen bytes with components
+// of at most MaxNameLen, strictly under one of the roots once
 // cleaned. Errors wrap ErrInvalid (malformed) or ErrRefused (outside the
 // roots, or a root itself). It does not touch the file system.
 func (s *Source) ResolvePFN(pfn string) (root string, rel string, err error) {
@@ -297,16 +298,19 @@ func (s *Source) resolve(pfn string) (int, string, error) {
 	case pfn == "":
 		return 0, "", fmt.Errorf("%w: empty PFN", ErrInvalid)
 	case strings.IndexByte(pfn, 0) >= 0:
-		return 0, "", fmt.Errorf("%w: PFN %q contains a NUL byte", ErrInvalid, pfn)
+		return 0, "", fmt.Errorf("%w: PFN %s contains a NUL byte", ErrInvalid, quoteName(pfn))
 	case !strings.HasPrefix(pfn, "/"):
-		return 0, "", fmt.Errorf("%w: PFN %q is not an absolute path", ErrInvalid, pfn)
+		return 0, "", fmt.Errorf("%w: PFN %s is not an absolute path", ErrInvalid, quoteName(pfn))
 	case hasDotDot(pfn):
-		return 0, "", fmt.Errorf("%w: PFN %q has a \"..\" component", ErrRefused, pfn)
+		return 0, "", fmt.Errorf("%w: PFN %s has a \"..\" component", ErrRefused, quoteName(pfn))
+	}
+	if err := checkNameLens("PFN", pfn); err != nil {
+		return 0, "", err
 	}
 	clean := path.Clean(pfn)
 	for i, r := range s.roots {
 		if clean == r.path {
-			return 0, "", fmt.Errorf("%w: PFN %q is an export root, not a storage unit", ErrRefused, pfn)
+			return 0, "", fmt.Errorf("%w: PFN %s is an export root, not a storage unit", ErrRefused, quoteName(pfn))
 		}
 		prefix := r.path
 		if prefix != "/" {
@@ -316,7 +320,7 @@ func (s *Source) resolve(pfn string) (int, string, error) {
 			return i, rel, nil
 		}
 	}
-	return 0, "", fmt.Errorf("%w: PFN %q is not under an export root", ErrRefused, pfn)
+	return 0, "", fmt.Errorf("%w: PFN %s is not under an export root", ErrRefused, quoteName(pfn))
 }
 
 // fsError turns an error from an os.Root operation into one of the package
