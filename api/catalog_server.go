@@ -103,7 +103,7 @@ func (s *catalogServer) query(ctx context.Context, obj catalog.ObjectType, name 
 }
 
 // mappingOverhead is the most a Mapping of a wildcard page takes on the
-// wire beyond its names' bytes.
+// wire beyond its names' bytes; the catalog's page bound counts 16.
 const mappingOverhead = 2 + 3 + 2*(2+2)
 
 func (s *catalogServer) QueryWildcard(ctx context.Context, req *rlsv1.WildcardRequest) (*rlsv1.WildcardResponse, error) {
@@ -114,7 +114,7 @@ func (s *catalogServer) QueryWildcard(ctx context.Context, req *rlsv1.WildcardRe
 	}
 	ms, more, err := s.cat.Wildcard(catalog.WildcardQuery{
 		Pattern: req.GetPattern(), PFN: req.GetPfn(), Offset: offset, Limit: limit,
-		MaxBytes: b.pageBytes(limit, mappingOverhead),
+		MaxBytes: b.pageBytes(),
 	})
 	if err != nil {
 		return nil, toStatusErr(err)
@@ -326,7 +326,7 @@ func (s *catalogServer) GetAttributes(_ context.Context, req *rlsv1.GetAttribute
 }
 
 // hitOverhead is the most a SearchHit takes on the wire beyond the bytes
-// of its object name and string value.
+// of its object name and string value; the catalog's page bound counts 48.
 const hitOverhead = 2 + 3 + 2 + 3 + 2 + 3 + 24
 
 // SearchAttribute needs value for every op and value2 only for BETWEEN.
@@ -356,7 +356,7 @@ func (s *catalogServer) SearchAttribute(ctx context.Context, req *rlsv1.SearchAt
 	}
 	hits, more, err := s.cat.SearchAttr(catalog.Search{
 		Object: obj, Attr: req.GetName(), Op: op, Value: v, Value2: v2, Offset: offset, Limit: limit,
-		MaxBytes: b.pageBytes(limit, hitOverhead),
+		MaxBytes: b.pageBytes(),
 	})
 	if err != nil {
 		return nil, toStatusErr(err)

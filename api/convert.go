@@ -173,12 +173,12 @@ func (b *replyBudget) page(offset, limit uint64) (int, int, error) {
 	return o, int(min(int64(l), b.lim.maxItems)), err
 }
 
-// pageBytes is the catalog's MaxBytes for a page of at most limit results
-// that each take perItem bytes on the wire beyond their names and values:
-// what is left of the budget once they are counted, and at least 1 (a page
-// holds at least one result).
-func (b *replyBudget) pageBytes(limit, perItem int) int {
-	return int(max(1, b.lim.maxBytes-b.bytes.Load()-int64(limit)*int64(perItem)-1024))
+// pageBytes is the catalog's MaxBytes for a page: what is left of the
+// budget, less a little for the reply's other fields, and at least 1 (a
+// page holds at least one result). The catalog counts a result as no less
+// than the reply's charge for it (mappingOverhead, hitOverhead).
+func (b *replyBudget) pageBytes() int {
+	return int(max(1, b.lim.maxBytes-b.bytes.Load()-1024))
 }
 
 // page converts a request's offset and limit: limit 0 becomes defaultLimit

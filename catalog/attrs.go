@@ -67,9 +67,10 @@ func (o SearchOp) String() string {
 
 // Search is an attribute search. Results are ordered by (value, object name);
 // Offset skips that many and Limit caps the answer (0: no cap). MaxBytes,
-// when not 0, also ends the page before its object names and string values
-// would pass MaxBytes, but never before its first hit: a short page then
-// says there are more, as one cut by Limit does.
+// when not 0, also ends the page before its size would pass MaxBytes,
+// counting each hit as the bytes of its object name and string value plus
+// 48, but never before its first hit: a short page then says there are
+// more, as one cut by Limit does.
 type Search struct {
 	Object        ObjectType
 	Attr          string
@@ -581,7 +582,7 @@ func (c *Catalog) SearchAttr(s Search) ([]Hit, bool, error) {
 		if err != nil {
 			return nil, false, err
 		}
-		if size += len(name) + len(v.Str); s.MaxBytes > 0 && size > s.MaxBytes && len(hits) > 0 {
+		if size += len(name) + len(v.Str) + 48; s.MaxBytes > 0 && size > s.MaxBytes && len(hits) > 0 {
 			return hits, true, nil
 		}
 		hits = append(hits, Hit{Name: name, Value: v})

@@ -215,9 +215,10 @@ func (c *Catalog) BulkExists(items []Mapping) ([]bool, []error) {
 // '\' makes the next character literal. Results are ordered by (LFN, PFN), or
 // (PFN, LFN), in byte order; Offset skips that many matches and Limit caps
 // the answer (0: no cap). MaxBytes, when not 0, also ends the page before
-// the names it holds (LFN and PFN bytes) would pass MaxBytes, but never
-// before its first mapping: a short page then says there are more, and the
-// caller asks for the next from Offset plus its length.
+// its size would pass MaxBytes, counting each mapping as the bytes of its
+// LFN and PFN plus 16, but never before its first mapping: a short page
+// then says there are more, and the caller asks for the next from Offset
+// plus its length.
 type WildcardQuery struct {
 	Pattern       string
 	PFN           bool
@@ -286,7 +287,7 @@ func (c *Catalog) Wildcard(q WildcardQuery) ([]Mapping, bool, error) {
 		if err != nil {
 			return nil, false, err
 		}
-		if size += len(name) + len(other); q.MaxBytes > 0 && size > q.MaxBytes && len(out) > 0 {
+		if size += len(name) + len(other) + 16; q.MaxBytes > 0 && size > q.MaxBytes && len(out) > 0 {
 			return out, true, nil
 		}
 		if q.PFN {
