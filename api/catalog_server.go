@@ -102,10 +102,6 @@ func (s *catalogServer) query(ctx context.Context, obj catalog.ObjectType, name 
 	return namesResponse(out, err)
 }
 
-// mappingOverhead is the most a Mapping of a wildcard page takes on the
-// wire beyond its names' bytes; the catalog's page bound counts 16.
-const mappingOverhead = 2 + 3 + 2*(2+2)
-
 func (s *catalogServer) QueryWildcard(ctx context.Context, req *rlsv1.WildcardRequest) (*rlsv1.WildcardResponse, error) {
 	b := newReplyBudget(ctx, "ask for a smaller limit")
 	offset, limit, err := b.page(req.GetOffset(), req.GetLimit())
@@ -121,6 +117,8 @@ func (s *catalogServer) QueryWildcard(ctx context.Context, req *rlsv1.WildcardRe
 	}
 	out := make([]*rlsv1.Mapping, len(ms))
 	for i, m := range ms {
+		// At most 12 bytes beyond the names; the catalog's page bound
+		// counts 16.
 		if err := b.charge(msgSize(strSize(m.LFN)+strSize(m.PFN)), 1); err != nil {
 			return nil, err
 		}
