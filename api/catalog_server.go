@@ -18,6 +18,12 @@ import (
 // field), a bulk call carries at most 100,000 items, and wildcard and
 // attribute searches return 10,000 results unless asked for another limit, and
 // never more than 100,000.
+//
+// Every reply is bounded while it is built, by the server's reply limits
+// (ServerOptions.MaxReplyBytes and MaxReplyItems): a query whose answer
+// would pass them (one LFN with very many PFNs, or a bulk query repeating
+// such an LFN) fails with RESOURCE_EXHAUSTED naming the limit, and a page
+// of a wildcard or attribute search ends early, with more set.
 func NewCatalogServer(cat *catalog.Catalog) rlsv1.CatalogServer {
 	return &catalogServer{cat: cat}
 }
@@ -75,25 +81,47 @@ func (s *catalogServer) Exists(_ context.Context, req *rlsv1.ExistsRequest) (*rl
 	return &rlsv1.ExistsResponse{Exists: ok}, nil
 }
 
-func (s *catalogServer) QueryLFN(_ context.Context, req *rlsv1.NameRequest) (*rlsv1.NamesResponse, error) {
-	return namesResponse(s.cat.QueryLFN(req.GetName()))
+func (s *catalogServer) QueryLFN(ctx context.Context, req *rlsv1.NameRequest) (*rlsv1.NamesResponse, error) {
+	return s.query(ctx, catalog.LFN, req.GetName())
 }
 
-func (s *catalogServer) QueryPFN(_ context.Context, req *rlsv1.NameRequest) (*rlsv1.NamesResponse, error) {
-	return namesResponse(s.cat.QueryPFN(req.GetName()))
+func (s *catalogServer) QueryPFN(ctx context.Context, req *rlsv1.NameRequest) (*rlsv1.NamesResponse, error) {
+	return s.query(ctx, catalog.PFN, req.GetName())
 }
 
-func (s *catalogServer) QueryWildcard(_ context.Context, req *rlsv1.WildcardRequest) (*rlsv1.WildcardResponse, error) {
-	offset, limit, err := page(req.GetOffset(), req.GetLimit())
+func (s *catalogServer) query(ctx context.Context, obj catalog.ObjectType, name string) (*rlsv1.NamesResponse, error) {
+	b := newReplyBudget(ctx, "list them a page at a time with QueryWildcard")
+	var out []string
+	err := s.cat.QueryEach(obj, name, func(other string) error {
+		if err := b.charge(strSize(other), 1); err != nil {
+			return err
+		}
+		out = append(out, other)
+		return nil
+	})
+	return namesResponse(out, err)
+}
+
+func (s *catalogServer) QueryWildcard(ctx context.Context, req *rlsv1.WildcardRequest) (*rlsv1.WildcardResponse, error) {
+	b := newReplyBudget(ctx, "ask for a smaller limit")
+	offset, limit, err := b.page(req.GetOffset(), req.GetLimit())
 	if err != nil {
 		return nil, err
 	}
-	ms, more, err := s.cat.Wildcard(catalog.WildcardQuery{Pattern: req.GetPattern(), PFN: req.GetPfn(), Offset: offset, Limit: limit})
+	ms, more, err := s.cat.Wildcard(catalog.WildcardQuery{
+		Pattern: req.GetPattern(), PFN: req.GetPfn(), Offset: offset, Limit: limit,
+		MaxBytes: b.pageBytes(),
+	})
 	if err != nil {
 		return nil, toStatusErr(err)
 	}
 	out := make([]*rlsv1.Mapping, len(ms))
 	for i, m := range ms {
+		// At most 12 bytes beyond the names; the catalog's page bound
+		// counts 16.
+		if err := b.charge(msgSize(strSize(m.LFN)+strSize(m.PFN)), 1); err != nil {
+			return nil, err
+		}
 		out[i] = &rlsv1.Mapping{Lfn: m.LFN, Pfn: m.PFN}
 	}
 	return &rlsv1.WildcardResponse{Mappings: out, More: more}, nil
@@ -165,10 +193,30 @@ func (s *catalogServer) BulkQuery(ctx context.Context, req *rlsv1.BulkQueryReque
 		return nil, toStatusErr(err)
 	}
 	names := req.GetNames()
-	found, errs := s.cat.BulkQuery(t, names)
+	b := newReplyBudget(ctx, "ask for fewer names a call")
 	out := make([]*rlsv1.QueryResult, len(names))
 	for i, name := range names {
-		out[i] = &rlsv1.QueryResult{Name: name, Status: itemStatus(errs[i]), Names: found[i]}
+		if err := b.charge(msgSize(strSize(name)+statusOverhead), 1); err != nil {
+			return nil, err
+		}
+		out[i] = &rlsv1.QueryResult{Name: name}
+	}
+	errs, err := s.cat.BulkQueryEach(t, names, func(i int, other string) error {
+		if err := b.charge(strSize(other), 1); err != nil {
+			return err
+		}
+		out[i].Names = append(out[i].Names, other)
+		return nil
+	})
+	if err != nil {
+		return nil, toStatusErr(err)
+	}
+	for i, r := range out {
+		if r.Status = itemStatus(errs[i]); r.Status.Message != "" {
+			if err := b.charge(len(r.Status.Message), 0); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return &rlsv1.BulkQueryResponse{Results: out}, nil
 }
@@ -266,6 +314,8 @@ func (s *catalogServer) GetAttributes(_ context.Context, req *rlsv1.GetAttribute
 	if err != nil {
 		return nil, err
 	}
+	// The reply is bounded: one object holds at most one value (of at most
+	// catalog.MaxStringValueLen bytes) per defined attribute.
 	as, err := s.cat.Attrs(obj, req.GetObjectName(), req.GetNames()...)
 	if err != nil {
 		return nil, toStatusErr(err)
@@ -273,8 +323,12 @@ func (s *catalogServer) GetAttributes(_ context.Context, req *rlsv1.GetAttribute
 	return &rlsv1.GetAttributesResponse{Attributes: attrsProto(as)}, nil
 }
 
+// hitOverhead is the most a SearchHit takes on the wire beyond the bytes
+// of its object name and string value; the catalog's page bound counts 48.
+const hitOverhead = 2 + 3 + 2 + 3 + 2 + 3 + 24
+
 // SearchAttribute needs value for every op and value2 only for BETWEEN.
-func (s *catalogServer) SearchAttribute(_ context.Context, req *rlsv1.SearchAttributeRequest) (*rlsv1.SearchAttributeResponse, error) {
+func (s *catalogServer) SearchAttribute(ctx context.Context, req *rlsv1.SearchAttributeRequest) (*rlsv1.SearchAttributeResponse, error) {
 	obj, err := objectType("object", req.GetObject())
 	if err != nil {
 		return nil, err
@@ -293,18 +347,23 @@ func (s *catalogServer) SearchAttribute(_ context.Context, req *rlsv1.SearchAttr
 			return nil, err
 		}
 	}
-	offset, limit, err := page(req.GetOffset(), req.GetLimit())
+	b := newReplyBudget(ctx, "ask for a smaller limit")
+	offset, limit, err := b.page(req.GetOffset(), req.GetLimit())
 	if err != nil {
 		return nil, err
 	}
 	hits, more, err := s.cat.SearchAttr(catalog.Search{
 		Object: obj, Attr: req.GetName(), Op: op, Value: v, Value2: v2, Offset: offset, Limit: limit,
+		MaxBytes: b.pageBytes(),
 	})
 	if err != nil {
 		return nil, toStatusErr(err)
 	}
 	out := make([]*rlsv1.SearchHit, len(hits))
 	for i, h := range hits {
+		if err := b.charge(len(h.Name)+len(h.Value.Str)+hitOverhead, 1); err != nil {
+			return nil, err
+		}
 		out[i] = &rlsv1.SearchHit{ObjectName: h.Name, Value: valueProto(h.Value)}
 	}
 	return &rlsv1.SearchAttributeResponse{Hits: out, More: more}, nil
@@ -356,10 +415,30 @@ func (s *catalogServer) BulkGetAttributes(ctx context.Context, req *rlsv1.BulkGe
 		return nil, toStatusErr(err)
 	}
 	names := req.GetObjectNames()
-	attrs, errs := s.cat.BulkAttrs(obj, names, req.GetNames())
+	b := newReplyBudget(ctx, "ask for fewer objects a call")
 	out := make([]*rlsv1.ObjectAttributes, len(names))
 	for i, name := range names {
-		out[i] = &rlsv1.ObjectAttributes{ObjectName: name, Status: itemStatus(errs[i]), Attributes: attrsProto(attrs[i])}
+		if err := b.charge(msgSize(strSize(name)+statusOverhead), 1); err != nil {
+			return nil, err
+		}
+		out[i] = &rlsv1.ObjectAttributes{ObjectName: name}
+	}
+	errs, err := s.cat.BulkAttrsEach(obj, names, req.GetNames(), func(i int, a catalog.Attr) error {
+		if err := b.charge(strSize(a.Name)+len(a.Value.Str)+hitOverhead, 1); err != nil {
+			return err
+		}
+		out[i].Attributes = append(out[i].Attributes, attrProto(a))
+		return nil
+	})
+	if err != nil {
+		return nil, toStatusErr(err)
+	}
+	for i, r := range out {
+		if r.Status = itemStatus(errs[i]); r.Status.Message != "" {
+			if err := b.charge(len(r.Status.Message), 0); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return &rlsv1.BulkGetAttributesResponse{Results: out}, nil
 }

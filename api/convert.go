@@ -107,9 +107,13 @@ func valueProto(v catalog.Value) *rlsv1.Value {
 func attrsProto(as []catalog.Attr) []*rlsv1.Attribute {
 	out := make([]*rlsv1.Attribute, len(as))
 	for i, a := range as {
-		out[i] = &rlsv1.Attribute{Name: a.Name, Type: valueTypeProto(a.Value.Type), Value: valueProto(a.Value)}
+		out[i] = attrProto(a)
 	}
 	return out
+}
+
+func attrProto(a catalog.Attr) *rlsv1.Attribute {
+	return &rlsv1.Attribute{Name: a.Name, Type: valueTypeProto(a.Value.Type), Value: valueProto(a.Value)}
 }
 
 func attrDefProto(d catalog.AttrDef) *rlsv1.AttributeDef {
@@ -160,6 +164,21 @@ func searchOp(field string, op rlsv1.SearchOp) (catalog.SearchOp, error) {
 		return catalog.OpLike, nil
 	}
 	return 0, invalidArg(field, "search op %v: want EQ, NE, LT, LE, GT, GE, BETWEEN or LIKE", op)
+}
+
+// page converts a request's offset and limit as the package function page
+// does, and caps the limit at the budget's items.
+func (b *replyBudget) page(offset, limit uint64) (int, int, error) {
+	o, l, err := page(offset, limit)
+	return o, int(min(int64(l), b.lim.maxItems)), err
+}
+
+// pageBytes is the catalog's MaxBytes for a page: what is left of the
+// budget, less a little for the reply's other fields, and at least 1 (a
+// page holds at least one result). The catalog counts a result as no less
+// than the reply's charge for it (mappingOverhead, hitOverhead).
+func (b *replyBudget) pageBytes() int {
+	return int(max(1, b.lim.maxBytes-b.bytes.Load()-1024))
 }
 
 // page converts a request's offset and limit: limit 0 becomes defaultLimit

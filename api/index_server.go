@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -148,34 +149,72 @@ func (s *indexServer) Locate(ctx context.Context, req *rlsv1.LocateRequest) (*rl
 		}
 		timeout = d.AsDuration()
 	}
-	cands, err := s.x.Locate(lfns)
+	// One budget for the reply: the candidates are charged as they are
+	// located, and with verify the PFNs as they are put in the reply.
+	b := newReplyBudget(ctx, "ask for fewer LFNs a call")
+	resp := &rlsv1.LocateResponse{Results: make([]*rlsv1.LocateResult, len(lfns))}
+	var cands [][]index.Candidate // with verify, for the verifier
+	if req.GetVerify() {
+		cands = make([][]index.Candidate, len(lfns))
+	}
+	err := s.x.LocateEach(lfns, func(i int, cs []index.Candidate) error {
+		n := msgSize(strSize(lfns[i]))
+		for _, c := range cs {
+			n += candidateSize(c)
+		}
+		if err := b.charge(n, 1+len(cs)); err != nil {
+			return err
+		}
+		if cands != nil {
+			if len(cs) > 0 {
+				cands[i] = slices.Clone(cs)
+			}
+			return nil
+		}
+		r := &rlsv1.LocateResult{Lfn: lfns[i], Sites: make([]*rlsv1.SiteCandidate, 0, len(cs))}
+		for _, c := range cs {
+			r.Sites = append(r.Sites, candidateProto(c))
+		}
+		resp.Results[i] = r
+		return nil
+	})
 	if err != nil {
 		return nil, toStatusErr(err)
 	}
-	resp := &rlsv1.LocateResponse{Results: make([]*rlsv1.LocateResult, len(lfns))}
 	if !req.GetVerify() {
-		for i, cs := range cands {
-			r := &rlsv1.LocateResult{Lfn: lfns[i]}
-			for _, c := range cs {
-				r.Sites = append(r.Sites, candidateProto(c))
-			}
-			resp.Results[i] = r
-		}
 		return resp, nil
 	}
 	// Leave a little of the caller's deadline to answer in.
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(dl)*9/10)
 	}
-	for i, vs := range s.v.Verify(ctx, lfns, cands, timeout) {
+	// What the sites answer is bounded on its own: an LFN the request
+	// repeats has its PFNs once in the answers, and once per repeat in the
+	// reply.
+	answers := newReplyBudget(ctx, "ask for fewer LFNs a call")
+	verified, err := s.v.Verify(ctx, lfns, cands, timeout, func(n int) error { return answers.charge(n, 0) })
+	if err != nil {
+		return nil, toStatusErr(err)
+	}
+	for i, vs := range verified {
 		r := &rlsv1.LocateResult{Lfn: lfns[i]}
 		for _, v := range vs {
 			c := candidateProto(v.Candidate)
 			if v.Err != nil {
 				c.Verification = rlsv1.Verification_VERIFICATION_UNVERIFIED
 				c.Error = v.Err.Error()
+				if err := b.charge(strSize(c.Error), 0); err != nil {
+					return nil, err
+				}
 			} else {
 				c.Verification = rlsv1.Verification_VERIFICATION_CONFIRMED
+				n := 0
+				for _, pfn := range v.PFNs {
+					n += strSize(pfn)
+				}
+				if err := b.charge(n, len(v.PFNs)); err != nil {
+					return nil, err
+				}
 				c.Pfns = v.PFNs
 			}
 			r.Sites = append(r.Sites, c)
@@ -183,6 +222,16 @@ func (s *indexServer) Locate(ctx context.Context, req *rlsv1.LocateRequest) (*rl
 		resp.Results[i] = r
 	}
 	return resp, nil
+}
+
+// candidateSize is the most a SiteCandidate takes in a reply, without PFNs
+// and error.
+func candidateSize(c index.Candidate) int {
+	n := strSize(c.Site) + strSize(c.Endpoint) + 2*16 + 2 + 2
+	for _, v := range c.Via {
+		n += strSize(v)
+	}
+	return msgSize(n)
 }
 
 func (s *indexServer) Sites(context.Context, *rlsv1.SitesRequest) (*rlsv1.SitesResponse, error) {

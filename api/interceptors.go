@@ -14,8 +14,9 @@ import (
 )
 
 // The server's cross-cutting concerns, one interceptor each. NewServer chains
-// them outermost first: metrics, logging, recovery. Recovery is innermost so
-// that a panic reaches logging and metrics as the INTERNAL status it becomes.
+// them outermost first: metrics, logging, recovery, request (badinput.go:
+// undecodable requests, reply limits). Recovery is inside logging and
+// metrics so that a panic reaches them as the INTERNAL status it becomes.
 
 // recoveryUnary turns a handler panic into INTERNAL and logs it, with the
 // stack, at error level. The client never sees the panic value.

@@ -24,7 +24,8 @@ import (
 	"google.golang.org/grpc/reflection"
 )
 
-// MaxMsgSize is the largest message the server receives or sends. Bulk calls
+// MaxMsgSize is the largest message the server receives, and by default
+// (see ServerOptions.MaxReplyBytes) about the largest it sends. Bulk calls
 // carry up to 100,000 items, typically a few MiB; names of the maximum
 // length would need more, and such calls must be split by the client.
 const MaxMsgSize = 64 << 20
@@ -40,6 +41,13 @@ type ServerOptions struct {
 	// rls_grpc_requests_total{method,code} and
 	// rls_grpc_request_duration_seconds{method}.
 	Registerer prometheus.Registerer
+	// MaxReplyBytes and MaxReplyItems bound every reply while it is
+	// built (names, mappings, sites, manifest entries): a call whose
+	// reply would pass either fails with RESOURCE_EXHAUSTED naming the
+	// limit, and a page ends early. Defaults DefaultMaxReplyBytes
+	// (64 MiB) and DefaultMaxReplyItems (1 Mi); the server sends
+	// messages of up to MaxReplyBytes plus 1 MiB.
+	MaxReplyBytes, MaxReplyItems int64
 }
 
 // Server is a *grpc.Server set up for rls: interceptors for recovery,
@@ -74,8 +82,10 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		unary = append(unary, metricsUnary(m))
 		stream = append(stream, metricsStream(m))
 	}
-	unary = append(unary, loggingUnary(log), recoveryUnary(log))
-	stream = append(stream, loggingStream(log), recoveryStream(log))
+	limits := replyLimits{maxBytes: opts.MaxReplyBytes, maxItems: opts.MaxReplyItems}.orDefault()
+	rejects := &rejectLog{logger: log}
+	unary = append(unary, loggingUnary(log), recoveryUnary(log), requestUnary(limits, rejects))
+	stream = append(stream, loggingStream(log), recoveryStream(log), requestStream(limits, rejects))
 
 	gs := grpc.NewServer(
 		grpc.ChainUnaryInterceptor(unary...),
@@ -84,7 +94,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		// call: their stacks stay grown, which spares every call a stack copy.
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 		grpc.MaxRecvMsgSize(MaxMsgSize),
-		grpc.MaxSendMsgSize(MaxMsgSize),
+		grpc.MaxSendMsgSize(int(max(MaxMsgSize, limits.maxBytes+replySlack))),
 		experimental.BufferPool(bufferPool),
 		grpc.ForceServerCodecV2(serverCodec{}),
 		// Clients may ping every 10 s, even when idle (long-lived

@@ -57,13 +57,21 @@ func (s *syncBuffer) String() string {
 // ends.
 func newTestEnv(t *testing.T, register ...func(*Server)) *testEnv {
 	t.Helper()
+	return newTestEnvOpts(t, ServerOptions{}, register...)
+}
+
+// newTestEnvOpts is newTestEnv with server options; Logger and Registerer
+// are the env's.
+func newTestEnvOpts(t *testing.T, opts ServerOptions, register ...func(*Server)) *testEnv {
+	t.Helper()
 	cat, err := catalog.Open(t.TempDir(), &catalog.Options{NoSync: true, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	e := &testEnv{cat: cat, reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv, err := NewServer(ServerOptions{Logger: log, Registerer: e.reg})
+	opts.Logger, opts.Registerer = log, e.reg
+	srv, err := NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

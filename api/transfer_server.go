@@ -38,6 +38,17 @@ func (s *transferServer) Manifest(ctx context.Context, req *rlsv1.ManifestReques
 	if err != nil {
 		return nil, transferStatus(err)
 	}
+	// The source bounds the manifests it lists (transfer.MaxManifestBytes);
+	// the server's reply limits may be lower.
+	b := newReplyBudget(ctx, "the unit has too many files to list in one reply")
+	n := strSize(m.PFN)
+	for i := range m.Entries {
+		e := &m.Entries[i]
+		n += msgSize(strSize(e.Path) + strSize(e.Version) + 2 + 10 + 6 + 2*10 + 2 + 34)
+	}
+	if err := b.charge(n, len(m.Entries)); err != nil {
+		return nil, err
+	}
 	return ManifestToProto(m), nil
 }
 
@@ -59,6 +70,11 @@ func (s *transferServer) Read(req *rlsv1.ReadRequest, stream grpc.ServerStreamin
 		case 0:
 		case len(ranges[i].SHA256):
 			copy(ranges[i].SHA256[:], sha)
+			if ranges[i].SHA256.IsZero() {
+				// Not a digest any file has, and inside the source it
+				// would mean "no digest asked for".
+				return invalidArg(fmt.Sprintf("ranges[%d].sha256", i), "all zero; leave it empty to ask for no digest")
+			}
 		default:
 			return invalidArg(fmt.Sprintf("ranges[%d].sha256", i), "%d bytes; want 0 or 32", len(sha))
 		}
@@ -76,7 +92,8 @@ func (s *transferServer) Read(req *rlsv1.ReadRequest, stream grpc.ServerStreamin
 // anything else through statusOf: ErrNotFound → NOT_FOUND, ErrRefused →
 // PERMISSION_DENIED, ErrInvalid → INVALID_ARGUMENT, ErrChanged →
 // FAILED_PRECONDITION, ErrCorrupt → DATA_LOSS, ErrExists → ALREADY_EXISTS,
-// ErrTimeout → DEADLINE_EXCEEDED, ErrUnavailable → UNAVAILABLE.
+// ErrTimeout → DEADLINE_EXCEEDED, ErrUnavailable → UNAVAILABLE, ErrTooLarge
+// → RESOURCE_EXHAUSTED.
 // transferError is its inverse on the client side.
 func transferStatus(err error) error {
 	if err == nil {
@@ -102,6 +119,7 @@ var transferCodes = []struct {
 	{transfer.ErrExists, codes.AlreadyExists},
 	{transfer.ErrTimeout, codes.DeadlineExceeded},
 	{transfer.ErrUnavailable, codes.Unavailable},
+	{transfer.ErrTooLarge, codes.ResourceExhausted},
 }
 
 // ManifestToProto converts a manifest for the wire.

@@ -113,6 +113,9 @@ func TestTransferService(t *testing.T) {
 	for _, req := range []*rlsv1.ReadRequest{
 		{},
 		{Ranges: []*rlsv1.FileRange{{Pfn: pfn, Path: "sub/f", Length: 1, Sha256: []byte{1, 2}}}},
+		// An all-zero digest: no file has it, and the source took it for
+		// "no digest asked for".
+		{Ranges: []*rlsv1.FileRange{{Pfn: pfn, Path: "sub/f", Length: 1, Sha256: make([]byte, 32)}}},
 	} {
 		stream, err := raw.Read(ctx, req)
 		if err == nil {
@@ -203,6 +206,41 @@ func TestTransferFastManifest(t *testing.T) {
 		}
 		if want == http.StatusOK && (strings.Contains(rec.Body.String(), "sha256") || !strings.Contains(rec.Body.String(), `"version"`)) {
 			t.Errorf("fast manifest over HTTP:\n%s", rec.Body)
+		}
+	}
+}
+
+// TestTransferLongNames: a PFN or path with a component longer than
+// NAME_MAX is INVALID_ARGUMENT (HTTP 400) naming the limit, and the
+// error quotes only the start of a huge one.
+func TestTransferLongNames(t *testing.T) {
+	root, src, c := transferEnv(t)
+	ctx := context.Background()
+	raw := rlsv1.NewTransferClient(c.cc)
+	long := filepath.Join(root, strings.Repeat("D", 300))
+	huge := filepath.Join(root, strings.Repeat("D", 1<<20))
+	for _, pfn := range []string{long, huge, filepath.Join(root, "D1", strings.Repeat("x", 256), "y")} {
+		_, err := raw.Manifest(ctx, &rlsv1.ManifestRequest{Pfn: pfn})
+		if s := status.Convert(err); s.Code() != codes.InvalidArgument || !strings.Contains(s.Message(), "_MAX") || len(s.Message()) > 512 {
+			t.Errorf("Manifest of a PFN of %d bytes: %v, %d-byte message %.600q; want INVALID_ARGUMENT naming NAME_MAX or PATH_MAX in at most 512 bytes",
+				len(pfn), s.Code(), len(s.Message()), s.Message())
+		}
+	}
+	stream, err := raw.Read(ctx, &rlsv1.ReadRequest{Ranges: []*rlsv1.FileRange{{Pfn: filepath.Join(root, "D1"), Path: "sub/" + strings.Repeat("f", 1<<20), Length: 1}}})
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	if s := status.Convert(err); s.Code() != codes.InvalidArgument || !strings.Contains(s.Message(), "PATH_MAX") || len(s.Message()) > 512 {
+		t.Errorf("Read of a path of 1 MiB: %v, %d-byte message; want INVALID_ARGUMENT naming PATH_MAX in at most 512 bytes", s.Code(), len(s.Message()))
+	}
+
+	mux := http.NewServeMux()
+	NewTransferHTTPHandler(mux, src, slog.Default())
+	for _, pfn := range []string{long, huge} {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/transfer/manifest?pfn="+url.QueryEscape(pfn), nil))
+		if rec.Code != http.StatusBadRequest || rec.Body.Len() > 512 {
+			t.Errorf("GET manifest of a PFN of %d bytes: %d, %d-byte body; want 400 in at most 512 bytes", len(pfn), rec.Code, rec.Body.Len())
 		}
 	}
 }

@@ -66,13 +66,18 @@ func (o SearchOp) String() string {
 }
 
 // Search is an attribute search. Results are ordered by (value, object name);
-// Offset skips that many and Limit caps the answer (0: no cap).
+// Offset skips that many and Limit caps the answer (0: no cap). MaxBytes,
+// when not 0, also ends the page before its size would pass MaxBytes,
+// counting each hit as the bytes of its object name and string value plus
+// 48, but never before its first hit: a short page then says there are
+// more, as one cut by Limit does.
 type Search struct {
 	Object        ObjectType
 	Attr          string
 	Op            SearchOp
 	Value, Value2 Value
 	Offset, Limit int
+	MaxBytes      int
 }
 
 // Hit is one result of an attribute search.
@@ -388,14 +393,28 @@ func (c *Catalog) Attrs(obj ObjectType, object string, attrs ...string) ([]Attr,
 // BulkAttrs answers Attrs for many objects, with one result and one error
 // per object.
 func (c *Catalog) BulkAttrs(obj ObjectType, objects []string, attrs []string) ([][]Attr, []error) {
-	const op = "get attributes"
 	res := make([][]Attr, len(objects))
-	errs := make([]error, len(objects))
+	errs, _ := c.BulkAttrsEach(obj, objects, attrs, func(i int, a Attr) error {
+		res[i] = append(res[i], a)
+		return nil
+	})
+	return res, errs
+}
+
+// BulkAttrsEach is BulkAttrs without building the answer: for each object
+// in turn it calls fn(i, a) with each of its attribute values (all, or
+// those named in attrs) in name order, so that a caller can bound what it
+// keeps. It returns one error per object (ErrNotFound naming the first of
+// attrs that has no value, after fn saw those that have). If fn returns an
+// error, BulkAttrsEach stops and returns it as err.
+func (c *Catalog) BulkAttrsEach(obj ObjectType, objects []string, attrs []string, fn func(i int, a Attr) error) (errs []error, err error) {
+	const op = "get attributes"
+	errs = make([]error, len(objects))
 	if err := c.enter(op); err != nil {
 		for i := range errs {
 			errs[i] = err
 		}
-		return res, errs
+		return errs, nil
 	}
 	defer c.leave()
 	want := make(map[string]bool, len(attrs))
@@ -406,6 +425,8 @@ func (c *Catalog) BulkAttrs(obj ObjectType, objects []string, attrs []string) ([
 	if obj == PFN {
 		tag = tagPFN
 	}
+	found := make(map[string]bool, len(attrs))
+	var stop error // from fn
 	for i, object := range objects {
 		if !obj.valid() {
 			errs[i] = errorf(op, object, ErrInvalid, "unknown object type "+obj.String())
@@ -415,7 +436,7 @@ func (c *Catalog) BulkAttrs(obj ObjectType, objects []string, attrs []string) ([
 			errs[i] = err
 			continue
 		}
-		v, closer, err := c.db.Get(nameKey(tag, object))
+		_, closer, err := c.db.Get(nameKey(tag, object))
 		if err == pebble.ErrNotFound {
 			errs[i] = errorf(op, object, ErrNotFound, obj.String()+" does not exist")
 			continue
@@ -423,39 +444,34 @@ func (c *Catalog) BulkAttrs(obj ObjectType, objects []string, attrs []string) ([
 			errs[i] = err
 			continue
 		}
-		_ = v
 		closer.Close()
-		found := 0
+		clear(found)
 		err = objectAttrs(c.db, obj, object, func(attr string, v Value) error {
 			if len(want) == 0 || want[attr] {
-				res[i] = append(res[i], Attr{Name: attr, Value: v})
-				found++
+				found[attr] = true
+				if stop = fn(i, Attr{Name: attr, Value: v}); stop != nil {
+					return stop
+				}
 			}
 			return nil
 		})
+		if stop != nil {
+			return errs, stop
+		}
 		if err != nil {
 			errs[i] = err
 			continue
 		}
-		if len(want) > 0 && found < len(want) {
+		if len(want) > 0 && len(found) < len(want) {
 			for _, a := range attrs {
-				if !hasAttr(res[i], a) {
+				if !found[a] {
 					errs[i] = errorf(op, object, ErrNotFound, "no value of attribute "+quote(a))
 					break
 				}
 			}
 		}
 	}
-	return res, errs
-}
-
-func hasAttr(as []Attr, name string) bool {
-	for _, a := range as {
-		if a.Name == name {
-			return true
-		}
-	}
-	return false
+	return errs, nil
 }
 
 // SearchAttr returns the objects whose value of s.Attr satisfies the
@@ -542,7 +558,7 @@ func (c *Catalog) SearchAttr(s Search) ([]Hit, bool, error) {
 	}
 	defer it.Close()
 	var hits []Hit
-	offset := s.Offset
+	offset, size := s.Offset, 0
 	for ok := it.First(); ok; ok = it.Next() {
 		enc := it.Key()[len(base):]
 		v, rest, err := decodeOrdered(t, enc)
@@ -565,6 +581,9 @@ func (c *Catalog) SearchAttr(s Search) ([]Hit, bool, error) {
 		name, _, err := decodeName(rest)
 		if err != nil {
 			return nil, false, err
+		}
+		if size += len(name) + len(v.Str) + 48; s.MaxBytes > 0 && size > s.MaxBytes && len(hits) > 0 {
+			return hits, true, nil
 		}
 		hits = append(hits, Hit{Name: name, Value: v})
 	}

@@ -53,47 +53,66 @@ func (c *Catalog) MappingExists(lfn, pfn string) (bool, error) {
 
 // QueryLFN returns the PFNs of an LFN in byte order, or ErrNotFound.
 func (c *Catalog) QueryLFN(lfn string) ([]string, error) {
-	return c.query(LFN, tagLFNMapping, lfn)
+	var out []string
+	err := c.QueryEach(LFN, lfn, func(pfn string) error { out = append(out, pfn); return nil })
+	return out, err
 }
 
 // QueryPFN returns the LFNs of a PFN in byte order, or ErrNotFound.
 func (c *Catalog) QueryPFN(pfn string) ([]string, error) {
-	return c.query(PFN, tagPFNMapping, pfn)
+	var out []string
+	err := c.QueryEach(PFN, pfn, func(lfn string) error { out = append(out, lfn); return nil })
+	return out, err
 }
 
-// query is the single-name path of BulkQuery: an iterator bounded to the
-// name's keys from the start, so that Pebble opens only the tables that can
-// hold them.
-func (c *Catalog) query(obj ObjectType, tag byte, name string) ([]string, error) {
+// QueryEach is QueryLFN (obj LFN) or QueryPFN (obj PFN) without building
+// the answer: it calls fn with each name mapped to name, in byte order, so
+// that a caller can bound what it keeps of a name with very many mappings.
+// If fn returns an error, QueryEach stops and returns it. ErrNotFound if
+// the name has no mapping.
+func (c *Catalog) QueryEach(obj ObjectType, name string, fn func(other string) error) error {
 	op := "query " + obj.String()
+	tag := byte(tagLFNMapping)
+	switch obj {
+	case LFN:
+	case PFN:
+		tag = tagPFNMapping
+	default:
+		return errorf(op, "", ErrInvalid, "unknown object type "+obj.String())
+	}
 	if err := checkName(op, obj.String(), name); err != nil {
-		return nil, err
+		return err
 	}
 	if err := c.enter(op); err != nil {
-		return nil, err
+		return err
 	}
 	defer c.leave()
+	// An iterator bounded to the name's keys from the start, so that Pebble
+	// opens only the tables that can hold them.
 	prefix := appendName([]byte{tag}, name)
 	it, err := c.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var out []string
+	n := 0
 	for ok := it.First(); ok; ok = it.Next() {
 		other, _, err := decodeName(it.Key()[len(prefix):])
+		if err == nil {
+			err = fn(other)
+		}
 		if err != nil {
 			_ = it.Close()
-			return nil, err
+			return err
 		}
-		out = append(out, other)
+		n++
 	}
 	if err := it.Close(); err != nil {
-		return nil, err
+		return err
 	}
-	if out == nil {
-		return nil, errorf(op, name, ErrNotFound, obj.String()+" does not exist")
+	if n == 0 {
+		return errorf(op, name, ErrNotFound, obj.String()+" does not exist")
 	}
-	return out, nil
+	return nil
 }
 
 // BulkQuery answers QueryLFN (obj LFN) or QueryPFN (obj PFN) for every name,
@@ -101,13 +120,28 @@ func (c *Catalog) query(obj ObjectType, tag byte, name string) ([]string, error)
 // consistent view.
 func (c *Catalog) BulkQuery(obj ObjectType, names []string) ([][]string, []error) {
 	res := make([][]string, len(names))
-	errs := make([]error, len(names))
+	errs, _ := c.BulkQueryEach(obj, names, func(i int, other string) error {
+		res[i] = append(res[i], other)
+		return nil
+	})
+	return res, errs
+}
+
+// BulkQueryEach is BulkQuery without building the answer: for each name in
+// turn it calls fn(i, other) with each name mapped to names[i], in byte
+// order, from one consistent view, so that a caller can bound what it keeps
+// (a request may repeat a name that has very many mappings). It returns one
+// error (nil, or an *Error) per name. If fn returns an error, BulkQueryEach
+// stops and returns it as err; the per-name errors are then those of the
+// names before.
+func (c *Catalog) BulkQueryEach(obj ObjectType, names []string, fn func(i int, other string) error) (errs []error, err error) {
+	errs = make([]error, len(names))
 	op := "query " + obj.String()
-	fail := func(err error) ([][]string, []error) {
+	fail := func(err error) ([]error, error) {
 		for i := range errs {
 			errs[i] = err
 		}
-		return res, errs
+		return errs, nil
 	}
 	tag := byte(tagLFNMapping)
 	switch obj {
@@ -134,22 +168,26 @@ func (c *Catalog) BulkQuery(obj ObjectType, names []string) ([][]string, []error
 		}
 		prefix = appendName(append(prefix[:0], tag), name)
 		it.SetBounds(prefix, prefixEnd(prefix))
+		found := false
 		for ok := it.First(); ok; ok = it.Next() {
 			other, _, err := decodeName(it.Key()[len(prefix):])
 			if err != nil {
 				errs[i] = err
 				break
 			}
-			res[i] = append(res[i], other)
+			found = true
+			if err := fn(i, other); err != nil {
+				return errs, err
+			}
 		}
 		if err := it.Error(); err != nil && errs[i] == nil {
 			errs[i] = err
 		}
-		if res[i] == nil && errs[i] == nil {
+		if !found && errs[i] == nil {
 			errs[i] = errorf(op, name, ErrNotFound, obj.String()+" does not exist")
 		}
 	}
-	return res, errs
+	return errs, nil
 }
 
 // BulkExists answers, for every item, whether the mapping exists (LFN and PFN
@@ -176,11 +214,16 @@ func (c *Catalog) BulkExists(items []Mapping) ([]bool, []error) {
 // set, on PFNs): '*' matches any run of characters, '?' one character, and
 // '\' makes the next character literal. Results are ordered by (LFN, PFN), or
 // (PFN, LFN), in byte order; Offset skips that many matches and Limit caps
-// the answer (0: no cap).
+// the answer (0: no cap). MaxBytes, when not 0, also ends the page before
+// its size would pass MaxBytes, counting each mapping as the bytes of its
+// LFN and PFN plus 16, but never before its first mapping: a short page
+// then says there are more, and the caller asks for the next from Offset
+// plus its length.
 type WildcardQuery struct {
 	Pattern       string
 	PFN           bool
 	Offset, Limit int
+	MaxBytes      int
 }
 
 // Wildcard returns the mappings that match q, and whether more matches lie
@@ -216,6 +259,7 @@ func (c *Catalog) Wildcard(q WildcardQuery) ([]Mapping, bool, error) {
 		skip             = q.Offset
 		lastName         []byte // the name part of the last key, and whether it matched
 		lastMatch, first = false, true
+		size             int // bytes of the names in out
 	)
 	for ok := it.First(); ok; ok = it.Next() {
 		k := it.Key()
@@ -242,6 +286,9 @@ func (c *Catalog) Wildcard(q WildcardQuery) ([]Mapping, bool, error) {
 		other, _, err := decodeName(rest)
 		if err != nil {
 			return nil, false, err
+		}
+		if size += len(name) + len(other) + 16; q.MaxBytes > 0 && size > q.MaxBytes && len(out) > 0 {
+			return out, true, nil
 		}
 		if q.PFN {
 			out = append(out, Mapping{LFN: other, PFN: name})

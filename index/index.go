@@ -311,20 +311,39 @@ func (x *Index) wake() {
 // groups too) and one map lookup for delta additions; never a probe per
 // site.
 func (x *Index) Locate(lfns []string) ([][]Candidate, error) {
-	if err := x.guard.Err(); err != nil {
+	out := make([][]Candidate, len(lfns))
+	err := x.LocateEach(lfns, func(i int, cands []Candidate) error {
+		if len(cands) > 0 {
+			out[i] = slices.Clone(cands)
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, err
+	}
+	return out, nil
+}
+
+// LocateEach is Locate without building the answer: it calls fn(i, cands)
+// for each LFN in order, with its sites sorted by name, so that a caller
+// can bound what it keeps (a request may repeat an LFN that many sites
+// hold). cands is only valid during the call. It holds the index's read
+// lock throughout: fn must not call the index. If fn returns an error,
+// LocateEach stops and returns it.
+func (x *Index) LocateEach(lfns []string, fn func(i int, cands []Candidate) error) error {
+	if err := x.guard.Err(); err != nil {
+		return err
 	}
 	for i, lfn := range lfns {
 		if err := catalog.ValidateName("lfn", lfn); err != nil {
-			return nil, fmt.Errorf("%w: lfns[%d]: %v", ErrInvalid, i, err)
+			return fmt.Errorf("%w: lfns[%d]: %v", ErrInvalid, i, err)
 		}
 	}
 	now := x.now()
-	out := make([][]Candidate, len(lfns))
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	if x.closed {
-		return nil, ErrClosed
+		return ErrClosed
 	}
 	var (
 		acc   []uint64
@@ -351,7 +370,7 @@ func (x *Index) Locate(lfns []string) ([][]Candidate, error) {
 		}
 	}
 	for i := range lfns {
-		lfn, cands = lfns[i], nil
+		lfn, cands = lfns[i], cands[:0]
 		for _, s := range x.addedBy[lfn] {
 			if !s.expired(now) {
 				cands = append(cands, s.candidate(ModeDelta))
@@ -367,9 +386,11 @@ func (x *Index) Locate(lfns []string) ([][]Candidate, error) {
 		if len(cands) > 1 {
 			slices.SortFunc(cands, func(a, b Candidate) int { return cmp.Compare(a.Site, b.Site) })
 		}
-		out[i] = cands
+		if err := fn(i, cands); err != nil {
+			return err
+		}
 	}
-	return out, nil
+	return nil
 }
 
 func ones(acc []uint64, w int) []uint64 {

@@ -82,12 +82,33 @@ func (v *Verifier) Close() error {
 // most timeout (or until ctx ends). For each LFN it returns the confirmed
 // sites with their PFNs, and the sites that could not be asked, marked with
 // Err; candidates whose catalog says no are dropped.
-func (v *Verifier) Verify(ctx context.Context, lfns []string, cands [][]Candidate, timeout time.Duration) [][]Verified {
+//
+// charge, when not nil, bounds what Verify keeps of the sites' answers: it
+// is called, from several goroutines at once, with the bytes of each PFN
+// list an answer brings before Verify keeps it, and once it returns an
+// error Verify stops asking and returns that error (the answers would not
+// fit the caller's reply). Verify fails only that way.
+func (v *Verifier) Verify(ctx context.Context, lfns []string, cands [][]Candidate, timeout time.Duration, charge func(bytes int) error) ([][]Verified, error) {
 	if timeout <= 0 {
 		timeout = DefaultVerifyTimeout
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	// The first error of charge, which ends every ask.
+	var (
+		overOnce sync.Once
+		over     error
+	)
+	if charge != nil {
+		next := charge
+		charge = func(n int) error {
+			err := next(n)
+			if err != nil {
+				overOnce.Do(func() { over = err; cancel() })
+			}
+			return err
+		}
+	}
 
 	type ask struct {
 		endpoint string
@@ -125,10 +146,13 @@ func (v *Verifier) Verify(ctx context.Context, lfns []string, cands [][]Candidat
 				a.err = ctx.Err()
 				return
 			}
-			a.answers, a.err = v.query(ctx, a.endpoint, a.lfns)
+			a.answers, a.err = v.query(ctx, a.endpoint, a.lfns, charge)
 		})
 	}
 	wg.Wait()
+	if over != nil {
+		return nil, over
+	}
 
 	out := make([][]Verified, len(cands))
 	for i, cs := range cands {
@@ -142,11 +166,12 @@ func (v *Verifier) Verify(ctx context.Context, lfns []string, cands [][]Candidat
 			}
 		}
 	}
-	return out
+	return out, nil
 }
 
-// query asks one site's catalog for the PFNs of lfns.
-func (v *Verifier) query(ctx context.Context, endpoint string, lfns []string) (map[string][]string, error) {
+// query asks one site's catalog for the PFNs of lfns, charging each PFN
+// list it keeps.
+func (v *Verifier) query(ctx context.Context, endpoint string, lfns []string, charge func(int) error) (map[string][]string, error) {
 	conn, err := v.conn(endpoint)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", endpoint, err)
@@ -165,6 +190,15 @@ func (v *Verifier) query(ctx context.Context, endpoint string, lfns []string) (m
 		for j, r := range resp.GetResults() {
 			switch code := codes.Code(r.GetStatus().GetCode()); code {
 			case codes.OK:
+				if charge != nil {
+					n := 0
+					for _, pfn := range r.GetNames() {
+						n += len(pfn) + 4
+					}
+					if err := charge(n); err != nil {
+						return nil, err
+					}
+				}
 				answers[part[j]] = r.GetNames()
 			case codes.NotFound:
 			default:

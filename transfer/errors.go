@@ -40,4 +40,7 @@ var (
 	ErrChanged = errors.New("changed at the source")
 	// ErrExists: the pull destination exists already.
 	ErrExists = errors.New("destination exists")
+	// ErrTooLarge: a unit's manifest would hold more than MaxEntries
+	// entries or MaxManifestBytes bytes.
+	ErrTooLarge = errors.New("too large")
 )

@@ -6,12 +6,27 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // MaxEntries is the most entries a manifest may hold.
 const MaxEntries = 1 << 20
+
+// MaxManifestBytes bounds the size of a manifest a source builds, counted
+// as its paths and versions plus entryOverhead a entry: about its size in
+// the protobuf and JSON forms. A source refuses (ErrTooLarge) to list a
+// unit with more, rather than build a reply no peer could take.
+const MaxManifestBytes = 64 << 20
+
+// entryOverhead is what an Entry takes in a manifest's encodings beyond its
+// path and version: size, mode, mtime, SHA-256 and framing.
+const entryOverhead = 96
+
+// entrySize is the size of e counted against MaxManifestBytes.
+func entrySize(e *Entry) int { return len(e.Path) + len(e.Version) + entryOverhead }
 
 // MaxVersionLen is the longest Entry.Version a manifest may hold.
 const MaxVersionLen = 128
@@ -183,25 +198,67 @@ func DecodeManifest(b []byte) (*Manifest, error) {
 	return &m, nil
 }
 
+// Limits on the names a source serves and a puller accepts, as Linux sets
+// them: a path component (a file name) of at most NAME_MAX bytes, a path
+// of at most PATH_MAX.
+const (
+	MaxNameLen = 255
+	MaxPathLen = 4096
+)
+
 // CleanPath checks that p is a path a unit may hold: non-empty,
 // slash-separated, relative, clean (path.Clean(p) == p, so no "." or empty
 // components and no trailing slash), without NUL bytes and without ".."
-// components. An absolute path or a ".." component is ErrRefused (it would
-// escape the unit); anything else malformed is ErrInvalid.
+// components, of at most MaxPathLen bytes with components of at most
+// MaxNameLen. An absolute path or a ".." component is ErrRefused (it would
+// escape the unit); anything else malformed is ErrInvalid. Its errors
+// quote at most the start of a long path (see quoteName).
 func CleanPath(p string) error {
 	switch {
 	case p == "":
 		return fmt.Errorf("%w: empty path", ErrInvalid)
 	case strings.IndexByte(p, 0) >= 0:
-		return fmt.Errorf("%w: path %q contains a NUL byte", ErrInvalid, p)
+		return fmt.Errorf("%w: path %s contains a NUL byte", ErrInvalid, quoteName(p))
 	case strings.HasPrefix(p, "/"):
-		return fmt.Errorf("%w: path %q is absolute", ErrRefused, p)
+		return fmt.Errorf("%w: path %s is absolute", ErrRefused, quoteName(p))
 	case hasDotDot(p):
-		return fmt.Errorf("%w: path %q has a \"..\" component", ErrRefused, p)
+		return fmt.Errorf("%w: path %s has a \"..\" component", ErrRefused, quoteName(p))
 	case p == "." || path.Clean(p) != p:
-		return fmt.Errorf("%w: path %q is not clean (want %q)", ErrInvalid, p, path.Clean(p))
+		return fmt.Errorf("%w: path %s is not clean (want %s)", ErrInvalid, quoteName(p), quoteName(path.Clean(p)))
+	}
+	return checkNameLens("path", p)
+}
+
+// checkNameLens checks that p, a PFN or a path (what names it in errors),
+// is at most MaxPathLen bytes and each of its components at most
+// MaxNameLen: the file system would refuse longer ones (ENAMETOOLONG).
+func checkNameLens(what, p string) error {
+	if len(p) > MaxPathLen {
+		return fmt.Errorf("%w: %s %s is %d bytes, longer than %d (PATH_MAX)", ErrInvalid, what, quoteName(p), len(p), MaxPathLen)
+	}
+	i := 0
+	for c := range strings.SplitSeq(p, "/") {
+		if len(c) > MaxNameLen {
+			return fmt.Errorf("%w: %s %s: component %d is %d bytes, longer than %d (NAME_MAX)", ErrInvalid, what, quoteName(p), i, len(c), MaxNameLen)
+		}
+		i++
 	}
 	return nil
+}
+
+// quoteName quotes a name for an error message; of a long one, only the
+// first 128 bytes and its length, so that a request with a name of
+// megabytes does not put megabytes into the reply and the log.
+func quoteName(s string) string {
+	const max = 128
+	if len(s) <= max {
+		return strconv.Quote(s)
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strconv.Quote(s[:cut]) + "…(" + strconv.Itoa(len(s)) + " bytes)"
 }
 
 // hasDotDot reports whether a slash-separated path has a ".." component.

@@ -300,7 +300,8 @@ func (s *Source) Name() string { return "local" }
 
 // ResolvePFN maps a PFN to the export root that holds it and its path
 // relative to that root. The PFN must be an absolute path without NUL bytes
-// and without ".." components, strictly under one of the roots once
+// and without ".." components, of at most MaxPathLen bytes with components
+// of at most MaxNameLen, strictly under one of the roots once
 // cleaned. Errors wrap ErrInvalid (malformed) or ErrRefused (outside the
 // roots, or a root itself). It does not touch the file system.
 func (s *Source) ResolvePFN(pfn string) (root string, rel string, err error) {
@@ -316,16 +317,19 @@ func (s *Source) resolve(pfn string) (int, string, error) {
 	case pfn == "":
 		return 0, "", fmt.Errorf("%w: empty PFN", ErrInvalid)
 	case strings.IndexByte(pfn, 0) >= 0:
-		return 0, "", fmt.Errorf("%w: PFN %q contains a NUL byte", ErrInvalid, pfn)
+		return 0, "", fmt.Errorf("%w: PFN %s contains a NUL byte", ErrInvalid, quoteName(pfn))
 	case !strings.HasPrefix(pfn, "/"):
-		return 0, "", fmt.Errorf("%w: PFN %q is not an absolute path", ErrInvalid, pfn)
+		return 0, "", fmt.Errorf("%w: PFN %s is not an absolute path", ErrInvalid, quoteName(pfn))
 	case hasDotDot(pfn):
-		return 0, "", fmt.Errorf("%w: PFN %q has a \"..\" component", ErrRefused, pfn)
+		return 0, "", fmt.Errorf("%w: PFN %s has a \"..\" component", ErrRefused, quoteName(pfn))
+	}
+	if err := checkNameLens("PFN", pfn); err != nil {
+		return 0, "", err
 	}
 	clean := path.Clean(pfn)
 	for i, r := range s.roots {
 		if clean == r.path {
-			return 0, "", fmt.Errorf("%w: PFN %q is an export root, not a storage unit", ErrRefused, pfn)
+			return 0, "", fmt.Errorf("%w: PFN %s is an export root, not a storage unit", ErrRefused, quoteName(pfn))
 		}
 		prefix := r.path
 		if prefix != "/" {
@@ -335,7 +339,7 @@ func (s *Source) resolve(pfn string) (int, string, error) {
 			return i, rel, nil
 		}
 	}
-	return 0, "", fmt.Errorf("%w: PFN %q is not under an export root", ErrRefused, pfn)
+	return 0, "", fmt.Errorf("%w: PFN %s is not under an export root", ErrRefused, quoteName(pfn))
 }
 
 // fsError turns an error from an os.Root operation into one of the package
@@ -504,7 +508,8 @@ func (s *Source) list(ctx context.Context, pfn string) (int, *Manifest, []pendin
 	}
 	m := &Manifest{PFN: path.Clean(pfn)}
 	var files []pendingDigest
-	if err := s.walk(ctx, ri, rel, "", m, &files); err != nil {
+	size := 0
+	if err := s.walk(ctx, ri, rel, "", m, &files, &size); err != nil {
 		return 0, nil, nil, err
 	}
 	return ri, m, files, nil
@@ -569,8 +574,10 @@ func (s *Source) digests(ctx context.Context, ri int, m *Manifest, files []pendi
 }
 
 // walk adds the entries of directory unitRel/dir to m, and its files to
-// files, to be hashed.
-func (s *Source) walk(ctx context.Context, ri int, unitRel, dir string, m *Manifest, files *[]pendingDigest) error {
+// files, to be hashed. size counts the manifest's bytes (entrySize); walk
+// fails with ErrTooLarge once the manifest would pass MaxEntries or
+// MaxManifestBytes.
+func (s *Source) walk(ctx context.Context, ri int, unitRel, dir string, m *Manifest, files *[]pendingDigest, size *int) error {
 	root := s.roots[ri].root
 	dirRel := path.Join(unitRel, dir)
 	d, err := root.Open(dirRel)
@@ -589,8 +596,9 @@ func (s *Source) walk(ctx context.Context, ri int, unitRel, dir string, m *Manif
 		p := path.Join(dir, de.Name())
 		rel := path.Join(unitRel, p)
 		if len(m.Entries) >= MaxEntries {
-			return fmt.Errorf("%w: unit has more than %d entries", ErrInvalid, MaxEntries)
+			return fmt.Errorf("%w: unit has more than %d entries (transfer.MaxEntries)", ErrTooLarge, MaxEntries)
 		}
+
 		fi, err := root.Lstat(rel)
 		if err != nil {
 			return fsError(fmt.Sprintf("%q", p), err)
@@ -605,20 +613,35 @@ func (s *Source) walk(ctx context.Context, ri int, unitRel, dir string, m *Manif
 		}
 		switch {
 		case fi.IsDir():
-			m.Entries = append(m.Entries, Entry{Path: p, Dir: true, Mode: unixMode(fi.Mode()), MTime: fi.ModTime()})
-			if err := s.walk(ctx, ri, unitRel, p, m, files); err != nil {
+			if err := addEntry(m, Entry{Path: p, Dir: true, Mode: unixMode(fi.Mode()), MTime: fi.ModTime()}, size); err != nil {
+				return err
+			}
+			if err := s.walk(ctx, ri, unitRel, p, m, files, size); err != nil {
 				return err
 			}
 		case fi.Mode().IsRegular():
 			k := keyOf(fi)
 			*files = append(*files, pendingDigest{entry: len(m.Entries), rel: rel, key: k})
-			m.Entries = append(m.Entries, Entry{
+			if err := addEntry(m, Entry{
 				Path: p, Size: fi.Size(), Mode: unixMode(fi.Mode()), MTime: fi.ModTime(), Version: k.version(),
-			})
+			}, size); err != nil {
+				return err
+			}
 		default:
 			return fmt.Errorf("%w: %q is a %v, not a regular file or directory", ErrRefused, p, fi.Mode().Type())
 		}
 	}
+	return nil
+}
+
+// addEntry appends e to m, counting its bytes in size, unless that would
+// pass MaxManifestBytes.
+func addEntry(m *Manifest, e Entry, size *int) error {
+	if *size += entrySize(&e); *size > MaxManifestBytes {
+		return fmt.Errorf("%w: manifest would exceed %d MiB (transfer.MaxManifestBytes) after %d entries",
+			ErrTooLarge, MaxManifestBytes>>20, len(m.Entries))
+	}
+	m.Entries = append(m.Entries, e)
 	return nil
 }
 

@@ -73,7 +73,7 @@ type rangeRead struct {
 // neither, whatever the file holds is sent.
 func (s *Source) readRange(ctx context.Context, i int, r Range, buf []byte, fn func(int, int64, []byte) error) (err error) {
 	if r.Offset < 0 || r.Length < 0 {
-		return fmt.Errorf("%w: range %d of %q: negative offset or length", ErrInvalid, i, r.Path)
+		return fmt.Errorf("%w: range %d of %s: negative offset or length", ErrInvalid, i, quoteName(r.Path))
 	}
 	h, fi, id, err := s.openFile(r.PFN, r.Path)
 	if err != nil {

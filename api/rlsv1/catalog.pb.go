@@ -594,7 +594,9 @@ type WildcardRequest struct {
 	Pfn    bool   `protobuf:"varint,2,opt,name=pfn,proto3" json:"pfn,omitempty"`
 	Offset uint64 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
 	// limit caps the number of mappings returned; 0 means the server default
-	// (10,000), and the server never returns more than 100,000.
+	// (10,000), and the server never returns more than 100,000 (nor more
+	// than max_reply_items). A page also ends, with more set, before its
+	// mappings pass max_reply_bytes.
 	Limit         uint64 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1957,14 +1959,17 @@ func (x *GetAttributesResponse) GetAttributes() []*Attribute {
 }
 
 type SearchAttributeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Object        ObjectType             `protobuf:"varint,1,opt,name=object,proto3,enum=rls.v1.ObjectType" json:"object,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Op            SearchOp               `protobuf:"varint,3,opt,name=op,proto3,enum=rls.v1.SearchOp" json:"op,omitempty"`
-	Value         *Value                 `protobuf:"bytes,4,opt,name=value,proto3" json:"value,omitempty"`
-	Value2        *Value                 `protobuf:"bytes,5,opt,name=value2,proto3" json:"value2,omitempty"`
-	Offset        uint64                 `protobuf:"varint,6,opt,name=offset,proto3" json:"offset,omitempty"`
-	Limit         uint64                 `protobuf:"varint,7,opt,name=limit,proto3" json:"limit,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Object ObjectType             `protobuf:"varint,1,opt,name=object,proto3,enum=rls.v1.ObjectType" json:"object,omitempty"`
+	Name   string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Op     SearchOp               `protobuf:"varint,3,opt,name=op,proto3,enum=rls.v1.SearchOp" json:"op,omitempty"`
+	Value  *Value                 `protobuf:"bytes,4,opt,name=value,proto3" json:"value,omitempty"`
+	Value2 *Value                 `protobuf:"bytes,5,opt,name=value2,proto3" json:"value2,omitempty"`
+	Offset uint64                 `protobuf:"varint,6,opt,name=offset,proto3" json:"offset,omitempty"`
+	// limit caps the number of hits returned, as WildcardRequest.limit does
+	// (default 10,000, at most 100,000); a page also ends, with more set,
+	// before its hits pass max_reply_bytes.
+	Limit         uint64 `protobuf:"varint,7,opt,name=limit,proto3" json:"limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }

@@ -55,6 +55,22 @@ const (
 // names the item and what is wrong with it), FAILED_PRECONDITION (for example
 // undefining an attribute that still has values). Bulk calls answer OK and
 // report a Status per item, in request order.
+//
+// String fields must be UTF-8: a request with invalid UTF-8 in one is
+// INVALID_ARGUMENT naming the field ("mappings[3].lfn").
+//
+// Reply limits. Every reply is bounded while the server builds it, by the
+// server's max_reply_bytes (default 64 MiB, just below what it may send)
+// and max_reply_items (default 1,048,576 names, mappings, hits or
+// attribute values). A call whose whole answer would pass either fails
+// with RESOURCE_EXHAUSTED naming the limit ("reply would exceed 64 MiB
+// (max_reply_bytes); ask for fewer names a call"); nothing is changed.
+// This concerns queries whose answer the request does not bound: QueryLFN
+// and QueryPFN (a name may hold very many mappings: page through them with
+// QueryWildcard), BulkQuery (one name with many PFNs, repeated), and
+// BulkGetAttributes. Paged calls (QueryWildcard, SearchAttribute) instead
+// end a page early, with more set: ask for the next page from offset plus
+// the number of results received.
 type CatalogClient interface {
 	// Create makes a new LFN with its first PFN. ALREADY_EXISTS if the LFN exists.
 	Create(ctx context.Context, in *MappingRequest, opts ...grpc.CallOption) (*WriteResponse, error)
@@ -66,9 +82,11 @@ type CatalogClient interface {
 	Delete(ctx context.Context, in *MappingRequest, opts ...grpc.CallOption) (*WriteResponse, error)
 	// Exists reports whether an LFN, a PFN or a mapping exists.
 	Exists(ctx context.Context, in *ExistsRequest, opts ...grpc.CallOption) (*ExistsResponse, error)
-	// QueryLFN returns the PFNs of an LFN, in byte order. NOT_FOUND if none.
+	// QueryLFN returns the PFNs of an LFN, in byte order. NOT_FOUND if none;
+	// RESOURCE_EXHAUSTED if they pass the reply limits.
 	QueryLFN(ctx context.Context, in *NameRequest, opts ...grpc.CallOption) (*NamesResponse, error)
-	// QueryPFN returns the LFNs of a PFN, in byte order. NOT_FOUND if none.
+	// QueryPFN returns the LFNs of a PFN, in byte order. NOT_FOUND if none;
+	// RESOURCE_EXHAUSTED if they pass the reply limits.
 	QueryPFN(ctx context.Context, in *NameRequest, opts ...grpc.CallOption) (*NamesResponse, error)
 	// QueryWildcard returns mappings whose LFN (or PFN) matches a glob pattern
 	// ('*', '?', '\' escapes), ordered by (LFN, PFN) (or (PFN, LFN)).
@@ -81,7 +99,9 @@ type CatalogClient interface {
 	BulkWrite(ctx context.Context, in *BulkWriteRequest, opts ...grpc.CallOption) (*BulkResponse, error)
 	// BulkRename renames many LFNs or PFNs in one durable batch.
 	BulkRename(ctx context.Context, in *BulkRenameRequest, opts ...grpc.CallOption) (*BulkResponse, error)
-	// BulkQuery answers QueryLFN or QueryPFN for many names.
+	// BulkQuery answers QueryLFN or QueryPFN for many names (at most
+	// 100,000). RESOURCE_EXHAUSTED if the answers, counted once per name as
+	// given (repeats included), pass the reply limits.
 	BulkQuery(ctx context.Context, in *BulkQueryRequest, opts ...grpc.CallOption) (*BulkQueryResponse, error)
 	// BulkExists answers Exists for many items.
 	BulkExists(ctx context.Context, in *BulkExistsRequest, opts ...grpc.CallOption) (*BulkExistsResponse, error)
@@ -103,7 +123,8 @@ type CatalogClient interface {
 	SearchAttribute(ctx context.Context, in *SearchAttributeRequest, opts ...grpc.CallOption) (*SearchAttributeResponse, error)
 	// BulkSetAttributes sets or removes many attribute values in one durable batch.
 	BulkSetAttributes(ctx context.Context, in *BulkSetAttributesRequest, opts ...grpc.CallOption) (*BulkResponse, error)
-	// BulkGetAttributes gets attribute values of many objects.
+	// BulkGetAttributes gets attribute values of many objects (at most
+	// 100,000). RESOURCE_EXHAUSTED if they pass the reply limits.
 	BulkGetAttributes(ctx context.Context, in *BulkGetAttributesRequest, opts ...grpc.CallOption) (*BulkGetAttributesResponse, error)
 }
 
@@ -347,6 +368,22 @@ func (c *catalogClient) BulkGetAttributes(ctx context.Context, in *BulkGetAttrib
 // names the item and what is wrong with it), FAILED_PRECONDITION (for example
 // undefining an attribute that still has values). Bulk calls answer OK and
 // report a Status per item, in request order.
+//
+// String fields must be UTF-8: a request with invalid UTF-8 in one is
+// INVALID_ARGUMENT naming the field ("mappings[3].lfn").
+//
+// Reply limits. Every reply is bounded while the server builds it, by the
+// server's max_reply_bytes (default 64 MiB, just below what it may send)
+// and max_reply_items (default 1,048,576 names, mappings, hits or
+// attribute values). A call whose whole answer would pass either fails
+// with RESOURCE_EXHAUSTED naming the limit ("reply would exceed 64 MiB
+// (max_reply_bytes); ask for fewer names a call"); nothing is changed.
+// This concerns queries whose answer the request does not bound: QueryLFN
+// and QueryPFN (a name may hold very many mappings: page through them with
+// QueryWildcard), BulkQuery (one name with many PFNs, repeated), and
+// BulkGetAttributes. Paged calls (QueryWildcard, SearchAttribute) instead
+// end a page early, with more set: ask for the next page from offset plus
+// the number of results received.
 type CatalogServer interface {
 	// Create makes a new LFN with its first PFN. ALREADY_EXISTS if the LFN exists.
 	Create(context.Context, *MappingRequest) (*WriteResponse, error)
@@ -358,9 +395,11 @@ type CatalogServer interface {
 	Delete(context.Context, *MappingRequest) (*WriteResponse, error)
 	// Exists reports whether an LFN, a PFN or a mapping exists.
 	Exists(context.Context, *ExistsRequest) (*ExistsResponse, error)
-	// QueryLFN returns the PFNs of an LFN, in byte order. NOT_FOUND if none.
+	// QueryLFN returns the PFNs of an LFN, in byte order. NOT_FOUND if none;
+	// RESOURCE_EXHAUSTED if they pass the reply limits.
 	QueryLFN(context.Context, *NameRequest) (*NamesResponse, error)
-	// QueryPFN returns the LFNs of a PFN, in byte order. NOT_FOUND if none.
+	// QueryPFN returns the LFNs of a PFN, in byte order. NOT_FOUND if none;
+	// RESOURCE_EXHAUSTED if they pass the reply limits.
 	QueryPFN(context.Context, *NameRequest) (*NamesResponse, error)
 	// QueryWildcard returns mappings whose LFN (or PFN) matches a glob pattern
 	// ('*', '?', '\' escapes), ordered by (LFN, PFN) (or (PFN, LFN)).
@@ -373,7 +412,9 @@ type CatalogServer interface {
 	BulkWrite(context.Context, *BulkWriteRequest) (*BulkResponse, error)
 	// BulkRename renames many LFNs or PFNs in one durable batch.
 	BulkRename(context.Context, *BulkRenameRequest) (*BulkResponse, error)
-	// BulkQuery answers QueryLFN or QueryPFN for many names.
+	// BulkQuery answers QueryLFN or QueryPFN for many names (at most
+	// 100,000). RESOURCE_EXHAUSTED if the answers, counted once per name as
+	// given (repeats included), pass the reply limits.
 	BulkQuery(context.Context, *BulkQueryRequest) (*BulkQueryResponse, error)
 	// BulkExists answers Exists for many items.
 	BulkExists(context.Context, *BulkExistsRequest) (*BulkExistsResponse, error)
@@ -395,7 +436,8 @@ type CatalogServer interface {
 	SearchAttribute(context.Context, *SearchAttributeRequest) (*SearchAttributeResponse, error)
 	// BulkSetAttributes sets or removes many attribute values in one durable batch.
 	BulkSetAttributes(context.Context, *BulkSetAttributesRequest) (*BulkResponse, error)
-	// BulkGetAttributes gets attribute values of many objects.
+	// BulkGetAttributes gets attribute values of many objects (at most
+	// 100,000). RESOURCE_EXHAUSTED if they pass the reply limits.
 	BulkGetAttributes(context.Context, *BulkGetAttributesRequest) (*BulkGetAttributesResponse, error)
 	mustEmbedUnimplementedCatalogServer()
 }

@@ -50,6 +50,13 @@ type IndexClient interface {
 	// with how each is known. With verify, it asks those sites' catalogs and
 	// keeps only confirmed sites, with their PFNs; a site that does not answer
 	// in time stays in the answer, marked unverified.
+	//
+	// At most 100,000 LFNs. The reply is bounded while it is built by the
+	// index's max_reply_bytes (default 64 MiB) and max_reply_items (default
+	// 1,048,576 LFNs, sites and PFNs), counted once per LFN as given (repeats
+	// included); with verify, what the sites answer is bounded by
+	// max_reply_bytes too. Past either: RESOURCE_EXHAUSTED naming the limit;
+	// ask for fewer LFNs a call.
 	Locate(ctx context.Context, in *LocateRequest, opts ...grpc.CallOption) (*LocateResponse, error)
 	// Sites lists the sites (senders) whose state the index holds.
 	Sites(ctx context.Context, in *SitesRequest, opts ...grpc.CallOption) (*SitesResponse, error)
@@ -135,6 +142,13 @@ type IndexServer interface {
 	// with how each is known. With verify, it asks those sites' catalogs and
 	// keeps only confirmed sites, with their PFNs; a site that does not answer
 	// in time stays in the answer, marked unverified.
+	//
+	// At most 100,000 LFNs. The reply is bounded while it is built by the
+	// index's max_reply_bytes (default 64 MiB) and max_reply_items (default
+	// 1,048,576 LFNs, sites and PFNs), counted once per LFN as given (repeats
+	// included); with verify, what the sites answer is bounded by
+	// max_reply_bytes too. Past either: RESOURCE_EXHAUSTED naming the limit;
+	// ask for fewer LFNs a call.
 	Locate(context.Context, *LocateRequest) (*LocateResponse, error)
 	// Sites lists the sites (senders) whose state the index holds.
 	Sites(context.Context, *SitesRequest) (*SitesResponse, error)

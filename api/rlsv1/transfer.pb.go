@@ -24,7 +24,9 @@ const (
 
 type ManifestRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The unit's PFN: an absolute path under one of the export roots.
+	// The unit's PFN: an absolute path under one of the export roots, of at
+	// most 4096 bytes (PATH_MAX) with components of at most 255 (NAME_MAX);
+	// longer is INVALID_ARGUMENT.
 	Pfn string `protobuf:"bytes,1,opt,name=pfn,proto3" json:"pfn,omitempty"`
 	// List the unit without digests (ManifestEntry.sha256 empty), and hash
 	// in the background.
@@ -289,12 +291,14 @@ func (x *ReadRequest) GetRanges() []*FileRange {
 type FileRange struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Pfn   string                 `protobuf:"bytes,1,opt,name=pfn,proto3" json:"pfn,omitempty"`
-	// The file's path in the unit, as in its manifest.
+	// The file's path in the unit, as in its manifest (at most 4096 bytes,
+	// components of at most 255).
 	Path   string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
 	Offset uint64 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
 	Length uint64 `protobuf:"varint,4,opt,name=length,proto3" json:"length,omitempty"`
 	// The version the caller wants, from the manifest: FAILED_PRECONDITION
-	// if the source's file has other content. Empty: any version.
+	// if the source's file has other content. Empty: any version. 32 bytes
+	// otherwise, not all zero (INVALID_ARGUMENT).
 	Sha256 []byte `protobuf:"bytes,5,opt,name=sha256,proto3" json:"sha256,omitempty"`
 	// The version the caller wants, from ManifestEntry.version:
 	// FAILED_PRECONDITION if the file is another version when the range is

@@ -48,6 +48,11 @@ type TransferClient interface {
 	// starts hashing the files it has no digest of; a later call without fast
 	// waits for those hashes and returns the digests of the versions listed
 	// (same version fields) unless files changed in between.
+	//
+	// A manifest holds at most 1,048,576 entries, and its reply at most the
+	// server's max_reply_bytes (default 64 MiB; a source lists at most about
+	// that much of paths and versions): past either, RESOURCE_EXHAUSTED
+	// naming the limit.
 	Manifest(ctx context.Context, in *ManifestRequest, opts ...grpc.CallOption) (*UnitManifest, error)
 	// Read streams byte ranges of files. One call may carry many ranges, of
 	// several files and several units (many small files travel as one
@@ -119,6 +124,11 @@ type TransferServer interface {
 	// starts hashing the files it has no digest of; a later call without fast
 	// waits for those hashes and returns the digests of the versions listed
 	// (same version fields) unless files changed in between.
+	//
+	// A manifest holds at most 1,048,576 entries, and its reply at most the
+	// server's max_reply_bytes (default 64 MiB; a source lists at most about
+	// that much of paths and versions): past either, RESOURCE_EXHAUSTED
+	// naming the limit.
 	Manifest(context.Context, *ManifestRequest) (*UnitManifest, error)
 	// Read streams byte ranges of files. One call may carry many ranges, of
 	// several files and several units (many small files travel as one

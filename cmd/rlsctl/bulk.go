@@ -147,8 +147,9 @@ type lineFailure struct {
 	msg  string
 }
 
-// lineSource reads input lines with their numbers and byte positions.
-// Not safe for concurrent use.
+// lineSource reads input lines with their numbers and byte positions. A
+// UTF-8 byte order mark at the start of the input (as some editors write)
+// is skipped, not made part of the first line. Not safe for concurrent use.
 type lineSource struct {
 	sc   *bufio.Scanner
 	line uint64
@@ -175,8 +176,14 @@ func (s *lineSource) next() (string, bool) {
 		return "", false
 	}
 	s.line++
+	if s.line == 1 {
+		return strings.TrimPrefix(s.sc.Text(), utf8BOM), true
+	}
 	return s.sc.Text(), true
 }
+
+// utf8BOM is U+FEFF encoded in UTF-8.
+const utf8BOM = "\uFEFF"
 
 func (s *lineSource) err() error {
 	if err := s.sc.Err(); err != nil {

@@ -105,6 +105,35 @@ func TestReadChunk(t *testing.T) {
 	}
 }
 
+// TestReadChunkBOM: a byte order mark at the start of the input is
+// skipped, so that it does not become part of the first LFN; elsewhere it
+// is part of the line.
+func TestReadChunkBOM(t *testing.T) {
+	for _, c := range []struct {
+		input string
+		want  []string
+	}{
+		{"\uFEFF123 /SUM1/D123\n124 /SUM1/D124\n", []string{"123=/SUM1/D123", "124=/SUM1/D124"}},
+		{"\uFEFF# comment\n123 /SUM1/D123\n", []string{"123=/SUM1/D123"}},
+		{"123 /SUM1/D123\n\uFEFF124 /SUM1/D124\n", []string{"123=/SUM1/D123", "\uFEFF124=/SUM1/D124"}},
+	} {
+		src := newLineSource(strings.NewReader(c.input))
+		c1 := src.readChunk(10, func(ch *bulkChunk, raw string) error {
+			lfn, pfn, err := parseMappingLine(raw)
+			if err == nil {
+				ch.names = append(ch.names, lfn+"="+pfn)
+			}
+			return err
+		})
+		if c1 == nil || !equal(c1.names, c.want) || len(c1.malformed) != 0 {
+			t.Errorf("%q: read %+v, want items %q", c.input, c1, c.want)
+		}
+		if c1 != nil && c1.pos != int64(len(c.input)) {
+			t.Errorf("%q: chunk ends at byte %d, want %d", c.input, c1.pos, len(c.input))
+		}
+	}
+}
+
 func TestReadChunkLineTooLong(t *testing.T) {
 	src := newLineSource(strings.NewReader("a b\n" + strings.Repeat("x", maxLineLen+10) + "\n"))
 	parse := func(c *bulkChunk, content string) error { return nil }

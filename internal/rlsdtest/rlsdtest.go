@@ -152,6 +152,9 @@ func WaitServing(addr, service string, timeout time.Duration, opts ...grpc.DialO
 	}
 }
 
+// Pid is the process id of the rlsd.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
 // Log returns what rlsd has logged so far (its first MiB).
 func (p *Proc) Log() string {
 	p.mu.Lock()
