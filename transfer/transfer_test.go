@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -143,6 +144,12 @@ type peer struct {
 	crawl time.Duration
 	// reads counts Read calls.
 	reads atomic.Int64
+	// gate, if set, holds every Read until it is closed.
+	gate <-chan struct{}
+	// onFail, if set, is called when a Read fails, with the count of
+	// failed Reads so far.
+	onFail func(n int64)
+	fails  atomic.Int64
 }
 
 func newPeer(p transfer.Peer, name string) *peer {
@@ -155,6 +162,13 @@ func (f *peer) Name() string { return f.name }
 
 func (f *peer) Read(ctx context.Context, ranges []transfer.Range, fn func(int, int64, []byte) error) error {
 	f.reads.Add(1)
+	if f.gate != nil {
+		select {
+		case <-f.gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	if f.stall {
 		<-ctx.Done()
 		return ctx.Err()
@@ -177,7 +191,7 @@ func (f *peer) Read(ctx context.Context, ranges []transfer.Range, fn func(int, i
 			return nil
 		}
 	}
-	return f.Peer.Read(ctx, ranges, func(i int, off int64, p []byte) error {
+	err := f.Peer.Read(ctx, ranges, func(i int, off int64, p []byte) error {
 		if lim := f.failAfter.Load(); lim >= 0 && f.sent.Load() >= lim {
 			return fmt.Errorf("%s: %w: connection reset", f.name, transfer.ErrUnavailable)
 		}
@@ -189,6 +203,10 @@ func (f *peer) Read(ctx context.Context, ranges []transfer.Range, fn func(int, i
 		}
 		return fn(i, off, p)
 	})
+	if err != nil && f.onFail != nil {
+		f.onFail(f.fails.Add(1))
+	}
+	return err
 }
 
 func TestPullFaults(t *testing.T) {
@@ -203,10 +221,24 @@ func TestPullFaults(t *testing.T) {
 	t.Run("source fails mid-pull", func(t *testing.T) {
 		good, bad := newPeer(src, "good"), newPeer(src, "bad")
 		bad.failAfter.Store(1 << 20)
+		// good sends nothing until bad has failed 3 times (in a row:
+		// after its first MiB it fails every Read), so bad is dropped
+		// however slow the machine. The pull cannot end before the item
+		// of bad's third failure is requeued, so the drop is recorded.
+		gate := make(chan struct{})
+		var once sync.Once
+		bad.onFail = func(n int64) {
+			if n >= 3 {
+				once.Do(func() { close(gate) })
+			}
+		}
+		good.gate = gate
 		dest := filepath.Join(t.TempDir(), "D7")
 		o := opts(bad, good)
-		o.RateLimit = 16 << 20 // about half a second: time for bad to fail 3 times
-		res, err := transfer.Pull(context.Background(), unit, dest, o)
+		o.StallTimeout = time.Minute // good waits at the gate without being called stalled
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		res, err := transfer.Pull(ctx, unit, dest, o)
 		if err != nil {
 			t.Fatal(err)
 		}
