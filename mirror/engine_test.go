@@ -472,7 +472,7 @@ func (h *harness) cmd(t *testing.T, d *datadriven.TestData) string {
 			fmt.Fprintf(&b, "%d %s lane=%s series=%s source=%s attempts=%d streak=%d reason=%q",
 				r.Sunum, r.State, r.Lane, r.Series, r.Source, r.Attempts, r.Streak, r.Reason)
 			if !r.Due.IsZero() {
-				fmt.Fprintf(&b, " due=+%s", r.Due.Sub(time.Now()))
+				fmt.Fprintf(&b, " due=+%s", time.Until(r.Due))
 			}
 			b.WriteString("\n")
 			if arg("history", "") != "" {

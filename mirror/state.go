@@ -41,10 +41,6 @@ func (s State) valid() bool { return s >= NQUE && s <= INVD }
 // the scheduler to claim them.
 func (s State) scheduled() bool { return s == NQUE || s == FAIL || s == PNDG }
 
-// inFlight reports whether records in state s are owned by a running engine;
-// after a restart they are queued again.
-func (s State) inFlight() bool { return s == REDY || s == BQUED || s == QUED }
-
 // ParseState parses a state name such as "FAIL".
 func ParseState(name string) (State, error) {
 	for _, s := range States {

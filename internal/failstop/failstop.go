@@ -103,7 +103,7 @@ func (g *Guard) Configure(o *pebble.Options) {
 	}
 	o.FS = &guardFS{FS: base, g: g}
 	o.Logger = pebblelog.Logger{L: g.log.With("component", "pebble"), OnFatal: func(msg string) {
-		g.Fail(errors.New(msg))
+		_ = g.Fail(errors.New(msg))
 	}}
 	prev := o.EventListener
 	l := pebble.EventListener{BackgroundError: g.background}
@@ -161,7 +161,7 @@ func (g *Guard) Apply(fn func() error) (err error) {
 // memtables it cannot flush would otherwise stall every writer forever.
 func (g *Guard) background(err error) {
 	if g.Err() == nil && storageError(err) {
-		g.Fail(err)
+		_ = g.Fail(err)
 		return
 	}
 	g.logMu.Lock()
@@ -258,7 +258,7 @@ type walFile struct {
 func (f *walFile) Write(p []byte) (int, error) {
 	n, err := f.write(p)
 	if err != nil && !errors.Is(err, ErrFailed) {
-		f.g.Fail(fmt.Errorf("write %s: %w", f.name, err))
+		_ = f.g.Fail(fmt.Errorf("write %s: %w", f.name, err))
 	}
 	return n, err
 }
@@ -285,7 +285,7 @@ func (f *walFile) WriteAt(p []byte, off int64) (int, error) {
 func (f *walFile) sync(do func() (full bool, err error)) (bool, error) {
 	full, err := f.syncLocked(do)
 	if err != nil && !errors.Is(err, ErrFailed) {
-		f.g.Fail(fmt.Errorf("sync %s: %w", f.name, err))
+		_ = f.g.Fail(fmt.Errorf("sync %s: %w", f.name, err))
 	}
 	return full, err
 }
@@ -336,7 +336,7 @@ func (f *walFile) fence() error {
 		return nil
 	}
 	f.fenced = true
-	fd := f.File.Fd()
+	fd := f.Fd()
 	if fd == vfs.InvalidFd {
 		return errors.New("no file descriptor")
 	}
