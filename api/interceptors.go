@@ -5,120 +5,121 @@ import (
 	"context"
 	"log/slog"
 	"runtime/debug"
-	"time"
 
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
 
-// The server's cross-cutting concerns, one interceptor each. NewServer chains
-// them outermost first: metrics, logging, recovery, request (badinput.go:
-// undecodable requests, reply limits). Recovery is inside logging and
-// metrics so that a panic reaches them as the INTERNAL status it becomes.
+// The server's cross-cutting concerns come from go-grpc-middleware, one
+// interceptor each. chain orders them outermost first:
+//
+//	metrics → logging → opts.Unary/opts.Stream (e.g. authorization) → recovery → request
+//
+// Recovery is innermost so that a panic reaches logging and metrics as the
+// INTERNAL status it becomes; the extra interceptors run after a call is
+// counted and logged, so that what they refuse is counted and logged too.
+// The request interceptor (badinput.go: undecodable requests, reply limits)
+// is added last by NewServer.
 
-// recoveryUnary turns a handler panic into INTERNAL and logs it, with the
-// stack, at error level. The client never sees the panic value.
-func recoveryUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (_ any, err error) {
-		defer recoverPanic(ctx, log, info.FullMethod, &err)
-		return handler(ctx, req)
-	}
+// interceptorChain is the server's interceptor chain, in the order above.
+type interceptorChain struct {
+	unary  []grpc.UnaryServerInterceptor
+	stream []grpc.StreamServerInterceptor
 }
 
-func recoveryStream(log *slog.Logger) grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
-		defer recoverPanic(ss.Context(), log, info.FullMethod, &err)
-		return handler(srv, ss)
-	}
+func (c *interceptorChain) add(u grpc.UnaryServerInterceptor, s grpc.StreamServerInterceptor) {
+	c.unary = append(c.unary, u)
+	c.stream = append(c.stream, s)
 }
 
-// recoverPanic must be deferred directly by the interceptor.
+// newInterceptorChain builds the chain for opts; log is the resolved
+// logger. It fails only if the metrics cannot be registered.
+func newInterceptorChain(opts ServerOptions, log *slog.Logger) (*interceptorChain, error) {
+	c := &interceptorChain{}
+	if opts.Registerer != nil {
+		m, err := newServerMetrics(opts.Registerer)
+		if err != nil {
+			return nil, err
+		}
+		c.add(m.UnaryServerInterceptor(), m.StreamServerInterceptor())
+	}
+	logOpts := []logging.Option{
+		logging.WithLogOnEvents(logging.FinishCall),
+		logging.WithLevels(logLevel),
+	}
+	c.add(logging.UnaryServerInterceptor(slogLogger(log), logOpts...),
+		logging.StreamServerInterceptor(slogLogger(log), logOpts...))
+	c.unary = append(c.unary, opts.Unary...)
+	c.stream = append(c.stream, opts.Stream...)
+	rec := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+		return recovered(ctx, log, p)
+	})
+	c.add(recovery.UnaryServerInterceptor(rec), recovery.StreamServerInterceptor(rec))
+	return c, nil
+}
+
+// newServerMetrics registers the standard gRPC server metrics with reg:
+//
+//	grpc_server_started_total{grpc_type,grpc_service,grpc_method}             counter
+//	grpc_server_handled_total{grpc_type,grpc_service,grpc_method,grpc_code}   counter
+//	grpc_server_msg_received_total{grpc_type,grpc_service,grpc_method}        counter
+//	grpc_server_msg_sent_total{grpc_type,grpc_service,grpc_method}            counter
+//	grpc_server_handling_seconds{grpc_type,grpc_service,grpc_method}          histogram
+//
+// grpc_code is the Go name of the status code ("OK", "NotFound").
+func newServerMetrics(reg prometheus.Registerer) (*grpcprom.ServerMetrics, error) {
+	m := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(
+		// 100µs .. ~100s: a single lookup is sub-millisecond, a bulk
+		// write of 100,000 items with fsync can take seconds.
+		grpcprom.WithHistogramBuckets(prometheus.ExponentialBuckets(0.0001, 4, 11)),
+	))
+	if err := reg.Register(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// logLevel is the level of a finished call's log line: debug when it
+// succeeded or failed because of what the client asked (NOT_FOUND,
+// ALREADY_EXISTS, INVALID_ARGUMENT), warn otherwise.
+func logLevel(code codes.Code) logging.Level {
+	switch code {
+	case codes.OK, codes.NotFound, codes.AlreadyExists, codes.InvalidArgument:
+		return logging.LevelDebug
+	}
+	return logging.LevelWarn
+}
+
+// slogLogger adapts log to the logging interceptor: one "finished call"
+// line per call, with the interceptor's grpc.* and peer.address fields.
+func slogLogger(log *slog.Logger) logging.Logger {
+	return logging.LoggerFunc(func(ctx context.Context, level logging.Level, msg string, fields ...any) {
+		log.Log(ctx, slog.Level(level), msg, fields...)
+	})
+}
+
+// recovered handles a handler panic p for the recovery interceptor, which
+// calls it from its deferred recover, while the panicking frames are still
+// on the stack. The client gets INTERNAL, never the panic value; the log
+// gets the value and the stack at error level.
 //
 // A panic raised inside Pebble is not recovered: Pebble panics with its
 // commit pipeline's locks held, so a server that went on would hang or serve
 // a store in an unknown state. Such a panic is logged and re-raised, which
 // ends the process (the stores turn their own Pebble panics into a clean
 // fail-stop first; this catches the rest).
-func recoverPanic(ctx context.Context, log *slog.Logger, method string, errp *error) {
-	if r := recover(); r != nil {
-		stack := debug.Stack()
-		if bytes.Contains(stack, []byte("github.com/cockroachdb/pebble")) {
-			log.ErrorContext(ctx, "panic inside Pebble; stopping the process", "method", method, "panic", r, "stack", string(stack))
-			panic(r)
-		}
-		log.ErrorContext(ctx, "panic in gRPC handler", "method", method, "panic", r, "stack", string(stack))
-		*errp = status.Errorf(codes.Internal, "internal error in %s", method)
+func recovered(ctx context.Context, log *slog.Logger, p any) error {
+	stack := debug.Stack()
+	method, _ := grpc.Method(ctx)
+	if bytes.Contains(stack, []byte("github.com/cockroachdb/pebble")) {
+		log.ErrorContext(ctx, "panic inside Pebble; stopping the process", "method", method, "panic", p, "stack", string(stack))
+		panic(p)
 	}
-}
-
-// loggingUnary logs every call once it is done: at debug level when it
-// succeeded or failed because of what the client asked (NOT_FOUND,
-// ALREADY_EXISTS, INVALID_ARGUMENT), at warn level otherwise.
-func loggingUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		start := time.Now()
-		resp, err := handler(ctx, req)
-		logCall(ctx, log, info.FullMethod, start, err)
-		return resp, err
-	}
-}
-
-func loggingStream(log *slog.Logger) grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		start := time.Now()
-		err := handler(srv, ss)
-		logCall(ss.Context(), log, info.FullMethod, start, err)
-		return err
-	}
-}
-
-func logCall(ctx context.Context, log *slog.Logger, method string, start time.Time, err error) {
-	code := status.Code(err)
-	level := slog.LevelWarn
-	switch code {
-	case codes.OK, codes.NotFound, codes.AlreadyExists, codes.InvalidArgument:
-		level = slog.LevelDebug
-	}
-	if !log.Enabled(ctx, level) {
-		return
-	}
-	attrs := []slog.Attr{
-		slog.String("method", method),
-		slog.String("code", code.String()),
-		slog.Duration("duration", time.Since(start)),
-	}
-	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-		attrs = append(attrs, slog.String("peer", p.Addr.String()))
-	}
-	if err != nil {
-		attrs = append(attrs, slog.String("error", status.Convert(err).Message()))
-	}
-	log.LogAttrs(ctx, level, "grpc request", attrs...)
-}
-
-// metricsUnary counts every call by method and code and observes its
-// duration.
-func metricsUnary(m *metrics) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		start := time.Now()
-		resp, err := handler(ctx, req)
-		m.observe(info.FullMethod, start, err)
-		return resp, err
-	}
-}
-
-func metricsStream(m *metrics) grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		start := time.Now()
-		err := handler(srv, ss)
-		m.observe(info.FullMethod, start, err)
-		return err
-	}
-}
-
-func (m *metrics) observe(method string, start time.Time, err error) {
-	m.requests.WithLabelValues(method, status.Code(err).String()).Inc()
-	m.duration.WithLabelValues(method).Observe(time.Since(start).Seconds())
+	log.ErrorContext(ctx, "panic in gRPC handler", "method", method, "panic", p, "stack", string(stack))
+	return status.Errorf(codes.Internal, "internal error in %s", method)
 }

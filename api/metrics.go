@@ -9,42 +9,6 @@ import (
 	"github.com/solar-archive/rls/index"
 )
 
-// metrics are the gRPC request metrics that the server interceptors record:
-//
-//	rls_grpc_requests_total{method,code}           counter
-//	rls_grpc_request_duration_seconds{method}      histogram
-//
-// method is the full gRPC method ("/rls.v1.Catalog/Create") and code the
-// status code name ("OK", "NotFound"). A *metrics is safe for concurrent use.
-type metrics struct {
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
-}
-
-// newMetrics creates the request metrics and registers them with reg. It
-// fails if reg already has metrics of these names.
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	m := &metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "rls_grpc_requests_total",
-			Help: "gRPC requests handled, by full method and status code.",
-		}, []string{"method", "code"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "rls_grpc_request_duration_seconds",
-			Help: "Time to handle a gRPC request, by full method.",
-			// 100µs .. ~100s: a single lookup is sub-millisecond, a bulk
-			// write of 100,000 items with fsync can take seconds.
-			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 11),
-		}, []string{"method"}),
-	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
-	}
-	return m, nil
-}
-
 // NewCatalogCollector returns a collector of the catalog's counts, read from
 // cat.Stats() at each scrape:
 //

@@ -32,14 +32,18 @@ const MaxMsgSize = 64 << 20
 
 // ServerOptions configure NewServer.
 type ServerOptions struct {
-	// Logger receives one line per finished request (debug level, or warn
-	// for failures that are not the client's: codes other than NOT_FOUND,
-	// ALREADY_EXISTS and INVALID_ARGUMENT) and handler panics (error
-	// level). Default slog.Default().
+	// Logger receives one "finished call" line per request (debug level,
+	// or warn for failures that are not the client's: codes other than
+	// NOT_FOUND, ALREADY_EXISTS and INVALID_ARGUMENT), with the fields of
+	// go-grpc-middleware's logging interceptor (grpc.method, grpc.code,
+	// grpc.time_ms, peer.address, ...), and handler panics (error level).
+	// Default slog.Default().
 	Logger *slog.Logger
-	// Registerer, when set, receives the request metrics
-	// rls_grpc_requests_total{method,code} and
-	// rls_grpc_request_duration_seconds{method}.
+	// Registerer, when set, receives the standard gRPC server metrics of
+	// go-grpc-middleware's Prometheus provider: grpc_server_started_total,
+	// grpc_server_handled_total{grpc_code}, grpc_server_msg_received_total,
+	// grpc_server_msg_sent_total and the grpc_server_handling_seconds
+	// histogram, labelled by grpc_type, grpc_service and grpc_method.
 	Registerer prometheus.Registerer
 	// MaxReplyBytes and MaxReplyItems bound every reply while it is
 	// built (names, mappings, sites, manifest entries): a call whose
@@ -48,6 +52,11 @@ type ServerOptions struct {
 	// (64 MiB) and DefaultMaxReplyItems (1 Mi); the server sends
 	// messages of up to MaxReplyBytes plus 1 MiB.
 	MaxReplyBytes, MaxReplyItems int64
+	// Unary and Stream are extra interceptors (authorization, say), run in
+	// this order after metrics and logging and before recovery: what they
+	// refuse is counted and logged, and a panic in them becomes INTERNAL.
+	Unary  []grpc.UnaryServerInterceptor
+	Stream []grpc.StreamServerInterceptor
 }
 
 // Server is a *grpc.Server set up for rls: interceptors for recovery,
@@ -70,26 +79,18 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	var (
-		unary  []grpc.UnaryServerInterceptor
-		stream []grpc.StreamServerInterceptor
-	)
-	if opts.Registerer != nil {
-		m, err := newMetrics(opts.Registerer)
-		if err != nil {
-			return nil, err
-		}
-		unary = append(unary, metricsUnary(m))
-		stream = append(stream, metricsStream(m))
+	chain, err := newInterceptorChain(opts, log)
+	if err != nil {
+		return nil, err
 	}
 	limits := replyLimits{maxBytes: opts.MaxReplyBytes, maxItems: opts.MaxReplyItems}.orDefault()
 	rejects := &rejectLog{logger: log}
-	unary = append(unary, loggingUnary(log), recoveryUnary(log), requestUnary(limits, rejects))
-	stream = append(stream, loggingStream(log), recoveryStream(log), requestStream(limits, rejects))
+	chain.unary = append(chain.unary, requestUnary(limits, rejects))
+	chain.stream = append(chain.stream, requestStream(limits, rejects))
 
 	gs := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(unary...),
-		grpc.ChainStreamInterceptor(stream...),
+		grpc.ChainUnaryInterceptor(chain.unary...),
+		grpc.ChainStreamInterceptor(chain.stream...),
 		// Reuse a few goroutines for streams instead of starting one per
 		// call: their stacks stay grown, which spares every call a stack copy.
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),

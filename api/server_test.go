@@ -5,6 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -283,17 +284,23 @@ func TestInterceptors(t *testing.T) {
 		t.Errorf("panic value leaked to the client: %v", err)
 	}
 	out := log.String()
-	for _, want := range []string{`level=ERROR msg="panic in gRPC handler"`, "panic=boom", `level=WARN msg="grpc request" method=/rls.v1.Admin/Ping code=Internal`} {
+	for _, want := range []string{
+		`level=ERROR msg="panic in gRPC handler" method=/rls.v1.Admin/Ping panic=boom`,
+		`level=WARN msg="finished call"`,
+	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %q:\n%s", want, out)
 		}
 	}
+	if !regexp.MustCompile(`level=WARN msg="finished call" .*grpc.method=Ping .*grpc.code=Internal`).MatchString(out) {
+		t.Errorf("log lacks the WARN line of the failed Ping:\n%s", out)
+	}
 	const expected = `
-# HELP rls_grpc_requests_total gRPC requests handled, by full method and status code.
-# TYPE rls_grpc_requests_total counter
-rls_grpc_requests_total{code="Internal",method="/rls.v1.Admin/Ping"} 1
+# HELP grpc_server_handled_total Total number of RPCs completed on the server, regardless of success or failure.
+# TYPE grpc_server_handled_total counter
+grpc_server_handled_total{grpc_code="Internal",grpc_method="Ping",grpc_service="rls.v1.Admin",grpc_type="unary"} 1
 `
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(expected), "rls_grpc_requests_total"); err != nil {
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(expected), "grpc_server_handled_total"); err != nil {
 		t.Error(err)
 	}
 }
@@ -308,29 +315,33 @@ func TestRequestLogAndMetrics(t *testing.T) {
 	wantCode(t, "second Create", err, codes.AlreadyExists)
 
 	out := e.logs.String()
-	for _, want := range []string{
-		`level=DEBUG msg="grpc request" method=/rls.v1.Catalog/Create code=OK`,
-		`level=DEBUG msg="grpc request" method=/rls.v1.Catalog/Create code=AlreadyExists`,
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("log lacks %q:\n%s", want, out)
+	for _, code := range []string{"OK", "AlreadyExists"} {
+		re := regexp.MustCompile(`level=DEBUG msg="finished call" .*grpc.service=rls.v1.Catalog grpc.method=Create .*peer.address=127.0.0.1:\d+ .*grpc.code=` + code)
+		if !re.MatchString(out) {
+			t.Errorf("log lacks a DEBUG line for Create with code %s:\n%s", code, out)
 		}
+	}
+	if strings.Contains(out, "started call") {
+		t.Errorf("call starts logged:\n%s", out)
 	}
 	if strings.Contains(out, "level=WARN") {
 		t.Errorf("client errors logged at warn level:\n%s", out)
 	}
 
 	const expected = `
-# HELP rls_grpc_requests_total gRPC requests handled, by full method and status code.
-# TYPE rls_grpc_requests_total counter
-rls_grpc_requests_total{code="AlreadyExists",method="/rls.v1.Catalog/Create"} 1
-rls_grpc_requests_total{code="OK",method="/rls.v1.Catalog/Create"} 1
+# HELP grpc_server_handled_total Total number of RPCs completed on the server, regardless of success or failure.
+# TYPE grpc_server_handled_total counter
+grpc_server_handled_total{grpc_code="AlreadyExists",grpc_method="Create",grpc_service="rls.v1.Catalog",grpc_type="unary"} 1
+grpc_server_handled_total{grpc_code="OK",grpc_method="Create",grpc_service="rls.v1.Catalog",grpc_type="unary"} 1
+# HELP grpc_server_started_total Total number of RPCs started on the server.
+# TYPE grpc_server_started_total counter
+grpc_server_started_total{grpc_method="Create",grpc_service="rls.v1.Catalog",grpc_type="unary"} 2
 `
-	if err := testutil.GatherAndCompare(e.reg, strings.NewReader(expected), "rls_grpc_requests_total"); err != nil {
+	if err := testutil.GatherAndCompare(e.reg, strings.NewReader(expected), "grpc_server_handled_total", "grpc_server_started_total"); err != nil {
 		t.Error(err)
 	}
-	if n, err := testutil.GatherAndCount(e.reg, "rls_grpc_request_duration_seconds"); err != nil || n != 1 {
-		t.Errorf("rls_grpc_request_duration_seconds: %d series, %v; want 1", n, err)
+	if n, err := testutil.GatherAndCount(e.reg, "grpc_server_handling_seconds"); err != nil || n != 1 {
+		t.Errorf("grpc_server_handling_seconds: %d series, %v; want 1", n, err)
 	}
 }
 

@@ -35,6 +35,8 @@ type config struct {
 	NoSync          bool          `yaml:"no-sync"`
 	ShutdownTimeout time.Duration `yaml:"shutdown-timeout"`
 	ExportRoots     pathList      `yaml:"export-root"`
+	PProf           bool          `yaml:"pprof"`
+	StatsInterval   time.Duration `yaml:"stats-interval"`
 
 	IndexExpireInterval    time.Duration `yaml:"index-expire-interval"`
 	IndexMaxBloomBits      uint64        `yaml:"index-max-bloom-bits"`
@@ -63,6 +65,7 @@ func defaultConfig() config {
 		LogFormat:       "text",
 		LogLevel:        "info",
 		ShutdownTimeout: 10 * time.Second,
+		StatsInterval:   time.Minute,
 
 		IndexExpireInterval:    time.Minute,
 		IndexMaxBloomBits:      index.DefaultMaxBloomBits,
@@ -181,6 +184,15 @@ func settings() []setting {
 			fromFlag: func(dst, src *config) { dst.ExportRoots = src.ExportRoots },
 		},
 		{
+			name: "pprof",
+			parseEnv: func(c *config, s string) (err error) {
+				c.PProf, err = strconv.ParseBool(s)
+				return err
+			},
+			fromFlag: func(dst, src *config) { dst.PProf = src.PProf },
+		},
+		dur("stats-interval", func(c *config) *time.Duration { return &c.StatsInterval }),
+		{
 			name: "index-expire-interval",
 			parseEnv: func(c *config, s string) (err error) {
 				c.IndexExpireInterval, err = time.ParseDuration(s)
@@ -262,11 +274,13 @@ func (o *options) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.flags.Data, "data", "", "data directory; the catalog lives in DATA/catalog (required)")
 	fs.StringVar(&o.flags.Listen, "listen", d.Listen, "gRPC listen address, HOST:PORT (port 0 picks a free port)")
 	fs.StringSliceVar((*[]string)(&o.flags.Roles), "roles", d.Roles, "comma-separated roles to run: "+strings.Join(knownRoles(), ", "))
-	fs.StringVar(&o.flags.HTTPListen, "http-listen", d.HTTPListen, "HTTP listen address for /metrics and /healthz; empty: no HTTP")
+	fs.StringVar(&o.flags.HTTPListen, "http-listen", d.HTTPListen, "HTTP listen address for the status page (/), /metrics and /healthz; empty: no HTTP")
 	fs.StringVar(&o.flags.LogFormat, "log-format", d.LogFormat, "log format: text or json")
 	fs.StringVar(&o.flags.LogLevel, "log-level", d.LogLevel, "log level: debug, info, warn or error")
 	fs.BoolVar(&o.flags.NoSync, "no-sync", d.NoSync, "acknowledge catalog writes before they are fsynced (faster; a crash may lose the last writes)")
 	fs.DurationVar(&o.flags.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "on SIGTERM, how long calls in flight may take to finish")
+	fs.BoolVar(&o.flags.PProf, "pprof", d.PProf, "serve Go's profiles under /debug/pprof/ on the HTTP listener")
+	fs.DurationVar(&o.flags.StatsInterval, "stats-interval", d.StatsInterval, `how often to log an "rlsd stats" line; 0: never`)
 	fs.StringSliceVar((*[]string)(&o.flags.ExportRoots), "export-root", nil, "transfer role: comma-separated absolute directories whose storage units are served")
 	fs.DurationVar(&o.flags.IndexExpireInterval, "index-expire-interval", d.IndexExpireInterval, "rli role: how often sites whose soft state expired are dropped (lookups never return them)")
 	fs.Uint64Var(&o.flags.IndexMaxBloomBits, "index-max-bloom-bits", d.IndexMaxBloomBits, fmt.Sprintf("rli role: the largest Bloom filter (m, bits) accepted from a site, at most %d", uint64(index.MaxBloomBits)))
@@ -360,6 +374,12 @@ func (c *config) validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		return usageErrorf("shutdown-timeout %v: must be positive", c.ShutdownTimeout)
+	}
+	if c.StatsInterval < 0 {
+		return usageErrorf("stats-interval %v: must not be negative (0 turns the stats line off)", c.StatsInterval)
+	}
+	if c.PProf && c.HTTPListen == "" {
+		return usageErrorf("pprof is served on the HTTP listener: set http-listen too")
 	}
 	if c.IndexExpireInterval <= 0 {
 		return usageErrorf("index-expire-interval %v: must be positive", c.IndexExpireInterval)

@@ -2,7 +2,8 @@
 // replica catalog, role lrc) behind gRPC.
 //
 //	rlsd --site jsoc --data /var/lib/rls [--listen 127.0.0.1:7600] [--roles lrc]
-//	     [--http-listen :9100] [--config rlsd.yaml] [--log-format text|json]
+//	     [--http-listen :9100] [--pprof] [--stats-interval 1m]
+//	     [--config rlsd.yaml] [--log-format text|json]
 //	     [--log-level debug|info|warn|error] [--no-sync] [--shutdown-timeout 10s]
 //	     [--advertise HOST:PORT] [--update-to ADDR,...] [--update-mode list|bloom|delta]
 //	     [--update-deltas] [--update-interval 10m] [--update-validity 8h]

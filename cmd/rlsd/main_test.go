@@ -97,8 +97,37 @@ shutdown-timeout: 3s
 			}
 			want := withLimitDefaults(withUpdateDefaults(tc.want))
 			want.IndexExpireInterval = cmp.Or(want.IndexExpireInterval, defaultConfig().IndexExpireInterval)
+			want.StatsInterval = cmp.Or(want.StatsInterval, defaultConfig().StatsInterval)
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("config =\n%+v\nwant\n%+v", got, want)
+			}
+		})
+	}
+}
+
+// TestConfigObservability checks pprof and stats-interval through file,
+// environment and flags.
+func TestConfigObservability(t *testing.T) {
+	file := writeFile(t, "site: s\ndata: /d\nhttp-listen: 127.0.0.1:0\npprof: true\nstats-interval: 30s\n")
+	for _, tc := range []struct {
+		name      string
+		args      []string
+		env       map[string]string
+		wantPProf bool
+		wantStats time.Duration
+	}{
+		{"defaults", []string{"--site", "s", "--data", "/d"}, nil, false, time.Minute},
+		{"file", []string{"--config", file}, nil, true, 30 * time.Second},
+		{"env over file", []string{"--config", file}, map[string]string{"RLSD_PPROF": "false", "RLSD_STATS_INTERVAL": "0"}, false, 0},
+		{"flags over env", []string{"--config", file, "--pprof", "--stats-interval", "5s"}, map[string]string{"RLSD_PPROF": "false"}, true, 5 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := resolveArgs(tc.args, tc.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.PProf != tc.wantPProf || got.StatsInterval != tc.wantStats {
+				t.Errorf("pprof %v, stats-interval %v; want %v, %v", got.PProf, got.StatsInterval, tc.wantPProf, tc.wantStats)
 			}
 		})
 	}
@@ -136,6 +165,8 @@ func TestConfigErrors(t *testing.T) {
 		{name: "bad env bool", args: []string{"--site", "s", "--data", "/d"}, env: map[string]string{"RLSD_NO_SYNC": "yes please"}, want: "RLSD_NO_SYNC"},
 		{name: "bad log format", args: []string{"--site", "s", "--data", "/d", "--log-format", "xml"}, want: "log-format"},
 		{name: "bad log level", args: []string{"--site", "s", "--data", "/d", "--log-level", "loud"}, want: "log-level"},
+		{name: "negative stats interval", args: []string{"--site", "s", "--data", "/d", "--stats-interval", "-1s"}, want: "stats-interval"},
+		{name: "pprof without http", args: []string{"--site", "s", "--data", "/d", "--pprof"}, want: "http-listen"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := tc.args

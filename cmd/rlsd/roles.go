@@ -51,6 +51,7 @@ func startLRC(d *daemon) error {
 	d.onClose(func() error { return cat.Close() })
 	d.failStop(cat.Failed(), cat.Err)
 	d.admin.Catalog = cat
+	d.page.Catalog = catalogStatus{cat}
 	rlsv1.RegisterCatalogServer(d.grpc, api.NewCatalogServer(cat))
 	if err := d.metrics.Register(api.NewCatalogCollector(cat)); err != nil {
 		return fmt.Errorf("lrc: metrics: %w", err)
@@ -77,6 +78,7 @@ func startRLI(d *daemon) error {
 	d.onClose(func() error { v.Close(); return x.Close() })
 	d.failStop(x.Failed(), x.Err)
 	d.admin.Index = x
+	d.page.Index = indexStatus{x}
 	rlsv1.RegisterIndexServer(d.grpc, api.NewIndexServer(x, v, &api.IndexServerOptions{UpdateIdleTimeout: d.cfg.IndexUpdateIdleTimeout}))
 	if err := d.metrics.Register(api.NewIndexCollector(x)); err != nil {
 		return fmt.Errorf("rli: metrics: %w", err)

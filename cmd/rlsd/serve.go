@@ -19,6 +19,7 @@ import (
 
 	"github.com/solar-archive/rls/api"
 	"github.com/solar-archive/rls/api/rlsv1"
+	"github.com/solar-archive/rls/internal/statuspage"
 )
 
 // daemon is what the roles are wired into. It is used by one goroutine, serve,
@@ -37,6 +38,8 @@ type daemon struct {
 	// http holds the routes of the HTTP listener (when --http-listen is
 	// set); roles may add theirs.
 	http *http.ServeMux
+	// page are the status page's sources; roles set theirs (observe.go).
+	page statuspage.Sources
 }
 
 // onClose registers f to release a role's resources after the servers have
@@ -124,6 +127,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 		}
 	}
 	rlsv1.RegisterAdminServer(srv, api.NewAdminServer(d.admin))
+	d.observe()
 	var (
 		httpSrv *http.Server
 		httpLis net.Listener

@@ -33,6 +33,7 @@ func startTransfer(d *daemon) error {
 	d.onClose(src.Close)
 	d.failStop(src.Failed(), src.Err)
 	rlsv1.RegisterTransferServer(d.grpc, api.NewTransferServer(src))
+	d.page.Transfer = transferStatus{src}
 	api.NewTransferHTTPHandler(d.http, src, d.log.With("role", "transfer"))
 	if err := d.metrics.Register(api.NewTransferCollector(src)); err != nil {
 		return fmt.Errorf("transfer: metrics: %w", err)

@@ -129,6 +129,7 @@ func startSender(d *daemon, cat *catalog.Catalog) error {
 	}
 	d.onClose(s.Close)
 	d.addUpdater(s)
+	d.page.Senders = append(d.page.Senders, senderStatus{s})
 	d.run(func(ctx context.Context) error {
 		for _, t := range targets {
 			log.Info("sending soft state", "target", t.Addr, "mode", t.Mode, "deltas", t.Deltas || t.Mode == index.ModeDelta,

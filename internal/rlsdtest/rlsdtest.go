@@ -59,16 +59,22 @@ func Build(t testing.TB, pkg string) string {
 
 // Proc is a running rlsd.
 type Proc struct {
-	Addr   string // the gRPC address it serves on
-	cmd    *exec.Cmd
-	exited chan struct{}
-	mu     sync.Mutex
-	log    bytes.Buffer
+	Addr string // the gRPC address it serves on
+	// HTTPAddr is the address of its HTTP listener (--http-listen), ""
+	// without one.
+	HTTPAddr string
+	cmd      *exec.Cmd
+	exited   chan struct{}
+	mu       sync.Mutex
+	log      bytes.Buffer
 }
 
 // addrRE finds the bound address in the "rlsd serving" line, in text
 // (addr=127.0.0.1:PORT) or JSON ("addr":"127.0.0.1:PORT") form.
 var addrRE = regexp.MustCompile(`rlsd serving.*?(?:^|[\s{,])"?addr"?[=:]"?([0-9.]+:[0-9]+|\[[0-9a-f:]+\]:[0-9]+)`)
+
+// httpAddrRE finds the HTTP listener's address in the same line.
+var httpAddrRE = regexp.MustCompile(`rlsd serving.*?(?:^|[\s{,])"?http_addr"?[=:]"?([0-9.]+:[0-9]+|\[[0-9a-f:]+\]:[0-9]+)`)
 
 // Start runs rlsd with args (which should include --listen 127.0.0.1:0 or
 // an explicit loopback address) until the test ends, and returns once the
@@ -92,7 +98,7 @@ func start(t testing.TB, cmd *exec.Cmd, service string, opts ...grpc.DialOption)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Kill() })
-	addrc := make(chan string, 1)
+	addrc := make(chan [2]string, 1)
 	go func() {
 		defer close(p.exited)
 		sc := bufio.NewScanner(stderr)
@@ -107,13 +113,18 @@ func start(t testing.TB, cmd *exec.Cmd, service string, opts ...grpc.DialOption)
 			p.mu.Unlock()
 			if m := addrRE.FindSubmatch(sc.Bytes()); !found && m != nil {
 				found = true
-				addrc <- string(m[1])
+				var httpAddr string
+				if h := httpAddrRE.FindSubmatch(sc.Bytes()); h != nil {
+					httpAddr = string(h[1])
+				}
+				addrc <- [2]string{string(m[1]), httpAddr}
 			}
 		}
 		_ = p.cmd.Wait()
 	}()
 	select {
-	case p.Addr = <-addrc:
+	case a := <-addrc:
+		p.Addr, p.HTTPAddr = a[0], a[1]
 	case <-p.exited:
 		t.Fatalf("rlsd exited without serving:\n%s", p.Log())
 	case <-time.After(30 * time.Second):

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"net/http/pprof"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/solar-archive/rls/catalog"
+	"github.com/solar-archive/rls/index"
+	"github.com/solar-archive/rls/internal/statuspage"
+	"github.com/solar-archive/rls/transfer"
+)
+
+// observe adds what lets an operator watch the daemon, once the roles have
+// started and filled d.page: the status page at / and, with --pprof, Go's
+// profiles under /debug/pprof/ (both on the HTTP listener, when there is
+// one), and the "rlsd stats" log line every --stats-interval.
+func (d *daemon) observe() {
+	d.page.Info = statuspage.Info{Site: d.cfg.Site, Version: d.admin.Version, Roles: d.cfg.Roles, Started: d.admin.Started}
+	d.page.RPCs = func() (uint64, error) { return handledRPCs(d.metrics) }
+	d.http.Handle("GET /{$}", statuspage.New(&d.page))
+	if d.cfg.PProf {
+		d.http.HandleFunc("GET /debug/pprof/", pprof.Index)
+		d.http.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		d.http.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		d.http.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		d.http.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
+		d.http.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
+	if d.cfg.StatsInterval > 0 {
+		sl := newStatsLogger(&d.page, d.log)
+		d.run(func(ctx context.Context) error {
+			t := time.NewTicker(d.cfg.StatsInterval)
+			defer t.Stop()
+			sl.run(ctx, t.C)
+			return nil
+		})
+	}
+}
+
+// handledRPCs sums grpc_server_handled_total: the gRPC calls the daemon
+// finished since it started, health checks included.
+func handledRPCs(g prometheus.Gatherer) (uint64, error) {
+	mfs, err := g.Gather()
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() == "grpc_server_handled_total" {
+			for _, m := range mf.GetMetric() {
+				n += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return uint64(n), err
+}
+
+// statsLogger writes the periodic "rlsd stats" line. It is used by one
+// goroutine, its run's.
+type statsLogger struct {
+	src *statuspage.Sources
+	log *slog.Logger
+	// prev is the snapshot of the last line.
+	prev statuspage.Snapshot
+}
+
+// newStatsLogger returns a stats logger whose first line counts from now.
+func newStatsLogger(src *statuspage.Sources, log *slog.Logger) *statsLogger {
+	return &statsLogger{src: src, log: log, prev: src.Snapshot(context.Background())}
+}
+
+// run logs a line at each tick until ctx is done.
+func (s *statsLogger) run(ctx context.Context, tick <-chan time.Time) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick:
+			s.logLine(ctx)
+		}
+	}
+}
+
+// logLine logs one "rlsd stats" line: the RPCs handled and transfer bytes
+// sent since the last line, and the figures of each running role.
+func (s *statsLogger) logLine(ctx context.Context) {
+	cur := s.src.Snapshot(ctx)
+	prev := s.prev
+	s.prev = cur
+	attrs := []slog.Attr{slog.Duration("uptime", cur.Uptime.Round(time.Second))}
+	if cur.RPCsKnown && prev.RPCsKnown {
+		attrs = append(attrs, slog.Uint64("rpcs", cur.RPCs-min(prev.RPCs, cur.RPCs)))
+	}
+	if c := cur.Catalog; c != nil {
+		attrs = append(attrs, slog.Uint64("catalog_mappings", c.Mappings), slog.Uint64("catalog_lfns", c.LFNs))
+	} else if cur.CatalogErr != nil {
+		attrs = append(attrs, slog.String("catalog_error", cur.CatalogErr.Error()))
+	}
+	if x := cur.Index; x != nil {
+		var entries uint64
+		for _, site := range x.Sites {
+			entries += site.Entries
+		}
+		attrs = append(attrs, slog.Int("index_sites", len(x.Sites)), slog.Uint64("index_entries", entries))
+	}
+	if len(cur.Sends) > 0 {
+		failing := 0
+		for _, st := range cur.Sends {
+			if st.LastError != "" {
+				failing++
+			}
+		}
+		attrs = append(attrs, slog.Int("send_targets", len(cur.Sends)), slog.Int("send_targets_failing", failing))
+	}
+	if t := cur.Transfer; t != nil {
+		var before uint64
+		if prev.Transfer != nil {
+			before = min(prev.Transfer.BytesSent, t.BytesSent)
+		}
+		attrs = append(attrs, slog.Uint64("transfer_bytes_sent", t.BytesSent-before), slog.Uint64("transfer_bytes_sent_total", t.BytesSent))
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "rlsd stats", attrs...)
+}
+
+// The role types' views for the status page and the stats line.
+
+type catalogStatus struct{ cat *catalog.Catalog }
+
+func (c catalogStatus) CatalogStatus() (statuspage.CatalogStatus, error) {
+	if err := c.cat.Err(); err != nil {
+		return statuspage.CatalogStatus{}, err
+	}
+	st := c.cat.Stats()
+	return statuspage.CatalogStatus{LFNs: st.LFNs, PFNs: st.PFNs, Mappings: st.Mappings, Seq: st.Seq, DiskBytes: st.DiskBytes}, nil
+}
+
+type indexStatus struct{ x *index.Index }
+
+func (x indexStatus) IndexStatus() statuspage.IndexStatus {
+	st := x.x.Stats()
+	out := statuspage.IndexStatus{ExactEntries: st.ExactEntries, BloomBits: st.BloomBits, MemoryBytes: st.MemoryBytes}
+	for _, s := range x.x.Sites() {
+		out.Sites = append(out.Sites, statuspage.IndexSite{
+			Site: s.Site, Endpoint: s.Endpoint, Mode: s.Mode.String(), Generation: s.Generation,
+			Entries: s.Entries, Deltas: s.Deltas, Updated: s.Updated, Received: s.Received, Expires: s.Expires, Via: s.Via,
+		})
+	}
+	return out
+}
+
+type senderStatus struct{ s *index.Sender }
+
+func (s senderStatus) SendStatus() []statuspage.SendStatus {
+	var out []statuspage.SendStatus
+	for _, t := range s.s.Targets() {
+		st := statuspage.SendStatus{
+			From: "catalog", Target: t.Addr, Mode: t.Mode.String(), Interval: t.Interval,
+			Generation: t.Generation, LastSuccess: t.LastSuccess, Failures: t.Failures,
+		}
+		if t.Deltas && t.Mode != index.ModeDelta {
+			st.Mode += "+deltas"
+		}
+		if t.LastErr != nil {
+			st.LastError = t.LastErr.Error()
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+type transferStatus struct{ src *transfer.Source }
+
+func (t transferStatus) TransferStatus() statuspage.TransferStatus {
+	st := t.src.Stats()
+	return statuspage.TransferStatus{
+		BytesSent: uint64(st.BytesSent), FilesHashed: uint64(st.FilesHashed),
+		BytesHashed: uint64(st.BytesHashed), CachedFiles: uint64(st.CachedFiles),
+	}
+}
