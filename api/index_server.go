@@ -8,6 +8,7 @@ import (
 
 	"github.com/solar-archive/rls/api/rlsv1"
 	"github.com/solar-archive/rls/index"
+	"github.com/solar-archive/rls/internal/secure"
 )
 
 // NewIndexServer returns the rls.v1.Index service over x. Locate with verify
@@ -22,8 +23,14 @@ type indexServer struct {
 	v *index.Verifier
 }
 
+// Update applies one soft-state update, if the caller may speak for the
+// site its header names (secure.SpeakForContext), checked before the body
+// is read: no site can overwrite another's state.
 func (s *indexServer) Update(stream rlsv1.Index_UpdateServer) error {
-	ack, err := s.x.Receive(stream.Recv)
+	ctx := stream.Context()
+	ack, err := s.x.ReceiveChecked(stream.Recv, func(h index.Header) error {
+		return secure.SpeakForContext(ctx, h.Site)
+	})
 	if err != nil {
 		return toStatusErr(err)
 	}
@@ -122,6 +129,7 @@ func (s *indexServer) Sites(context.Context, *rlsv1.SitesRequest) (*rlsv1.SitesR
 			Deltas:     si.Deltas,
 
 			FullGeneration: si.FullGeneration,
+			Incarnation:    si.Incarnation,
 		}
 		if si.Mode == index.ModeBloom {
 			p.Bloom = &rlsv1.BloomHeader{Version: si.Bloom.Version, M: si.Bloom.M, K: si.Bloom.K, Entries: si.Bloom.Entries}

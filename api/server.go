@@ -22,6 +22,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
+
+	"github.com/solar-archive/rls/internal/secure"
 )
 
 // MaxMsgSize is the largest message the server receives or sends. Bulk calls
@@ -40,10 +42,19 @@ type ServerOptions struct {
 	// rls_grpc_requests_total{method,code} and
 	// rls_grpc_request_duration_seconds{method}.
 	Registerer prometheus.Registerer
+	// TLS, when set, makes the server serve TLS with its material (read
+	// at each handshake, so that a reload applies to new connections),
+	// requiring client certificates signed by its CA when it has one.
+	TLS *secure.Store
+	// Authorizer checks every call by the method table of package secure
+	// (PERMISSION_DENIED when refused). Default: the built-in policy for
+	// TLS (see secure.NewPolicy).
+	Authorizer *secure.Authorizer
 }
 
 // Server is a *grpc.Server set up for rls: interceptors for recovery,
-// logging and metrics, message size limits, keepalive enforcement, the
+// logging, metrics and authorization, TLS when configured, message size
+// limits, keepalive enforcement, the
 // standard health service and server reflection. It is safe for concurrent
 // use.
 //
@@ -76,8 +87,24 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	}
 	unary = append(unary, loggingUnary(log), recoveryUnary(log))
 	stream = append(stream, loggingStream(log), recoveryStream(log))
+	// Authorization runs inside logging and metrics, so that refusals are
+	// logged and counted, and inside recovery too: it does not panic.
+	auth := opts.Authorizer
+	if auth == nil {
+		p, err := secure.NewPolicy(nil, opts.TLS.MutualTLS())
+		if err != nil {
+			return nil, err
+		}
+		auth = secure.NewAuthorizer(p, log)
+	}
+	unary = append(unary, auth.UnaryInterceptor())
+	stream = append(stream, auth.StreamInterceptor())
 
-	gs := grpc.NewServer(
+	sopts := []grpc.ServerOption{}
+	if opts.TLS != nil {
+		sopts = append(sopts, grpc.Creds(opts.TLS.GRPCCredentials()))
+	}
+	gs := grpc.NewServer(append(sopts,
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 		// Reuse a few goroutines for streams instead of starting one per
@@ -99,7 +126,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 			Time:    time.Minute,
 			Timeout: 20 * time.Second,
 		}),
-	)
+	)...)
 	hs := health.NewServer() // the overall service "" starts SERVING
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)

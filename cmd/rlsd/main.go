@@ -78,7 +78,8 @@ func newRootCommand(getenv func(string) (string, bool)) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return serve(cmd.Context(), cfg, newLogger(cfg, cmd.ErrOrStderr()))
+			reload := func() (config, error) { return o.resolve(cmd.Flags(), getenv) }
+			return serve(cmd.Context(), cfg, newLogger(cfg, cmd.ErrOrStderr()), reload)
 		},
 	}
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })

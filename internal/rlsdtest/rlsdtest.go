@@ -18,8 +18,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/solar-archive/rls/internal/secure"
 )
 
 var (
@@ -59,23 +60,35 @@ func Build(t testing.TB, pkg string) string {
 
 // Proc is a running rlsd.
 type Proc struct {
-	Addr   string // the gRPC address it serves on
-	cmd    *exec.Cmd
-	exited chan struct{}
-	mu     sync.Mutex
-	log    bytes.Buffer
+	Addr     string // the gRPC address it serves on
+	HTTPAddr string // the HTTP address, if it serves HTTP
+	cmd      *exec.Cmd
+	exited   chan struct{}
+	mu       sync.Mutex
+	log      bytes.Buffer
+	logged   chan struct{} // closed and replaced at each log line (guarded by mu)
 }
 
 // addrRE finds the bound address in the "rlsd serving" line, in text
 // (addr=127.0.0.1:PORT) or JSON ("addr":"127.0.0.1:PORT") form.
 var addrRE = regexp.MustCompile(`rlsd serving.*?(?:^|[\s{,])"?addr"?[=:]"?([0-9.]+:[0-9]+|\[[0-9a-f:]+\]:[0-9]+)`)
 
+// httpAddrRE finds the HTTP address in the same line.
+var httpAddrRE = regexp.MustCompile(`rlsd serving.*?"?http_addr"?[=:]"?([0-9.]+:[0-9]+|\[[0-9a-f:]+\]:[0-9]+)`)
+
 // Start runs rlsd with args (which should include --listen 127.0.0.1:0 or
 // an explicit loopback address) until the test ends, and returns once the
 // health service reports service (such as "rls.v1.Catalog") SERVING.
 func Start(t testing.TB, rlsd, service string, args ...string) *Proc {
 	t.Helper()
-	p := &Proc{cmd: exec.Command(rlsd, args...), exited: make(chan struct{})}
+	return StartDialer(t, rlsd, service, nil, args...)
+}
+
+// StartDialer is Start for an rlsd that serves TLS: d (with a client
+// certificate the rlsd accepts) dials its health service.
+func StartDialer(t testing.TB, rlsd, service string, d *secure.Dialer, args ...string) *Proc {
+	t.Helper()
+	p := &Proc{cmd: exec.Command(rlsd, args...), exited: make(chan struct{}), logged: make(chan struct{})}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -97,6 +110,11 @@ func Start(t testing.TB, rlsd, service string, args ...string) *Proc {
 				p.log.Write(sc.Bytes())
 				p.log.WriteByte('\n')
 			}
+			if m := httpAddrRE.FindSubmatch(sc.Bytes()); !found && m != nil {
+				p.HTTPAddr = string(m[1])
+			}
+			close(p.logged)
+			p.logged = make(chan struct{})
 			p.mu.Unlock()
 			if m := addrRE.FindSubmatch(sc.Bytes()); !found && m != nil {
 				found = true
@@ -112,7 +130,7 @@ func Start(t testing.TB, rlsd, service string, args ...string) *Proc {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("rlsd did not report its address in 30s:\n%s", p.Log())
 	}
-	if err := WaitServing(p.Addr, service, 30*time.Second); err != nil {
+	if err := waitServing(d, p.Addr, service, 30*time.Second); err != nil {
 		t.Fatalf("rlsd at %s: %v\n%s", p.Addr, err, p.Log())
 	}
 	return p
@@ -121,7 +139,11 @@ func Start(t testing.TB, rlsd, service string, args ...string) *Proc {
 // WaitServing waits until the health service at addr reports service
 // SERVING, or the timeout passes.
 func WaitServing(addr, service string, timeout time.Duration) error {
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	return waitServing(nil, addr, service, timeout)
+}
+
+func waitServing(d *secure.Dialer, addr, service string, timeout time.Duration) error {
+	cc, err := d.Dial(addr)
 	if err != nil {
 		return err
 	}
@@ -149,6 +171,43 @@ func (p *Proc) Log() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.log.String()
+}
+
+// Signal sends sig to the process.
+func (p *Proc) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+
+// WaitLog waits until the log from byte offset from on (0: from the start;
+// LogLen before an action: only what it caused) has a line matching re, and
+// returns that line. It fails the test if the process exits or timeout
+// passes first.
+func (p *Proc) WaitLog(t testing.TB, from int, re *regexp.Regexp, timeout time.Duration) string {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		p.mu.Lock()
+		b := p.log.Bytes()[min(from, p.log.Len()):]
+		next := p.logged
+		p.mu.Unlock()
+		for line := range bytes.Lines(b) {
+			if re.Match(line) {
+				return string(line)
+			}
+		}
+		select {
+		case <-next:
+		case <-p.exited:
+			t.Fatalf("rlsd exited before logging %v:\n%s", re, p.Log())
+		case <-deadline:
+			t.Fatalf("rlsd did not log %v in %v:\n%s", re, timeout, p.Log())
+		}
+	}
+}
+
+// LogLen is the length of the log so far, an offset for WaitLog.
+func (p *Proc) LogLen() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.Len()
 }
 
 // Kill sends SIGKILL (kill -9) and waits for the process to go.
