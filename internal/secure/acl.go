@@ -114,7 +114,9 @@ func MethodPermission(fullMethod string) (perm Permission, isOpen, ok bool) {
 //
 // Identity matches the client certificate's subject in RFC 2253 form
 // ("CN=nso,O=rls"), any of its DNS or URI subject alternative names, or
-// "anonymous" for a caller without one. The rule's speak_for widens the
+// "anonymous" for a caller without one (so a rule matches anonymous
+// callers only if its pattern matches that word). Patterns are anchored:
+// they match whole identities. The rule's speak_for widens the
 // sites the identity may send soft state for (by default the one named by
 // its certificate's common name or a DNS name).
 type Rule struct {
@@ -130,8 +132,9 @@ type rule struct {
 	identity *regexp.Regexp
 	perms    []Permission
 	speakFor *regexp.Regexp // nil: the default
-	// loopbackOnly restricts a built-in default rule to loopback peers.
-	loopbackOnly bool
+	// loopbackOnly restricts a built-in default rule to loopback peers,
+	// verifiedOnly to peers with a verified certificate.
+	loopbackOnly, verifiedOnly bool
 }
 
 func (r *rule) String() string {
@@ -164,7 +167,7 @@ func NewPolicy(rules []Rule, mutualTLS bool) (*Policy, error) {
 		if mutualTLS {
 			return &Policy{rules: []*rule{{
 				index: -1, text: "any verified client certificate (mutual TLS, no acl configured)",
-				identity: regexp.MustCompile(`^(?:.+)$`), perms: []Permission{All},
+				identity: regexp.MustCompile(`^(?:.+)$`), perms: []Permission{All}, verifiedOnly: true,
 			}}}, nil
 		}
 		return &Policy{rules: []*rule{{
@@ -217,7 +220,7 @@ func joinPerms(ps []Permission) string {
 // match returns the first rule matching the peer, nil if none.
 func (p *Policy) match(peer Peer) *rule {
 	for _, r := range p.rules {
-		if r.loopbackOnly && !peer.Loopback {
+		if r.loopbackOnly && !peer.Loopback || r.verifiedOnly && peer.Anonymous() {
 			continue
 		}
 		if slices.ContainsFunc(peer.Identities(), r.identity.MatchString) {
