@@ -290,4 +290,3 @@ acl:
 		t.Fatalf("rlsd did not stop cleanly:\n%s", s.p.Log())
 	}
 }
-
