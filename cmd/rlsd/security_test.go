@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -288,5 +289,76 @@ acl:
 	}
 	if s.p.Stop(20*time.Second) != 0 {
 		t.Fatalf("rlsd did not stop cleanly:\n%s", s.p.Log())
+	}
+}
+
+// Without TLS and without an ACL, rlsd serves loopback callers only: the
+// same daemon, listening on every interface, refuses a call that comes in
+// on another of the machine's addresses.
+func TestDefaultLoopbackOnly(t *testing.T) {
+	ip := nonLoopbackIP(t)
+	rlsd := rlsdtest.Build(t, "github.com/solar-archive/rls/cmd/rlsd")
+	p := rlsdtest.Start(t, rlsd, "rls.v1.Catalog", "--site", "jsoc", "--data", t.TempDir(), "--listen", "0.0.0.0:0", "--no-sync")
+	_, port, _ := net.SplitHostPort(p.Addr)
+	if err := create(catalogClient(t, nil, "127.0.0.1:"+port), "1"); err != nil {
+		t.Fatalf("from loopback: %v", err)
+	}
+	err := create(catalogClient(t, nil, net.JoinHostPort(ip.String(), port)), "2")
+	if status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("from %s: %v, want PERMISSION_DENIED", ip, err)
+	}
+}
+
+// nonLoopbackIP returns an address of this machine that is not loopback,
+// or skips the test.
+func nonLoopbackIP(t *testing.T) net.IP {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Skip(err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
+			return n.IP
+		}
+	}
+	t.Skip("no non-loopback IPv4 address on this machine")
+	return nil
+}
+
+func TestConfigSecurity(t *testing.T) {
+	pki := securetest.New(t, "test")
+	f := pki.Issue(t, "jsoc")
+	file := writeFile(t, `
+site: jsoc
+data: /d
+tls-key: `+f.Key+`
+acl:
+  - identity: "CN=nso,O=rls"
+    permissions: [rli_update]
+    speak_for: "nso-.*"
+`)
+	c, err := resolveArgs([]string{"--config", file, "--tls-client-ca", f.CA}, map[string]string{"RLSD_TLS_CERT": f.Cert})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.tlsFiles() != f || len(c.ACL) != 1 || c.ACL[0].SpeakFor != "nso-.*" {
+		t.Fatalf("resolved %+v, ACL %+v", c.tlsFiles(), c.ACL)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--tls-cert", f.Cert}, "tls-cert and tls-key go together"},
+		{[]string{"--tls-cert", f.Cert, "--tls-key", f.Cert}, "tls:"},
+		{[]string{"--tls-cert", f.Cert, "--tls-key", f.Key, "--tls-client-ca", f.Key}, "no PEM certificate"},
+	} {
+		_, err := resolveArgs(append([]string{"--site", "s", "--data", "/d"}, tc.args...), nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.args, err, tc.want)
+		}
+	}
+	bad := writeFile(t, "site: s\ndata: /d\nacl: [{identity: x, permissions: [write]}]\n")
+	if _, err := resolveArgs([]string{"--config", bad}, nil); err == nil || !strings.Contains(err.Error(), `acl[0]`) {
+		t.Errorf("bad acl: %v", err)
 	}
 }
