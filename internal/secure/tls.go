@@ -193,8 +193,9 @@ func (s *Store) HTTPServerConfig() *tls.Config {
 }
 
 // HTTPClientConfig returns the TLS configuration of an HTTP client, or nil
-// for a nil Store. The certificate and the trusted CAs are those current at
-// each handshake.
+// for a nil Store. The certificate presented is the one current at each
+// handshake; the trusted CAs are those current when HTTPClientConfig is
+// called (make a new client after a reload to trust a new CA).
 func (s *Store) HTTPClientConfig() *tls.Config {
 	if s == nil {
 		return nil
