@@ -248,7 +248,7 @@ func (c *reloadingCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.Au
 }
 
 func (c *reloadingCreds) Info() credentials.ProtocolInfo {
-	return credentials.ProtocolInfo{SecurityProtocol: "tls", SecurityVersion: "1.2", ServerName: c.override}
+	return credentials.ProtocolInfo{SecurityProtocol: "tls"}
 }
 
 func (c *reloadingCreds) Clone() credentials.TransportCredentials {
