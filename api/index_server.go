@@ -11,6 +11,7 @@ import (
 
 	"github.com/solar-archive/rls/api/rlsv1"
 	"github.com/solar-archive/rls/index"
+	"github.com/solar-archive/rls/internal/secure"
 )
 
 // DefaultUpdateIdleTimeout is how long an Index/Update stream may stay
@@ -45,10 +46,16 @@ type indexServer struct {
 	idle time.Duration
 }
 
+// Update applies one soft-state update, if the caller may speak for the
+// site its header names (secure.SpeakForContext), checked before the body
+// is read: no site can overwrite another's state.
 func (s *indexServer) Update(stream rlsv1.Index_UpdateServer) error {
 	r := newIdleReceiver(stream, s.idle)
 	defer r.stop()
-	ack, err := s.x.Receive(r.recv)
+	ctx := stream.Context()
+	ack, err := s.x.ReceiveChecked(r.recv, func(h index.Header) error {
+		return secure.SpeakForContext(ctx, h.Site)
+	})
 	if err != nil {
 		return toStatusErr(err)
 	}
@@ -250,6 +257,7 @@ func (s *indexServer) Sites(context.Context, *rlsv1.SitesRequest) (*rlsv1.SitesR
 			Deltas:     si.Deltas,
 
 			FullGeneration: si.FullGeneration,
+			Incarnation:    si.Incarnation,
 		}
 		if si.Mode == index.ModeBloom {
 			p.Bloom = &rlsv1.BloomHeader{Version: si.Bloom.Version, M: si.Bloom.M, K: si.Bloom.K, Entries: si.Bloom.Entries}

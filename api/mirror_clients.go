@@ -8,12 +8,12 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/solar-archive/rls/api/rlsv1"
 	"github.com/solar-archive/rls/catalog"
+	"github.com/solar-archive/rls/internal/secure"
 	"github.com/solar-archive/rls/mirror"
 	"github.com/solar-archive/rls/transfer"
 )
@@ -43,16 +43,15 @@ type IndexLocator struct {
 	VerifyTimeout time.Duration
 }
 
-// DialIndexLocator creates clients for the RLIs at addrs (HOST:PORT). It
-// does not connect: the first call does.
-func DialIndexLocator(addrs []string) (*IndexLocator, error) {
+// DialIndexLocator creates clients for the RLIs at addrs (HOST:PORT),
+// dialed with d (nil: plaintext). It does not connect: the first call does.
+func DialIndexLocator(addrs []string, d *secure.Dialer) (*IndexLocator, error) {
 	if len(addrs) == 0 {
 		return nil, fmt.Errorf("%w: no index address", mirror.ErrInvalid)
 	}
 	l := &IndexLocator{addrs: addrs}
 	for _, a := range addrs {
-		cc, err := grpc.NewClient(a, grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMsgSize)))
+		cc, err := d.Dial(a, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMsgSize)))
 		if err != nil {
 			_ = l.Close()
 			return nil, fmt.Errorf("%w: index %s: %v", mirror.ErrInvalid, a, err)
@@ -119,10 +118,10 @@ type CatalogAuthority struct {
 }
 
 // DialAuthority creates a client for the authority at addr, named site in
-// logs and in the records of units pulled from it (addr if empty).
-func DialAuthority(site, addr string) (*CatalogAuthority, error) {
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMsgSize)))
+// logs and in the records of units pulled from it (addr if empty), dialed
+// with d (nil: plaintext).
+func DialAuthority(site, addr string, d *secure.Dialer) (*CatalogAuthority, error) {
+	cc, err := d.Dial(addr, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMsgSize)))
 	if err != nil {
 		return nil, fmt.Errorf("%w: authority %s: %v", mirror.ErrInvalid, addr, err)
 	}
@@ -230,13 +229,15 @@ func (r CatalogRegistrar) Registered(ctx context.Context, lfns, pfns []string) (
 	return ok, nil
 }
 
-// TransferPuller pulls units over the Transfer service, one connection per
-// source address, kept for reuse. It is safe for concurrent use.
-func NewTransferPuller(opts transfer.PullOptions) *mirror.TransferPuller {
+// NewTransferPuller returns a mirror.TransferPuller that pulls units over
+// the Transfer service, dialing each source with d (nil: plaintext), one
+// connection per source address, kept for reuse. It is safe for concurrent
+// use.
+func NewTransferPuller(opts transfer.PullOptions, d *secure.Dialer) *mirror.TransferPuller {
 	return &mirror.TransferPuller{
 		Options: opts,
 		Dial: func(addr string) (transfer.Peer, error) {
-			return DialTransfer(addr)
+			return DialTransfer(addr, d)
 		},
 	}
 }

@@ -22,6 +22,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
+
+	"github.com/solar-archive/rls/internal/secure"
 )
 
 // MaxMsgSize is the largest message the server receives, and by default
@@ -57,10 +59,19 @@ type ServerOptions struct {
 	// refuse is counted and logged, and a panic in them becomes INTERNAL.
 	Unary  []grpc.UnaryServerInterceptor
 	Stream []grpc.StreamServerInterceptor
+	// TLS, when set, makes the server serve TLS with its material (read
+	// at each handshake, so that a reload applies to new connections),
+	// requiring client certificates signed by its CA when it has one.
+	TLS *secure.Store
+	// Authorizer checks every call by the method table of package secure
+	// (PERMISSION_DENIED when refused). Default: the built-in policy for
+	// TLS (see secure.NewPolicy).
+	Authorizer *secure.Authorizer
 }
 
 // Server is a *grpc.Server set up for rls: interceptors for recovery,
-// logging and metrics, message size limits, keepalive enforcement, the
+// logging, metrics and authorization, TLS when configured, message size
+// limits, keepalive enforcement, the
 // standard health service and server reflection. It is safe for concurrent
 // use.
 //
@@ -79,6 +90,19 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	// Authorization runs among the extra interceptors: inside logging and
+	// metrics, so that refusals are logged and counted, and inside
+	// recovery too.
+	auth := opts.Authorizer
+	if auth == nil {
+		p, err := secure.NewPolicy(nil, opts.TLS.MutualTLS())
+		if err != nil {
+			return nil, err
+		}
+		auth = secure.NewAuthorizer(p, log)
+	}
+	opts.Unary = append([]grpc.UnaryServerInterceptor{auth.UnaryInterceptor()}, opts.Unary...)
+	opts.Stream = append([]grpc.StreamServerInterceptor{auth.StreamInterceptor()}, opts.Stream...)
 	chain, err := newInterceptorChain(opts, log)
 	if err != nil {
 		return nil, err
@@ -88,7 +112,11 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	chain.unary = append(chain.unary, requestUnary(limits, rejects))
 	chain.stream = append(chain.stream, requestStream(limits, rejects))
 
-	gs := grpc.NewServer(
+	sopts := []grpc.ServerOption{}
+	if opts.TLS != nil {
+		sopts = append(sopts, grpc.Creds(opts.TLS.GRPCCredentials()))
+	}
+	gs := grpc.NewServer(append(sopts,
 		grpc.ChainUnaryInterceptor(chain.unary...),
 		grpc.ChainStreamInterceptor(chain.stream...),
 		// Reuse a few goroutines for streams instead of starting one per
@@ -110,7 +138,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 			Time:    time.Minute,
 			Timeout: 20 * time.Second,
 		}),
-	)
+	)...)
 	hs := health.NewServer() // the overall service "" starts SERVING
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)

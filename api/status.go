@@ -14,6 +14,7 @@ import (
 	"github.com/solar-archive/rls/catalog"
 	"github.com/solar-archive/rls/index"
 	"github.com/solar-archive/rls/internal/failstop"
+	"github.com/solar-archive/rls/internal/secure"
 )
 
 // statusOf is the one place where errors become gRPC statuses. Every handler
@@ -24,8 +25,10 @@ import (
 // index.ErrUnknownTarget → NOT_FOUND,
 // ErrExists → ALREADY_EXISTS, ErrInvalid → INVALID_ARGUMENT, ErrPrecondition →
 // FAILED_PRECONDITION, index.ErrFull → RESOURCE_EXHAUSTED, ErrClosed →
-// UNAVAILABLE), a store stopped by a storage error to RESOURCE_EXHAUSTED
-// (disk full) or UNAVAILABLE, context errors to
+// UNAVAILABLE; index.ErrOutOfSequence and index.ErrReplay →
+// FAILED_PRECONDITION; secure.ErrDenied → PERMISSION_DENIED), a store
+// stopped by a storage error to RESOURCE_EXHAUSTED (disk full) or
+// UNAVAILABLE, context errors to
 // DEADLINE_EXCEEDED or CANCELED, statuses made by this package pass through,
 // and anything else is INTERNAL. The message is err.Error(), which for
 // catalog errors names the operation and the item. statusOf(nil) is OK.
@@ -50,10 +53,12 @@ func statusOf(err error) *status.Status {
 		code = codes.AlreadyExists
 	case errors.Is(err, catalog.ErrInvalid), errors.Is(err, index.ErrInvalid):
 		code = codes.InvalidArgument
-	case errors.Is(err, catalog.ErrPrecondition), errors.Is(err, index.ErrOutOfSequence):
+	case errors.Is(err, catalog.ErrPrecondition), errors.Is(err, index.ErrOutOfSequence), errors.Is(err, index.ErrReplay):
 		code = codes.FailedPrecondition
 	case errors.Is(err, index.ErrFull):
 		code = codes.ResourceExhausted
+	case errors.Is(err, secure.ErrDenied):
+		code = codes.PermissionDenied
 	case errors.Is(err, catalog.ErrClosed), errors.Is(err, index.ErrClosed):
 		code = codes.Unavailable
 	case errors.Is(err, context.DeadlineExceeded):

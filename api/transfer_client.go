@@ -10,11 +10,11 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/status"
 
 	"github.com/solar-archive/rls/api/rlsv1"
+	"github.com/solar-archive/rls/internal/secure"
 	"github.com/solar-archive/rls/transfer"
 )
 
@@ -27,12 +27,12 @@ type TransferClient struct {
 	c    rlsv1.TransferClient
 }
 
-// DialTransfer creates a plaintext client for the Transfer service at addr
-// (HOST:PORT). It does not connect: the first call does, and fails with an
-// error wrapping transfer.ErrUnavailable if addr cannot be reached.
-func DialTransfer(addr string) (*TransferClient, error) {
-	cc, err := grpc.NewClient(addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+// DialTransfer creates a client for the Transfer service at addr
+// (HOST:PORT) through d (nil: plaintext). It does not connect: the first
+// call does, and fails with an error wrapping transfer.ErrUnavailable if
+// addr cannot be reached.
+func DialTransfer(addr string, d *secure.Dialer) (*TransferClient, error) {
+	cc, err := d.Dial(addr,
 		// Fixed windows (which turn off BDP estimation): 16 MiB a stream,
 		// 64 MiB a connection, enough for 1 MiB chunks at loopback speed.
 		grpc.WithInitialWindowSize(16<<20),

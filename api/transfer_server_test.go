@@ -49,7 +49,7 @@ func transferEnv(t *testing.T) (root string, src *transfer.Source, c *TransferCl
 	}
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	if c, err = DialTransfer(lis.Addr().String()); err != nil {
+	if c, err = DialTransfer(lis.Addr().String(), nil); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })

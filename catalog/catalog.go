@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -73,6 +74,8 @@ type Catalog struct {
 		seq, lfns, pfns, mappings atomic.Uint64
 	}
 	firstSeq atomic.Uint64 // oldest feed record kept
+	// incarnation is set by Open and never changes (see Incarnation).
+	incarnation [IncarnationLen]byte
 
 	notifyMu sync.Mutex
 	notifyCh chan struct{} // closed and replaced after every write that appends to the feed
@@ -153,8 +156,43 @@ func Open(dir string, opts *Options) (*Catalog, error) {
 	return c, nil
 }
 
-// load reads the state record and the feed's horizon.
+// IncarnationLen is the length of a catalog incarnation in bytes.
+const IncarnationLen = 16
+
+// Incarnation returns the catalog's incarnation: 128 random bits made when
+// the catalog was created (or, for a catalog made before incarnations
+// existed, when it was first opened since) and stored with it. A catalog
+// rebuilt from scratch gets a new one, so that change-feed sequence
+// numbers, which start over with it, are compared only within one
+// incarnation (soft-state updates carry both).
+func (c *Catalog) Incarnation() [IncarnationLen]byte { return c.incarnation }
+
+// loadIncarnation reads the incarnation, making and durably storing one if
+// the catalog has none.
+func (c *Catalog) loadIncarnation() error {
+	v, closer, err := c.db.Get(incarnationKey)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+		if _, err := rand.Read(c.incarnation[:]); err != nil {
+			return err
+		}
+		return c.db.Set(incarnationKey, c.incarnation[:], pebble.Sync)
+	case err != nil:
+		return err
+	}
+	defer closer.Close()
+	if len(v) != IncarnationLen {
+		return fmt.Errorf("catalog: corrupt incarnation record (%d bytes)", len(v))
+	}
+	copy(c.incarnation[:], v)
+	return nil
+}
+
+// load reads the incarnation, the state record and the feed's horizon.
 func (c *Catalog) load() error {
+	if err := c.loadIncarnation(); err != nil {
+		return err
+	}
 	v, closer, err := c.db.Get(stateKey)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):

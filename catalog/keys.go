@@ -18,6 +18,7 @@ import (
 //	'i' obj name(attr) ordered(value) name(object) → ""               attribute index
 //	'f' be64(seq)                            → change record          change feed
 //	'\x00' "state"                           → uvarint(seq, #lfns, #pfns, #mappings)
+//	'\x00' "incarnation"                     → 16 random bytes, written once
 const (
 	tagMeta       = 0x00
 	tagLFN        = 'L'
@@ -30,7 +31,10 @@ const (
 	tagFeed       = 'f'
 )
 
-var stateKey = []byte("\x00state")
+var (
+	stateKey       = []byte("\x00state")
+	incarnationKey = []byte("\x00incarnation")
+)
 
 // appendName appends the order-preserving encoding of s: each 0x00 byte
 // becomes 0x00 0xFF, and the name ends with 0x00 0x01. For any strings a < b,

@@ -14,10 +14,10 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/solar-archive/rls/api/rlsv1"
+	"github.com/solar-archive/rls/internal/secure"
 )
 
 // Forwarder sends what an index holds on to parent indexes, site by site:
@@ -41,15 +41,13 @@ type Forwarder struct {
 // Patterns (lists and deltas are filtered; a filter cannot be, and travels
 // whole). Mode and Validity do not apply: each site's state travels in the
 // mode it came in, valid for what is left of its validity here. dial may be
-// nil (insecure gRPC clients).
+// nil (plaintext connections of a nil secure.Dialer).
 func NewForwarder(x *Index, self string, parents []Target, log *slog.Logger, dial func(addr string) (grpc.ClientConnInterface, error)) *Forwarder {
 	if log == nil {
 		log = slog.Default()
 	}
 	if dial == nil {
-		dial = func(addr string) (grpc.ClientConnInterface, error) {
-			return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		}
+		dial = (*secure.Dialer)(nil).DialConn
 	}
 	ps := slices.Clone(parents)
 	for i := range ps {
@@ -258,6 +256,7 @@ func (f *Forwarder) header(v view, now time.Time) Header {
 	return Header{
 		Site: v.s.name, Endpoint: v.endpoint, Generation: v.base,
 		Validity: v.expires.Sub(now), Via: append(slices.Clip(v.via), f.self), Updated: v.updated,
+		Incarnation: v.s.incarnation,
 	}
 }
 

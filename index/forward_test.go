@@ -124,9 +124,11 @@ func TestForwarder(t *testing.T) {
 	mustReceive(t, mid, deltaMsgs("b", 8, 9, []string{"5"}, nil))
 	waitWhere(t, root, []string{"5"}, "b/delta")
 
-	// The root holds something else for a (another path, a restart): the
-	// delta is refused, and the forwarder sends a in full again.
-	mustReceive(t, root, listMsgs("a", 99, "other"))
+	// The root holds something else for a (another path, of a rebuilt
+	// catalog: another incarnation): the delta is refused, and the
+	// forwarder sends a in full again, which starts over. (A newer
+	// generation of the same incarnation would stay: see TestReplayRefused.)
+	mustReceive(t, root, withIncarnation(0xcc, listMsgs("a", 99, "other")))
 	mustReceive(t, mid, deltaMsgs("a", 5, 6, []string{"6"}, []string{"1"}))
 	waitWhere(t, root, []string{"1", "6", "other"}, "", "a/delta", "")
 }

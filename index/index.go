@@ -24,6 +24,9 @@ var (
 	// ErrOutOfSequence: a delta that does not apply on top of the state the
 	// index holds for its site; the sender must send a full update.
 	ErrOutOfSequence = errors.New("delta out of sequence")
+	// ErrReplay: an update older than what the index holds for the same
+	// site and catalog incarnation (see Header.Incarnation).
+	ErrReplay = errors.New("replay")
 	// ErrClosed: the index is closed.
 	ErrClosed = errors.New("index closed")
 	// ErrFull: the index already holds Options.MaxSites sites and refuses
@@ -130,6 +133,7 @@ type site struct {
 	via            []string
 	entries        uint64 // in the last full update
 	deltas         uint64 // applied since
+	incarnation    []byte // of the site's catalog; nil if not sent
 
 	list *nameSet // list mode
 
@@ -179,6 +183,9 @@ type SiteInfo struct {
 	Expires  time.Time
 	Via      []string
 	Bloom    BloomParams
+	// Incarnation is the site's catalog incarnation (nil if its sender did
+	// not send one).
+	Incarnation []byte
 }
 
 // Open opens (creating if needed) the index kept in dir, loads the sites
@@ -414,7 +421,7 @@ func (s *site) info() SiteInfo {
 	return SiteInfo{
 		Site: s.name, Endpoint: s.endpoint, Mode: s.mode, Generation: s.gen, FullGeneration: s.base,
 		Entries: n, Deltas: s.deltas, Updated: s.updated, Received: s.received,
-		Expires: s.expires, Via: s.via, Bloom: s.bloom,
+		Expires: s.expires, Via: s.via, Bloom: s.bloom, Incarnation: s.incarnation,
 	}
 }
 

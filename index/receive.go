@@ -1,6 +1,7 @@
 package index
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -42,6 +43,47 @@ func (x *Index) Receive(recv func() (*rlsv1.UpdateRequest, error)) (Ack, error) 
 		return Ack{}, err
 	}
 	return x.apply(u)
+}
+
+// ReceiveChecked is Receive with a check of the update's header before
+// its body is read: when allow returns an error (a sender that may not
+// speak for the header's site), ReceiveChecked returns it and changes
+// nothing. A header that does not decode fails as in Receive.
+func (x *Index) ReceiveChecked(recv func() (*rlsv1.UpdateRequest, error), allow func(Header) error) (Ack, error) {
+	first := true
+	return x.Receive(func() (*rlsv1.UpdateRequest, error) {
+		req, err := recv()
+		if err != nil || !first {
+			return req, err
+		}
+		first = false
+		if h, herr := HeaderFromProto(req.GetHeader(), x.now()); herr == nil {
+			if err := allow(h); err != nil {
+				return nil, err
+			}
+		}
+		return req, nil
+	})
+}
+
+// checkReplay refuses an update older than the state held of the same
+// site and incarnation. A full update is compared with the last full
+// update held, not with the deltas since: a forwarding index re-sends a
+// site's full state under its overlay of deltas, and the same full
+// generation again is an idempotent refresh.
+func checkReplay(old *site, h Header) error {
+	if old == nil || !bytes.Equal(old.incarnation, h.Incarnation) {
+		return nil
+	}
+	held := old.base
+	if h.Mode == ModeDelta {
+		held = old.gen
+	}
+	if h.Generation < held {
+		return fmt.Errorf("%w: the index holds generation %d of site %q (catalog incarnation %x); this %v update is of generation %d",
+			ErrReplay, held, h.Site, h.Incarnation, h.Mode, h.Generation)
+	}
+	return nil
 }
 
 // decodeUpdate reads and checks one update. Memory grows with what the
@@ -224,6 +266,9 @@ func (x *Index) apply(u *incoming) (Ack, error) {
 	if closed {
 		return Ack{}, ErrClosed
 	}
+	if err := checkReplay(old, h); err != nil {
+		return Ack{}, err
+	}
 	if h.Mode == ModeDelta {
 		return x.applyDelta(old, u, now)
 	}
@@ -237,7 +282,7 @@ func (x *Index) apply(u *incoming) (Ack, error) {
 	s := &site{
 		name: h.Site, endpoint: h.Endpoint, mode: h.Mode, gen: h.Generation, base: h.Generation,
 		updated: h.Updated, received: now, expires: now.Add(h.Validity), via: h.Via,
-		list: u.list,
+		list: u.list, incarnation: h.Incarnation,
 	}
 	if u.list != nil {
 		s.entries = uint64(u.list.len()) // duplicates dropped
@@ -292,6 +337,8 @@ func (x *Index) applyDelta(s *site, u *incoming, now time.Time) (Ack, error) {
 	switch {
 	case s == nil || s.expired(now):
 		return Ack{}, fmt.Errorf("%w: the index holds no state for site %q; send a full update", ErrOutOfSequence, h.Site)
+	case !bytes.Equal(s.incarnation, h.Incarnation):
+		return Ack{}, fmt.Errorf("%w: the index holds another catalog incarnation of site %q; send a full update", ErrOutOfSequence, h.Site)
 	case s.gen != h.BaseGeneration:
 		return Ack{}, fmt.Errorf("%w: the index holds generation %d for site %q, the delta applies to %d; send a full update",
 			ErrOutOfSequence, s.gen, h.Site, h.BaseGeneration)

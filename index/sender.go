@@ -14,12 +14,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/solar-archive/rls/api/rlsv1"
 	"github.com/solar-archive/rls/catalog"
 	"github.com/solar-archive/rls/internal/backoff"
+	"github.com/solar-archive/rls/internal/secure"
 )
 
 // Defaults of a Target's timing.
@@ -172,9 +172,9 @@ type TargetStatus struct {
 type SenderOptions struct {
 	// Logger receives the sender's messages. Default slog.Default().
 	Logger *slog.Logger
-	// Dial connects to a target. Default: grpc.NewClient with insecure
-	// transport credentials. A connection that is an io.Closer is closed
-	// by Sender.Close.
+	// Dial connects to a target. Default: a plaintext connection of a nil
+	// secure.Dialer (rlsd passes its Dialer's DialConn). A connection that
+	// is an io.Closer is closed by Sender.Close.
 	Dial func(addr string) (grpc.ClientConnInterface, error)
 	// Registerer, when set, receives the sender's metrics.
 	Registerer prometheus.Registerer
@@ -193,6 +193,7 @@ type SenderOptions struct {
 type Sender struct {
 	cat            *catalog.Catalog
 	site, endpoint string
+	incarnation    []byte // the catalog's, sent in every header
 	log            *slog.Logger
 	targets        []*target
 	callTimeout    time.Duration
@@ -239,8 +240,9 @@ func NewSender(cat *catalog.Catalog, site, endpoint string, targets []Target, op
 	if err := catalog.ValidateName("endpoint", endpoint); err != nil {
 		return nil, fmt.Errorf("sender: %w", err)
 	}
+	inc := cat.Incarnation()
 	s := &Sender{
-		cat: cat, site: site, endpoint: endpoint, log: opts.Logger,
+		cat: cat, site: site, endpoint: endpoint, incarnation: inc[:], log: opts.Logger,
 		callTimeout: opts.CallTimeout, retryMin: opts.RetryMin, retryMax: opts.RetryMax,
 	}
 	if s.log == nil {
@@ -257,9 +259,7 @@ func NewSender(cat *catalog.Catalog, site, endpoint string, targets []Target, op
 	}
 	dial := opts.Dial
 	if dial == nil {
-		dial = func(addr string) (grpc.ClientConnInterface, error) {
-			return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		}
+		dial = (*secure.Dialer)(nil).DialConn
 	}
 	for _, tc := range targets {
 		if err := tc.Check(); err != nil {
@@ -472,7 +472,7 @@ func (s *Sender) full(ctx context.Context, t *target) Result {
 	ctx, cancel := context.WithTimeout(ctx, s.callTimeout)
 	defer cancel()
 
-	h := Header{Site: s.site, Endpoint: s.endpoint, Mode: mode, Validity: t.cfg.Validity, Updated: start}
+	h := Header{Site: s.site, Endpoint: s.endpoint, Mode: mode, Validity: t.cfg.Validity, Updated: start, Incarnation: s.incarnation}
 	var (
 		entries uint64
 		err     error
@@ -579,7 +579,7 @@ func (s *Sender) delta(ctx context.Context, t *target) Result {
 	if err == nil {
 		h := Header{
 			Site: s.site, Endpoint: s.endpoint, Mode: ModeDelta, Validity: t.cfg.Validity,
-			BaseGeneration: base, Generation: gen, Updated: start,
+			BaseGeneration: base, Generation: gen, Updated: start, Incarnation: s.incarnation,
 		}
 		res.Entries = uint64(len(added) + len(removed))
 		_, err = SendDelta(ctx, t.client, h, added, removed)

@@ -56,7 +56,7 @@ func (x *Index) syncOpt() *pebble.WriteOptions {
 func (s *site) meta() []byte {
 	info := &rlsv1.SiteInfo{
 		Site: s.name, Endpoint: s.endpoint, Mode: ModeProto(s.mode), Generation: s.gen, FullGeneration: s.base,
-		Entries: s.entries, Deltas: s.deltas, Via: s.via,
+		Entries: s.entries, Deltas: s.deltas, Via: s.via, Incarnation: s.incarnation,
 		Updated:  timestamppb.New(s.updated),
 		Received: timestamppb.New(s.received),
 		Expires:  timestamppb.New(s.expires),
@@ -215,6 +215,7 @@ func (x *Index) loadSite(info *rlsv1.SiteInfo) error {
 		updated: info.GetUpdated().AsTime(), received: info.GetReceived().AsTime(),
 		expires: info.GetExpires().AsTime(), via: info.GetVia(),
 		entries: info.GetEntries(), deltas: info.GetDeltas(),
+		incarnation: info.GetIncarnation(), // none in snapshots that predate it
 	}
 	var (
 		names = newNameSetBuilder()

@@ -134,4 +134,11 @@ type Header struct {
 	Via []string
 	// Updated is when the site produced the state.
 	Updated time.Time
+	// Incarnation is the site's catalog incarnation (catalog.IncarnationLen
+	// bytes, or none from senders that predate it). Generations compare
+	// only within one incarnation: an index refuses a full update older
+	// than the last full update it holds, and a delta older than the
+	// state it holds, of the same site and incarnation (ErrReplay); a
+	// different incarnation starts over.
+	Incarnation []byte
 }

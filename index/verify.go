@@ -8,9 +8,9 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/solar-archive/rls/api/rlsv1"
+	"github.com/solar-archive/rls/internal/secure"
 )
 
 // Verified is a candidate after its site's catalog was asked.
@@ -30,8 +30,9 @@ type Verified struct {
 type Verifier struct {
 	// Parallel bounds the sites asked at once; default 16.
 	Parallel int
-	// Dial opens a connection to an endpoint; default an insecure gRPC
-	// client.
+	// Dial opens a connection to an endpoint; default a plaintext
+	// connection of a nil secure.Dialer (rlsd passes its Dialer's
+	// DialConn).
 	Dial func(endpoint string) (grpc.ClientConnInterface, error)
 
 	mu    sync.Mutex
@@ -49,9 +50,7 @@ func (v *Verifier) conn(endpoint string) (grpc.ClientConnInterface, error) {
 	}
 	dial := v.Dial
 	if dial == nil {
-		dial = func(ep string) (grpc.ClientConnInterface, error) {
-			return grpc.NewClient(ep, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		}
+		dial = (*secure.Dialer)(nil).DialConn
 	}
 	c, err := dial(endpoint)
 	if err != nil {

@@ -62,6 +62,7 @@ func HeaderProto(h Header) *rlsv1.UpdateHeader {
 		Validity:       durationpb.New(h.Validity),
 		Entries:        h.Entries,
 		Via:            h.Via,
+		Incarnation:    h.Incarnation,
 	}
 	if h.Mode == ModeBloom {
 		p.Bloom = &rlsv1.BloomHeader{Version: h.Bloom.Version, M: h.Bloom.M, K: h.Bloom.K, Entries: h.Bloom.Entries}
@@ -86,6 +87,10 @@ func HeaderFromProto(p *rlsv1.UpdateHeader, now time.Time) (Header, error) {
 		Entries:        p.GetEntries(),
 		Via:            p.GetVia(),
 		Updated:        now,
+		Incarnation:    p.GetIncarnation(),
+	}
+	if n := len(h.Incarnation); n != 0 && n != catalog.IncarnationLen {
+		return Header{}, fmt.Errorf("header.incarnation: %d bytes; want %d, or none", n, catalog.IncarnationLen)
 	}
 	var ok bool
 	if h.Mode, ok = modeFromProto(p.GetMode()); !ok {

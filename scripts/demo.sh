@@ -10,6 +10,11 @@
 # one arrives by delta), prints figures, and stops both daemons with SIGTERM,
 # expecting exit status 0.
 #
+# Everything runs over mutual TLS: "rlsctl cert" makes a CA and certificates
+# for both sites and for the operator (rlsctl, through RLS_CERT, RLS_KEY and
+# RLS_CA), and the catalog's ACL gives a "guest" identity read access only,
+# which the demo shows refused a write.
+#
 # Environment: N (mappings, default 100000), KEEP=1 keeps the temporary
 # directory, NO_BUILD=1 uses the binaries already in bin/.
 set -euo pipefail
@@ -33,6 +38,7 @@ RLSCTL="$ROOT/bin/rlsctl"
 [ -x "$RLSD" ] && [ -x "$RLSCTL" ] || die "bin/rlsd and bin/rlsctl missing (run make build)"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/rls-demo.XXXXXX")"
+CERTS="$WORK/certs"
 PIDS=()
 cleanup() {
 	local rc=$?
@@ -67,8 +73,9 @@ start() {
 	local name=$1
 	shift
 	mkdir -p "$WORK/$name"
-	echo "\$ $RLSD --site $name --data $WORK/$name --listen 127.0.0.1:0 $*"
-	"$RLSD" --site "$name" --data "$WORK/$name" --listen 127.0.0.1:0 "$@" >"$WORK/$name.log" 2>&1 &
+	local tls=(--tls-cert "$CERTS/$name.pem" --tls-key "$CERTS/$name-key.pem" --tls-client-ca "$CERTS/ca.pem")
+	echo "\$ $RLSD --site $name --data $WORK/$name --listen 127.0.0.1:0 ${tls[*]} $*"
+	"$RLSD" --site "$name" --data "$WORK/$name" --listen 127.0.0.1:0 "${tls[@]}" "$@" >"$WORK/$name.log" 2>&1 &
 	PID=$!
 	PIDS+=("$PID")
 	ADDR=""
@@ -100,11 +107,28 @@ stop() {
 	echo "rlsd $2 exited 0"
 }
 
-say "start an index (site rli) and a catalog (site demo) that sends it soft state, in $WORK"
+say "certificates: a local CA, the two sites, the operator and a guest (ECDSA P-256)"
+run "$RLSCTL" cert ca --dir "$CERTS"
+for who in rli demo operator guest; do
+	run "$RLSCTL" cert issue "$who" --dir "$CERTS"
+done
+export RLS_CERT="$CERTS/operator.pem" RLS_KEY="$CERTS/operator-key.pem" RLS_CA="$CERTS/ca.pem"
+# The catalog's ACL: first matching rule wins; the sites and the operator
+# may do everything (a site sends soft state only in its own name, its
+# certificate's CN), the guest may only read.
+cat >"$WORK/demo.yaml" <<'YAML'
+acl:
+  - identity: "CN=guest,O=rls"
+    permissions: [lrc_read]
+  - identity: "CN=(operator|rli|demo),O=rls"
+    permissions: [all]
+YAML
+
+say "start an index (site rli) and a catalog (site demo) that sends it soft state, over mutual TLS, in $WORK"
 start rli --roles rli
 RLI_ADDR=$ADDR
 RLI_PID=$PID
-start demo --roles lrc --update-to "$RLI_ADDR" --update-mode bloom --update-deltas --update-delta-delay 100ms
+start demo --roles lrc --config "$WORK/demo.yaml" --update-to "$RLI_ADDR" --update-mode bloom --update-deltas --update-delta-delay 100ms
 RLSD_PID=$PID
 ctl() { "$RLSCTL" --server "$ADDR" "$@"; }
 run "$RLSCTL" --server "$ADDR" admin ping
@@ -167,6 +191,21 @@ done
 [ -n "$found" ] || die "the index did not learn of sunum $NEW within 10s"
 DELTA_MS=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", (b - a) * 1000 }')
 run "$RLSCTL" --server "$RLI_ADDR" locate "$NEW"
+
+say "security: a guest cannot write, and no one gets in without a certificate from the CA"
+set +e
+run "$RLSCTL" --server "$ADDR" --cert "$CERTS/guest.pem" --key "$CERTS/guest-key.pem" lrc create guest-was-here /tmp/x
+rc=$?
+set -e
+echo "(a write as guest: exit status $rc, expected 6, permission denied)"
+[ "$rc" -eq 6 ] || die "a guest's write exited $rc, want 6"
+run "$RLSCTL" --server "$ADDR" --cert "$CERTS/guest.pem" --key "$CERTS/guest-key.pem" lrc query lfn "$BASE"
+set +e
+RLS_CERT= RLS_KEY= run "$RLSCTL" --server "$ADDR" --timeout 3s admin ping
+rc=$?
+set -e
+echo "(without a client certificate: exit status $rc, expected 5, the handshake is refused)"
+[ "$rc" -eq 5 ] || die "a call without a client certificate exited $rc, want 5"
 
 say "figures"
 run "$RLSCTL" --server "$ADDR" admin stats

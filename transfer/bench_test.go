@@ -98,7 +98,7 @@ func BenchmarkPull(b *testing.B) {
 						stop = start()
 					}
 					dest := filepath.Join(b.TempDir(), "D")
-					cl, err := api.DialTransfer(addr)
+					cl, err := api.DialTransfer(addr, nil)
 					must(b, err)
 					b.StartTimer()
 					_, err = transfer.Pull(context.Background(), u, dest, transfer.PullOptions{Sources: []transfer.Peer{cl}, Logger: quiet})

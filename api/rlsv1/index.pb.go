@@ -289,7 +289,14 @@ type UpdateHeader struct {
 	Via []string `protobuf:"bytes,9,rep,name=via,proto3" json:"via,omitempty"`
 	// When the site produced this state; forwarded updates keep it. Unset
 	// means now.
-	Updated       *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=updated,proto3" json:"updated,omitempty"`
+	Updated *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=updated,proto3" json:"updated,omitempty"`
+	// The site's catalog incarnation: 16 random bytes made once when the
+	// catalog was created, so that generations compare only within one
+	// catalog's life. An index refuses an update whose generation is lower
+	// than the one it holds for the same site and incarnation (a replay); a
+	// different incarnation (a rebuilt catalog) starts over. Forwarded
+	// updates keep the leaf site's. Empty from senders that predate it.
+	Incarnation   []byte `protobuf:"bytes,11,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -390,6 +397,13 @@ func (x *UpdateHeader) GetVia() []string {
 func (x *UpdateHeader) GetUpdated() *timestamppb.Timestamp {
 	if x != nil {
 		return x.Updated
+	}
+	return nil
+}
+
+func (x *UpdateHeader) GetIncarnation() []byte {
+	if x != nil {
+		return x.Incarnation
 	}
 	return nil
 }
@@ -1046,8 +1060,10 @@ type SiteInfo struct {
 	// The generation of the last full update (deltas brought it to
 	// generation).
 	FullGeneration uint64 `protobuf:"varint,12,opt,name=full_generation,json=fullGeneration,proto3" json:"full_generation,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The site's catalog incarnation (see UpdateHeader.incarnation).
+	Incarnation   []byte `protobuf:"bytes,13,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SiteInfo) Reset() {
@@ -1162,6 +1178,13 @@ func (x *SiteInfo) GetFullGeneration() uint64 {
 		return x.FullGeneration
 	}
 	return 0
+}
+
+func (x *SiteInfo) GetIncarnation() []byte {
+	if x != nil {
+		return x.Incarnation
+	}
+	return nil
 }
 
 type SitesResponse struct {
@@ -1409,7 +1432,7 @@ const file_rls_v1_index_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\f\n" +
 	"\x01m\x18\x02 \x01(\x04R\x01m\x12\f\n" +
 	"\x01k\x18\x03 \x01(\rR\x01k\x12\x18\n" +
-	"\aentries\x18\x04 \x01(\x04R\aentries\"\xf3\x02\n" +
+	"\aentries\x18\x04 \x01(\x04R\aentries\"\x95\x03\n" +
 	"\fUpdateHeader\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x12\x1a\n" +
 	"\bendpoint\x18\x02 \x01(\tR\bendpoint\x12&\n" +
@@ -1423,7 +1446,8 @@ const file_rls_v1_index_proto_rawDesc = "" +
 	"\x05bloom\x18\b \x01(\v2\x13.rls.v1.BloomHeaderR\x05bloom\x12\x10\n" +
 	"\x03via\x18\t \x03(\tR\x03via\x124\n" +
 	"\aupdated\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\aupdated\"\xc7\x01\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\aupdated\x12 \n" +
+	"\vincarnation\x18\v \x01(\fR\vincarnation\"\xc7\x01\n" +
 	"\rUpdateRequest\x12.\n" +
 	"\x06header\x18\x01 \x01(\v2\x14.rls.v1.UpdateHeaderH\x00R\x06header\x12&\n" +
 	"\x04lfns\x18\x02 \x01(\v2\x10.rls.v1.LFNChunkH\x00R\x04lfns\x12*\n" +
@@ -1464,7 +1488,7 @@ const file_rls_v1_index_proto_rawDesc = "" +
 	"\x05sites\x18\x02 \x03(\v2\x15.rls.v1.SiteCandidateR\x05sites\"@\n" +
 	"\x0eLocateResponse\x12.\n" +
 	"\aresults\x18\x01 \x03(\v2\x14.rls.v1.LocateResultR\aresults\"\x0e\n" +
-	"\fSitesRequest\"\xbe\x03\n" +
+	"\fSitesRequest\"\xe0\x03\n" +
 	"\bSiteInfo\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x12\x1a\n" +
 	"\bendpoint\x18\x02 \x01(\tR\bendpoint\x12&\n" +
@@ -1480,7 +1504,8 @@ const file_rls_v1_index_proto_rawDesc = "" +
 	"\x05bloom\x18\n" +
 	" \x01(\v2\x13.rls.v1.BloomHeaderR\x05bloom\x12\x16\n" +
 	"\x06deltas\x18\v \x01(\x04R\x06deltas\x12'\n" +
-	"\x0ffull_generation\x18\f \x01(\x04R\x0efullGeneration\"7\n" +
+	"\x0ffull_generation\x18\f \x01(\x04R\x0efullGeneration\x12 \n" +
+	"\vincarnation\x18\r \x01(\fR\vincarnation\"7\n" +
 	"\rSitesResponse\x12&\n" +
 	"\x05sites\x18\x01 \x03(\v2\x10.rls.v1.SiteInfoR\x05sites\"^\n" +
 	"\x14IndexWildcardRequest\x12\x18\n" +

@@ -20,6 +20,7 @@ const (
 	exitNotFound    = 3 // NOT_FOUND; also "exists" answering no
 	exitExists      = 4 // ALREADY_EXISTS
 	exitUnavailable = 5 // server unreachable or timed out (UNAVAILABLE, DEADLINE_EXCEEDED)
+	exitDenied      = 6 // PERMISSION_DENIED, UNAUTHENTICATED
 )
 
 const exitCodesHelp = `Exit status:
@@ -30,6 +31,7 @@ const exitCodesHelp = `Exit status:
   3  not found (NOT_FOUND; "lrc exists" answering no)
   4  already exists (ALREADY_EXISTS)
   5  server unreachable or timed out (UNAVAILABLE, DEADLINE_EXCEEDED)
+  6  permission denied (PERMISSION_DENIED, UNAUTHENTICATED)
 Bulk commands exit with the status of their failed items when all failed the
 same way, and 1 when the failures are mixed.`
 
@@ -46,6 +48,8 @@ func exitCodeForGRPC(c codes.Code) int {
 		return exitExists
 	case codes.Unavailable, codes.DeadlineExceeded:
 		return exitUnavailable
+	case codes.PermissionDenied, codes.Unauthenticated:
+		return exitDenied
 	default:
 		return exitFailure
 	}

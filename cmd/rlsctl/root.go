@@ -11,9 +11,9 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/solar-archive/rls/api/rlsv1"
+	"github.com/solar-archive/rls/internal/secure"
 )
 
 const (
@@ -28,6 +28,9 @@ type globalOptions struct {
 	server  string
 	output  enumFlag
 	timeout time.Duration
+	// tls names the client certificate, its key and the CA that signs the
+	// servers (--cert, --key, --ca); the zero value dials plaintext.
+	tls secure.Files
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -37,6 +40,8 @@ type globalOptions struct {
 const rootDesc = `rlsctl talks to an rlsd replica location service over gRPC.
 
 The server is taken from --server, else from $RLS_SERVER, else ` + defaultServer + `.
+With --cert and --key (env RLS_CERT, RLS_KEY) rlsctl dials TLS and presents
+that client certificate; --ca (env RLS_CA) is the CA that signs the server.
 Results go to stdout as aligned columns (-o table) or one JSON document
 (-o json); errors go to stderr.
 
@@ -74,6 +79,9 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	pf.StringVar(&g.server, "server", server, "rlsd address HOST:PORT (env RLS_SERVER)")
 	pf.VarP(&g.output, "output", "o", "output format: "+g.output.choices())
 	pf.DurationVar(&g.timeout, "timeout", 10*time.Second, "time limit of each RPC (bulk commands: of each chunk)")
+	pf.StringVar(&g.tls.Cert, "cert", os.Getenv("RLS_CERT"), "client certificate (PEM) for mutual TLS (env RLS_CERT)")
+	pf.StringVar(&g.tls.Key, "key", os.Getenv("RLS_KEY"), "the client certificate's private key (PEM) (env RLS_KEY)")
+	pf.StringVar(&g.tls.CA, "ca", os.Getenv("RLS_CA"), "CA certificate(s) (PEM) that sign the servers; setting it alone dials TLS without a client certificate (env RLS_CA)")
 	_ = root.RegisterFlagCompletionFunc("output", g.output.complete)
 
 	root.AddCommand(
@@ -84,6 +92,7 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newTransferCommand(g),
 		newCompletionCommand(g),
 		newVersionCommand(g),
+		newCertCommand(g),
 	)
 	wrapRunE(root)
 	return root
@@ -103,9 +112,19 @@ type conn struct {
 
 func (c *conn) Close() error { return c.cc.Close() }
 
-// dial creates a plaintext client connection to the server. It does not
-// connect: the first RPC does, and fails with UNAVAILABLE when the server
-// cannot be reached.
+// dialer returns the dialer of every connection rlsctl makes: TLS with the
+// --cert, --key and --ca files when set, plaintext otherwise.
+func (g *globalOptions) dialer() (*secure.Dialer, error) {
+	st, err := secure.Load(g.tls)
+	if err != nil {
+		return nil, usageErrorf("--cert/--key/--ca: %v", err)
+	}
+	return secure.NewDialer(st), nil
+}
+
+// dial creates a client connection to the server through g.dialer. It does
+// not connect: the first RPC does, and fails with UNAVAILABLE when the
+// server cannot be reached.
 func (g *globalOptions) dial() (*conn, error) {
 	if strings.TrimSpace(g.server) == "" {
 		return nil, usageErrorf("--server is empty")
@@ -113,8 +132,11 @@ func (g *globalOptions) dial() (*conn, error) {
 	if g.timeout <= 0 {
 		return nil, usageErrorf("--timeout must be positive, got %v", g.timeout)
 	}
-	cc, err := grpc.NewClient(g.server,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	d, err := g.dialer()
+	if err != nil {
+		return nil, err
+	}
+	cc, err := d.Dial(g.server,
 		grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(maxMessageSize),
 			grpc.MaxCallSendMsgSize(maxMessageSize),

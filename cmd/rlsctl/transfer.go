@@ -241,12 +241,16 @@ func dialSources(g *globalOptions, from []string) ([]transfer.Peer, func(), erro
 			c.Close()
 		}
 	}
+	d, err := g.dialer()
+	if err != nil {
+		return nil, nil, err
+	}
 	for _, addr := range from {
 		if addr = strings.TrimSpace(addr); addr == "" {
 			closeAll()
 			return nil, nil, usageErrorf("--from has an empty address")
 		}
-		c, err := api.DialTransfer(addr)
+		c, err := api.DialTransfer(addr, d)
 		if err != nil {
 			closeAll()
 			return nil, nil, usageErrorf("--from %q: %v", addr, err)

@@ -541,7 +541,7 @@ func TestTransferIntegration(t *testing.T) {
 			}
 		}
 
-		c, err := api.DialTransfer(src.Addr)
+		c, err := api.DialTransfer(src.Addr, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

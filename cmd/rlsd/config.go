@@ -17,6 +17,7 @@ import (
 
 	"github.com/solar-archive/rls/api"
 	"github.com/solar-archive/rls/index"
+	"github.com/solar-archive/rls/internal/secure"
 )
 
 // config is the daemon's configuration once flags, environment and the
@@ -56,6 +57,12 @@ type config struct {
 	UpdateDeltaDelay time.Duration  `yaml:"update-delta-delay"`
 	UpdateBloomFP    float64        `yaml:"update-bloom-fp"`
 	UpdateTargets    []targetConfig `yaml:"update-targets"` // file only
+
+	// Security; see security.go.
+	TLSCert     string        `yaml:"tls-cert"`
+	TLSKey      string        `yaml:"tls-key"`
+	TLSClientCA string        `yaml:"tls-client-ca"`
+	ACL         []secure.Rule `yaml:"acl"` // file only
 }
 
 func defaultConfig() config {
@@ -229,6 +236,9 @@ func settings() []setting {
 			fromFlag: func(dst, src *config) { dst.HTTPMaxConns = src.HTTPMaxConns },
 		},
 		str("advertise", func(c *config) *string { return &c.Advertise }),
+		str("tls-cert", func(c *config) *string { return &c.TLSCert }),
+		str("tls-key", func(c *config) *string { return &c.TLSKey }),
+		str("tls-client-ca", func(c *config) *string { return &c.TLSClientCA }),
 		{
 			name:     "update-to",
 			parseEnv: func(c *config, s string) error { c.UpdateTo = splitPaths(s); return nil },
@@ -298,6 +308,9 @@ func (o *options) addFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.flags.UpdateValidity, "update-validity", d.UpdateValidity, "index updates: how long an index keeps each update; longer than the interval")
 	fs.DurationVar(&o.flags.UpdateDeltaDelay, "update-delta-delay", d.UpdateDeltaDelay, "index updates: how soon after a catalog write its delta is sent")
 	fs.Float64Var(&o.flags.UpdateBloomFP, "update-bloom-fp", d.UpdateBloomFP, "index updates: Bloom filters' false-positive rate, in (0, 1)")
+	fs.StringVar(&o.flags.TLSCert, "tls-cert", "", "this site's certificate (PEM): serve gRPC and HTTP over TLS, and present it when calling other sites")
+	fs.StringVar(&o.flags.TLSKey, "tls-key", "", "the certificate's private key (PEM)")
+	fs.StringVar(&o.flags.TLSClientCA, "tls-client-ca", "", "CA certificate(s) (PEM): require client certificates signed by it (mutual TLS), and trust it for the sites this one calls")
 }
 
 // resolve merges the configuration: defaults, then the configuration file
@@ -408,6 +421,9 @@ func (c *config) validate() error {
 		return err
 	}
 	if _, err := c.updateTargets(); err != nil {
+		return err
+	}
+	if _, err := c.loadSecurity(); err != nil {
 		return err
 	}
 	return nil

@@ -8,10 +8,12 @@
 //	     [--advertise HOST:PORT] [--update-to ADDR,...] [--update-mode list|bloom|delta]
 //	     [--update-deltas] [--update-interval 10m] [--update-validity 8h]
 //	     [--update-delta-delay 200ms] [--update-bloom-fp 0.01]
+//	     [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
 //	rlsd version
 //
 // Settings come from flags, then RLSD_* environment variables, then the
-// YAML configuration file, then defaults. Exit status: 0 after a clean
+// YAML configuration file, then defaults (the acl: rules only in the file).
+// SIGHUP reloads the ACL and the certificates. Exit status: 0 after a clean
 // shutdown on SIGTERM or SIGINT, 2 for a usage or configuration error, 3
 // when a store failed (a full disk or an I/O error: rlsd stops serving at
 // once and exits, for a supervisor to restart it), 1 for any other failure.
@@ -79,7 +81,8 @@ func newRootCommand(getenv func(string) (string, bool)) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return serve(cmd.Context(), cfg, newLogger(cfg, cmd.ErrOrStderr()))
+			reload := func() (config, error) { return o.resolve(cmd.Flags(), getenv) }
+			return serve(cmd.Context(), cfg, newLogger(cfg, cmd.ErrOrStderr()), reload)
 		},
 	}
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })

@@ -7,10 +7,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,6 +30,7 @@ import (
 type daemon struct {
 	cfg     config
 	log     *slog.Logger
+	sec     *security
 	grpc    *api.Server
 	metrics *prometheus.Registry
 	admin   api.AdminInfo
@@ -89,8 +93,9 @@ func (d *daemon) close() error {
 // On the way out it cancels those goroutines, turns health NOT_SERVING, lets
 // calls in flight finish for cfg.ShutdownTimeout, stops the servers, waits
 // for every goroutine, and only then closes the roles' storage. It returns
-// nil after a clean shutdown on ctx.
-func serve(ctx context.Context, cfg config, log *slog.Logger) (err error) {
+// nil after a clean shutdown on ctx. On SIGHUP it reads the configuration
+// again with reload and applies what it can (see reloader).
+func serve(ctx context.Context, cfg config, log *slog.Logger, reload func() (config, error)) (err error) {
 	noFile, err := raiseNoFile()
 	if err != nil {
 		log.Warn("open-file limit", "error", err)
@@ -98,12 +103,16 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	log.Info("open-file limit", "nofile", noFile)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv, err := api.NewServer(api.ServerOptions{Logger: log, Registerer: reg})
+	sec, err := newSecurity(cfg, log)
+	if err != nil {
+		return err
+	}
+	srv, err := api.NewServer(api.ServerOptions{Logger: log, Registerer: reg, TLS: sec.tls, Authorizer: sec.auth})
 	if err != nil {
 		return err
 	}
 	d := &daemon{
-		cfg: cfg, log: log, grpc: srv, metrics: reg, http: http.NewServeMux(),
+		cfg: cfg, log: log, sec: sec, grpc: srv, metrics: reg, http: http.NewServeMux(),
 		admin: api.AdminInfo{Site: cfg.Site, Version: buildVersion(), Roles: cfg.Roles, Started: time.Now()},
 	}
 	defer func() {
@@ -147,7 +156,10 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 			}
 			fmt.Fprintln(w, "ok")
 		})
-		httpSrv, httpLis = newHTTPServer(cfg, mux, httpLis, noFile, log)
+		// The authorizer wraps the whole mux, so that no route (the
+		// transfer role's included) bypasses it.
+		httpSrv, httpLis = newHTTPServer(cfg, sec.auth.Middleware(mux), httpLis, noFile, log)
+		httpSrv.TLSConfig = sec.tls.HTTPServerConfig()
 	}
 
 	// Each server and each role goroutine runs in a goroutine owned by
@@ -155,6 +167,11 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	// deferred close).
 	var wg sync.WaitGroup
 	errc := make(chan error, 2+len(d.tasks))
+	// SIGHUP reloads; it is caught before "rlsd serving" is logged, so
+	// that one sent after that line never kills the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	serving.Store(true)
 	wg.Go(func() {
 		if err := srv.Serve(lis); err != nil {
@@ -164,7 +181,11 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	attrs := []any{"site", cfg.Site, "addr", lis.Addr().String(), "roles", strings.Join(cfg.Roles, ",")}
 	if httpSrv != nil {
 		wg.Go(func() {
-			if err := httpSrv.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
+			serveHTTP := func() error { return httpSrv.Serve(httpLis) }
+			if httpSrv.TLSConfig != nil {
+				serveHTTP = func() error { return httpSrv.ServeTLS(httpLis, "", "") }
+			}
+			if err := serveHTTP(); !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("http: %w", err)
 			}
 		})
@@ -173,6 +194,10 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	log.Info("rlsd serving", attrs...)
 	tctx, stopTasks := context.WithCancel(context.Background())
 	defer stopTasks()
+	if reload != nil {
+		r := &reloader{sec: sec, cur: cfg, load: reload, log: log}
+		wg.Go(func() { r.run(tctx, hup) })
+	}
 	for _, f := range d.tasks {
 		wg.Go(func() {
 			if err := f(tctx); err != nil {

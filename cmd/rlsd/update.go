@@ -123,7 +123,7 @@ func startSender(d *daemon, cat *catalog.Catalog) error {
 		endpoint = d.addr
 	}
 	log := d.log.With("role", "lrc", "component", "sender")
-	s, err := index.NewSender(cat, d.cfg.Site, endpoint, targets, index.SenderOptions{Logger: log, Registerer: d.metrics})
+	s, err := index.NewSender(cat, d.cfg.Site, endpoint, targets, index.SenderOptions{Logger: log, Registerer: d.metrics, Dial: d.sec.dialer.DialConn})
 	if err != nil {
 		return fmt.Errorf("lrc: %w", err)
 	}
@@ -151,7 +151,7 @@ func startForwarder(d *daemon, x *index.Index) error {
 		return nil
 	}
 	log := d.log.With("role", "rli", "component", "forwarder")
-	f := index.NewForwarder(x, d.cfg.Site, targets, log, nil)
+	f := index.NewForwarder(x, d.cfg.Site, targets, log, d.sec.dialer.DialConn)
 	d.addUpdater(f)
 	d.run(func(ctx context.Context) error {
 		for _, t := range targets {

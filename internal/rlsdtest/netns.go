@@ -114,7 +114,7 @@ func (n *Netns) Command(name string, args ...string) *exec.Cmd {
 // and waits on its health service from inside the namespace.
 func (n *Netns) Start(t testing.TB, rlsd, service string, args ...string) *Proc {
 	t.Helper()
-	return start(t, n.Command(rlsd, args...), service, n.DialOption())
+	return start(t, n.Command(rlsd, args...), service, nil, n.DialOption())
 }
 
 // DialOption makes a gRPC connection dial from inside the namespace.

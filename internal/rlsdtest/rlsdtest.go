@@ -18,8 +18,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/solar-archive/rls/internal/secure"
 )
 
 var (
@@ -67,6 +68,7 @@ type Proc struct {
 	exited   chan struct{}
 	mu       sync.Mutex
 	log      bytes.Buffer
+	logged   chan struct{} // closed and replaced at each log line (guarded by mu)
 }
 
 // addrRE finds the bound address in the "rlsd serving" line, in text
@@ -81,14 +83,21 @@ var httpAddrRE = regexp.MustCompile(`rlsd serving.*?(?:^|[\s{,])"?http_addr"?[=:
 // health service reports service (such as "rls.v1.Catalog") SERVING.
 func Start(t testing.TB, rlsd, service string, args ...string) *Proc {
 	t.Helper()
-	return start(t, exec.Command(rlsd, args...), service)
+	return start(t, exec.Command(rlsd, args...), service, nil)
+}
+
+// StartDialer is Start for an rlsd that serves TLS: d (with a client
+// certificate the rlsd accepts) dials its health service.
+func StartDialer(t testing.TB, rlsd, service string, d *secure.Dialer, args ...string) *Proc {
+	t.Helper()
+	return start(t, exec.Command(rlsd, args...), service, d)
 }
 
 // start runs cmd (an rlsd, possibly behind a wrapper that execs it) as
-// Start does; opts are added to the health check's connection.
-func start(t testing.TB, cmd *exec.Cmd, service string, opts ...grpc.DialOption) *Proc {
+// Start does; d dials the health check (nil: plaintext), with opts added.
+func start(t testing.TB, cmd *exec.Cmd, service string, d *secure.Dialer, opts ...grpc.DialOption) *Proc {
 	t.Helper()
-	p := &Proc{cmd: cmd, exited: make(chan struct{})}
+	p := &Proc{cmd: cmd, exited: make(chan struct{}), logged: make(chan struct{})}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -110,6 +119,8 @@ func start(t testing.TB, cmd *exec.Cmd, service string, opts ...grpc.DialOption)
 				p.log.Write(sc.Bytes())
 				p.log.WriteByte('\n')
 			}
+			close(p.logged)
+			p.logged = make(chan struct{})
 			p.mu.Unlock()
 			if m := addrRE.FindSubmatch(sc.Bytes()); !found && m != nil {
 				found = true
@@ -130,7 +141,7 @@ func start(t testing.TB, cmd *exec.Cmd, service string, opts ...grpc.DialOption)
 	case <-time.After(30 * time.Second):
 		t.Fatalf("rlsd did not report its address in 30s:\n%s", p.Log())
 	}
-	if err := WaitServing(p.Addr, service, 30*time.Second, opts...); err != nil {
+	if err := waitServing(d, p.Addr, service, 30*time.Second, opts...); err != nil {
 		t.Fatalf("rlsd at %s: %v\n%s", p.Addr, err, p.Log())
 	}
 	return p
@@ -140,7 +151,11 @@ func start(t testing.TB, cmd *exec.Cmd, service string, opts ...grpc.DialOption)
 // SERVING, or the timeout passes. opts are added to the connection's (a
 // dialer into a network namespace, say).
 func WaitServing(addr, service string, timeout time.Duration, opts ...grpc.DialOption) error {
-	cc, err := grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
+	return waitServing(nil, addr, service, timeout, opts...)
+}
+
+func waitServing(d *secure.Dialer, addr, service string, timeout time.Duration, opts ...grpc.DialOption) error {
+	cc, err := d.Dial(addr, opts...)
 	if err != nil {
 		return err
 	}
@@ -171,6 +186,43 @@ func (p *Proc) Log() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.log.String()
+}
+
+// Signal sends sig to the process.
+func (p *Proc) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+
+// WaitLog waits until the log from byte offset from on (0: from the start;
+// LogLen before an action: only what it caused) has a line matching re, and
+// returns that line. It fails the test if the process exits or timeout
+// passes first.
+func (p *Proc) WaitLog(t testing.TB, from int, re *regexp.Regexp, timeout time.Duration) string {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		p.mu.Lock()
+		b := p.log.Bytes()[min(from, p.log.Len()):]
+		next := p.logged
+		p.mu.Unlock()
+		for line := range bytes.Lines(b) {
+			if re.Match(line) {
+				return string(line)
+			}
+		}
+		select {
+		case <-next:
+		case <-p.exited:
+			t.Fatalf("rlsd exited before logging %v:\n%s", re, p.Log())
+		case <-deadline:
+			t.Fatalf("rlsd did not log %v in %v:\n%s", re, timeout, p.Log())
+		}
+	}
+}
+
+// LogLen is the length of the log so far, an offset for WaitLog.
+func (p *Proc) LogLen() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.Len()
 }
 
 // Kill sends SIGKILL (kill -9) and waits for the process to go.

@@ -50,11 +50,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/solar-archive/rls/api/rlsv1"
 	"github.com/solar-archive/rls/internal/pgtest"
+	"github.com/solar-archive/rls/internal/secure"
 )
 
 var tableName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,40}$`)
@@ -384,7 +383,8 @@ func rlsLoad(ctx context.Context, cfg config, sub string) (result, error) {
 	}
 	clients := make([]rlsv1.CatalogClient, cfg.grpcConns)
 	for k := range clients {
-		cc, err := grpc.NewClient(cfg.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		cc, err := (*secure.Dialer)(nil).Dial(cfg.addr) // a local plaintext rlsd
+
 		if err != nil {
 			return result{}, err
 		}
