@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/solar-archive/rls/internal/failstop"
 	"github.com/solar-archive/rls/transfer"
 )
 
@@ -82,6 +83,12 @@ func (h *transferHTTP) file(w http.ResponseWriter, r *http.Request) {
 			h.error(w, r, fmt.Errorf("%w: %v", transfer.ErrInvalid, err))
 			return
 		}
+		if want.IsZero() {
+			// As on gRPC: an all-zero digest names no content; leave
+			// sha256 out to ask for the file without a check.
+			h.error(w, r, fmt.Errorf("%w: sha256: a zero digest names no content", transfer.ErrInvalid))
+			return
+		}
 	}
 	f, err := h.src.Open(r.Context(), q.Get("pfn"), q.Get("path"), want)
 	if err != nil {
@@ -96,9 +103,20 @@ func (h *transferHTTP) file(w http.ResponseWriter, r *http.Request) {
 	http.ServeContent(w, r, "", f.Entry.MTime, f)
 }
 
+// error answers err with the HTTP status of its kind: the codes of gRPC's
+// HTTP mapping where one fits (RESOURCE_EXHAUSTED is 429), 507 for a store
+// stopped because its disk is full and 503 for one stopped otherwise.
 func (h *transferHTTP) error(w http.ResponseWriter, r *http.Request, err error) {
 	code := http.StatusInternalServerError
+	var failed *failstop.Error
 	switch {
+	case errors.As(err, &failed):
+		code = http.StatusServiceUnavailable
+		if failed.DiskFull() {
+			code = http.StatusInsufficientStorage
+		}
+	case errors.Is(err, transfer.ErrTooLarge):
+		code = http.StatusTooManyRequests
 	case errors.Is(err, transfer.ErrInvalid):
 		code = http.StatusBadRequest
 	case errors.Is(err, transfer.ErrRefused):

@@ -244,3 +244,33 @@ func TestTransferLongNames(t *testing.T) {
 		}
 	}
 }
+
+// TestTransferHTTPZeroDigest: as over gRPC, an all-zero sha256 on the file
+// route is refused, not taken for "no digest".
+func TestTransferHTTPZeroDigest(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "D1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "D1", "f"), []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src, err := transfer.NewSource([]string{root}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	mux := http.NewServeMux()
+	NewTransferHTTPHandler(mux, src, slog.Default())
+	get := func(query string) int {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/transfer/file?pfn="+url.QueryEscape(filepath.Join(root, "D1"))+"&path=f"+query, nil))
+		return rec.Code
+	}
+	if code := get(""); code != http.StatusOK {
+		t.Fatalf("GET without a digest: %d", code)
+	}
+	if code := get("&sha256=" + strings.Repeat("0", 64)); code != http.StatusBadRequest {
+		t.Errorf("GET with a zero digest: %d, want 400", code)
+	}
+}
