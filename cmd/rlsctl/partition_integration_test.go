@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -29,9 +31,15 @@ func TestFaultPartition(t *testing.T) {
 	const devR, devL = "rls-rli", "rls-lrc"
 	rlsdtest.Veth(t, nsR, devR, "10.203.0.1/30", nsL, devL, "10.203.0.2/30")
 
-	rli := nsR.Start(t, rlsd, "rls.v1.Index", "--site", "rli", "--data", t.TempDir(),
+	// The hosts talk over the veth pair, not loopback, and without TLS:
+	// an ACL lets the anonymous peers in (the default is loopback only).
+	acl := filepath.Join(t.TempDir(), "rlsd.yaml")
+	if err := os.WriteFile(acl, []byte("acl:\n  - identity: anonymous\n    permissions: [all]\n    speak_for: \".*\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rli := nsR.Start(t, rlsd, "rls.v1.Index", "--site", "rli", "--data", t.TempDir(), "--config", acl,
 		"--listen", "10.203.0.1:0", "--roles", "rli", "--index-expire-interval", "200ms")
-	lrc := nsL.Start(t, rlsd, "rls.v1.Catalog", "--site", "a", "--data", t.TempDir(),
+	lrc := nsL.Start(t, rlsd, "rls.v1.Catalog", "--site", "a", "--data", t.TempDir(), "--config", acl,
 		"--listen", "10.203.0.2:0", "--roles", "lrc", "--update-to", rli.Addr, "--update-mode", "list",
 		"--update-interval", "1s", "--update-validity", "3s")
 	index := rlsv1.NewIndexClient(nsR.Client(t, rli.Addr))
