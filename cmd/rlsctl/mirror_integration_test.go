@@ -127,7 +127,15 @@ func (f *federation) sameUnits(store string, ns []uint64) {
 		}
 	}
 	if ents, err := os.ReadDir(filepath.Join(store, ".rls-staging")); err == nil && len(ents) > 0 {
-		f.t.Errorf("staging left in %s: %d entries", store, len(ents))
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+			sub, _ := os.ReadDir(filepath.Join(store, ".rls-staging", e.Name()))
+			for _, s := range sub {
+				names = append(names, "  "+s.Name())
+			}
+		}
+		f.t.Errorf("staging left in %s: %q", store, names)
 	}
 }
 
