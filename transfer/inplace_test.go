@@ -3,8 +3,8 @@ package transfer_test
 import (
 	"context"
 	"errors"
-	"io/fs"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"

@@ -105,7 +105,7 @@ func TestFaultMirrorIntake(t *testing.T) {
 		}
 		insert(perRound / 2)
 		time.Sleep(rlsdtest.Delay(rnd, 0, 600*time.Millisecond)) // when to kill: a random point of the work
-		nso.Kill() // kill -9
+		nso.Kill()                                               // kill -9
 		nso = start()
 	}
 	insert(perRound) // after the last restart
