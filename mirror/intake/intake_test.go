@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/solar-archive/rls/internal/rlsdtest"
 )
 
 // newIntake makes an intake for a test, logging to the test.
@@ -124,9 +126,14 @@ func TestBatches(t *testing.T) {
 			t.Errorf("batch %d has %d requests, want %d (all: %v)", i, b, want, batches)
 		}
 	}
-	if got := metricValue(t, in, "rls_mirror_intake_batches_total", map[string]string{"result": "ok"}); got != 10 {
-		t.Errorf("batches ok = %v, want 10", got)
-	}
+	// The sink saw the last batch before the intake committed its delete
+	// and counted it: wait for the count.
+	rlsdtest.Eventually(t, 10*time.Second, func() error {
+		if got := metricValue(t, in, "rls_mirror_intake_batches_total", map[string]string{"result": "ok"}); got != 10 {
+			return fmt.Errorf("batches ok = %v, want 10", got)
+		}
+		return nil
+	})
 }
 
 // terminateIntake ends the intake's server session (as a crash of the
