@@ -9,6 +9,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -156,7 +158,7 @@ func TestMirrorIntegration(t *testing.T) {
 	hookLog := filepath.Join(t.TempDir(), "on-done.log")
 	conf := filepath.Join(t.TempDir(), "nso.yaml")
 	must(t, os.WriteFile(conf, []byte(fmt.Sprintf("mirror-routes:\n  - {series: \"hmi.*\", authority: \"jsoc=%s\"}\n", f.jsoc.Addr)), 0o644))
-	nso := f.startMirror("nso", t.TempDir(), nsoRoot, "--config", conf, "--mirror-authority", "jsoc="+f.jsoc.Addr,
+	nso := f.startMirror("nso", t.TempDir(), nsoRoot, "--http-listen", "127.0.0.1:0", "--config", conf, "--mirror-authority", "jsoc="+f.jsoc.Addr,
 		"--mirror-on-done", `echo "$RLS_SUNUM $2 $3" >> `+hookLog+`; false`)
 	// sao: tier 2, from peers only; it learns of nso's units from the RLI.
 	// Its authority (jsoc) judges INVD and coverage, and is no peer of it.
@@ -197,6 +199,13 @@ func TestMirrorIntegration(t *testing.T) {
 		t.Errorf("9999 at nso: %+v, stderr %q; want INVD", rec, r.stderr)
 	}
 	f.sameUnits(filepath.Join(nsoRoot, "sums"), all)
+	// The status page shows the mirror: units per state and each series.
+	page := httpGet(t, "http://"+nso.HTTPAddr+"/")
+	for _, want := range []string{"INVD", "DONE", "hmi.m_45s", "aia.lev1"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("nso's status page does not show %q", want)
+		}
+	}
 	recs := f.ctl(0, nso, append([]string{"-o", "json", "mirror", "status"}, sunumArgs(all)...)...).records(t)
 	for n, rec := range recs {
 		if rec.State != "DONE" || rec.Source != "jsoc" || rec.Attempts < 1 || len(rec.History) == 0 || rec.Done == nil || rec.Bytes == 0 {
@@ -259,4 +268,19 @@ func TestMirrorIntegration(t *testing.T) {
 	}
 	f.ctl(3, nso, "mirror", "status", "8888")
 	f.ctl(0, nso, "mirror", "status", "1001")
+}
+
+// httpGet returns the body of a 200 answer to GET url.
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
+	}
+	return string(b)
 }

@@ -252,6 +252,7 @@ func startMirror(d *daemon) error {
 		return fmt.Errorf("mirror: metrics: %w", err)
 	}
 	d.run(e.Run)
+	d.page.Mirror = &mirrorStatus{e: e}
 	log.Info("mirror running", "tier", c.MirrorTier, "store", storeDir, "index", strings.Join(c.MirrorIndex, ","),
 		"authority", c.MirrorAuthority, "routes", len(c.MirrorRoutes))
 	if c.MirrorIntakeDSN == "" {

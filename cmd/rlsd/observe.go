@@ -3,7 +3,11 @@ package main
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"net/http/pprof"
+	"slices"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -11,6 +15,7 @@ import (
 	"github.com/solar-archive/rls/catalog"
 	"github.com/solar-archive/rls/index"
 	"github.com/solar-archive/rls/internal/statuspage"
+	"github.com/solar-archive/rls/mirror"
 	"github.com/solar-archive/rls/transfer"
 )
 
@@ -177,4 +182,70 @@ func (t transferStatus) TransferStatus() statuspage.TransferStatus {
 		BytesSent: uint64(st.BytesSent), FilesHashed: uint64(st.FilesHashed),
 		BytesHashed: uint64(st.BytesHashed), CachedFiles: uint64(st.CachedFiles),
 	}
+}
+
+// mirrorStatus adapts the mirror engine to the status page: units per state
+// from the store's counts (cheap), recent failures from one page of FAIL
+// records, and coverage per series, which asks the authorities and is
+// therefore kept while the counts stay the same, for at most coverageEvery.
+type mirrorStatus struct {
+	e *mirror.Engine
+
+	mu       sync.Mutex
+	coverage []statuspage.SeriesCoverage
+	at       time.Time
+	counts   map[mirror.State]int64 // when coverage was computed
+}
+
+const coverageEvery = 30 * time.Second
+
+func (m *mirrorStatus) MirrorStatus(ctx context.Context) (statuspage.MirrorStatus, error) {
+	var st statuspage.MirrorStatus
+	counts := m.e.Store().Counts()
+	for _, s := range mirror.States {
+		st.States = append(st.States, statuspage.MirrorState{State: s.String(), Units: uint64(counts[s])})
+	}
+	fails, _, err := m.e.List(mirror.ListQuery{State: mirror.FAIL, Limit: 200})
+	if err != nil {
+		return st, err
+	}
+	slices.SortFunc(fails, func(a, b *mirror.Record) int { return b.Changed.Compare(a.Changed) })
+	for _, r := range fails[:min(len(fails), 10)] {
+		st.Failures = append(st.Failures, statuspage.MirrorFailure{
+			Sunum: strconv.FormatUint(r.Sunum, 10), Reason: r.Reason, At: r.Changed, Retry: r.Due,
+		})
+	}
+	st.Series = m.seriesCoverage(ctx, counts)
+	return st, nil
+}
+
+// seriesCoverage returns the coverage per series, asking the authorities
+// at most every coverageEvery (and for at most 2 s); a series whose
+// authority cannot be asked counts the units known here as its total.
+func (m *mirrorStatus) seriesCoverage(ctx context.Context, counts map[mirror.State]int64) []statuspage.SeriesCoverage {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.coverage != nil && maps.Equal(counts, m.counts) && time.Since(m.at) < coverageEvery {
+		return m.coverage
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	cov, err := m.e.Coverage(ctx, "")
+	if err != nil {
+		return m.coverage
+	}
+	out := make([]statuspage.SeriesCoverage, 0, len(cov))
+	for _, c := range cov {
+		done := uint64(c.States[mirror.DONE.String()])
+		total := uint64(c.Authority)
+		if c.Error != "" || total < done {
+			total = 0
+			for _, n := range c.States {
+				total += uint64(n)
+			}
+		}
+		out = append(out, statuspage.SeriesCoverage{Series: c.Series, Done: done, Total: total})
+	}
+	m.coverage, m.at, m.counts = out, time.Now(), counts
+	return out
 }
