@@ -81,7 +81,12 @@ func TestMirrorOverTransferAndCatalog(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- eng.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("engine: %v", err)
+		}
+	}()
 
 	if err := eng.Accept(ctx, []mirror.Request{{Sunum: 1, Series: "hmi.x"}, {Sunum: 2}, {Sunum: 3}, {Sunum: 4}}); err != nil {
 		t.Fatal(err)
