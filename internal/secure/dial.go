@@ -1,8 +1,11 @@
 package secure
 
 import (
+	"time"
+
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 )
 
 // Dialer makes every outgoing gRPC connection of a process: soft-state
@@ -30,15 +33,21 @@ func (d *Dialer) Store() *Store {
 	return d.tls
 }
 
+// keepaliveParams make a connection to another site notice a dead peer or
+// a partition within about 40 s, instead of waiting for TCP to give up
+// (minutes) with a call hanging on it; the servers allow pings every 10 s
+// (api.NewServer's enforcement policy).
+var keepaliveParams = keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}
+
 // Dial creates a client connection to addr (HOST:PORT) with opts after the
-// dialer's transport credentials. Like grpc.NewClient it does not connect:
-// the first call does.
+// dialer's transport credentials and keepalive. Like grpc.NewClient it does
+// not connect: the first call does.
 func (d *Dialer) Dial(addr string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
 	creds := insecure.NewCredentials()
 	if d.TLS() {
 		creds = d.tls.GRPCCredentials()
 	}
-	return grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(creds)}, opts...)...)
+	return grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(creds), grpc.WithKeepaliveParams(keepaliveParams)}, opts...)...)
 }
 
 // DialConn is Dial without options, in the form the index package's Dial
