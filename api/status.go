@@ -55,7 +55,8 @@ func statusOf(err error) *status.Status {
 		code = codes.AlreadyExists
 	case errors.Is(err, catalog.ErrInvalid), errors.Is(err, index.ErrInvalid), errors.Is(err, mirror.ErrInvalid):
 		code = codes.InvalidArgument
-	case errors.Is(err, catalog.ErrPrecondition), errors.Is(err, index.ErrOutOfSequence), errors.Is(err, index.ErrReplay):
+	case errors.Is(err, catalog.ErrPrecondition), errors.Is(err, index.ErrOutOfSequence), errors.Is(err, index.ErrReplay),
+		errors.Is(err, index.ErrNoTargets):
 		code = codes.FailedPrecondition
 	case errors.Is(err, index.ErrFull):
 		code = codes.ResourceExhausted

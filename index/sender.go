@@ -43,6 +43,10 @@ const (
 // that is not one of the sender's targets.
 var ErrUnknownTarget = errors.New("unknown update target")
 
+// ErrNoTargets is the error (wrapped) of Sender.UpdateNow and
+// Forwarder.UpdateNow when they have no targets at all.
+var ErrNoTargets = errors.New("no update targets configured")
+
 // errNeedFull says a delta cannot be sent: the index does not hold the
 // generation it builds on, or the catalog pruned the changes.
 var errNeedFull = errors.New("a full update is needed")
@@ -188,29 +192,46 @@ type SenderOptions struct {
 
 // Sender sends a catalog's soft state to indexes: a full update (list or
 // Bloom filter) every interval, and deltas in between, each target on its
-// own schedule with at most one update in flight per target. It is safe for
-// concurrent use.
+// own schedule with at most one update in flight per target. Its targets
+// can be replaced while it runs (SetTargets). It is safe for concurrent use.
 type Sender struct {
 	cat            *catalog.Catalog
 	site, endpoint string
 	incarnation    []byte // the catalog's, sent in every header
 	log            *slog.Logger
-	targets        []*target
+	dial           func(addr string) (grpc.ClientConnInterface, error)
 	callTimeout    time.Duration
 	retryMin       time.Duration
 	retryMax       time.Duration
 	metrics        *senderMetrics // nil without a Registerer
-	conns          []io.Closer
+
+	mu sync.Mutex
+	// targets is replaced by SetTargets, never changed in place.
+	targets []*target // guarded by mu
+	// runCtx is Run's context while Run runs, else nil.
+	runCtx context.Context // guarded by mu
+	// loops are the targets' runTarget goroutines; Run waits for them.
+	loops sync.WaitGroup
+	// retiring are the goroutines closing removed targets; Close waits
+	// for them.
+	retiring sync.WaitGroup
 }
 
 type target struct {
 	cfg    Target
 	client rlsv1.IndexClient
+	conn   io.Closer // nil if the connection is not a Closer
 	// sem holds the one update in flight.
 	sem chan struct{}
+	// stop ends the target's loop after its update in flight; done is
+	// closed when the loop returned. Both are nil while no loop runs.
+	// Guarded by Sender.mu.
+	stop context.CancelFunc
+	done chan struct{}
 
-	mu sync.Mutex
-	st targetState // guarded by mu
+	mu      sync.Mutex
+	st      targetState // guarded by mu
+	retired bool        // guarded by mu: removed by SetTargets, its connection closed
 }
 
 type targetState struct {
@@ -257,30 +278,21 @@ func NewSender(cat *catalog.Catalog, site, endpoint string, targets []Target, op
 	if s.retryMax < s.retryMin {
 		s.retryMax = max(time.Minute, s.retryMin)
 	}
-	dial := opts.Dial
-	if dial == nil {
-		dial = (*secure.Dialer)(nil).DialConn
+	s.dial = opts.Dial
+	if s.dial == nil {
+		s.dial = (*secure.Dialer)(nil).DialConn
 	}
-	for _, tc := range targets {
-		if err := tc.Check(); err != nil {
+	cfgs, err := checkTargets(targets)
+	if err != nil {
+		return nil, fmt.Errorf("sender: %w", err)
+	}
+	for _, c := range cfgs {
+		t, err := s.newTarget(c)
+		if err != nil {
 			_ = s.Close()
 			return nil, fmt.Errorf("sender: %w", err)
 		}
-		if slices.ContainsFunc(s.targets, func(t *target) bool { return t.cfg.Addr == tc.Addr }) {
-			_ = s.Close()
-			return nil, fmt.Errorf("sender: update target %s is listed twice", tc.Addr)
-		}
-		conn, err := dial(tc.Addr)
-		if err != nil {
-			_ = s.Close()
-			return nil, fmt.Errorf("sender: update target %s: %w", tc.Addr, err)
-		}
-		if c, ok := conn.(io.Closer); ok {
-			s.conns = append(s.conns, c)
-		}
-		s.targets = append(s.targets, &target{
-			cfg: tc.withDefaults(), client: rlsv1.NewIndexClient(conn), sem: make(chan struct{}, 1),
-		})
+		s.targets = append(s.targets, t)
 	}
 	if opts.Registerer != nil {
 		m, err := newSenderMetrics(opts.Registerer)
@@ -293,21 +305,187 @@ func NewSender(cat *catalog.Catalog, site, endpoint string, targets []Target, op
 	return s, nil
 }
 
-// Close closes the connections to the targets. Call it after Run returned
-// and no UpdateNow is in flight.
-func (s *Sender) Close() error {
-	var errs []error
-	for _, c := range s.conns {
-		errs = append(errs, c.Close())
+// checkTargets checks targets (Check, and no address twice) and returns
+// them with their defaults.
+func checkTargets(targets []Target) ([]Target, error) {
+	out := make([]Target, 0, len(targets))
+	for _, tc := range targets {
+		if err := tc.Check(); err != nil {
+			return nil, err
+		}
+		if slices.ContainsFunc(out, func(o Target) bool { return o.Addr == tc.Addr }) {
+			return nil, fmt.Errorf("update target %s is listed twice", tc.Addr)
+		}
+		out = append(out, tc.withDefaults())
 	}
-	s.conns = nil
+	return out, nil
+}
+
+// sameTarget reports whether a and b (with defaults) are the same
+// configuration: a target whose configuration did not change keeps its
+// loop, state and connection across SetTargets.
+func sameTarget(a, b Target) bool {
+	return a.Addr == b.Addr && a.Mode == b.Mode && a.Deltas == b.Deltas && a.Interval == b.Interval &&
+		a.Validity == b.Validity && a.DeltaDelay == b.DeltaDelay && a.FalsePositiveRate == b.FalsePositiveRate &&
+		(a.Patterns == nil) == (b.Patterns == nil) &&
+		slices.EqualFunc(a.Patterns, b.Patterns, func(x, y *catalog.Pattern) bool { return x.String() == y.String() })
+}
+
+// newTarget connects (lazily) to the index of c, which is checked.
+func (s *Sender) newTarget(c Target) (*target, error) {
+	conn, err := s.dial(c.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("update target %s: %w", c.Addr, err)
+	}
+	t := &target{cfg: c, client: rlsv1.NewIndexClient(conn), sem: make(chan struct{}, 1)}
+	t.conn, _ = conn.(io.Closer)
+	return t, nil
+}
+
+// SetTargets replaces the sender's targets, or changes nothing and returns
+// an error if one of targets is invalid (as NewSender would refuse it). A
+// target whose configuration is unchanged keeps its schedule, its state
+// (the generation the index acknowledged, on which deltas build) and its
+// connection. A removed or changed target's loop stops once the update it
+// has in flight is done (an update is never cut short), and its
+// connection is then closed; a changed target's new loop starts after the
+// old one stopped, so that one update at most is in flight to an index.
+// New targets start sending at once if Run runs, else when it does.
+// SetTargets does not wait for the removed targets' updates; Close does.
+// It logs what changed.
+func (s *Sender) SetTargets(targets []Target) error {
+	cfgs, err := checkTargets(targets)
+	if err != nil {
+		return fmt.Errorf("sender: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.targets
+	next := make([]*target, 0, len(cfgs))
+	var fresh []*target
+	for _, c := range cfgs {
+		if i := slices.IndexFunc(old, func(t *target) bool { return sameTarget(t.cfg, c) }); i >= 0 {
+			next = append(next, old[i])
+			continue
+		}
+		t, err := s.newTarget(c)
+		if err != nil {
+			for _, f := range fresh {
+				if f.conn != nil {
+					_ = f.conn.Close()
+				}
+			}
+			return fmt.Errorf("sender: %w", err)
+		}
+		fresh = append(fresh, t)
+		next = append(next, t)
+	}
+	var added, removed, changed []string
+	after := map[string]<-chan struct{}{} // a changed target's old loop
+	for _, t := range old {
+		if slices.Contains(next, t) {
+			continue
+		}
+		if slices.ContainsFunc(cfgs, func(c Target) bool { return c.Addr == t.cfg.Addr }) {
+			changed = append(changed, t.cfg.Addr)
+			after[t.cfg.Addr] = t.done
+		} else {
+			removed = append(removed, t.cfg.Addr)
+		}
+		s.retire(t, !slices.Contains(changed, t.cfg.Addr))
+	}
+	for _, t := range fresh {
+		if !slices.Contains(changed, t.cfg.Addr) {
+			added = append(added, t.cfg.Addr)
+		}
+		if s.runCtx != nil {
+			s.startLoop(t, after[t.cfg.Addr])
+		}
+	}
+	s.targets = next
+	if len(added)+len(removed)+len(changed) > 0 {
+		s.log.Info("update targets reloaded", "added", added, "removed", removed, "changed", changed, "unchanged", len(next)-len(fresh))
+	}
+	return nil
+}
+
+// startLoop starts t's schedule, after the channel after is closed (if not
+// nil). The caller holds s.mu, and Run runs.
+func (s *Sender) startLoop(t *target, after <-chan struct{}) {
+	ctx := s.runCtx
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	t.stop, t.done = stop, done
+	s.loops.Go(func() {
+		defer close(done)
+		defer stop()
+		if after != nil {
+			select {
+			case <-after:
+			case <-wctx.Done():
+				return
+			}
+		}
+		s.runTarget(ctx, wctx, t)
+	})
+}
+
+// retire stops t's loop and, once its update in flight (scheduled or
+// UpdateNow's) is done, closes its connection; forget drops its metrics.
+// The caller holds s.mu.
+func (s *Sender) retire(t *target, forget bool) {
+	done := t.done
+	if t.stop != nil {
+		t.stop()
+	}
+	s.retiring.Go(func() {
+		if done != nil {
+			<-done
+		}
+		t.sem <- struct{}{}
+		defer func() { <-t.sem }()
+		t.mu.Lock()
+		t.retired = true
+		t.mu.Unlock()
+		if t.conn != nil {
+			if err := t.conn.Close(); err != nil {
+				s.log.Debug("closing a removed update target's connection", "target", t.cfg.Addr, "error", err)
+			}
+		}
+		if forget && s.metrics != nil {
+			s.metrics.lastSuccess.DeleteLabelValues(t.cfg.Addr)
+		}
+	})
+}
+
+// Close closes the connections to the targets, after those of removed
+// targets are closed. Call it after Run returned and no UpdateNow is in
+// flight.
+func (s *Sender) Close() error {
+	s.retiring.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for _, t := range s.targets {
+		if t.conn != nil {
+			errs = append(errs, t.conn.Close())
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// current returns the targets.
+func (s *Sender) current() []*target {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.targets
 }
 
 // Targets returns the status of every target, in configuration order.
 func (s *Sender) Targets() []TargetStatus {
-	out := make([]TargetStatus, 0, len(s.targets))
-	for _, t := range s.targets {
+	targets := s.current()
+	out := make([]TargetStatus, 0, len(targets))
+	for _, t := range targets {
 		t.mu.Lock()
 		out = append(out, TargetStatus{
 			Target: t.cfg, Generation: t.st.gen,
@@ -319,16 +497,22 @@ func (s *Sender) Targets() []TargetStatus {
 	return out
 }
 
-// Run sends updates on schedule, one goroutine per target, until ctx is
-// done; it returns ctx's error after every update in flight stopped. A
-// failed update is logged and retried with backoff; Run does not return
-// for it.
+// Run sends updates on schedule, one goroutine per target (those of
+// SetTargets included), until ctx is done; it returns ctx's error after
+// every update in flight stopped. A failed update is logged and retried
+// with backoff; Run does not return for it. Run runs once.
 func (s *Sender) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
+	s.mu.Lock()
+	s.runCtx = ctx
 	for _, t := range s.targets {
-		wg.Go(func() { s.runTarget(ctx, t) })
+		s.startLoop(t, nil)
 	}
-	wg.Wait()
+	s.mu.Unlock()
+	<-ctx.Done()
+	s.mu.Lock()
+	s.runCtx = nil // SetTargets starts no loop from now on
+	s.mu.Unlock()
+	s.loops.Wait()
 	return ctx.Err()
 }
 
@@ -341,17 +525,20 @@ func (s *Sender) Run(ctx context.Context) error {
 // that one's result is the answer. An unknown addr fails with an error
 // wrapping ErrUnknownTarget.
 func (s *Sender) UpdateNow(ctx context.Context, addr string) ([]Result, error) {
-	ts := s.targets
+	ts := s.current()
+	if len(ts) == 0 {
+		return nil, ErrNoTargets
+	}
 	if addr != "" {
-		i := slices.IndexFunc(s.targets, func(t *target) bool { return t.cfg.Addr == addr })
+		i := slices.IndexFunc(ts, func(t *target) bool { return t.cfg.Addr == addr })
 		if i < 0 {
-			addrs := make([]string, len(s.targets))
-			for i, t := range s.targets {
+			addrs := make([]string, len(ts))
+			for i, t := range ts {
 				addrs[i] = t.cfg.Addr
 			}
 			return nil, fmt.Errorf("%w %q (targets: %s)", ErrUnknownTarget, addr, strings.Join(addrs, ", "))
 		}
-		ts = s.targets[i : i+1]
+		ts = ts[i : i+1]
 	}
 	out := make([]Result, len(ts))
 	var wg sync.WaitGroup
@@ -371,8 +558,11 @@ func (s *Sender) updateNow(ctx context.Context, t *target) Result {
 	}
 	defer func() { <-t.sem }()
 	t.mu.Lock()
-	started, res := t.st.fullStarted, t.st.fullResult
+	started, res, retired := t.st.fullStarted, t.st.fullResult, t.retired
 	t.mu.Unlock()
+	if retired {
+		return Result{Target: t.cfg.Addr, Mode: t.cfg.fullMode(), Err: fmt.Errorf("%w %q: removed by a reload", ErrUnknownTarget, t.cfg.Addr)}
+	}
 	if started.After(asked) {
 		return res
 	}
@@ -394,11 +584,13 @@ func (s *Sender) updateNow(ctx context.Context, t *target) Result {
 
 // runTarget is the schedule of one target: a full update when one is due,
 // else deltas as the catalog changes (if the target takes them), with
-// backoff after failures.
-func (s *Sender) runTarget(ctx context.Context, t *target) {
+// backoff after failures. It waits on wctx, which ends when Run stops or
+// the target is removed, and sends on ctx, Run's, so that a removal does
+// not cut an update short.
+func (s *Sender) runTarget(ctx, wctx context.Context, t *target) {
 	log := s.log.With("target", t.cfg.Addr)
 	failures := 0
-	for ctx.Err() == nil {
+	for wctx.Err() == nil {
 		t.mu.Lock()
 		fullAt := t.st.lastFull.Add(t.cfg.Interval)
 		due := t.st.forceFull || !t.st.haveState || !time.Now().Before(fullAt)
@@ -408,24 +600,24 @@ func (s *Sender) runTarget(ctx context.Context, t *target) {
 		var res Result
 		switch {
 		case due:
-			res = s.locked(ctx, t, s.full)
+			res = s.locked(ctx, wctx, t, s.full)
 		case t.cfg.deltas():
-			wctx, cancel := context.WithDeadline(ctx, fullAt)
-			err := s.cat.WaitChanges(wctx, gen+1)
+			dctx, cancel := context.WithDeadline(wctx, fullAt)
+			err := s.cat.WaitChanges(dctx, gen+1)
 			cancel()
 			if err != nil {
-				if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
+				if wctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
 					continue // stopping, or a full update is due
 				}
 				res.Err = fmt.Errorf("waiting for catalog changes: %w", err)
 				break
 			}
-			if !sleep(ctx, t.cfg.DeltaDelay) {
+			if !sleep(wctx, t.cfg.DeltaDelay) {
 				return
 			}
-			res = s.locked(ctx, t, s.delta)
+			res = s.locked(ctx, wctx, t, s.delta)
 		default:
-			if !sleep(ctx, time.Until(fullAt)) {
+			if !sleep(wctx, time.Until(fullAt)) {
 				return
 			}
 			continue
@@ -438,25 +630,26 @@ func (s *Sender) runTarget(ctx context.Context, t *target) {
 			failures = 0
 		case errors.Is(res.Err, errNeedFull):
 			log.Info("sending a full update", "reason", res.Err)
-		case ctx.Err() != nil:
+		case wctx.Err() != nil:
 			return
 		default:
 			failures++
 			wait := backoff.Delay(s.retryMin, s.retryMax, failures)
 			log.Warn("index update failed; retrying", "mode", res.Mode, "error", res.Err, "failures", failures, "retry_in", wait.Round(time.Millisecond))
-			if !sleep(ctx, wait) {
+			if !sleep(wctx, wait) {
 				return
 			}
 		}
 	}
 }
 
-// locked runs update with the target's one update slot held.
-func (s *Sender) locked(ctx context.Context, t *target, update func(context.Context, *target) Result) Result {
+// locked runs update on ctx with the target's one update slot held, which
+// it waits for on wctx.
+func (s *Sender) locked(ctx, wctx context.Context, t *target, update func(context.Context, *target) Result) Result {
 	select {
 	case t.sem <- struct{}{}:
-	case <-ctx.Done():
-		return Result{Target: t.cfg.Addr, Err: ctx.Err()}
+	case <-wctx.Done():
+		return Result{Target: t.cfg.Addr, Err: wctx.Err()}
 	}
 	defer func() { <-t.sem }()
 	return update(ctx, t)

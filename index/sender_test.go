@@ -42,6 +42,8 @@ type recorder struct {
 
 	// block, when set, holds every update until closed.
 	block chan struct{}
+	// arrived, when set, receives (if it has room) as each update starts.
+	arrived chan struct{}
 
 	mu          sync.Mutex
 	updates     []update
@@ -63,6 +65,12 @@ func (r *recorder) Update(st grpc.ClientStreamingServer[rlsv1.UpdateRequest, rls
 	r.inFlight++
 	r.maxInFlight = max(r.maxInFlight, r.inFlight)
 	r.mu.Unlock()
+	if r.arrived != nil {
+		select {
+		case r.arrived <- struct{}{}:
+		default:
+		}
+	}
 	defer func() {
 		r.mu.Lock()
 		r.inFlight--
@@ -706,5 +714,82 @@ func TestFoldWords(t *testing.T) {
 	}
 	if got := foldWords(slices.Clone(big.BitSet().Words()), 16); !slices.Equal(got, small.BitSet().Words()) {
 		t.Error("folded filter differs from the filter built at the smaller size")
+	}
+}
+
+// TestSenderSetTargets replaces a running sender's targets: the unchanged
+// target keeps its loop and the generation its deltas build on, the added
+// one starts sending, the removed one finishes the update it has in flight
+// and sends no more, a changed one starts over with a full update, and an
+// invalid set changes nothing.
+func TestSenderSetTargets(t *testing.T) {
+	cat := openCatalog(t)
+	create(t, cat, "1", "2")
+	recA, addrA := startRecorder(t)
+	recC, addrC := startRecorder(t)
+	lisB, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrB := lisB.Addr().String()
+	recB := newRecorder()
+	recB.block, recB.arrived = make(chan struct{}), make(chan struct{}, 1)
+	serveOn(t, recB, lisB)
+
+	a := Target{Addr: addrA, Mode: ModeDelta, DeltaDelay: time.Millisecond}
+	// B sends a full update every millisecond for as long as it is a target.
+	b := Target{Addr: addrB, Mode: ModeList, Interval: time.Millisecond, Validity: time.Hour}
+	c := Target{Addr: addrC, Mode: ModeBloom}
+	s := newTestSender(t, cat, a, b)
+	run(t, s)
+	recA.waitFor(t, "A's first full update", func() bool { return len(recA.updates) == 1 })
+	<-recB.arrived // B's first update is in flight, held by the index
+
+	if err := s.SetTargets([]Target{a, {Addr: addrC, Mode: ModeList, Interval: time.Hour, Validity: time.Minute}}); err == nil {
+		t.Fatal("SetTargets with validity below interval succeeded")
+	}
+	if got := s.Targets(); len(got) != 2 || got[1].Addr != addrB {
+		t.Fatalf("targets after a refused SetTargets: %+v", got)
+	}
+
+	if err := s.SetTargets([]Target{a, c}); err != nil {
+		t.Fatal(err)
+	}
+	recC.waitFor(t, "the added target's first update", func() bool { return len(recC.updates) == 1 })
+	if _, err := s.UpdateNow(t.Context(), addrB); !errors.Is(err, ErrUnknownTarget) {
+		t.Errorf("UpdateNow(removed target) = %v, want ErrUnknownTarget", err)
+	}
+
+	// The unchanged target goes on with deltas on the generation it holds.
+	create(t, cat, "3")
+	last := cat.LastSeq()
+	recA.waitFor(t, "A's delta", func() bool { return recA.gen["jsoc"] == last })
+	for i, u := range recA.all()[1:] {
+		if u.h.Mode != ModeDelta {
+			t.Errorf("A's update %d after SetTargets: %v, want a delta on the kept state", i+1, u.h.Mode)
+		}
+	}
+
+	// The removed target's update in flight completes; then its loop ends.
+	close(recB.block)
+	recB.waitFor(t, "B's held update", func() bool { return len(recB.updates) == 1 })
+	s.retiring.Wait()
+	recB.mu.Lock()
+	if recB.started != 1 || len(recB.updates[0].lfns) != 2 {
+		t.Errorf("removed target: %d updates started, first with %q; want 1, with 1 2", recB.started, recB.updates[0].lfns)
+	}
+	recB.mu.Unlock()
+
+	// A changed target starts over with a full update.
+	a2 := a
+	a2.Mode = ModeList
+	if err := s.SetTargets([]Target{a2, c}); err != nil {
+		t.Fatal(err)
+	}
+	recA.waitFor(t, "A's full update after its change", func() bool {
+		return recA.updates[len(recA.updates)-1].h.Mode == ModeList && len(recA.updates[len(recA.updates)-1].lfns) == 3
+	})
+	if got := s.Targets(); len(got) != 2 || got[0].Mode != ModeList || got[1].Addr != addrC {
+		t.Errorf("targets: %+v", got)
 	}
 }
