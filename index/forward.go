@@ -25,14 +25,31 @@ import (
 // time and expiry, and gains this index in its Via, so that lookups at any
 // level return the leaf sites. Filters travel intact (never OR-ed across
 // sites). A site's changes are forwarded as deltas on top of what the
-// parent holds, and every Interval every site is sent in full.
+// parent holds, and every Interval every site is sent in full. Its parents
+// can be replaced while it runs (SetTargets). It is safe for concurrent use.
 type Forwarder struct {
-	x       *Index
-	self    string
-	parents []Target
-	log     *slog.Logger
-	dial    func(addr string) (grpc.ClientConnInterface, error)
-	kicks   []chan chan Result // per parent: UpdateNow's requests
+	x    *Index
+	self string
+	log  *slog.Logger
+	dial func(addr string) (grpc.ClientConnInterface, error)
+
+	mu sync.Mutex
+	// parents is replaced by SetTargets, never changed in place.
+	parents []*parent       // guarded by mu
+	runCtx  context.Context // guarded by mu: Run's while it runs, else nil
+	errs    []error         // guarded by mu: the loops' failures, for Run
+	loops   sync.WaitGroup  // the parents' runParent goroutines
+}
+
+// parent is one parent index and its loop.
+type parent struct {
+	cfg  Target
+	kick chan chan Result // UpdateNow's requests
+	// stop ends the loop after the round in flight; done is closed when
+	// it returned. Both are nil while no loop runs. Guarded by
+	// Forwarder.mu.
+	stop context.CancelFunc
+	done chan struct{}
 }
 
 // NewForwarder returns a forwarder of x's state to parents, naming this
@@ -49,26 +66,125 @@ func NewForwarder(x *Index, self string, parents []Target, log *slog.Logger, dia
 	if dial == nil {
 		dial = (*secure.Dialer)(nil).DialConn
 	}
-	ps := slices.Clone(parents)
-	for i := range ps {
-		ps[i] = ps[i].withDefaults()
+	f := &Forwarder{x: x, self: self, log: log, dial: dial}
+	for _, p := range parents {
+		f.parents = append(f.parents, &parent{cfg: forwardTarget(p).withDefaults(), kick: make(chan chan Result)})
 	}
-	kicks := make([]chan chan Result, len(ps))
-	for i := range kicks {
-		kicks[i] = make(chan chan Result)
-	}
-	return &Forwarder{x: x, self: self, parents: ps, log: log, dial: dial, kicks: kicks}
+	return f
 }
 
-// Run forwards until ctx is done, one goroutine per parent.
-func (f *Forwarder) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
-	errs := make([]error, len(f.parents))
-	for i, p := range f.parents {
-		wg.Go(func() { errs[i] = f.runParent(ctx, p, f.kicks[i]) })
+// forwardTarget is p as the forwarder uses it: Mode does not apply, and is
+// set to list if unset, so that Check accepts it.
+func forwardTarget(p Target) Target {
+	if p.Mode == 0 {
+		p.Mode = ModeList
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return p
+}
+
+// Run forwards until ctx is done, one goroutine per parent (those of
+// SetTargets included). It runs once.
+func (f *Forwarder) Run(ctx context.Context) error {
+	f.mu.Lock()
+	f.runCtx = ctx
+	for _, p := range f.parents {
+		f.startLoop(p, nil)
+	}
+	f.mu.Unlock()
+	<-ctx.Done()
+	f.mu.Lock()
+	f.runCtx = nil // SetTargets starts no loop from now on
+	f.mu.Unlock()
+	f.loops.Wait()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return errors.Join(f.errs...)
+}
+
+// SetTargets replaces the parents, or changes nothing and returns an error
+// if one of parents is invalid or listed twice. A parent whose
+// configuration is unchanged keeps its loop, connection and what it knows
+// the parent holds. A removed or changed parent's loop stops after the
+// round it has in flight (a site's update is never cut short) and closes
+// its connection; a changed parent's new loop starts after that. It logs
+// what changed.
+func (f *Forwarder) SetTargets(parents []Target) error {
+	norm := make([]Target, len(parents))
+	for i, p := range parents {
+		norm[i] = forwardTarget(p)
+	}
+	cfgs, err := checkTargets(norm)
+	if err != nil {
+		return fmt.Errorf("forwarder: %w", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	old := f.parents
+	next := make([]*parent, 0, len(cfgs))
+	var fresh []*parent
+	for _, c := range cfgs {
+		if i := slices.IndexFunc(old, func(p *parent) bool { return sameTarget(p.cfg, c) }); i >= 0 {
+			next = append(next, old[i])
+			continue
+		}
+		p := &parent{cfg: c, kick: make(chan chan Result)}
+		fresh = append(fresh, p)
+		next = append(next, p)
+	}
+	var added, removed, changed []string
+	after := map[string]<-chan struct{}{}
+	for _, p := range old {
+		if slices.Contains(next, p) {
+			continue
+		}
+		if slices.ContainsFunc(cfgs, func(c Target) bool { return c.Addr == p.cfg.Addr }) {
+			changed = append(changed, p.cfg.Addr)
+			after[p.cfg.Addr] = p.done
+		} else {
+			removed = append(removed, p.cfg.Addr)
+		}
+		if p.stop != nil {
+			p.stop()
+		}
+	}
+	for _, p := range fresh {
+		if !slices.Contains(changed, p.cfg.Addr) {
+			added = append(added, p.cfg.Addr)
+		}
+		if f.runCtx != nil {
+			f.startLoop(p, after[p.cfg.Addr])
+		}
+	}
+	f.parents = next
+	if len(added)+len(removed)+len(changed) > 0 {
+		f.log.Info("forwarding targets reloaded", "added", added, "removed", removed, "changed", changed, "unchanged", len(next)-len(fresh))
+	}
+	return nil
+}
+
+// startLoop starts p's loop once after is closed (if not nil). The caller
+// holds f.mu, and Run runs.
+func (f *Forwarder) startLoop(p *parent, after <-chan struct{}) {
+	ctx := f.runCtx
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	p.stop, p.done = stop, done
+	f.loops.Go(func() {
+		defer close(done)
+		defer stop()
+		if after != nil {
+			select {
+			case <-after:
+			case <-wctx.Done():
+				return
+			}
+		}
+		if err := f.runParent(ctx, wctx, p.cfg, p.kick); err != nil {
+			f.mu.Lock()
+			f.errs = append(f.errs, err)
+			f.mu.Unlock()
+		}
+	})
 }
 
 // held is what a parent holds of one site, as far as the forwarder knows.
@@ -78,7 +194,9 @@ type held struct {
 	entries uint64 // LFNs sent the last time (lists and deltas)
 }
 
-func (f *Forwarder) runParent(ctx context.Context, p Target, kick chan chan Result) error {
+// runParent forwards to p until wctx is done (Run stops, or p is removed).
+// It sends on ctx, Run's, so that a removal does not cut an update short.
+func (f *Forwarder) runParent(ctx, wctx context.Context, p Target, kick chan chan Result) error {
 	conn, err := f.dial(p.Addr)
 	if err != nil {
 		return fmt.Errorf("forward to %s: %w", p.Addr, err)
@@ -97,13 +215,13 @@ func (f *Forwarder) runParent(ctx context.Context, p Target, kick chan chan Resu
 		full := reply != nil || !time.Now().Before(nextFull)
 		start := time.Now()
 		res := f.forwardAll(ctx, cl, p, sent, full, log)
-		if ctx.Err() != nil {
-			return nil
-		}
 		if reply != nil {
 			res.Target, res.Took = p.Addr, time.Since(start)
-			reply <- res
+			reply <- res // buffered
 			reply = nil
+		}
+		if wctx.Err() != nil {
+			return nil
 		}
 		if full && res.Err == nil {
 			nextFull = time.Now().Add(p.Interval)
@@ -116,13 +234,13 @@ func (f *Forwarder) runParent(ctx context.Context, p Target, kick chan chan Resu
 			backoff = time.Second
 		}
 		select {
-		case <-ctx.Done():
+		case <-wctx.Done():
 			return nil
 		case reply = <-kick:
 		case <-time.After(max(wait, 0)):
 		case <-notify:
 			select { // let a burst of changes gather
-			case <-ctx.Done():
+			case <-wctx.Done():
 				return nil
 			case reply = <-kick:
 			case <-time.After(p.DeltaDelay):
@@ -133,22 +251,34 @@ func (f *Forwarder) runParent(ctx context.Context, p Target, kick chan chan Resu
 
 // UpdateNow sends every site in full to the parent at addr, or to all
 // parents if addr is "", and waits for the results. It needs Run to be
-// running. An unknown parent is an error wrapping ErrUnknownTarget.
+// running. An unknown parent is an error wrapping ErrUnknownTarget, and
+// so is a parent that SetTargets removes meanwhile.
 func (f *Forwarder) UpdateNow(ctx context.Context, addr string) ([]Result, error) {
-	var picked []int
-	for i, p := range f.parents {
-		if addr == "" || p.Addr == addr {
-			picked = append(picked, i)
+	f.mu.Lock()
+	parents := f.parents
+	var picked []*parent
+	var done []<-chan struct{}
+	for _, p := range parents {
+		if addr == "" || p.cfg.Addr == addr {
+			picked = append(picked, p)
+			done = append(done, p.done)
 		}
 	}
+	f.mu.Unlock()
+	if len(parents) == 0 {
+		return nil, ErrNoTargets
+	}
 	if len(picked) == 0 {
-		return nil, fmt.Errorf("%w: %s (this index forwards to %d parents)", ErrUnknownTarget, addr, len(f.parents))
+		return nil, fmt.Errorf("%w: %s (this index forwards to %d parents)", ErrUnknownTarget, addr, len(parents))
 	}
 	out := make([]Result, len(picked))
-	for j, i := range picked {
+	for j, p := range picked {
 		reply := make(chan Result, 1)
+		gone := fmt.Errorf("%w: %s: removed by a reload", ErrUnknownTarget, p.cfg.Addr)
 		select {
-		case f.kicks[i] <- reply:
+		case p.kick <- reply:
+		case <-done[j]:
+			return nil, gone
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}

@@ -151,3 +151,40 @@ func TestForwarderPatternsAndLoops(t *testing.T) {
 	runForwarder(t, NewForwarder(mid, "up", []Target{{Addr: addr, Patterns: []*catalog.Pattern{pat}}}, nil, nil))
 	waitWhere(t, root, []string{"hmi.1", "aia.1", "hmi.2"}, "a/list", "", "")
 }
+
+// TestForwarderSetTargets moves a running forwarder from one parent to
+// another: the new one receives the sites, the old one's loop ends and it
+// receives no more.
+func TestForwarderSetTargets(t *testing.T) {
+	mid := openMid(t)
+	mustReceive(t, mid, listMsgs("a", 5, "1", "2"))
+	recA, addrA := startRecorder(t)
+	recB, addrB := startRecorder(t)
+	fw := NewForwarder(mid, "mid", []Target{{Addr: addrA, DeltaDelay: time.Millisecond}}, quietLogger(), nil)
+	runForwarder(t, fw)
+	recA.waitFor(t, "a at the first parent", func() bool { return recA.gen["a"] == 5 })
+
+	if err := fw.SetTargets([]Target{{Addr: addrA}, {Addr: addrA}}); err == nil {
+		t.Fatal("SetTargets with a parent twice succeeded")
+	}
+	fw.mu.Lock()
+	oldDone := fw.parents[0].done
+	fw.mu.Unlock()
+	if err := fw.SetTargets([]Target{{Addr: addrB, DeltaDelay: time.Millisecond}}); err != nil {
+		t.Fatal(err)
+	}
+	recB.waitFor(t, "a at the new parent", func() bool { return recB.gen["a"] == 5 })
+	<-oldDone
+	sentA := len(recA.all())
+	mustReceive(t, mid, deltaMsgs("a", 5, 6, []string{"3"}, nil))
+	recB.waitFor(t, "the delta at the new parent", func() bool { return recB.gen["a"] == 6 })
+	if n := len(recA.all()); n != sentA {
+		t.Errorf("the removed parent received %d updates after its removal", n-sentA)
+	}
+	if _, err := fw.UpdateNow(t.Context(), addrA); !errors.Is(err, ErrUnknownTarget) {
+		t.Errorf("UpdateNow(removed parent) = %v, want ErrUnknownTarget", err)
+	}
+	if rs, err := fw.UpdateNow(t.Context(), addrB); err != nil || len(rs) != 1 || rs[0].Err != nil {
+		t.Errorf("UpdateNow(new parent) = %+v, %v", rs, err)
+	}
+}
