@@ -69,17 +69,35 @@ func newSecurity(c config, log *slog.Logger) (*security, error) {
 // setting is logged as needing a restart.
 var reloadable = []string{"tls-cert", "tls-key", "tls-client-ca", "acl"}
 
+// reloadableUpdates are the soft-state update settings, which a SIGHUP
+// applies to a daemon with a sender (role lrc) or a forwarder (role rli).
+var reloadableUpdates = []string{
+	"update-to", "update-mode", "update-deltas", "update-interval", "update-validity",
+	"update-delta-delay", "update-bloom-fp", "update-targets",
+}
+
 // reloader applies SIGHUPs: it reads the configuration again (file and
-// environment, under the same command-line flags) and applies the ACL and
-// the TLS certificates, or refuses the whole change and keeps the old one.
-// Connections and calls in flight are not touched: new calls are checked
-// by the new ACL, new connections use the new certificates. It is used by
-// one goroutine.
+// environment, under the same command-line flags) and applies the ACL,
+// the TLS certificates and the update targets, or refuses the whole change
+// and keeps the old one. Connections and calls in flight are not touched:
+// new calls are checked by the new ACL, new connections use the new
+// certificates; an update in flight to a removed target completes. It is
+// used by one goroutine.
 type reloader struct {
-	sec  *security
-	cur  config
-	load func() (config, error)
-	log  *slog.Logger
+	sec *security
+	// targets are the daemon's senders and forwarders, if any.
+	targets []retargeter
+	cur     config
+	load    func() (config, error)
+	log     *slog.Logger
+}
+
+// applies returns the settings r applies.
+func (r *reloader) applies() []string {
+	if len(r.targets) == 0 {
+		return reloadable
+	}
+	return slices.Concat(reloadable, reloadableUpdates)
 }
 
 // run reloads at each signal on hup until ctx is done.
@@ -108,17 +126,36 @@ func (r *reloader) reload() {
 		refuse(err)
 		return
 	}
+	targets, err := next.updateTargets()
+	if err != nil {
+		refuse(err)
+		return
+	}
 	// TLS first: it is the one step that can still fail, and the policy
 	// depends on whether client certificates are required, which it does
-	// not let change.
+	// not let change. (SetTargets, checked above, fails only if an
+	// address cannot be parsed for dialing; see below.)
 	if err := r.sec.tls.Reload(sc.files); err != nil {
 		refuse(err)
 		return
 	}
 	r.sec.auth.SetPolicy(sc.policy)
-	restart := changedSettings(r.cur, next)
+	applied := r.applies()
+	for _, t := range r.targets {
+		if err := t.SetTargets(targets); err != nil {
+			// This sender or forwarder keeps its old targets; the
+			// rest of the change is applied, and the next reload
+			// tries again.
+			r.log.Error("config reload: update targets not applied; the running ones stay", "error", err)
+			applied = reloadable
+		}
+	}
+	restart := changedSettings(r.cur, next, applied)
 	r.cur = next
-	attrs := []any{"applied", strings.Join(reloadable, ","), "acl_rules", len(next.ACL)}
+	attrs := []any{"applied", strings.Join(applied, ","), "acl_rules", len(next.ACL)}
+	if len(r.targets) > 0 {
+		attrs = append(attrs, "update_targets", len(targets))
+	}
 	if len(restart) > 0 {
 		attrs = append(attrs, "needs_restart", strings.Join(restart, ","))
 		r.log.Warn("config reloaded; some changed settings apply only after a restart", attrs...)
@@ -128,13 +165,13 @@ func (r *reloader) reload() {
 }
 
 // changedSettings names the settings, by their file key, that differ
-// between a and b and that a reload does not apply.
-func changedSettings(a, b config) []string {
+// between a and b and that are not among applied.
+func changedSettings(a, b config, applied []string) []string {
 	var out []string
 	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
 	for i := range va.NumField() {
 		key, _, _ := strings.Cut(va.Type().Field(i).Tag.Get("yaml"), ",")
-		if slices.Contains(reloadable, key) {
+		if slices.Contains(applied, key) {
 			continue
 		}
 		if !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {

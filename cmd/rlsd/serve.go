@@ -44,6 +44,9 @@ type daemon struct {
 	http *http.ServeMux
 	// page are the status page's sources; roles set theirs (observe.go).
 	page statuspage.Sources
+	// retargeters are the roles' senders and forwarders, which a reload
+	// gives the new update targets.
+	retargeters []retargeter
 }
 
 // onClose registers f to release a role's resources after the servers have
@@ -195,7 +198,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, reload func() (con
 	tctx, stopTasks := context.WithCancel(context.Background())
 	defer stopTasks()
 	if reload != nil {
-		r := &reloader{sec: sec, cur: cfg, load: reload, log: log}
+		r := &reloader{sec: sec, targets: d.retargeters, cur: cfg, load: reload, log: log}
 		wg.Go(func() { r.run(tctx, hup) })
 	}
 	for _, f := range d.tasks {

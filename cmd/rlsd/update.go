@@ -110,25 +110,36 @@ func (c *config) updateTargets() ([]index.Target, error) {
 	return out, nil
 }
 
+// retargeter is a sender or forwarder, whose targets SIGHUP replaces.
+type retargeter interface {
+	SetTargets([]index.Target) error
+}
+
 // startSender sends the catalog's soft state to the configured indexes, if
 // any, from a goroutine that serve runs once it serves, and answers
-// Admin.Update with it.
+// Admin.Update with it. The sender exists even without targets, so that a
+// reload can give it some.
 func startSender(d *daemon, cat *catalog.Catalog) error {
 	targets, _ := d.cfg.updateTargets() // validated
-	if len(targets) == 0 {
-		return nil
-	}
 	endpoint := d.cfg.Advertise
 	if endpoint == "" {
 		endpoint = d.addr
 	}
 	log := d.log.With("role", "lrc", "component", "sender")
 	s, err := index.NewSender(cat, d.cfg.Site, endpoint, targets, index.SenderOptions{Logger: log, Registerer: d.metrics, Dial: d.sec.dialer.DialConn})
+	if err != nil && len(targets) == 0 {
+		// Nothing to send now; a reload cannot add targets (it would
+		// be refused for the same reason: site and endpoint need a
+		// restart).
+		log.Warn("no soft-state sender: update targets need a restart to apply", "error", err)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("lrc: %w", err)
 	}
 	d.onClose(s.Close)
 	d.addUpdater(s)
+	d.retargeters = append(d.retargeters, s)
 	d.page.Senders = append(d.page.Senders, senderStatus{s})
 	d.run(func(ctx context.Context) error {
 		for _, t := range targets {
@@ -144,15 +155,14 @@ func startSender(d *daemon, cat *catalog.Catalog) error {
 }
 
 // startForwarder forwards what the index holds to the configured parent
-// indexes, if any, from a goroutine that serve runs once it serves.
+// indexes, if any, from a goroutine that serve runs once it serves. The
+// forwarder exists even without parents, so that a reload can give it some.
 func startForwarder(d *daemon, x *index.Index) error {
 	targets, _ := d.cfg.updateTargets() // validated
-	if len(targets) == 0 {
-		return nil
-	}
 	log := d.log.With("role", "rli", "component", "forwarder")
 	f := index.NewForwarder(x, d.cfg.Site, targets, log, d.sec.dialer.DialConn)
 	d.addUpdater(f)
+	d.retargeters = append(d.retargeters, f)
 	d.run(func(ctx context.Context) error {
 		for _, t := range targets {
 			log.Info("forwarding the index", "parent", t.Addr, "interval", t.Interval, "patterns", len(t.Patterns))
@@ -174,6 +184,10 @@ func (us updaters) UpdateNow(ctx context.Context, addr string) ([]index.Result, 
 	for _, u := range us {
 		rs, err := u.UpdateNow(ctx, addr)
 		switch {
+		case errors.Is(err, index.ErrNoTargets):
+			if unknown == nil {
+				unknown = err
+			}
 		case errors.Is(err, index.ErrUnknownTarget):
 			unknown = err
 		case err != nil:
