@@ -18,10 +18,11 @@
 //
 // Settings come from flags, then RLSD_* environment variables, then the
 // YAML configuration file, then defaults (the acl: rules only in the file).
-// SIGHUP reloads the ACL and the certificates. Exit status: 0 after a clean
-// shutdown on SIGTERM or SIGINT, 2 for a usage or configuration error, 3
-// when a store failed (a full disk or an I/O error: rlsd stops serving at
-// once and exits, for a supervisor to restart it), 1 for any other failure.
+// SIGHUP reloads the ACL, the certificates and the update targets. Exit
+// status: 0 after a clean shutdown on SIGTERM or SIGINT, 2 for a usage or
+// configuration error, 3 when a store failed (a full disk or an I/O error:
+// rlsd stops serving at once and exits, for a supervisor to restart it), 1
+// for any other failure.
 package main
 
 import (
