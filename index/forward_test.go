@@ -174,7 +174,11 @@ func TestForwarderSetTargets(t *testing.T) {
 		t.Fatal(err)
 	}
 	recB.waitFor(t, "a at the new parent", func() bool { return recB.gen["a"] == 5 })
-	<-oldDone
+	select {
+	case <-oldDone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the removed parent's loop did not stop")
+	}
 	sentA := len(recA.all())
 	mustReceive(t, mid, deltaMsgs("a", 5, 6, []string{"3"}, nil))
 	recB.waitFor(t, "the delta at the new parent", func() bool { return recB.gen["a"] == 6 })

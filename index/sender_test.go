@@ -743,7 +743,11 @@ func TestSenderSetTargets(t *testing.T) {
 	s := newTestSender(t, cat, a, b)
 	run(t, s)
 	recA.waitFor(t, "A's first full update", func() bool { return len(recA.updates) == 1 })
-	<-recB.arrived // B's first update is in flight, held by the index
+	select { // B's first update is in flight, held by the index
+	case <-recB.arrived:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no update to B")
+	}
 
 	if err := s.SetTargets([]Target{a, {Addr: addrC, Mode: ModeList, Interval: time.Hour, Validity: time.Minute}}); err == nil {
 		t.Fatal("SetTargets with validity below interval succeeded")
