@@ -14,14 +14,16 @@ import (
 	"github.com/solar-archive/rls/catalog"
 	"github.com/solar-archive/rls/index"
 	"github.com/solar-archive/rls/internal/failstop"
+	"github.com/solar-archive/rls/mirror"
 )
 
 // statusOf is the one place where errors become gRPC statuses. Every handler
 // returns statusOf(err).Err() and every bulk item's Status is built from it,
 // so a given failure has the same code whether it ends a call or one item.
 //
-// The catalog's sentinels map to their codes (ErrNotFound and
-// index.ErrUnknownTarget → NOT_FOUND,
+// The catalog's sentinels, and the index's and mirror's alike, map to their
+// codes (ErrNotFound, index.ErrUnknownTarget and mirror.ErrNotFound →
+// NOT_FOUND,
 // ErrExists → ALREADY_EXISTS, ErrInvalid → INVALID_ARGUMENT, ErrPrecondition →
 // FAILED_PRECONDITION, index.ErrFull → RESOURCE_EXHAUSTED, ErrClosed →
 // UNAVAILABLE), a store stopped by a storage error to RESOURCE_EXHAUSTED
@@ -44,17 +46,17 @@ func statusOf(err error) *status.Status {
 		if failed.DiskFull() {
 			code = codes.ResourceExhausted
 		}
-	case errors.Is(err, catalog.ErrNotFound), errors.Is(err, index.ErrUnknownTarget):
+	case errors.Is(err, catalog.ErrNotFound), errors.Is(err, index.ErrUnknownTarget), errors.Is(err, mirror.ErrNotFound):
 		code = codes.NotFound
 	case errors.Is(err, catalog.ErrExists):
 		code = codes.AlreadyExists
-	case errors.Is(err, catalog.ErrInvalid), errors.Is(err, index.ErrInvalid):
+	case errors.Is(err, catalog.ErrInvalid), errors.Is(err, index.ErrInvalid), errors.Is(err, mirror.ErrInvalid):
 		code = codes.InvalidArgument
 	case errors.Is(err, catalog.ErrPrecondition), errors.Is(err, index.ErrOutOfSequence):
 		code = codes.FailedPrecondition
 	case errors.Is(err, index.ErrFull):
 		code = codes.ResourceExhausted
-	case errors.Is(err, catalog.ErrClosed), errors.Is(err, index.ErrClosed):
+	case errors.Is(err, catalog.ErrClosed), errors.Is(err, index.ErrClosed), errors.Is(err, mirror.ErrClosed):
 		code = codes.Unavailable
 	case errors.Is(err, context.DeadlineExceeded):
 		code = codes.DeadlineExceeded

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/solar-archive/rls/catalog"
+	"github.com/solar-archive/rls/mirror"
 )
 
 func TestStatusOf(t *testing.T) {
@@ -27,6 +28,9 @@ func TestStatusOf(t *testing.T) {
 		{item(catalog.ErrPrecondition), codes.FailedPrecondition},
 		{item(catalog.ErrClosed), codes.Unavailable},
 		{fmt.Errorf("wrapped: %w", item(catalog.ErrNotFound)), codes.NotFound},
+		{fmt.Errorf("%w: 123", mirror.ErrNotFound), codes.NotFound},
+		{fmt.Errorf("%w: sunum \"01\"", mirror.ErrInvalid), codes.InvalidArgument},
+		{mirror.ErrClosed, codes.Unavailable},
 		{context.DeadlineExceeded, codes.DeadlineExceeded},
 		{context.Canceled, codes.Canceled},
 		{fmt.Errorf("waiting: %w", context.Canceled), codes.Canceled},
