@@ -17,6 +17,8 @@ import (
 
 	"github.com/solar-archive/rls/api"
 	"github.com/solar-archive/rls/index"
+	"github.com/solar-archive/rls/mirror"
+	"github.com/solar-archive/rls/mirror/intake"
 )
 
 // config is the daemon's configuration once flags, environment and the
@@ -54,6 +56,28 @@ type config struct {
 	UpdateDeltaDelay time.Duration  `yaml:"update-delta-delay"`
 	UpdateBloomFP    float64        `yaml:"update-bloom-fp"`
 	UpdateTargets    []targetConfig `yaml:"update-targets"` // file only
+	// The mirror role; see mirror.go.
+	MirrorIndex           pathList      `yaml:"mirror-index"`
+	MirrorStore           string        `yaml:"mirror-store"`
+	MirrorTier            int           `yaml:"mirror-tier"`
+	MirrorAuthority       string        `yaml:"mirror-authority"`
+	MirrorRoutes          []routeConfig `yaml:"mirror-routes"` // file only
+	MirrorUserWorkers     int           `yaml:"mirror-user-workers"`
+	MirrorBulkWorkers     int           `yaml:"mirror-bulk-workers"`
+	MirrorSourceMin       int           `yaml:"mirror-source-min"`
+	MirrorSourceMax       int           `yaml:"mirror-source-max"`
+	MirrorRetryBase       time.Duration `yaml:"mirror-retry-base"`
+	MirrorRetryCap        time.Duration `yaml:"mirror-retry-cap"`
+	MirrorPendingInterval time.Duration `yaml:"mirror-pending-interval"`
+	MirrorBatchUnits      int           `yaml:"mirror-batch-units"`
+	MirrorBatchBytes      int64         `yaml:"mirror-batch-bytes"`
+	MirrorBatchIdle       time.Duration `yaml:"mirror-batch-idle"`
+	MirrorOnDone          string        `yaml:"mirror-on-done"`
+	MirrorIntakeDSN       string        `yaml:"mirror-intake-dsn"`
+	MirrorIntakeTable     string        `yaml:"mirror-intake-table"`
+	MirrorIntakeChannel   string        `yaml:"mirror-intake-channel"`
+	MirrorIntakePoll      time.Duration `yaml:"mirror-intake-poll-interval"`
+	MirrorIntakeBatch     int           `yaml:"mirror-intake-batch-size"`
 }
 
 func defaultConfig() config {
@@ -76,6 +100,22 @@ func defaultConfig() config {
 		UpdateValidity:         index.DefaultValidity,
 		UpdateDeltaDelay:       index.DefaultDeltaDelay,
 		UpdateBloomFP:          index.DefaultFalsePositiveRate,
+
+		MirrorTier:            1,
+		MirrorUserWorkers:     2,
+		MirrorBulkWorkers:     8,
+		MirrorSourceMin:       2,
+		MirrorSourceMax:       16,
+		MirrorRetryBase:       mirror.DefaultRetry.Base,
+		MirrorRetryCap:        mirror.DefaultRetry.Cap,
+		MirrorPendingInterval: 10 * time.Minute,
+		MirrorBatchUnits:      mirror.DefaultBatch.Units,
+		MirrorBatchBytes:      mirror.DefaultBatch.Bytes,
+		MirrorBatchIdle:       mirror.DefaultBatch.Idle,
+		MirrorIntakeTable:     intake.DefaultTable,
+		MirrorIntakeChannel:   intake.DefaultChannel,
+		MirrorIntakePoll:      intake.DefaultPollInterval,
+		MirrorIntakeBatch:     intake.DefaultBatchSize,
 	}
 }
 
@@ -142,6 +182,16 @@ func settings() []setting {
 			name: name,
 			parseEnv: func(c *config, s string) (err error) {
 				*field(c), err = time.ParseDuration(s)
+				return err
+			},
+			fromFlag: func(dst, src *config) { *field(dst) = *field(src) },
+		}
+	}
+	intg := func(name string, field func(*config) *int) setting {
+		return setting{
+			name: name,
+			parseEnv: func(c *config, s string) (err error) {
+				*field(c), err = strconv.Atoi(s)
 				return err
 			},
 			fromFlag: func(dst, src *config) { *field(dst) = *field(src) },
@@ -242,6 +292,30 @@ func settings() []setting {
 			},
 			fromFlag: func(dst, src *config) { dst.UpdateBloomFP = src.UpdateBloomFP },
 		},
+		{
+			name:     "mirror-index",
+			parseEnv: func(c *config, s string) error { c.MirrorIndex = splitPaths(s); return nil },
+			fromFlag: func(dst, src *config) { dst.MirrorIndex = src.MirrorIndex },
+		},
+		str("mirror-store", func(c *config) *string { return &c.MirrorStore }),
+		intg("mirror-tier", func(c *config) *int { return &c.MirrorTier }),
+		str("mirror-authority", func(c *config) *string { return &c.MirrorAuthority }),
+		intg("mirror-user-workers", func(c *config) *int { return &c.MirrorUserWorkers }),
+		intg("mirror-bulk-workers", func(c *config) *int { return &c.MirrorBulkWorkers }),
+		intg("mirror-source-min", func(c *config) *int { return &c.MirrorSourceMin }),
+		intg("mirror-source-max", func(c *config) *int { return &c.MirrorSourceMax }),
+		dur("mirror-retry-base", func(c *config) *time.Duration { return &c.MirrorRetryBase }),
+		dur("mirror-retry-cap", func(c *config) *time.Duration { return &c.MirrorRetryCap }),
+		dur("mirror-pending-interval", func(c *config) *time.Duration { return &c.MirrorPendingInterval }),
+		intg("mirror-batch-units", func(c *config) *int { return &c.MirrorBatchUnits }),
+		integer("mirror-batch-bytes", func(c *config) *int64 { return &c.MirrorBatchBytes }),
+		dur("mirror-batch-idle", func(c *config) *time.Duration { return &c.MirrorBatchIdle }),
+		str("mirror-on-done", func(c *config) *string { return &c.MirrorOnDone }),
+		str("mirror-intake-dsn", func(c *config) *string { return &c.MirrorIntakeDSN }),
+		str("mirror-intake-table", func(c *config) *string { return &c.MirrorIntakeTable }),
+		str("mirror-intake-channel", func(c *config) *string { return &c.MirrorIntakeChannel }),
+		dur("mirror-intake-poll-interval", func(c *config) *time.Duration { return &c.MirrorIntakePoll }),
+		intg("mirror-intake-batch-size", func(c *config) *int { return &c.MirrorIntakeBatch }),
 	}
 }
 
@@ -284,6 +358,7 @@ func (o *options) addFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.flags.UpdateValidity, "update-validity", d.UpdateValidity, "index updates: how long an index keeps each update; longer than the interval")
 	fs.DurationVar(&o.flags.UpdateDeltaDelay, "update-delta-delay", d.UpdateDeltaDelay, "index updates: how soon after a catalog write its delta is sent")
 	fs.Float64Var(&o.flags.UpdateBloomFP, "update-bloom-fp", d.UpdateBloomFP, "index updates: Bloom filters' false-positive rate, in (0, 1)")
+	o.addMirrorFlags(fs, d)
 }
 
 // resolve merges the configuration: defaults, then the configuration file
@@ -352,6 +427,10 @@ func (c *config) validate() error {
 		}
 	}
 	c.Roles = roles
+	if m := missingRoles(roles); len(m) > 0 {
+		return usageErrorf("roles %s: %s (add them: --roles %s)", strings.Join(roles, ","), strings.Join(m, "; "),
+			strings.Join(startOrder(withNeeds(roles)), ","))
+	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return usageErrorf("log-format %q: want text or json", c.LogFormat)
 	}
@@ -385,6 +464,9 @@ func (c *config) validate() error {
 		return usageErrorf("http-max-conns %d: must be 0 (automatic) or positive", c.HTTPMaxConns)
 	}
 	if err := c.validateTransfer(); err != nil {
+		return err
+	}
+	if err := c.validateMirror(); err != nil {
 		return err
 	}
 	if _, err := c.updateTargets(); err != nil {

@@ -1,5 +1,6 @@
-// Command rlsd is the rls daemon: it runs a site's roles (for now the local
-// replica catalog, role lrc) behind gRPC.
+// Command rlsd is the rls daemon: it runs a site's roles (lrc, rli,
+// transfer, mirror) behind gRPC. The mirror role needs lrc and transfer in
+// the same rlsd; roles start in dependency order.
 //
 //	rlsd --site jsoc --data /var/lib/rls [--listen 127.0.0.1:7600] [--roles lrc]
 //	     [--http-listen :9100] [--config rlsd.yaml] [--log-format text|json]
@@ -7,6 +8,10 @@
 //	     [--advertise HOST:PORT] [--update-to ADDR,...] [--update-mode list|bloom|delta]
 //	     [--update-deltas] [--update-interval 10m] [--update-validity 8h]
 //	     [--update-delta-delay 200ms] [--update-bloom-fp 0.01]
+//	     [--export-root DIR,...]                              (role transfer)
+//	     [--mirror-index ADDR,...] [--mirror-store DIR] [--mirror-tier 1|2]
+//	     [--mirror-authority [SITE=]ADDR] [--mirror-on-done CMD]
+//	     [--mirror-intake-dsn postgres://...] [--mirror-*]   (role mirror)
 //	rlsd version
 //
 // Settings come from flags, then RLSD_* environment variables, then the

@@ -95,7 +95,7 @@ shutdown-timeout: 3s
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := withLimitDefaults(withUpdateDefaults(tc.want))
+			want := withMirrorDefaults(withLimitDefaults(withUpdateDefaults(tc.want)))
 			want.IndexExpireInterval = cmp.Or(want.IndexExpireInterval, defaultConfig().IndexExpireInterval)
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("config =\n%+v\nwant\n%+v", got, want)
@@ -131,7 +131,7 @@ func TestConfigErrors(t *testing.T) {
 		{name: "missing site", args: []string{"--data", "/d"}, want: `"site"`},
 		{name: "missing data", args: []string{"--site", "s"}, want: `"data"`},
 		{name: "unknown role", args: []string{"--site", "s", "--data", "/d", "--roles", "lrc,mirrorr"}, want: `unknown role "mirrorr"`},
-		{name: "unknown role from env", args: []string{"--site", "s", "--data", "/d"}, env: map[string]string{"RLSD_ROLES": "mirror"}, want: `"mirror"`},
+		{name: "unknown role from env", args: []string{"--site", "s", "--data", "/d"}, env: map[string]string{"RLSD_ROLES": "archive"}, want: `"archive"`},
 		{name: "no roles", args: []string{"--site", "s", "--data", "/d", "--roles", ""}, want: "no roles"},
 		{name: "bad env bool", args: []string{"--site", "s", "--data", "/d"}, env: map[string]string{"RLSD_NO_SYNC": "yes please"}, want: "RLSD_NO_SYNC"},
 		{name: "bad log format", args: []string{"--site", "s", "--data", "/d", "--log-format", "xml"}, want: "log-format"},

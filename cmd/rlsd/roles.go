@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/solar-archive/rls/api"
 	"github.com/solar-archive/rls/api/rlsv1"
@@ -18,12 +19,24 @@ import (
 // d.run, which serve starts once it serves and stops and waits for before it
 // closes storage.
 //
+// A role names the roles it needs in the same rlsd (mirror needs lrc, for
+// its catalog, and transfer, to serve what it placed). They are not enabled
+// implicitly: a configuration that lacks one is refused (exit 2) with the
+// missing roles named, so that what runs is what the operator wrote. Roles
+// start in dependency order whatever order --roles lists them in.
+//
 // Adding a role is adding an entry here.
-func roleTable() map[string]func(d *daemon) error {
-	return map[string]func(d *daemon) error{
-		"lrc":      startLRC,
-		"rli":      startRLI,
-		"transfer": startTransfer,
+type role struct {
+	needs []string
+	start func(d *daemon) error
+}
+
+func roleTable() map[string]role {
+	return map[string]role{
+		"lrc":      {start: startLRC},
+		"rli":      {start: startRLI},
+		"transfer": {start: startTransfer},
+		"mirror":   {needs: []string{"lrc", "transfer"}, start: startMirror},
 	}
 }
 
@@ -35,6 +48,53 @@ func knownRoles() []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+// missingRoles returns, per role of roles, the roles it needs that roles
+// lacks (sorted by role name), for the error that refuses them.
+func missingRoles(roles []string) []string {
+	table := roleTable()
+	var out []string
+	for _, r := range slices.Sorted(slices.Values(roles)) {
+		var missing []string
+		for _, n := range table[r].needs {
+			if !slices.Contains(roles, n) {
+				missing = append(missing, n)
+			}
+		}
+		if len(missing) > 0 {
+			noun := "role"
+			if len(missing) > 1 {
+				noun = "roles"
+			}
+			out = append(out, fmt.Sprintf("role %s needs %s %s in the same rlsd", r, noun, strings.Join(missing, " and ")))
+		}
+	}
+	return out
+}
+
+// startOrder orders roles so that every role comes after the roles it
+// needs; roles that do not depend on each other keep their sorted order.
+// roles must be known and hold what they need (see missingRoles).
+func startOrder(roles []string) []string {
+	table := roleTable()
+	var out []string
+	seen := map[string]bool{}
+	var visit func(r string)
+	visit = func(r string) {
+		if seen[r] {
+			return
+		}
+		seen[r] = true
+		for _, n := range table[r].needs {
+			visit(n)
+		}
+		out = append(out, r)
+	}
+	for _, r := range slices.Sorted(slices.Values(roles)) {
+		visit(r)
+	}
+	return out
 }
 
 // startLRC runs the local replica catalog: it opens DATA/catalog and serves
@@ -82,4 +142,18 @@ func startRLI(d *daemon) error {
 		return fmt.Errorf("rli: metrics: %w", err)
 	}
 	return startForwarder(d, x)
+}
+
+// withNeeds returns roles with every role they need, directly or not.
+func withNeeds(roles []string) []string {
+	table := roleTable()
+	out := slices.Clone(roles)
+	for i := 0; i < len(out); i++ {
+		for _, n := range table[out[i]].needs {
+			if !slices.Contains(out, n) {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
 }

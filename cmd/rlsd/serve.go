@@ -117,8 +117,8 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	}
 	d.addr = lis.Addr().String()
 	roles := roleTable()
-	for _, name := range cfg.Roles {
-		if err := roles[name](d); err != nil {
+	for _, name := range startOrder(cfg.Roles) {
+		if err := roles[name].start(d); err != nil {
 			lis.Close()
 			return err
 		}
