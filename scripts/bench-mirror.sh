@@ -440,9 +440,9 @@ if has_part small || has_part big; then
 	federation "" "${lists[@]}"
 	mkdir -p "$WORK/nso-store" "$WORK/sao-store"
 	start_rlsd nso "$DST_CPU" --roles lrc,transfer,mirror --export-root "$WORK/nso-store" --update-to "${ADDR[rli]}" "${UPD[@]}" \
-		--mirror-index "${ADDR[rli]}" --mirror-authority "${ADDR[jsoc]}" --mirror-store "$WORK/nso-store" --mirror-tier 1
+		--mirror-index "${ADDR[rli]}" --mirror-authority "jsoc=${ADDR[jsoc]}" --mirror-store "$WORK/nso-store" --mirror-tier 1
 	start_rlsd sao "$DST_CPU" --roles lrc,transfer,mirror --export-root "$WORK/sao-store" --update-to "${ADDR[rli]}" "${UPD[@]}" \
-		--mirror-index "${ADDR[rli]}" --mirror-authority "${ADDR[jsoc]}" --mirror-store "$WORK/sao-store" --mirror-tier 2 \
+		--mirror-index "${ADDR[rli]}" --mirror-authority "jsoc=${ADDR[jsoc]}" --mirror-store "$WORK/sao-store" --mirror-tier 2 \
 		--mirror-pending-interval 1s
 fi
 
@@ -563,7 +563,7 @@ if has_part wan; then
 	ctl wjsoc admin update >>"$OUT/update.log" 2>&1 || die "jsoc's update through the proxy failed (log $OUT/update.log)"
 	mkdir -p "$WORK/wnso-store"
 	start_rlsd wnso "$DST_CPU" --roles lrc,transfer,mirror --export-root "$WORK/wnso-store" --update-to "127.0.0.1:$P_RLI" "${UPD[@]}" \
-		--mirror-index "127.0.0.1:$P_RLI" --mirror-authority "127.0.0.1:$P_JSOC" --mirror-store "$WORK/wnso-store" --mirror-tier 1
+		--mirror-index "127.0.0.1:$P_RLI" --mirror-authority "wjsoc=127.0.0.1:$P_JSOC" --mirror-store "$WORK/wnso-store" --mirror-tier 1
 	# What one round trip costs through the proxy, seen from a client.
 	for a in "${ADDR[wrli]}" "127.0.0.1:$P_RLI"; do
 		t0=$(now)

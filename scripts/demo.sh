@@ -213,7 +213,7 @@ start rli --roles rli
 RLI=$ADDR
 start jsoc --roles lrc,transfer --export-root "$WORK/jsoc/sums" --update-to "$RLI" "${UPD[@]}"
 JSOC=$ADDR
-MIRROR=(--mirror-index "$RLI" --mirror-authority "$JSOC" --mirror-pending-interval 1s)
+MIRROR=(--mirror-index "$RLI" --mirror-authority "jsoc=$JSOC" --mirror-pending-interval 1s)
 INTAKE_NSO=() INTAKE_SAO=()
 if [ "$INTAKE" = postgres ]; then
 	say "a throwaway PostgreSQL with one DRMS database per mirror"

@@ -17,7 +17,7 @@
 // Usage:
 //
 //	mkunits -root DIR -catalog DATA/catalog -first 100000000 -n 200 \
-//	    -series hmi.M_45s,aia.lev1 [-files 1-4] [-max-bytes 65536] [-big-mib 0]
+//	    -series hmi.m_45s,aia.lev1 [-files 1-4] [-max-bytes 65536] [-big-mib 0]
 //	mkunits -n 1000 -no-catalog ...     files only, nothing registered
 //
 // -big-mib M makes every unit one file of M MiB instead of small files.
@@ -69,7 +69,7 @@ func main() {
 	flag.StringVar(&o.catalog, "catalog", "", "the site's catalog directory (DATA/catalog); required unless -no-catalog")
 	flag.Uint64Var(&o.first, "first", 100000000, "first sunum")
 	flag.IntVar(&o.n, "n", 200, "number of units")
-	flag.StringVar(&series, "series", "hmi.M_45s,aia.lev1", "series, comma-separated; sunums are split into one range per series")
+	flag.StringVar(&series, "series", "hmi.m_45s,aia.lev1", "series, comma-separated; sunums are split into one range per series")
 	flag.StringVar(&files, "files", "1-4", "files per unit, MIN-MAX")
 	flag.Int64Var(&o.maxBytes, "max-bytes", 64<<10, "largest unit, bytes (small units)")
 	flag.Int64Var(&o.bigMiB, "big-mib", 0, "if > 0, every unit is one file of this many MiB")
