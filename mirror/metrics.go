@@ -13,7 +13,7 @@ var (
 	descBytes    = prometheus.NewDesc("rls_mirror_bytes_total", "Bytes received per source.", []string{"source"}, nil)
 	descSrcUnits = prometheus.NewDesc("rls_mirror_source_units_total", "Units placed per source.", []string{"source"}, nil)
 	descConc     = prometheus.NewDesc("rls_mirror_source_concurrency", "Current concurrency limit per source.", []string{"source"}, nil)
-	descLag      = prometheus.NewDesc("rls_mirror_intake_lag_seconds",
+	descLag      = prometheus.NewDesc("rls_mirror_queue_lag_seconds",
 		"Age of the oldest due unit waiting in each lane (0 when none waits).", []string{"lane"}, nil)
 )
 

@@ -124,6 +124,7 @@ func (p *puller) checkInPlace() {
 		}
 		u.state.Store(unitPlaced)
 		u.log.Info("found in place", "dest", u.dest, "bytes", u.m.TotalBytes())
+		removeStaleStaging(u.dest)
 		p.placed(u)
 	}
 }
@@ -133,4 +134,20 @@ func (p *puller) placed(u *unitPull) {
 	if p.o.OnPlaced != nil {
 		p.o.OnPlaced(u.index, p.result(u))
 	}
+}
+
+// removeStaleStaging removes what a pull that placed dest and died before
+// it cleaned up left in StagingDir(dest): the unit is in place, so that
+// staging holds nothing of use. A staging directory another pull holds
+// (locked) is left alone.
+func removeStaleStaging(dest string) {
+	dir := StagingDir(dest)
+	if _, err := os.Lstat(dir); err != nil {
+		return
+	}
+	st, _, err := openStaging(dir, true)
+	if err != nil {
+		return
+	}
+	st.close(true)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -32,6 +33,11 @@ func TestPullUnitsInPlace(t *testing.T) {
 	}
 	// Unit 2's copy was damaged meanwhile: it is not taken as placed.
 	must(t, os.WriteFile(filepath.Join(units[2].Dest, "a.fits"), []byte("bad"), 0o644))
+	// Unit 1's pull died after it placed the unit, before it removed its
+	// staging directory: the next pull removes it.
+	stale := transfer.StagingDir(units[1].Dest)
+	must(t, os.MkdirAll(filepath.Join(stale, "unit"), 0o700))
+	must(t, os.WriteFile(filepath.Join(stale, "journal"), []byte("{}\n"), 0o600))
 
 	var mu sync.Mutex
 	reported := map[int]bool{}
@@ -65,6 +71,9 @@ func TestPullUnitsInPlace(t *testing.T) {
 				t.Errorf("unit %d differs", i)
 			}
 		}
+	}
+	if _, err := os.Lstat(stale); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("stale staging of a unit found in place is still there: %v", err)
 	}
 	if len(reported) != 4 {
 		t.Errorf("OnPlaced for %d units, want 4", len(reported))

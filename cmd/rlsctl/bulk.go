@@ -175,6 +175,11 @@ func (s *lineSource) next() (string, bool) {
 		return "", false
 	}
 	s.line++
+	if s.line == 1 {
+		// Editors on some systems start a UTF-8 file with a byte order
+		// mark; it is no part of the first item.
+		return strings.TrimPrefix(s.sc.Text(), "\ufeff"), true
+	}
 	return s.sc.Text(), true
 }
 

@@ -82,6 +82,7 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newLocateCommand(g),
 		newAdminCommand(g),
 		newTransferCommand(g),
+		newMirrorCommand(g),
 		newCompletionCommand(g),
 		newVersionCommand(g),
 	)
@@ -99,6 +100,7 @@ type conn struct {
 	cc      *grpc.ClientConn
 	catalog rlsv1.CatalogClient
 	admin   rlsv1.AdminClient
+	mirror  rlsv1.MirrorClient
 }
 
 func (c *conn) Close() error { return c.cc.Close() }
@@ -123,7 +125,7 @@ func (g *globalOptions) dial() (*conn, error) {
 	if err != nil {
 		return nil, usageErrorf("--server %q: %v", g.server, err)
 	}
-	return &conn{cc: cc, catalog: rlsv1.NewCatalogClient(cc), admin: rlsv1.NewAdminClient(cc)}, nil
+	return &conn{cc: cc, catalog: rlsv1.NewCatalogClient(cc), admin: rlsv1.NewAdminClient(cc), mirror: rlsv1.NewMirrorClient(cc)}, nil
 }
 
 // rpcContext bounds one RPC (or one bulk chunk) by --timeout.

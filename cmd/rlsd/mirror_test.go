@@ -2,12 +2,17 @@ package main
 
 import (
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/solar-archive/rls/internal/pgtest"
 )
 
 // withMirrorDefaults sets c's mirror settings to their defaults.
@@ -112,5 +117,33 @@ func TestMirrorConfig(t *testing.T) {
 				t.Fatalf("error %v, want a usage error containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestMirrorIntakeBadTable: a queue table without the intake's columns is
+// bad configuration: rlsd refuses to start (exit 2) with the intake's
+// error, naming the table and the column.
+func TestMirrorIntakeBadTable(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL")
+	}
+	pg := pgtest.Start(t, pgtest.Options{NoSync: true})
+	conn, err := pgx.Connect(t.Context(), pg.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.Exec(t.Context(), "CREATE TABLE drms_queue (sunum bigint, recnum bigint)")
+	conn.Close(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	var stderr strings.Builder
+	code := run(t.Context(), []string{"--site", "nso", "--data", t.TempDir(), "--listen", "127.0.0.1:0",
+		"--roles", "lrc,transfer,mirror", "--export-root", root, "--mirror-store", root,
+		"--mirror-index", "127.0.0.1:1", "--mirror-authority", "127.0.0.1:2",
+		"--mirror-intake-dsn", pg.DSN, "--mirror-intake-table", "drms_queue"}, envFrom(nil), io.Discard, &stderr)
+	if code != 2 || !strings.Contains(stderr.String(), "drms_queue") || !strings.Contains(stderr.String(), "series_name") {
+		t.Errorf("exit %d, stderr %q; want 2 naming drms_queue and series_name", code, stderr.String())
 	}
 }
