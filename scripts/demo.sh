@@ -195,8 +195,9 @@ EOF
 # ---------------------------------------------------------------- units
 say "jsoc's storage units: $N units of ${SERIES[*]}, registered in its catalog (LFN = sunum, PFN = path)"
 mkdir -p "$WORK/jsoc/data" "$WORK/jsoc/sums" "$WORK/nso/sums" "$WORK/sao/sums"
-run "$MKUNITS" -root "$WORK/jsoc/sums" -catalog "$WORK/jsoc/data/catalog" -first "$BASE" -n "$N" \
-	-series "$(IFS=,; echo "${SERIES[*]}")" >"$WORK/units.tsv"
+MK=("$MKUNITS" -root "$WORK/jsoc/sums" -catalog "$WORK/jsoc/data/catalog" -first "$BASE" -n "$N" -series "$(IFS=,; echo "${SERIES[*]}")")
+echo "\$ ${MK[*]} >$WORK/units.tsv"
+"${MK[@]}" >"$WORK/units.tsv"
 head -n 3 "$WORK/units.tsv"
 echo "... ($(wc -l <"$WORK/units.tsv") units, $(awk -F'\t' '{ f += $5; b += $4 } END { printf "%d files, %.1f MB", f, b / 1e6 }' "$WORK/units.tsv"))"
 for s in "${SERIES[@]}"; do
@@ -262,7 +263,7 @@ fi
 states() {
 	"$RLSCTL" --server "$1" -o json mirror coverage 2>/dev/null |
 		jq -r '[.series[]?.states // {} | to_entries[]] | group_by(.key)
-			| map("\(.[0].key)=\(map(.value | tonumber) | add)") | join(" ")'
+			| map([.[0].key, (map(.value | tonumber) | add)]) | map(select(.[1] > 0) | "\(.[0])=\(.[1])") | join(" ")'
 }
 count() { # "STATE=n ..." STATE
 	printf '%s\n' "$1" | tr ' ' '\n' | awk -F= -v s="$2" '$1 == s { print $2; f = 1 } END { if (!f) print 0 }'
