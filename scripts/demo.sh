@@ -254,7 +254,7 @@ else
 			sed 's/^/INSERT INTO hmi.m_45s (sunum, t_rec) VALUES /' | psql_db "$db"
 		awk -F'\t' '$2 == "aia.lev1" { print $1 }' "$WORK/units.tsv" | sed "s/.*/(&, now(), 171)/" | paste -sd, |
 			sed 's/^/INSERT INTO aia.lev1 (sunum, t_rec, wavelnth) VALUES /' | psql_db "$db"
-		echo "$db: sunum_queue holds $(psql_db "$db" -tA -c 'SELECT count(*) FROM sunum_queue') rows"
+		echo "$db: $N series records inserted; sunum_queue now holds $(psql_db "$db" -tA -c 'SELECT count(*) FROM sunum_queue') rows (the intake records them as NQUE, then deletes them)"
 	done
 fi
 
