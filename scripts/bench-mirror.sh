@@ -358,7 +358,7 @@ scp_units() {
 	printf '$ cut -f1 %s | taskset -c %s xargs -P %s -I{} timeout 120 scp -r -q -P %s root@127.0.0.1:%s/D{} %s/\n' \
 		"$list" "$DST_CPU" "$SCP_PAR" "$port" "$SUMS" "$dest" >>"$OUT/commands.txt"
 	t0=$(now)
-	cut -f1 "$list" | timeout "$MAX_SECS" pin "$DST_CPU" xargs -P "$SCP_PAR" -I{} \
+	cut -f1 "$list" | pin "$DST_CPU" timeout "$MAX_SECS" xargs -P "$SCP_PAR" -I{} \
 		timeout 120 scp -r -q "${SSH_ARGS[@]}" -P "$port" "root@127.0.0.1:$SUMS/D{}" "$dest/" 2>>"$OUT/scp.log" ||
 		die "scp of the units failed (log $OUT/scp.log)"
 	t1=$(now)
@@ -504,7 +504,7 @@ if has_part big; then
 				mkdir -p "$WORK/pull"
 				printf '$ taskset -c %s rlsctl transfer pull --from %s %s --to %s\n' "$DST_CPU" "${ADDR[jsoc]}" "$pfn" "$WORK/pull/D$sunum" >>"$OUT/commands.txt"
 				t0=$(now)
-				timeout "$MAX_SECS" pin "$DST_CPU" "$RLSCTL" transfer pull --from "${ADDR[jsoc]}" "$pfn" --to "$WORK/pull/D$sunum" >>"$OUT/big-pull.log" 2>&1 ||
+				pin "$DST_CPU" timeout "$MAX_SECS" "$RLSCTL" transfer pull --from "${ADDR[jsoc]}" "$pfn" --to "$WORK/pull/D$sunum" >>"$OUT/big-pull.log" 2>&1 ||
 					die "transfer pull of $pfn failed (log $OUT/big-pull.log)"
 				t1=$(now)
 				s=$(secs "$t0" "$t1")
