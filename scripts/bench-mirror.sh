@@ -125,10 +125,15 @@ trap 'exit 130' INT TERM
 
 # pin CPU CMD...: CMD on that CPU when pinning.
 SRV_CPU=1 DST_CPU=0
+# pin is for commands run in the foreground or in a pipeline; a daemon
+# started with & is started through pinned CPU, so that $! is its own pid
+# (taskset execs it), not that of a subshell.
 if [ "$PIN" = 1 ] && [ "$(nproc)" -ge 2 ]; then
+	pinned() { PINNED=(taskset -c "$1"); }
 	pin() { local c=$1; shift; taskset -c "$c" "$@"; }
 	PIN_NOTE="senders (rli, jsoc, sshd) on CPU $SRV_CPU, receivers (nso, sao, rlsctl transfer pull, scp) on CPU $DST_CPU (taskset -c); toxiproxy unpinned"
 else
+	pinned() { PINNED=(); }
 	pin() { shift; "$@"; }
 	PIN_NOTE="not pinned"
 fi
@@ -213,7 +218,8 @@ start_rlsd() {
 	local log="$OUT/rlsd-$name.log"
 	local args=(--site "$name" --data "$WORK/$name" --listen 127.0.0.1:0 --http-listen 127.0.0.1:0 "$@")
 	printf '$ taskset -c %s rlsd %s\n' "$cpu" "${args[*]}" >>"$OUT/commands.txt"
-	pin "$cpu" "$RLSD" "${args[@]}" >"$log" 2>&1 &
+	pinned "$cpu"
+	"${PINNED[@]}" "$RLSD" "${args[@]}" >"$log" 2>&1 &
 	PID[$name]=$!
 	local line=""
 	for _ in $(seq 300); do # 30 s
@@ -334,7 +340,8 @@ Subsystem sftp /usr/lib/openssh/sftp-server
 EOF
 		/usr/sbin/sshd -t -f "$S/sshd_config" || die "sshd rejects $S/sshd_config"
 		printf '$ taskset -c %s /usr/sbin/sshd -D -e -f %s\n' "$SRV_CPU" "$S/sshd_config" >>"$OUT/commands.txt"
-		pin "$SRV_CPU" /usr/sbin/sshd -D -e -f "$S/sshd_config" >>"$OUT/sshd.log" 2>&1 &
+		pinned "$SRV_CPU"
+		"${PINNED[@]}" /usr/sbin/sshd -D -e -f "$S/sshd_config" >>"$OUT/sshd.log" 2>&1 &
 		PID[sshd]=$!
 		for _ in $(seq 100); do
 			kill -0 "${PID[sshd]}" 2>/dev/null || break
