@@ -24,7 +24,7 @@ FUZZ_TARGETS ?= $(shell grep -rE --include='*_test.go' --exclude-dir=tools --exc
 BENCH_PKGS   ?= ./...
 BENCHTIME    ?= 1s
 
-.PHONY: all build test test-faults demo proto lint bench bench-go bench-lrc bench-index bench-transfer bench-overload fuzz clean
+.PHONY: all build test test-faults demo demo-postgres proto lint bench bench-go bench-lrc bench-index bench-transfer bench-mirror bench-overload fuzz clean
 
 all: build
 
@@ -43,8 +43,17 @@ test:
 test-faults:
 	RLS_FAULT_ROUNDS=$(FAULT_ROUNDS) $(GO) test -count=1 -timeout 60m -run '^TestFault' -v ./cmd/rlsd ./cmd/rlsctl
 
+# An index and three sites on loopback (jsoc authoritative, nso tier-1 and
+# sao tier-2 mirrors) bring N (200) synthetic units from jsoc to nso and
+# sao; needs jq. demo-postgres does the same with the PostgreSQL intake
+# (a throwaway cluster and the shipped sunum_queue trigger).
 demo: build
-	./scripts/demo.sh
+	$(GO) build -o $(BIN)/mkunits ./scripts/mkunits
+	NO_BUILD=1 ./scripts/demo.sh
+
+demo-postgres: build
+	$(GO) build -o $(BIN)/mkunits ./scripts/mkunits
+	NO_BUILD=1 INTAKE=postgres ./scripts/demo.sh
 
 proto:
 	$(TOOLS) buf lint
@@ -71,6 +80,15 @@ bench-index:
 # openssh-server and rsync with apt when missing.
 bench-transfer:
 	./scripts/bench-transfer.sh
+
+# The mirror across the demo federation: 10,000 small units on loopback,
+# 1,000 over a 50 ms RTT toxiproxy link against scp, 1 GiB units against
+# rlsctl transfer pull, and RSS with 1M sunums queued; each figure beside
+# its baseline from the same run. Needs root (sshd), installs
+# openssh-server and toxiproxy when missing. Not part of `make bench`
+# (it takes several minutes).
+bench-mirror:
+	./scripts/bench-mirror.sh
 
 # ghz at c=2,000 and greedy BulkQuery calls against one rlsd on loopback,
 # while a probe times health calls and samples rlsd's RSS; not part of
