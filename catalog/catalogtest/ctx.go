@@ -17,12 +17,15 @@ func ctxCalls() map[string]func(ctx context.Context, s catalog.Store) error {
 	v := catalog.IntValue(2)
 	noop := func(string) error { return nil }
 	return map[string]func(ctx context.Context, s catalog.Store) error{
-		"create":      func(ctx context.Context, s catalog.Store) error { _, err := s.Create(ctx, "new", "/p"); return err },
-		"add":         func(ctx context.Context, s catalog.Store) error { _, err := s.Add(ctx, "1", "/q"); return err },
-		"delete":      func(ctx context.Context, s catalog.Store) error { _, err := s.Delete(ctx, "1", "/1"); return err },
-		"rename lfn":  func(ctx context.Context, s catalog.Store) error { _, err := s.RenameLFN(ctx, "1", "one"); return err },
-		"rename pfn":  func(ctx context.Context, s catalog.Store) error { _, err := s.RenamePFN(ctx, "/1", "/one"); return err },
-		"bulk create": func(ctx context.Context, s catalog.Store) error { _, _, err := s.BulkWrite(ctx, catalog.OpCreate, []mapping{{LFN: "new", PFN: "/p"}}); return err },
+		"create":     func(ctx context.Context, s catalog.Store) error { _, err := s.Create(ctx, "new", "/p"); return err },
+		"add":        func(ctx context.Context, s catalog.Store) error { _, err := s.Add(ctx, "1", "/q"); return err },
+		"delete":     func(ctx context.Context, s catalog.Store) error { _, err := s.Delete(ctx, "1", "/1"); return err },
+		"rename lfn": func(ctx context.Context, s catalog.Store) error { _, err := s.RenameLFN(ctx, "1", "one"); return err },
+		"rename pfn": func(ctx context.Context, s catalog.Store) error { _, err := s.RenamePFN(ctx, "/1", "/one"); return err },
+		"bulk create": func(ctx context.Context, s catalog.Store) error {
+			_, _, err := s.BulkWrite(ctx, catalog.OpCreate, []mapping{{LFN: "new", PFN: "/p"}})
+			return err
+		},
 		"bulk rename": func(ctx context.Context, s catalog.Store) error {
 			_, _, err := s.BulkRename(ctx, catalog.LFN, []catalog.Rename{{Old: "1", New: "one"}})
 			return err
@@ -31,18 +34,37 @@ func ctxCalls() map[string]func(ctx context.Context, s catalog.Store) error {
 			_, _, err := s.RegisterUnits(ctx, []catalog.Unit{{LFN: "new", PFN: "/p", Attrs: []catalog.Attr{{Name: "n", Value: v}}}})
 			return err
 		},
-		"define":      func(ctx context.Context, s catalog.Store) error { return s.DefineAttr(ctx, catalog.AttrDef{Name: "m", Object: catalog.LFN, Type: catalog.TypeInt}) },
-		"undefine":    func(ctx context.Context, s catalog.Store) error { return s.UndefineAttr(ctx, "n", catalog.LFN, true) },
-		"set":         func(ctx context.Context, s catalog.Store) error { return s.SetAttr(ctx, catalog.LFN, "1", "n", v, catalog.Upsert) },
-		"remove":      func(ctx context.Context, s catalog.Store) error { return s.RemoveAttr(ctx, catalog.LFN, "1", "n") },
-		"bulk set":    func(ctx context.Context, s catalog.Store) error { _, err := s.BulkSetAttrs(ctx, catalog.LFN, catalog.Upsert, []catalog.AttrWrite{{Object: "1", Attr: "n", Value: &v}}); return err },
-		"prune":       func(ctx context.Context, s catalog.Store) error { return s.PruneChanges(ctx, 100) },
-		"query":       func(ctx context.Context, s catalog.Store) error { return s.QueryEach(ctx, catalog.LFN, "1", noop) },
-		"bulk query":  func(ctx context.Context, s catalog.Store) error { _, err := s.BulkQueryEach(ctx, catalog.LFN, []string{"1"}, func(int, string) error { return nil }); return err },
-		"bulk exists": func(ctx context.Context, s catalog.Store) error { _, _, err := s.BulkExists(ctx, []mapping{{LFN: "1"}}); return err },
-		"wildcard":    func(ctx context.Context, s catalog.Store) error { _, _, err := s.Wildcard(ctx, catalog.WildcardQuery{Pattern: "*"}); return err },
-		"attr defs":   func(ctx context.Context, s catalog.Store) error { _, err := s.AttrDefs(ctx, 0); return err },
-		"bulk get":    func(ctx context.Context, s catalog.Store) error { _, err := s.BulkAttrsEach(ctx, catalog.LFN, []string{"1"}, nil, func(int, catalog.Attr) error { return nil }); return err },
+		"define": func(ctx context.Context, s catalog.Store) error {
+			return s.DefineAttr(ctx, catalog.AttrDef{Name: "m", Object: catalog.LFN, Type: catalog.TypeInt})
+		},
+		"undefine": func(ctx context.Context, s catalog.Store) error { return s.UndefineAttr(ctx, "n", catalog.LFN, true) },
+		"set": func(ctx context.Context, s catalog.Store) error {
+			return s.SetAttr(ctx, catalog.LFN, "1", "n", v, catalog.Upsert)
+		},
+		"remove": func(ctx context.Context, s catalog.Store) error { return s.RemoveAttr(ctx, catalog.LFN, "1", "n") },
+		"bulk set": func(ctx context.Context, s catalog.Store) error {
+			_, err := s.BulkSetAttrs(ctx, catalog.LFN, catalog.Upsert, []catalog.AttrWrite{{Object: "1", Attr: "n", Value: &v}})
+			return err
+		},
+		"prune": func(ctx context.Context, s catalog.Store) error { return s.PruneChanges(ctx, 100) },
+		"query": func(ctx context.Context, s catalog.Store) error { return s.QueryEach(ctx, catalog.LFN, "1", noop) },
+		"bulk query": func(ctx context.Context, s catalog.Store) error {
+			_, err := s.BulkQueryEach(ctx, catalog.LFN, []string{"1"}, func(int, string) error { return nil })
+			return err
+		},
+		"bulk exists": func(ctx context.Context, s catalog.Store) error {
+			_, _, err := s.BulkExists(ctx, []mapping{{LFN: "1"}})
+			return err
+		},
+		"wildcard": func(ctx context.Context, s catalog.Store) error {
+			_, _, err := s.Wildcard(ctx, catalog.WildcardQuery{Pattern: "*"})
+			return err
+		},
+		"attr defs": func(ctx context.Context, s catalog.Store) error { _, err := s.AttrDefs(ctx, 0); return err },
+		"bulk get": func(ctx context.Context, s catalog.Store) error {
+			_, err := s.BulkAttrsEach(ctx, catalog.LFN, []string{"1"}, nil, func(int, catalog.Attr) error { return nil })
+			return err
+		},
 		"search": func(ctx context.Context, s catalog.Store) error {
 			_, _, err := s.SearchAttr(ctx, catalog.Search{Object: catalog.LFN, Attr: "n", Op: catalog.OpGE, Value: v})
 			return err

@@ -82,12 +82,18 @@ func badCalls() []badCall {
 		{"create empty lfn", func(ctx context.Context, s catalog.Store) error { _, err := s.Create(ctx, "", "/x"); return err }},
 		{"create empty pfn", func(ctx context.Context, s catalog.Store) error { _, err := s.Create(ctx, "x", ""); return err }},
 		{"create NUL", func(ctx context.Context, s catalog.Store) error { _, err := s.Create(ctx, "a\x00b", "/x"); return err }},
-		{"create bad UTF-8", func(ctx context.Context, s catalog.Store) error { _, err := s.Create(ctx, "\xff\xfe", "/x"); return err }},
+		{"create bad UTF-8", func(ctx context.Context, s catalog.Store) error {
+			_, err := s.Create(ctx, "\xff\xfe", "/x")
+			return err
+		}},
 		{"create too long", func(ctx context.Context, s catalog.Store) error { _, err := s.Create(ctx, long, "/x"); return err }},
 		{"add too long pfn", func(ctx context.Context, s catalog.Store) error { _, err := s.Add(ctx, "1", long); return err }},
 		{"delete empty pfn", func(ctx context.Context, s catalog.Store) error { _, err := s.Delete(ctx, "1", ""); return err }},
 		{"rename lfn to empty", func(ctx context.Context, s catalog.Store) error { _, err := s.RenameLFN(ctx, "1", ""); return err }},
-		{"rename pfn from NUL", func(ctx context.Context, s catalog.Store) error { _, err := s.RenamePFN(ctx, "/p\x00", "/q"); return err }},
+		{"rename pfn from NUL", func(ctx context.Context, s catalog.Store) error {
+			_, err := s.RenamePFN(ctx, "/p\x00", "/q")
+			return err
+		}},
 		{"bulk write unknown op", func(ctx context.Context, s catalog.Store) error {
 			return one(s.BulkWrite(ctx, catalog.Op(9), []mapping{{LFN: "2", PFN: "/2"}}))
 		}},
