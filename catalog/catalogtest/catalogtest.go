@@ -80,13 +80,6 @@ func must(t testing.TB, err error) {
 	}
 }
 
-func wantErr(t testing.TB, err, sentinel error) {
-	t.Helper()
-	if !errors.Is(err, sentinel) {
-		t.Fatalf("error = %v, want %v", err, sentinel)
-	}
-}
-
 // wantItemErr checks that err is nil when want is, and otherwise an
 // *catalog.Error wrapping want.
 func wantItemErr(t testing.TB, what string, err, want error) {
