@@ -130,8 +130,8 @@ type Attributes interface {
 	// carry values of it, unless clearValues (then they go too, in the same
 	// atomic write).
 	UndefineAttr(ctx context.Context, attr string, obj ObjectType, clearValues bool) error
-	// AttrDefs lists the definitions for obj (0: for both), ordered by
-	// object type and name.
+	// AttrDefs lists the definitions for obj (0: for both; another
+	// unknown type is ErrInvalid), ordered by object type and name.
 	AttrDefs(ctx context.Context, obj ObjectType) ([]AttrDef, error)
 	// SetAttr sets a value on an existing LFN or PFN; mode says what it
 	// requires of an existing value (ErrExists for AddOnly, ErrNotFound for

@@ -158,6 +158,10 @@ func badCalls() []badCall {
 		{"define empty name", func(ctx context.Context, s catalog.Store) error {
 			return s.DefineAttr(ctx, catalog.AttrDef{Name: "", Object: catalog.LFN, Type: catalog.TypeInt})
 		}},
+		{"list definitions of an unknown object type", func(ctx context.Context, s catalog.Store) error {
+			_, err := s.AttrDefs(ctx, 7)
+			return err
+		}},
 		{"undefine unknown object", func(ctx context.Context, s catalog.Store) error {
 			return s.UndefineAttr(ctx, "size", 7, true)
 		}},
