@@ -222,7 +222,7 @@ func (o *options) resolve(fs *pflag.FlagSet, getenv func(string) (string, bool))
 	c := defaultConfig()
 	path := o.configFile
 	if !fs.Changed("config") {
-		path, _ = getenv("RLSD_CONFIG")
+		path, _ = getenv(envName("config"))
 	}
 	if err := c.merge(path, getenv, fs, &o.flags); err != nil {
 		return config{}, err
