@@ -132,7 +132,7 @@ func eachField(m protoreflect.Message, zeros bool, f func(name, value string)) {
 	for i := range fields.Len() {
 		fd := fields.Get(i)
 		scalar := !fd.IsList() && !fd.IsMap() && fd.Message() == nil && !fd.HasPresence()
-		if !m.Has(fd) && !(zeros && scalar) {
+		if !m.Has(fd) && (!zeros || !scalar) {
 			continue
 		}
 		v := m.Get(fd)
@@ -178,5 +178,4 @@ func renderValue(fd protoreflect.FieldDescriptor, v protoreflect.Value) string {
 // Shorthands for the other tests of this package.
 
 func mr(lfn, pfn string) *rlsv1.MappingRequest { return &rlsv1.MappingRequest{Lfn: lfn, Pfn: pfn} }
-func mapping(lfn, pfn string) *rlsv1.Mapping   { return &rlsv1.Mapping{Lfn: lfn, Pfn: pfn} }
 func strV(s string) *rlsv1.Value               { return &rlsv1.Value{V: &rlsv1.Value_String_{String_: s}} }
