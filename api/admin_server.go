@@ -128,7 +128,7 @@ func (s *adminServer) Update(ctx context.Context, req *rlsv1.UpdateNowRequest) (
 		}
 		if r.Err != nil {
 			st := statusOf(r.Err)
-			tr.Error = codeName(st.Code()) + ": " + r.Err.Error()
+			tr.Error = CodeName(st.Code()) + ": " + r.Err.Error()
 		}
 		resp.Results[i] = tr
 	}

@@ -4,9 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
-	"unicode"
 
+	rpccode "google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -111,20 +110,20 @@ func invalidArg(field, format string, args ...any) error {
 	return status.Errorf(codes.InvalidArgument, "%s: %s", field, fmt.Sprintf(format, args...))
 }
 
-// codeName is the canonical upper-case name of a gRPC code (NOT_FOUND), as
-// in google.rpc.Code; grpc-go's String gives the Go name (NotFound).
-func codeName(c codes.Code) string {
-	if c == codes.Canceled {
-		return "CANCELLED"
+// CodeName is the canonical upper-case name of a gRPC code (NOT_FOUND), as
+// google.rpc.Code spells it; grpc-go's String gives the Go name (NotFound).
+// A code google.rpc.Code does not define is CODE_<n>. It is the one place
+// code names are spelled, for the server's messages and rlsctl's output.
+func CodeName(c codes.Code) string {
+	if name, ok := rpccode.Code_name[int32(c)]; ok {
+		return name
 	}
-	var b strings.Builder
-	lower := false // the rune before was lower case
-	for _, r := range c.String() {
-		if unicode.IsUpper(r) && lower {
-			b.WriteByte('_')
-		}
-		lower = unicode.IsLower(r)
-		b.WriteRune(unicode.ToUpper(r))
-	}
-	return b.String()
+	return fmt.Sprintf("CODE_%d", uint32(c))
+}
+
+// CodeFromName is the code whose CodeName is name, for the codes that
+// google.rpc.Code defines.
+func CodeFromName(name string) (codes.Code, bool) {
+	c, ok := rpccode.Code_value[name]
+	return codes.Code(c), ok
 }

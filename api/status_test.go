@@ -62,3 +62,29 @@ func TestBulkStatuses(t *testing.T) {
 		}
 	}
 }
+
+// TestCodeName checks every code's name, as google.rpc.Code and scripts
+// reading rlsctl's output spell it, and that CodeFromName reverses it.
+func TestCodeName(t *testing.T) {
+	for c, want := range []string{
+		"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
+		"PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+		"UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
+	} {
+		code := codes.Code(c)
+		if got := CodeName(code); got != want {
+			t.Errorf("CodeName(%v) = %q, want %q", code, got, want)
+		}
+		if back, ok := CodeFromName(want); !ok || back != code {
+			t.Errorf("CodeFromName(%q) = %v, %v; want %v", want, back, ok, code)
+		}
+	}
+	if got := CodeName(99); got != "CODE_99" {
+		t.Errorf("CodeName(99) = %q, want CODE_99", got)
+	}
+	for _, name := range []string{"CODE_99", "NotFound", "not_found", ""} {
+		if c, ok := CodeFromName(name); ok {
+			t.Errorf("CodeFromName(%q) = %v, want none", name, c)
+		}
+	}
+}

@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc/codes"
 
+	"github.com/solar-archive/rls/api"
 	"github.com/solar-archive/rls/api/rlsv1"
 )
 
@@ -153,7 +153,7 @@ func (r updateResult) failure() error {
 		}
 		failed++
 		name, _, _ := strings.Cut(it.Error, ":")
-		if c, ok := codeFromName(name); ok && exitCodeForGRPC(c) == exitUnavailable {
+		if c, ok := api.CodeFromName(name); ok && exitCodeForGRPC(c) == exitUnavailable {
 			unavailable++
 		}
 	}
@@ -165,14 +165,4 @@ func (r updateResult) failure() error {
 		code = exitUnavailable
 	}
 	return &exitError{code: code, err: fmt.Errorf("%d of %d index targets failed", failed, len(r.Results))}
-}
-
-// codeFromName is the gRPC code whose codeName is name.
-func codeFromName(name string) (codes.Code, bool) {
-	for c := codes.OK; c <= codes.Unauthenticated; c++ {
-		if codeName(c) == name {
-			return c, true
-		}
-	}
-	return 0, false
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
 
+	"github.com/solar-archive/rls/api"
 	"github.com/solar-archive/rls/api/rlsv1"
 )
 
@@ -392,7 +393,7 @@ func (b *bulkRun) sendChunk(ctx context.Context, c *bulkChunk, send func(context
 func (b *bulkRun) itemFailed(c *bulkChunk, i int, item string, st *rlsv1.Status) {
 	code := codes.Code(st.GetCode())
 	b.tally.addGRPC(code)
-	b.showFailure(c.lines[i], item, codeName(code), st.GetMessage())
+	b.showFailure(c.lines[i], item, api.CodeName(code), st.GetMessage())
 }
 
 func (b *bulkRun) showFailure(line uint64, item, code, msg string) {

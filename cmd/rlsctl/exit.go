@@ -9,6 +9,8 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/solar-archive/rls/api"
 )
 
 // Exit statuses. They are part of the command line contract (scripts rely on
@@ -112,51 +114,9 @@ func describe(err error) string {
 		case codes.DeadlineExceeded:
 			return "timed out: " + msg
 		}
-		return fmt.Sprintf("%s: %s", codeName(st.Code()), msg)
+		return fmt.Sprintf("%s: %s", api.CodeName(st.Code()), msg)
 	}
 	return err.Error()
-}
-
-// codeName is the canonical upper-case name of a gRPC code (NOT_FOUND), as
-// in google.rpc.Code.
-func codeName(c codes.Code) string {
-	switch c {
-	case codes.OK:
-		return "OK"
-	case codes.Canceled:
-		return "CANCELLED"
-	case codes.Unknown:
-		return "UNKNOWN"
-	case codes.InvalidArgument:
-		return "INVALID_ARGUMENT"
-	case codes.DeadlineExceeded:
-		return "DEADLINE_EXCEEDED"
-	case codes.NotFound:
-		return "NOT_FOUND"
-	case codes.AlreadyExists:
-		return "ALREADY_EXISTS"
-	case codes.PermissionDenied:
-		return "PERMISSION_DENIED"
-	case codes.ResourceExhausted:
-		return "RESOURCE_EXHAUSTED"
-	case codes.FailedPrecondition:
-		return "FAILED_PRECONDITION"
-	case codes.Aborted:
-		return "ABORTED"
-	case codes.OutOfRange:
-		return "OUT_OF_RANGE"
-	case codes.Unimplemented:
-		return "UNIMPLEMENTED"
-	case codes.Internal:
-		return "INTERNAL"
-	case codes.Unavailable:
-		return "UNAVAILABLE"
-	case codes.DataLoss:
-		return "DATA_LOSS"
-	case codes.Unauthenticated:
-		return "UNAUTHENTICATED"
-	}
-	return fmt.Sprintf("CODE_%d", uint32(c))
 }
 
 // wrapRunE walks the command tree and wraps every RunE so that its error
@@ -224,7 +184,7 @@ func (t *failureTally) add(codeName string, exit int) {
 }
 
 // addGRPC counts a failure reported as a google.rpc.Code value.
-func (t *failureTally) addGRPC(c codes.Code) { t.add(codeName(c), exitCodeForGRPC(c)) }
+func (t *failureTally) addGRPC(c codes.Code) { t.add(api.CodeName(c), exitCodeForGRPC(c)) }
 
 // addMalformed counts an input line rejected by the client.
 func (t *failureTally) addMalformed() { t.add("MALFORMED", exitUsage) }

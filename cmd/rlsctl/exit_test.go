@@ -53,17 +53,6 @@ func TestClassify(t *testing.T) {
 	}
 }
 
-func TestCodeName(t *testing.T) {
-	for c, want := range map[codes.Code]string{
-		codes.OK: "OK", codes.NotFound: "NOT_FOUND", codes.AlreadyExists: "ALREADY_EXISTS",
-		codes.InvalidArgument: "INVALID_ARGUMENT", codes.Canceled: "CANCELLED", codes.Code(99): "CODE_99",
-	} {
-		if got := codeName(c); got != want {
-			t.Errorf("codeName(%d) = %q, want %q", c, got, want)
-		}
-	}
-}
-
 func TestFailureTally(t *testing.T) {
 	var none failureTally
 	if got := none.exitStatus(); got != 0 {

@@ -15,6 +15,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/solar-archive/rls/api"
 	"github.com/solar-archive/rls/api/rlsv1"
 )
 
@@ -92,7 +93,7 @@ func newQueryItem(byPFN bool, name string, names []string) queryItem {
 func newQueryFailure(byPFN bool, name string, c codes.Code, msg string) queryItem {
 	q := newQueryItem(byPFN, name, nil)
 	q.LFNs, q.PFNs = nil, nil
-	q.Error = &itemError{Code: codeName(c), Message: msg, code: c}
+	q.Error = &itemError{Code: api.CodeName(c), Message: msg, code: c}
 	return q
 }
 

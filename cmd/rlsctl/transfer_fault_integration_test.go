@@ -1,14 +1,17 @@
 package main
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sync"
+	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/solar-archive/rls/internal/rlsdtest"
 	"github.com/solar-archive/rls/internal/transfertest"
@@ -44,7 +47,7 @@ func TestFaultTransferKill(t *testing.T) {
 		writeUnit(t, unit, size, 4<<20)
 		want := transfertest.TreeDigest(t, unit)
 		dest := filepath.Join(dst, filepath.Base(unit))
-		w := watchDest(dest, want)
+		w := watchDest(t, dest, want)
 
 		// At 32 MiB/s, the pull's bytes take size/32MiB seconds: kills fall
 		// in that time, or (when the source hashes first) before it.
@@ -120,39 +123,104 @@ func TestFaultTransferKill(t *testing.T) {
 	}
 }
 
-// destWatcher looks at a pull's destination path until stopped and checks
-// the first unit it sees there against the source's digest.
+// destWatcher checks the first unit that appears at a pull's destination
+// path against the source's digest. It learns of the appearance from
+// inotify on the destination's parent (created there, or renamed into
+// place), as it happens, rather than by looking again and again.
 type destWatcher struct {
+	dest string
+	f    *os.File // the inotify instance; closing it ends the watch
 	done chan struct{}
-	wg   sync.WaitGroup
-	err  error
+	err  error // set before done is closed
 }
 
-func watchDest(dest, want string) *destWatcher {
-	w := &destWatcher{done: make(chan struct{})}
-	w.wg.Go(func() {
-		for {
-			select {
-			case <-w.done:
-				return
-			default:
-			}
-			if _, err := os.Lstat(dest); err == nil {
-				got, err := transfertest.TreeDigestErr(dest)
-				if err != nil || got != want {
-					w.err = fmt.Errorf("%s appeared as something other than the whole unit (%v):\nwant\n%s\ngot\n%s", dest, err, want, got)
-				}
-				return
-			}
-			time.Sleep(time.Millisecond)
+func watchDest(t *testing.T, dest, want string) *destWatcher {
+	t.Helper()
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		t.Fatalf("inotify: %v", err)
+	}
+	if _, err := unix.InotifyAddWatch(fd, filepath.Dir(dest), unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_ONLYDIR); err != nil {
+		unix.Close(fd)
+		t.Fatalf("inotify watch on %s: %v", filepath.Dir(dest), err)
+	}
+	// A non-blocking descriptor makes a pollable File: Close ends a Read.
+	w := &destWatcher{dest: dest, f: os.NewFile(uintptr(fd), "inotify"), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		if err := w.awaitDest(); err != nil {
+			return // stopped before the unit appeared
 		}
-	})
+		got, err := transfertest.TreeDigestErr(dest)
+		if err != nil || got != want {
+			w.err = fmt.Errorf("%s appeared as something other than the whole unit (%v):\nwant\n%s\ngot\n%s", dest, err, want, got)
+		}
+	}()
 	return w
+}
+
+// awaitDest reads inotify events until one names the destination (or the
+// queue overflowed and the destination exists), or the File is closed.
+func (w *destWatcher) awaitDest() error {
+	name := filepath.Base(w.dest)
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := w.f.Read(buf)
+		if err != nil {
+			return err
+		}
+		for off := 0; off+unix.SizeofInotifyEvent <= n; {
+			mask := binary.NativeEndian.Uint32(buf[off+4:])
+			size := int(binary.NativeEndian.Uint32(buf[off+12:]))
+			evName := strings.TrimRight(string(buf[off+unix.SizeofInotifyEvent:off+unix.SizeofInotifyEvent+size]), "\x00")
+			off += unix.SizeofInotifyEvent + size
+			if evName == name {
+				return nil
+			}
+			if mask&unix.IN_Q_OVERFLOW != 0 {
+				if _, err := os.Lstat(w.dest); err == nil {
+					return nil
+				}
+			}
+		}
+	}
 }
 
 // stop ends the watch and returns what it found wrong, if anything.
 func (w *destWatcher) stop() error {
-	close(w.done)
-	w.wg.Wait()
+	w.f.Close()
+	<-w.done
 	return w.err
+}
+
+// TestDestWatcher checks the watcher itself: a unit renamed into place
+// whole passes, one built in place is caught half made.
+func TestDestWatcher(t *testing.T) {
+	dir := t.TempDir()
+	unit := filepath.Join(dir, "staged")
+	must(t, os.Mkdir(unit, 0o755))
+	must(t, os.WriteFile(filepath.Join(unit, "a.fits"), []byte("whole"), 0o644))
+	want := transfertest.TreeDigest(t, unit)
+
+	whole := filepath.Join(dir, "D1")
+	w := watchDest(t, whole, want)
+	must(t, os.Rename(unit, whole))
+	<-w.done // the rename's event
+	if err := w.stop(); err != nil {
+		t.Errorf("a unit renamed into place: %v", err)
+	}
+
+	half := filepath.Join(dir, "D2")
+	w = watchDest(t, half, want)
+	must(t, os.Mkdir(half, 0o755)) // the file comes after the watcher looked
+	<-w.done
+	must(t, os.WriteFile(filepath.Join(half, "a.fits"), []byte("whole"), 0o644))
+	if err := w.stop(); err == nil {
+		t.Error("a unit built in place was not caught")
+	}
+
+	w = watchDest(t, filepath.Join(dir, "D3"), want)
+	if err := w.stop(); err != nil {
+		t.Errorf("stopped before anything appeared: %v", err)
+	}
 }

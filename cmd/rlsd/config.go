@@ -1,14 +1,10 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -24,69 +20,71 @@ import (
 
 // config is the daemon's configuration once flags, environment and the
 // configuration file have been merged (flags > env > file > defaults). Each
-// field has one name, used as the flag (--http-listen), the file key
-// (http-listen:) and, upper-cased with RLSD_ in front, the environment
-// variable (RLSD_HTTP_LISTEN).
+// setting is declared once, in bind, under one name: the flag
+// (--http-listen), the file key (http-listen:) and, upper-cased with RLSD_
+// in front, the environment variable (RLSD_HTTP_LISTEN); see settings.go.
+// Adding a setting: a field here, its default in defaultConfig if it is not
+// the zero value, and one line in bind (or bindMirror).
 type config struct {
-	Site            string        `yaml:"site"`
-	Data            string        `yaml:"data"`
-	Listen          string        `yaml:"listen"`
-	Roles           roleList      `yaml:"roles"`
-	HTTPListen      string        `yaml:"http-listen"`
-	LogFormat       string        `yaml:"log-format"`
-	LogLevel        string        `yaml:"log-level"`
-	NoSync          bool          `yaml:"no-sync"`
-	ShutdownTimeout time.Duration `yaml:"shutdown-timeout"`
-	ExportRoots     pathList      `yaml:"export-root"`
-	PProf           bool          `yaml:"pprof"`
-	StatsInterval   time.Duration `yaml:"stats-interval"`
+	Site            string
+	Data            string
+	Listen          string
+	Roles           roleList
+	HTTPListen      string
+	LogFormat       string
+	LogLevel        string
+	NoSync          bool
+	ShutdownTimeout time.Duration
+	ExportRoots     pathList
+	PProf           bool
+	StatsInterval   time.Duration
 
-	IndexExpireInterval    time.Duration `yaml:"index-expire-interval"`
-	IndexMaxBloomBits      uint64        `yaml:"index-max-bloom-bits"`
-	IndexMaxSites          int           `yaml:"index-max-sites"`
-	IndexUpdateIdleTimeout time.Duration `yaml:"index-update-idle-timeout"`
-	HTTPIdleTimeout        time.Duration `yaml:"http-idle-timeout"`
-	HTTPWriteTimeout       time.Duration `yaml:"http-write-timeout"`
-	HTTPMinWriteRate       int64         `yaml:"http-min-write-rate"`
-	HTTPMaxConns           int           `yaml:"http-max-conns"`
+	IndexExpireInterval    time.Duration
+	IndexMaxBloomBits      uint64
+	IndexMaxSites          int
+	IndexUpdateIdleTimeout time.Duration
+	HTTPIdleTimeout        time.Duration
+	HTTPWriteTimeout       time.Duration
+	HTTPMinWriteRate       int64
+	HTTPMaxConns           int
 	// Soft-state updates to indexes (role lrc); see update.go.
-	Advertise        string         `yaml:"advertise"`
-	UpdateTo         pathList       `yaml:"update-to"`
-	UpdateMode       string         `yaml:"update-mode"`
-	UpdateDeltas     bool           `yaml:"update-deltas"`
-	UpdateInterval   time.Duration  `yaml:"update-interval"`
-	UpdateValidity   time.Duration  `yaml:"update-validity"`
-	UpdateDeltaDelay time.Duration  `yaml:"update-delta-delay"`
-	UpdateBloomFP    float64        `yaml:"update-bloom-fp"`
-	UpdateTargets    []targetConfig `yaml:"update-targets"` // file only
+	Advertise        string
+	UpdateTo         pathList
+	UpdateMode       string
+	UpdateDeltas     bool
+	UpdateInterval   time.Duration
+	UpdateValidity   time.Duration
+	UpdateDeltaDelay time.Duration
+	UpdateBloomFP    float64
+	UpdateTargets    []targetConfig // file only
 
 	// Security; see security.go.
-	TLSCert     string        `yaml:"tls-cert"`
-	TLSKey      string        `yaml:"tls-key"`
-	TLSClientCA string        `yaml:"tls-client-ca"`
-	ACL         []secure.Rule `yaml:"acl"` // file only
+	TLSCert     string
+	TLSKey      string
+	TLSClientCA string
+	ACL         []secure.Rule // file only
 	// The mirror role; see mirror.go.
-	MirrorIndex           pathList      `yaml:"mirror-index"`
-	MirrorStore           string        `yaml:"mirror-store"`
-	MirrorTier            int           `yaml:"mirror-tier"`
-	MirrorAuthority       string        `yaml:"mirror-authority"`
-	MirrorRoutes          []routeConfig `yaml:"mirror-routes"` // file only
-	MirrorUserWorkers     int           `yaml:"mirror-user-workers"`
-	MirrorBulkWorkers     int           `yaml:"mirror-bulk-workers"`
-	MirrorSourceMin       int           `yaml:"mirror-source-min"`
-	MirrorSourceMax       int           `yaml:"mirror-source-max"`
-	MirrorRetryBase       time.Duration `yaml:"mirror-retry-base"`
-	MirrorRetryCap        time.Duration `yaml:"mirror-retry-cap"`
-	MirrorPendingInterval time.Duration `yaml:"mirror-pending-interval"`
-	MirrorBatchUnits      int           `yaml:"mirror-batch-units"`
-	MirrorBatchBytes      int64         `yaml:"mirror-batch-bytes"`
-	MirrorBatchIdle       time.Duration `yaml:"mirror-batch-idle"`
-	MirrorOnDone          string        `yaml:"mirror-on-done"`
-	MirrorIntakeDSN       string        `yaml:"mirror-intake-dsn"`
-	MirrorIntakeTable     string        `yaml:"mirror-intake-table"`
-	MirrorIntakeChannel   string        `yaml:"mirror-intake-channel"`
-	MirrorIntakePoll      time.Duration `yaml:"mirror-intake-poll-interval"`
-	MirrorIntakeBatch     int           `yaml:"mirror-intake-batch-size"`
+	MirrorIndex           pathList
+	MirrorStore           string
+	MirrorTier            int
+	MirrorAuthority       string
+	MirrorRoutes          []routeConfig // file only
+	MirrorUserWorkers     int
+	MirrorBulkWorkers     int
+	MirrorSourceMin       int
+	MirrorSourceMax       int
+	MirrorRetryBase       time.Duration
+	MirrorRetryCap        time.Duration
+	MirrorPendingInterval time.Duration
+	MirrorBatchUnits      int
+	MirrorBatchBytes      int64
+	MirrorBatchIdle       time.Duration
+	MirrorOnDone          string
+	MirrorIntakeDSN       string
+	MirrorIntakeTable     string
+	MirrorIntakeChannel   string
+	MirrorIntakePoll      time.Duration
+	MirrorIntakeBatch     int
 }
 
 func defaultConfig() config {
@@ -157,188 +155,47 @@ func splitRoles(s string) roleList {
 	return out
 }
 
-// setting is one configuration key: how an environment variable sets it, and
-// how a flag given on the command line overrides it.
-type setting struct {
-	name     string
-	parseEnv func(c *config, s string) error
-	fromFlag func(dst, src *config)
-}
+// bind declares every setting of c, in the order help and reload messages
+// list them. The file-only ones are the structured settings.
+func (c *config) bind(b *binder) {
+	b.flag(&c.Site, "site", "this site's unique name (required)")
+	b.flag(&c.Data, "data", "data directory; the catalog lives in DATA/catalog (required)")
+	b.flag(&c.Listen, "listen", "gRPC listen address, HOST:PORT (port 0 picks a free port)")
+	b.flag(&c.Roles, "roles", "comma-separated roles to run: "+strings.Join(knownRoles(), ", "))
+	b.flag(&c.HTTPListen, "http-listen", "HTTP listen address for the status page (/), /metrics and /healthz; empty: no HTTP")
+	b.flag(&c.LogFormat, "log-format", "log format: text or json")
+	b.flag(&c.LogLevel, "log-level", "log level: debug, info, warn or error")
+	b.flag(&c.NoSync, "no-sync", "acknowledge catalog writes before they are fsynced (faster; a crash may lose the last writes)")
+	b.flag(&c.ShutdownTimeout, "shutdown-timeout", "on SIGTERM, how long calls in flight may take to finish")
+	b.flag(&c.ExportRoots, "export-root", "transfer role: comma-separated absolute directories whose storage units are served")
+	b.flag(&c.PProf, "pprof", "serve Go's profiles under /debug/pprof/ on the HTTP listener")
+	b.flag(&c.StatsInterval, "stats-interval", `how often to log an "rlsd stats" line; 0: never`)
 
-func (s setting) env() string {
-	return "RLSD_" + strings.ToUpper(strings.ReplaceAll(s.name, "-", "_"))
-}
+	b.flag(&c.IndexExpireInterval, "index-expire-interval", "rli role: how often sites whose soft state expired are dropped (lookups never return them)")
+	b.flag(&c.IndexMaxBloomBits, "index-max-bloom-bits", fmt.Sprintf("rli role: the largest Bloom filter (m, bits) accepted from a site, at most %d", uint64(index.MaxBloomBits)))
+	b.flag(&c.IndexMaxSites, "index-max-sites", "rli role: the most sites the index holds; state for a new site beyond it is refused (RESOURCE_EXHAUSTED)")
+	b.flag(&c.IndexUpdateIdleTimeout, "index-update-idle-timeout", "rli role: an update stream silent for this long is cut off and not applied")
+	b.flag(&c.HTTPIdleTimeout, "http-idle-timeout", "HTTP: how long a keep-alive connection may wait for its next request")
+	b.flag(&c.HTTPWriteTimeout, "http-write-timeout", "HTTP: time a response may take to write, plus its bytes at --http-min-write-rate")
+	b.flag(&c.HTTPMinWriteRate, "http-min-write-rate", "HTTP: the slowest rate (bytes/s) a client may read a response at, beyond --http-write-timeout")
+	b.flag(&c.HTTPMaxConns, "http-max-conns", "HTTP: the most connections served at once (more wait to be accepted); 0: half the open-file limit")
 
-func settings() []setting {
-	str := func(name string, field func(*config) *string) setting {
-		return setting{
-			name:     name,
-			parseEnv: func(c *config, s string) error { *field(c) = s; return nil },
-			fromFlag: func(dst, src *config) { *field(dst) = *field(src) },
-		}
-	}
-	integer := func(name string, field func(*config) *int64) setting {
-		return setting{
-			name: name,
-			parseEnv: func(c *config, s string) (err error) {
-				*field(c), err = strconv.ParseInt(s, 10, 64)
-				return err
-			},
-			fromFlag: func(dst, src *config) { *field(dst) = *field(src) },
-		}
-	}
-	dur := func(name string, field func(*config) *time.Duration) setting {
-		return setting{
-			name: name,
-			parseEnv: func(c *config, s string) (err error) {
-				*field(c), err = time.ParseDuration(s)
-				return err
-			},
-			fromFlag: func(dst, src *config) { *field(dst) = *field(src) },
-		}
-	}
-	intg := func(name string, field func(*config) *int) setting {
-		return setting{
-			name: name,
-			parseEnv: func(c *config, s string) (err error) {
-				*field(c), err = strconv.Atoi(s)
-				return err
-			},
-			fromFlag: func(dst, src *config) { *field(dst) = *field(src) },
-		}
-	}
-	return []setting{
-		str("site", func(c *config) *string { return &c.Site }),
-		str("data", func(c *config) *string { return &c.Data }),
-		str("listen", func(c *config) *string { return &c.Listen }),
-		{
-			name:     "roles",
-			parseEnv: func(c *config, s string) error { c.Roles = splitRoles(s); return nil },
-			fromFlag: func(dst, src *config) { dst.Roles = src.Roles },
-		},
-		str("http-listen", func(c *config) *string { return &c.HTTPListen }),
-		str("log-format", func(c *config) *string { return &c.LogFormat }),
-		str("log-level", func(c *config) *string { return &c.LogLevel }),
-		{
-			name: "no-sync",
-			parseEnv: func(c *config, s string) (err error) {
-				c.NoSync, err = strconv.ParseBool(s)
-				return err
-			},
-			fromFlag: func(dst, src *config) { dst.NoSync = src.NoSync },
-		},
-		{
-			name: "shutdown-timeout",
-			parseEnv: func(c *config, s string) (err error) {
-				c.ShutdownTimeout, err = time.ParseDuration(s)
-				return err
-			},
-			fromFlag: func(dst, src *config) { dst.ShutdownTimeout = src.ShutdownTimeout },
-		},
-		{
-			name:     "export-root",
-			parseEnv: func(c *config, s string) error { c.ExportRoots = splitPaths(s); return nil },
-			fromFlag: func(dst, src *config) { dst.ExportRoots = src.ExportRoots },
-		},
-		{
-			name: "pprof",
-			parseEnv: func(c *config, s string) (err error) {
-				c.PProf, err = strconv.ParseBool(s)
-				return err
-			},
-			fromFlag: func(dst, src *config) { dst.PProf = src.PProf },
-		},
-		dur("stats-interval", func(c *config) *time.Duration { return &c.StatsInterval }),
-		{
-			name: "index-expire-interval",
-			parseEnv: func(c *config, s string) (err error) {
-				c.IndexExpireInterval, err = time.ParseDuration(s)
-				return err
-			},
-			fromFlag: func(dst, src *config) { dst.IndexExpireInterval = src.IndexExpireInterval },
-		},
-		{
-			name: "index-max-bloom-bits",
-			parseEnv: func(c *config, s string) (err error) {
-				c.IndexMaxBloomBits, err = strconv.ParseUint(s, 10, 64)
-				return err
-			},
-			fromFlag: func(dst, src *config) { dst.IndexMaxBloomBits = src.IndexMaxBloomBits },
-		},
-		{
-			name: "index-max-sites",
-			parseEnv: func(c *config, s string) (err error) {
-				c.IndexMaxSites, err = strconv.Atoi(s)
-				return err
-			},
-			fromFlag: func(dst, src *config) { dst.IndexMaxSites = src.IndexMaxSites },
-		},
-		dur("index-update-idle-timeout", func(c *config) *time.Duration { return &c.IndexUpdateIdleTimeout }),
-		dur("http-idle-timeout", func(c *config) *time.Duration { return &c.HTTPIdleTimeout }),
-		dur("http-write-timeout", func(c *config) *time.Duration { return &c.HTTPWriteTimeout }),
-		integer("http-min-write-rate", func(c *config) *int64 { return &c.HTTPMinWriteRate }),
-		{
-			name: "http-max-conns",
-			parseEnv: func(c *config, s string) (err error) {
-				c.HTTPMaxConns, err = strconv.Atoi(s)
-				return err
-			},
-			fromFlag: func(dst, src *config) { dst.HTTPMaxConns = src.HTTPMaxConns },
-		},
-		str("advertise", func(c *config) *string { return &c.Advertise }),
-		str("tls-cert", func(c *config) *string { return &c.TLSCert }),
-		str("tls-key", func(c *config) *string { return &c.TLSKey }),
-		str("tls-client-ca", func(c *config) *string { return &c.TLSClientCA }),
-		{
-			name:     "update-to",
-			parseEnv: func(c *config, s string) error { c.UpdateTo = splitPaths(s); return nil },
-			fromFlag: func(dst, src *config) { dst.UpdateTo = src.UpdateTo },
-		},
-		str("update-mode", func(c *config) *string { return &c.UpdateMode }),
-		{
-			name: "update-deltas",
-			parseEnv: func(c *config, s string) (err error) {
-				c.UpdateDeltas, err = strconv.ParseBool(s)
-				return err
-			},
-			fromFlag: func(dst, src *config) { dst.UpdateDeltas = src.UpdateDeltas },
-		},
-		dur("update-interval", func(c *config) *time.Duration { return &c.UpdateInterval }),
-		dur("update-validity", func(c *config) *time.Duration { return &c.UpdateValidity }),
-		dur("update-delta-delay", func(c *config) *time.Duration { return &c.UpdateDeltaDelay }),
-		{
-			name: "update-bloom-fp",
-			parseEnv: func(c *config, s string) (err error) {
-				c.UpdateBloomFP, err = strconv.ParseFloat(s, 64)
-				return err
-			},
-			fromFlag: func(dst, src *config) { dst.UpdateBloomFP = src.UpdateBloomFP },
-		},
-		{
-			name:     "mirror-index",
-			parseEnv: func(c *config, s string) error { c.MirrorIndex = splitPaths(s); return nil },
-			fromFlag: func(dst, src *config) { dst.MirrorIndex = src.MirrorIndex },
-		},
-		str("mirror-store", func(c *config) *string { return &c.MirrorStore }),
-		intg("mirror-tier", func(c *config) *int { return &c.MirrorTier }),
-		str("mirror-authority", func(c *config) *string { return &c.MirrorAuthority }),
-		intg("mirror-user-workers", func(c *config) *int { return &c.MirrorUserWorkers }),
-		intg("mirror-bulk-workers", func(c *config) *int { return &c.MirrorBulkWorkers }),
-		intg("mirror-source-min", func(c *config) *int { return &c.MirrorSourceMin }),
-		intg("mirror-source-max", func(c *config) *int { return &c.MirrorSourceMax }),
-		dur("mirror-retry-base", func(c *config) *time.Duration { return &c.MirrorRetryBase }),
-		dur("mirror-retry-cap", func(c *config) *time.Duration { return &c.MirrorRetryCap }),
-		dur("mirror-pending-interval", func(c *config) *time.Duration { return &c.MirrorPendingInterval }),
-		intg("mirror-batch-units", func(c *config) *int { return &c.MirrorBatchUnits }),
-		integer("mirror-batch-bytes", func(c *config) *int64 { return &c.MirrorBatchBytes }),
-		dur("mirror-batch-idle", func(c *config) *time.Duration { return &c.MirrorBatchIdle }),
-		str("mirror-on-done", func(c *config) *string { return &c.MirrorOnDone }),
-		str("mirror-intake-dsn", func(c *config) *string { return &c.MirrorIntakeDSN }),
-		str("mirror-intake-table", func(c *config) *string { return &c.MirrorIntakeTable }),
-		str("mirror-intake-channel", func(c *config) *string { return &c.MirrorIntakeChannel }),
-		dur("mirror-intake-poll-interval", func(c *config) *time.Duration { return &c.MirrorIntakePoll }),
-		intg("mirror-intake-batch-size", func(c *config) *int { return &c.MirrorIntakeBatch }),
-	}
+	b.flag(&c.Advertise, "advertise", "this site's gRPC address as other sites reach it, HOST:PORT, sent in index updates (default: the bound listen address)")
+	b.flag(&c.UpdateTo, "update-to", "lrc role: comma-separated index addresses to send soft state to (more, with their own settings, under update-targets: in the config file)")
+	b.flag(&c.UpdateMode, "update-mode", "index updates: list, bloom, or delta (a full list every interval, deltas in between)")
+	b.flag(&c.UpdateDeltas, "update-deltas", "index updates: also send deltas between full list or bloom updates")
+	b.flag(&c.UpdateInterval, "update-interval", "index updates: time between full updates")
+	b.flag(&c.UpdateValidity, "update-validity", "index updates: how long an index keeps each update; longer than the interval")
+	b.flag(&c.UpdateDeltaDelay, "update-delta-delay", "index updates: how soon after a catalog write its delta is sent")
+	b.flag(&c.UpdateBloomFP, "update-bloom-fp", "index updates: Bloom filters' false-positive rate, in (0, 1)")
+	b.fileOnly(&c.UpdateTargets, "update-targets")
+
+	b.flag(&c.TLSCert, "tls-cert", "this site's certificate (PEM): serve gRPC and HTTP over TLS, and present it when calling other sites")
+	b.flag(&c.TLSKey, "tls-key", "the certificate's private key (PEM)")
+	b.flag(&c.TLSClientCA, "tls-client-ca", "CA certificate(s) (PEM): require client certificates signed by it (mutual TLS), and trust it for the sites this one calls")
+	b.fileOnly(&c.ACL, "acl")
+
+	c.bindMirror(b)
 }
 
 // options are the daemon's command-line flags. Not safe for concurrent use.
@@ -352,40 +209,9 @@ type options struct {
 // addFlags binds the flags to o. The defaults shown in help are the
 // configuration defaults; they do not take part in the merge.
 func (o *options) addFlags(fs *pflag.FlagSet) {
-	d := defaultConfig()
 	fs.StringVar(&o.configFile, "config", "", "YAML configuration file with the keys below (env RLSD_CONFIG)")
-	fs.StringVar(&o.flags.Site, "site", "", "this site's unique name (required)")
-	fs.StringVar(&o.flags.Data, "data", "", "data directory; the catalog lives in DATA/catalog (required)")
-	fs.StringVar(&o.flags.Listen, "listen", d.Listen, "gRPC listen address, HOST:PORT (port 0 picks a free port)")
-	fs.StringSliceVar((*[]string)(&o.flags.Roles), "roles", d.Roles, "comma-separated roles to run: "+strings.Join(knownRoles(), ", "))
-	fs.StringVar(&o.flags.HTTPListen, "http-listen", d.HTTPListen, "HTTP listen address for the status page (/), /metrics and /healthz; empty: no HTTP")
-	fs.StringVar(&o.flags.LogFormat, "log-format", d.LogFormat, "log format: text or json")
-	fs.StringVar(&o.flags.LogLevel, "log-level", d.LogLevel, "log level: debug, info, warn or error")
-	fs.BoolVar(&o.flags.NoSync, "no-sync", d.NoSync, "acknowledge catalog writes before they are fsynced (faster; a crash may lose the last writes)")
-	fs.DurationVar(&o.flags.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "on SIGTERM, how long calls in flight may take to finish")
-	fs.BoolVar(&o.flags.PProf, "pprof", d.PProf, "serve Go's profiles under /debug/pprof/ on the HTTP listener")
-	fs.DurationVar(&o.flags.StatsInterval, "stats-interval", d.StatsInterval, `how often to log an "rlsd stats" line; 0: never`)
-	fs.StringSliceVar((*[]string)(&o.flags.ExportRoots), "export-root", nil, "transfer role: comma-separated absolute directories whose storage units are served")
-	fs.DurationVar(&o.flags.IndexExpireInterval, "index-expire-interval", d.IndexExpireInterval, "rli role: how often sites whose soft state expired are dropped (lookups never return them)")
-	fs.Uint64Var(&o.flags.IndexMaxBloomBits, "index-max-bloom-bits", d.IndexMaxBloomBits, fmt.Sprintf("rli role: the largest Bloom filter (m, bits) accepted from a site, at most %d", uint64(index.MaxBloomBits)))
-	fs.IntVar(&o.flags.IndexMaxSites, "index-max-sites", d.IndexMaxSites, "rli role: the most sites the index holds; state for a new site beyond it is refused (RESOURCE_EXHAUSTED)")
-	fs.DurationVar(&o.flags.IndexUpdateIdleTimeout, "index-update-idle-timeout", d.IndexUpdateIdleTimeout, "rli role: an update stream silent for this long is cut off and not applied")
-	fs.DurationVar(&o.flags.HTTPIdleTimeout, "http-idle-timeout", d.HTTPIdleTimeout, "HTTP: how long a keep-alive connection may wait for its next request")
-	fs.DurationVar(&o.flags.HTTPWriteTimeout, "http-write-timeout", d.HTTPWriteTimeout, "HTTP: time a response may take to write, plus its bytes at --http-min-write-rate")
-	fs.Int64Var(&o.flags.HTTPMinWriteRate, "http-min-write-rate", d.HTTPMinWriteRate, "HTTP: the slowest rate (bytes/s) a client may read a response at, beyond --http-write-timeout")
-	fs.IntVar(&o.flags.HTTPMaxConns, "http-max-conns", d.HTTPMaxConns, "HTTP: the most connections served at once (more wait to be accepted); 0: half the open-file limit")
-	fs.StringVar(&o.flags.Advertise, "advertise", "", "this site's gRPC address as other sites reach it, HOST:PORT, sent in index updates (default: the bound listen address)")
-	fs.StringSliceVar((*[]string)(&o.flags.UpdateTo), "update-to", nil, "lrc role: comma-separated index addresses to send soft state to (more, with their own settings, under update-targets: in the config file)")
-	fs.StringVar(&o.flags.UpdateMode, "update-mode", d.UpdateMode, "index updates: list, bloom, or delta (a full list every interval, deltas in between)")
-	fs.BoolVar(&o.flags.UpdateDeltas, "update-deltas", d.UpdateDeltas, "index updates: also send deltas between full list or bloom updates")
-	fs.DurationVar(&o.flags.UpdateInterval, "update-interval", d.UpdateInterval, "index updates: time between full updates")
-	fs.DurationVar(&o.flags.UpdateValidity, "update-validity", d.UpdateValidity, "index updates: how long an index keeps each update; longer than the interval")
-	fs.DurationVar(&o.flags.UpdateDeltaDelay, "update-delta-delay", d.UpdateDeltaDelay, "index updates: how soon after a catalog write its delta is sent")
-	fs.Float64Var(&o.flags.UpdateBloomFP, "update-bloom-fp", d.UpdateBloomFP, "index updates: Bloom filters' false-positive rate, in (0, 1)")
-	fs.StringVar(&o.flags.TLSCert, "tls-cert", "", "this site's certificate (PEM): serve gRPC and HTTP over TLS, and present it when calling other sites")
-	fs.StringVar(&o.flags.TLSKey, "tls-key", "", "the certificate's private key (PEM)")
-	fs.StringVar(&o.flags.TLSClientCA, "tls-client-ca", "", "CA certificate(s) (PEM): require client certificates signed by it (mutual TLS), and trust it for the sites this one calls")
-	o.addMirrorFlags(fs, d)
+	o.flags = defaultConfig()
+	o.flags.bind(&binder{fs: fs})
 }
 
 // resolve merges the configuration: defaults, then the configuration file
@@ -396,49 +222,20 @@ func (o *options) resolve(fs *pflag.FlagSet, getenv func(string) (string, bool))
 	c := defaultConfig()
 	path := o.configFile
 	if !fs.Changed("config") {
-		path, _ = getenv("RLSD_CONFIG")
+		path, _ = getenv(envName("config"))
 	}
-	if path != "" {
-		if err := loadConfigFile(path, &c); err != nil {
-			return config{}, usageError{err}
-		}
-	}
-	for _, s := range settings() {
-		if v, ok := getenv(s.env()); ok {
-			if err := s.parseEnv(&c, v); err != nil {
-				return config{}, usageErrorf("%s=%q: %v", s.env(), v, err)
-			}
-		}
-	}
-	for _, s := range settings() {
-		if fs.Changed(s.name) {
-			s.fromFlag(&c, &o.flags)
-		}
+	if err := c.merge(path, getenv, fs, &o.flags); err != nil {
+		return config{}, err
 	}
 	return c, c.validate()
-}
-
-// loadConfigFile reads a YAML configuration file over c. It is strict: an
-// unknown key is an error that names it.
-func loadConfigFile(path string, c *config) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("config file: %w", err)
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) { // io.EOF: empty file
-		return fmt.Errorf("config file %s: %w", path, err)
-	}
-	return nil
 }
 
 // validate checks a merged configuration; its errors are usageErrors.
 func (c *config) validate() error {
 	for _, req := range []struct{ name, val string }{{"site", c.Site}, {"data", c.Data}, {"listen", c.Listen}} {
 		if req.val == "" {
-			return usageErrorf("missing required setting %q (--%s, RLSD_%s or %s: in the config file)",
-				req.name, req.name, strings.ToUpper(req.name), req.name)
+			return usageErrorf("missing required setting %q (--%s, %s or %s: in the config file)",
+				req.name, req.name, envName(req.name), req.name)
 		}
 	}
 	if len(c.Roles) == 0 {

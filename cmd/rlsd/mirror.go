@@ -16,8 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/spf13/pflag"
-
 	"github.com/solar-archive/rls/api"
 	"github.com/solar-archive/rls/api/rlsv1"
 	"github.com/solar-archive/rls/mirror"
@@ -34,28 +32,29 @@ type routeConfig struct {
 	Authority string `yaml:"authority"`
 }
 
-func (o *options) addMirrorFlags(fs *pflag.FlagSet, d config) {
-	f := &o.flags
-	fs.StringSliceVar((*[]string)(&f.MirrorIndex), "mirror-index", nil, "mirror role: comma-separated RLI addresses asked where units are (in order, until one answers)")
-	fs.StringVar(&f.MirrorStore, "mirror-store", "", "mirror role: directory units land in, as DIR/D<sunum>; must lie under an export root")
-	fs.IntVar(&f.MirrorTier, "mirror-tier", d.MirrorTier, "mirror role: 1 pulls from peers, then from the authority; 2 only from peers (PNDG while none holds a unit)")
-	fs.StringVar(&f.MirrorAuthority, "mirror-authority", "", "mirror role: the default authoritative site, [SITE=]HOST:PORT (required at tier 1; optional at tier 2, where it judges INVD and coverage); per-series authorities under mirror-routes: in the config file")
-	fs.IntVar(&f.MirrorUserWorkers, "mirror-user-workers", d.MirrorUserWorkers, "mirror role: concurrent pull calls of the user lane")
-	fs.IntVar(&f.MirrorBulkWorkers, "mirror-bulk-workers", d.MirrorBulkWorkers, "mirror role: concurrent pull calls of the bulk lane")
-	fs.IntVar(&f.MirrorSourceMin, "mirror-source-min", d.MirrorSourceMin, "mirror role: fewest concurrent pull calls per source site (the limit adapts between min and max)")
-	fs.IntVar(&f.MirrorSourceMax, "mirror-source-max", d.MirrorSourceMax, "mirror role: most concurrent pull calls per source site")
-	fs.DurationVar(&f.MirrorRetryBase, "mirror-retry-base", d.MirrorRetryBase, "mirror role: first slow retry delay of a failed unit (after 3 quick rounds); doubles, with jitter")
-	fs.DurationVar(&f.MirrorRetryCap, "mirror-retry-cap", d.MirrorRetryCap, "mirror role: longest retry delay")
-	fs.DurationVar(&f.MirrorPendingInterval, "mirror-pending-interval", d.MirrorPendingInterval, "mirror role: how often PNDG units (tier 2) are located again")
-	fs.IntVar(&f.MirrorBatchUnits, "mirror-batch-units", d.MirrorBatchUnits, "mirror role: most units of one pull call")
-	fs.Int64Var(&f.MirrorBatchBytes, "mirror-batch-bytes", d.MirrorBatchBytes, "mirror role: most bytes of one pull call")
-	fs.DurationVar(&f.MirrorBatchIdle, "mirror-batch-idle", d.MirrorBatchIdle, "mirror role: a batch not full is sent when no unit joined it for this long")
-	fs.StringVar(&f.MirrorOnDone, "mirror-on-done", "", "mirror role: shell command run after each unit is DONE, with arguments SUNUM PATH SERIES (and env RLS_SUNUM, RLS_PATH, RLS_SERIES); its failure is logged")
-	fs.StringVar(&f.MirrorIntakeDSN, "mirror-intake-dsn", "", "mirror role: PostgreSQL DSN of the DRMS database whose queue table feeds the mirror; empty: no PostgreSQL intake")
-	fs.StringVar(&f.MirrorIntakeTable, "mirror-intake-table", d.MirrorIntakeTable, "mirror role: the queue table, NAME or SCHEMA.NAME (columns sunum bigint, recnum bigint, series_name text)")
-	fs.StringVar(&f.MirrorIntakeChannel, "mirror-intake-channel", d.MirrorIntakeChannel, "mirror role: the channel the queue's trigger NOTIFYs")
-	fs.DurationVar(&f.MirrorIntakePoll, "mirror-intake-poll-interval", d.MirrorIntakePoll, "mirror role: how long the intake waits for a notification before it reads the table anyway")
-	fs.IntVar(&f.MirrorIntakeBatch, "mirror-intake-batch-size", d.MirrorIntakeBatch, "mirror role: most queue rows claimed and recorded per transaction")
+// bindMirror declares the mirror role's settings (see config.bind).
+func (c *config) bindMirror(b *binder) {
+	b.flag(&c.MirrorIndex, "mirror-index", "mirror role: comma-separated RLI addresses asked where units are (in order, until one answers)")
+	b.flag(&c.MirrorStore, "mirror-store", "mirror role: directory units land in, as DIR/D<sunum>; must lie under an export root")
+	b.flag(&c.MirrorTier, "mirror-tier", "mirror role: 1 pulls from peers, then from the authority; 2 only from peers (PNDG while none holds a unit)")
+	b.flag(&c.MirrorAuthority, "mirror-authority", "mirror role: the default authoritative site, [SITE=]HOST:PORT (required at tier 1; optional at tier 2, where it judges INVD and coverage); per-series authorities under mirror-routes: in the config file")
+	b.fileOnly(&c.MirrorRoutes, "mirror-routes")
+	b.flag(&c.MirrorUserWorkers, "mirror-user-workers", "mirror role: concurrent pull calls of the user lane")
+	b.flag(&c.MirrorBulkWorkers, "mirror-bulk-workers", "mirror role: concurrent pull calls of the bulk lane")
+	b.flag(&c.MirrorSourceMin, "mirror-source-min", "mirror role: fewest concurrent pull calls per source site (the limit adapts between min and max)")
+	b.flag(&c.MirrorSourceMax, "mirror-source-max", "mirror role: most concurrent pull calls per source site")
+	b.flag(&c.MirrorRetryBase, "mirror-retry-base", "mirror role: first slow retry delay of a failed unit (after 3 quick rounds); doubles, with jitter")
+	b.flag(&c.MirrorRetryCap, "mirror-retry-cap", "mirror role: longest retry delay")
+	b.flag(&c.MirrorPendingInterval, "mirror-pending-interval", "mirror role: how often PNDG units (tier 2) are located again")
+	b.flag(&c.MirrorBatchUnits, "mirror-batch-units", "mirror role: most units of one pull call")
+	b.flag(&c.MirrorBatchBytes, "mirror-batch-bytes", "mirror role: most bytes of one pull call")
+	b.flag(&c.MirrorBatchIdle, "mirror-batch-idle", "mirror role: a batch not full is sent when no unit joined it for this long")
+	b.flag(&c.MirrorOnDone, "mirror-on-done", "mirror role: shell command run after each unit is DONE, with arguments SUNUM PATH SERIES (and env RLS_SUNUM, RLS_PATH, RLS_SERIES); its failure is logged")
+	b.flag(&c.MirrorIntakeDSN, "mirror-intake-dsn", "mirror role: PostgreSQL DSN of the DRMS database whose queue table feeds the mirror; empty: no PostgreSQL intake")
+	b.flag(&c.MirrorIntakeTable, "mirror-intake-table", "mirror role: the queue table, NAME or SCHEMA.NAME (columns sunum bigint, recnum bigint, series_name text)")
+	b.flag(&c.MirrorIntakeChannel, "mirror-intake-channel", "mirror role: the channel the queue's trigger NOTIFYs")
+	b.flag(&c.MirrorIntakePoll, "mirror-intake-poll-interval", "mirror role: how long the intake waits for a notification before it reads the table anyway")
+	b.flag(&c.MirrorIntakeBatch, "mirror-intake-batch-size", "mirror role: most queue rows claimed and recorded per transaction")
 }
 
 // validateMirror checks the mirror role's settings. The store must lie

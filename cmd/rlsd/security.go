@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	"reflect"
 	"slices"
 	"strings"
 
@@ -162,21 +161,4 @@ func (r *reloader) reload() {
 		return
 	}
 	r.log.Info("config reloaded", attrs...)
-}
-
-// changedSettings names the settings, by their file key, that differ
-// between a and b and that are not among applied.
-func changedSettings(a, b config, applied []string) []string {
-	var out []string
-	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
-	for i := range va.NumField() {
-		key, _, _ := strings.Cut(va.Type().Field(i).Tag.Get("yaml"), ",")
-		if slices.Contains(applied, key) {
-			continue
-		}
-		if !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
-			out = append(out, key)
-		}
-	}
-	return out
 }
