@@ -215,7 +215,7 @@ func (s *softSite) run(ctx context.Context, t *testing.T, cl rlsv1.IndexClient) 
 		s.updates++
 		if err != nil {
 			// The index was killed: this update may or may not have applied.
-			// (A delta or filter sent whole may have; SendList ends the
+			// (A delta or filter sent whole may have; a list ends the
 			// stream only after the last name.)
 			s.cut, s.cutEnded = g, ended
 			if status.Code(err) == codes.FailedPrecondition {
