@@ -256,7 +256,6 @@ func allRound(x *Index, round uint64) bool {
 	return true
 }
 
-
 // TestDeltaDuplicateNamed checks that an LFN both added and removed in one
 // delta is refused naming the same field every time: the check goes
 // through added, then removed.
