@@ -9,7 +9,14 @@
 // site's state expires unless refreshed in time. An index never answers for
 // sites whose state expired, and it keeps a snapshot of what it holds in
 // Pebble, so that after a restart it answers at once, with the original
-// expiry times.
+// expiry times. The snapshot is in the package's own versioned format
+// (snapshot.go); older formats are migrated on Open.
+//
+// The package knows no wire format. Updates come in as Messages (Receive)
+// and go out as Updates through a Sink; the sender reads its catalog
+// through a Feed, and the verifier asks sites' catalogs through a
+// SiteCatalog; a Dialer makes Sinks and SiteCatalogs (seams.go). Package
+// api converts to and from rls.v1 and implements them over gRPC.
 package index
 
 import (
