@@ -181,11 +181,11 @@ func TestConcurrentLocateAndUpdates(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var wg sync.WaitGroup
+	var writers, reader sync.WaitGroup
 	stop := make(chan struct{})
 	errc := make(chan error, 4)
 	for w := range 2 {
-		wg.Go(func() {
+		writers.Go(func() {
 			for round := 1; round < 8; round++ {
 				for s := w; s < sites; s += 2 {
 					if err := send(s, round); err != nil {
@@ -196,7 +196,7 @@ func TestConcurrentLocateAndUpdates(t *testing.T) {
 			}
 		})
 	}
-	wg.Go(func() {
+	reader.Go(func() {
 		var probes []string
 		for s := range sites {
 			probes = append(probes, stable(s))
@@ -220,30 +220,26 @@ func TestConcurrentLocateAndUpdates(t *testing.T) {
 			}
 		}
 	})
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	deadline := time.After(time.Minute)
-	for finished := 0; finished < 2; {
-		select {
-		case err := <-errc:
-			close(stop)
-			t.Fatal(err)
-		case <-deadline:
-			close(stop)
-			t.Fatal("updates did not finish within a minute")
-		case <-time.After(10 * time.Millisecond):
-			// Writers done when only the reader is left running.
-			if len(x.Sites()) == sites && allRound(x, 7) {
-				finished = 2
-			}
-		}
+	writersDone := make(chan struct{})
+	go func() { writers.Wait(); close(writersDone) }()
+	select {
+	case err := <-errc:
+		close(stop)
+		t.Fatal(err)
+	case <-time.After(time.Minute):
+		close(stop)
+		t.Fatal("updates did not finish within a minute")
+	case <-writersDone:
 	}
 	close(stop)
-	<-done
+	reader.Wait()
 	select {
 	case err := <-errc:
 		t.Fatal(err)
 	default:
+	}
+	if len(x.Sites()) != sites || !allRound(x, 7) {
+		t.Fatalf("after the updates the index holds %+v, want %d sites at generation 7", x.Sites(), sites)
 	}
 }
 
