@@ -120,7 +120,7 @@ func (s *adminServer) Update(ctx context.Context, req *rlsv1.UpdateNowRequest) (
 	for i, r := range rs {
 		tr := &rlsv1.TargetResult{
 			Target:     r.Target,
-			Mode:       index.ModeProto(r.Mode),
+			Mode:       modeProto(r.Mode),
 			Generation: r.Generation,
 			Entries:    r.Entries,
 			Took:       durationpb.New(r.Took),

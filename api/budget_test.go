@@ -81,7 +81,7 @@ func TestReplyBudgets(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer x.Close()
-	v := &index.Verifier{}
+	v := &index.Verifier{Dialer: NewIndexDialer(nil)}
 	defer v.Close()
 	e := newTestEnvOpts(t, ServerOptions{MaxReplyBytes: 50_000, MaxReplyItems: 1000},
 		func(s *Server) { rlsv1.RegisterIndexServer(s, NewIndexServer(x, v, nil)) })

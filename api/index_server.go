@@ -53,7 +53,7 @@ func (s *indexServer) Update(stream rlsv1.Index_UpdateServer) error {
 	r := newIdleReceiver(stream, s.idle)
 	defer r.stop()
 	ctx := stream.Context()
-	ack, err := s.x.ReceiveChecked(r.recv, func(h index.Header) error {
+	ack, err := ReceiveUpdate(s.x, r.recv, func(h index.Header) error {
 		return secure.SpeakForContext(ctx, h.Site)
 	})
 	if err != nil {
@@ -247,7 +247,7 @@ func (s *indexServer) Sites(context.Context, *rlsv1.SitesRequest) (*rlsv1.SitesR
 		p := &rlsv1.SiteInfo{
 			Site:       si.Site,
 			Endpoint:   si.Endpoint,
-			Mode:       index.ModeProto(si.Mode),
+			Mode:       modeProto(si.Mode),
 			Generation: si.Generation,
 			Entries:    si.Entries,
 			Updated:    timestamppb.New(si.Updated),
@@ -260,7 +260,7 @@ func (s *indexServer) Sites(context.Context, *rlsv1.SitesRequest) (*rlsv1.SitesR
 			Incarnation:    si.Incarnation,
 		}
 		if si.Mode == index.ModeBloom {
-			p.Bloom = &rlsv1.BloomHeader{Version: si.Bloom.Version, M: si.Bloom.M, K: si.Bloom.K, Entries: si.Bloom.Entries}
+			p.Bloom = bloomProto(si.Bloom)
 		}
 		resp.Sites = append(resp.Sites, p)
 	}

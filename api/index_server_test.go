@@ -22,7 +22,7 @@ func TestIndexService(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := &index.Verifier{}
+	v := &index.Verifier{Dialer: NewIndexDialer(nil)}
 	defer x.Close()
 	defer v.Close()
 	e := newTestEnv(t, func(s *Server) { rlsv1.RegisterIndexServer(s, NewIndexServer(x, v, nil)) })
@@ -126,7 +126,7 @@ func TestIndexUpdateLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer x.Close()
-	v := &index.Verifier{}
+	v := &index.Verifier{Dialer: NewIndexDialer(nil)}
 	defer v.Close()
 	const idle = 100 * time.Millisecond
 	e := newTestEnv(t, func(s *Server) {

@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/bits-and-blooms/bloom/v3"
-
-	"github.com/solar-archive/rls/api/rlsv1"
 )
 
 // siteNames returns site s's n names for the Locate benchmarks.
@@ -68,10 +66,9 @@ func BenchmarkReceiveList1M(b *testing.B) {
 	}
 	h := header("jsoc", ModeList, 1)
 	h.Entries = n
-	msgs := []*rlsv1.UpdateRequest{{Body: &rlsv1.UpdateRequest_Header{Header: h}}}
+	msgs := []Message{{Part: PartHeader, Header: h}}
 	for i := 0; i < n; i += 16384 {
-		c := lfns[i:min(n, i+16384)]
-		msgs = append(msgs, &rlsv1.UpdateRequest{Body: &rlsv1.UpdateRequest_Lfns{Lfns: &rlsv1.LFNChunk{Lfns: c}}})
+		msgs = append(msgs, Message{Part: PartLFNs, LFNs: lfns[i:min(n, i+16384)]})
 	}
 	x, err := Open(b.TempDir(), &Options{})
 	if err != nil {

@@ -1,24 +1,77 @@
 package index
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"iter"
 	"log/slog"
 	"maps"
-	"math/rand/v2"
 	"slices"
-	"sync"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
-	"github.com/solar-archive/rls/api/rlsv1"
-	"github.com/solar-archive/rls/internal/secure"
+	"github.com/solar-archive/rls/catalog"
+	"github.com/solar-archive/rls/internal/backoff"
 )
+
+// Parent is an index that a Forwarder forwards to. The zero value of each
+// field but Addr is its default. Each site's state travels in the mode it
+// came in (a filter whole: it cannot be filtered), valid for what is left
+// of its validity here.
+type Parent struct {
+	// Addr is the parent's gRPC address, host:port.
+	Addr string
+	// Interval is the time between full refreshes of every site
+	// (DefaultInterval).
+	Interval time.Duration
+	// DeltaDelay is how long after a change of the index its forwarding
+	// waits (DefaultDeltaDelay); changes within it travel together.
+	DeltaDelay time.Duration
+	// Patterns, when set, restrict the LFNs of lists and deltas forwarded
+	// to those that match one of them; nil forwards every LFN.
+	Patterns []*catalog.Pattern
+}
+
+func (p Parent) withDefaults() Parent {
+	if p.Interval == 0 {
+		p.Interval = DefaultInterval
+	}
+	if p.DeltaDelay == 0 {
+		p.DeltaDelay = DefaultDeltaDelay
+	}
+	return p
+}
+
+// Check reports what is wrong with p, naming the field, or nil.
+func (p Parent) Check() error {
+	switch {
+	case p.Addr == "":
+		return errors.New("forwarding target: empty address (want host:port)")
+	case p.Interval < 0 || p.DeltaDelay < 0:
+		return fmt.Errorf("forwarding target %s: negative interval or delta delay", p.Addr)
+	}
+	return nil
+}
+
+func (p Parent) match(lfn string) bool { return matchAny(p.Patterns, lfn) }
+
+func sameParent(a, b Parent) bool {
+	return a.Addr == b.Addr && a.Interval == b.Interval && a.DeltaDelay == b.DeltaDelay && samePatterns(a.Patterns, b.Patterns)
+}
+
+// ForwarderOptions tune a Forwarder. Dialer is required.
+type ForwarderOptions struct {
+	// Logger receives the forwarder's messages. Default slog.Default().
+	Logger *slog.Logger
+	// Dialer connects to the parents. A Sink that is an io.Closer is
+	// closed when its parent's loop ends.
+	Dialer Dialer
+	// RetryMin and RetryMax bound the wait after a round that failed: it
+	// starts at RetryMin (1 s) and doubles up to RetryMax (1 min), with
+	// jitter; a full refresh that is due comes first.
+	RetryMin, RetryMax time.Duration
+}
 
 // Forwarder sends what an index holds on to parent indexes, site by site:
 // each leaf site's state keeps its site name, endpoint, generation, update
@@ -28,78 +81,57 @@ import (
 // parent holds, and every Interval every site is sent in full. Its parents
 // can be replaced while it runs (SetTargets). It is safe for concurrent use.
 type Forwarder struct {
-	x    *Index
-	self string
-	log  *slog.Logger
-	dial func(addr string) (grpc.ClientConnInterface, error)
+	x                  *Index
+	self               string
+	log                *slog.Logger
+	dialer             Dialer
+	retryMin, retryMax time.Duration
 
-	mu sync.Mutex
-	// parents is replaced by SetTargets, never changed in place.
-	parents []*parent       // guarded by mu
-	runCtx  context.Context // guarded by mu: Run's while it runs, else nil
-	errs    []error         // guarded by mu: the loops' failures, for Run
-	loops   sync.WaitGroup  // the parents' runParent goroutines
+	set loopSet[*parent, Parent]
 }
 
 // parent is one parent index and its loop.
 type parent struct {
-	cfg  Target
+	cfg  Parent
 	kick chan chan Result // UpdateNow's requests
-	// stop ends the loop after the round in flight; done is closed when
-	// it returned. Both are nil while no loop runs. Guarded by
-	// Forwarder.mu.
-	stop context.CancelFunc
-	done chan struct{}
+	ctl  loopCtl
 }
 
 // NewForwarder returns a forwarder of x's state to parents, naming this
-// index self in Via. Of each Target it uses Addr, Interval (between full
-// refreshes), DeltaDelay (after a change, before forwarding it) and
-// Patterns (lists and deltas are filtered; a filter cannot be, and travels
-// whole). Mode and Validity do not apply: each site's state travels in the
-// mode it came in, valid for what is left of its validity here. dial may be
-// nil (plaintext connections of a nil secure.Dialer).
-func NewForwarder(x *Index, self string, parents []Target, log *slog.Logger, dial func(addr string) (grpc.ClientConnInterface, error)) *Forwarder {
-	if log == nil {
-		log = slog.Default()
+// index self in Via. It fails if a parent is invalid or listed twice, or
+// opts has no Dialer.
+func NewForwarder(x *Index, self string, parents []Parent, opts ForwarderOptions) (*Forwarder, error) {
+	if opts.Dialer == nil {
+		return nil, errors.New("forwarder: no Dialer")
 	}
-	if dial == nil {
-		dial = (*secure.Dialer)(nil).DialConn
+	f := &Forwarder{x: x, self: self, log: opts.Logger, dialer: opts.Dialer, retryMin: opts.RetryMin, retryMax: opts.RetryMax}
+	if f.log == nil {
+		f.log = slog.Default()
 	}
-	f := &Forwarder{x: x, self: self, log: log, dial: dial}
-	for _, p := range parents {
-		f.parents = append(f.parents, &parent{cfg: forwardTarget(p).withDefaults(), kick: make(chan chan Result)})
+	if f.retryMin <= 0 {
+		f.retryMin = time.Second
 	}
-	return f
-}
-
-// forwardTarget is p as the forwarder uses it: Mode does not apply, and is
-// set to list if unset, so that Check accepts it.
-func forwardTarget(p Target) Target {
-	if p.Mode == 0 {
-		p.Mode = ModeList
+	if f.retryMax < f.retryMin {
+		f.retryMax = max(time.Minute, f.retryMin)
 	}
-	return p
+	f.set = loopSet[*parent, Parent]{
+		what: "forwarding targets", log: f.log,
+		cfg:  func(p *parent) Parent { return p.cfg },
+		addr: func(c Parent) string { return c.Addr },
+		same: sameParent,
+		ctl:  func(p *parent) *loopCtl { return &p.ctl },
+		loop: func(ctx, wctx context.Context, p *parent) error { return f.runParent(ctx, wctx, p.cfg, p.kick) },
+	}
+	if err := f.SetTargets(parents); err != nil {
+		return nil, err
+	}
+	return f, nil
 }
 
 // Run forwards until ctx is done, one goroutine per parent (those of
-// SetTargets included). It runs once.
-func (f *Forwarder) Run(ctx context.Context) error {
-	f.mu.Lock()
-	f.runCtx = ctx
-	for _, p := range f.parents {
-		f.startLoop(p, nil)
-	}
-	f.mu.Unlock()
-	<-ctx.Done()
-	f.mu.Lock()
-	f.runCtx = nil // SetTargets starts no loop from now on
-	f.mu.Unlock()
-	f.loops.Wait()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return errors.Join(f.errs...)
-}
+// SetTargets included). It runs once, and returns the parents' failures
+// to connect, if any.
+func (f *Forwarder) Run(ctx context.Context) error { return f.set.run(ctx) }
 
 // SetTargets replaces the parents, or changes nothing and returns an error
 // if one of parents is invalid or listed twice. A parent whose
@@ -108,83 +140,20 @@ func (f *Forwarder) Run(ctx context.Context) error {
 // round it has in flight (a site's update is never cut short) and closes
 // its connection; a changed parent's new loop starts after that. It logs
 // what changed.
-func (f *Forwarder) SetTargets(parents []Target) error {
-	norm := make([]Target, len(parents))
-	for i, p := range parents {
-		norm[i] = forwardTarget(p)
+func (f *Forwarder) SetTargets(parents []Parent) error {
+	cfgs := make([]Parent, 0, len(parents))
+	for _, p := range parents {
+		if err := p.Check(); err != nil {
+			return fmt.Errorf("forwarder: %w", err)
+		}
+		if slices.ContainsFunc(cfgs, func(o Parent) bool { return o.Addr == p.Addr }) {
+			return fmt.Errorf("forwarder: forwarding target %s is listed twice", p.Addr)
+		}
+		cfgs = append(cfgs, p.withDefaults())
 	}
-	cfgs, err := checkTargets(norm)
-	if err != nil {
-		return fmt.Errorf("forwarder: %w", err)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	old := f.parents
-	next := make([]*parent, 0, len(cfgs))
-	var fresh []*parent
-	for _, c := range cfgs {
-		if i := slices.IndexFunc(old, func(p *parent) bool { return sameTarget(p.cfg, c) }); i >= 0 {
-			next = append(next, old[i])
-			continue
-		}
-		p := &parent{cfg: c, kick: make(chan chan Result)}
-		fresh = append(fresh, p)
-		next = append(next, p)
-	}
-	var added, removed, changed []string
-	after := map[string]<-chan struct{}{}
-	for _, p := range old {
-		if slices.Contains(next, p) {
-			continue
-		}
-		if slices.ContainsFunc(cfgs, func(c Target) bool { return c.Addr == p.cfg.Addr }) {
-			changed = append(changed, p.cfg.Addr)
-			after[p.cfg.Addr] = p.done
-		} else {
-			removed = append(removed, p.cfg.Addr)
-		}
-		if p.stop != nil {
-			p.stop()
-		}
-	}
-	for _, p := range fresh {
-		if !slices.Contains(changed, p.cfg.Addr) {
-			added = append(added, p.cfg.Addr)
-		}
-		if f.runCtx != nil {
-			f.startLoop(p, after[p.cfg.Addr])
-		}
-	}
-	f.parents = next
-	if len(added)+len(removed)+len(changed) > 0 {
-		f.log.Info("forwarding targets reloaded", "added", added, "removed", removed, "changed", changed, "unchanged", len(next)-len(fresh))
-	}
-	return nil
-}
-
-// startLoop starts p's loop once after is closed (if not nil). The caller
-// holds f.mu, and Run runs.
-func (f *Forwarder) startLoop(p *parent, after <-chan struct{}) {
-	ctx := f.runCtx
-	wctx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	p.stop, p.done = stop, done
-	f.loops.Go(func() {
-		defer close(done)
-		defer stop()
-		if after != nil {
-			select {
-			case <-after:
-			case <-wctx.Done():
-				return
-			}
-		}
-		if err := f.runParent(ctx, wctx, p.cfg, p.kick); err != nil {
-			f.mu.Lock()
-			f.errs = append(f.errs, err)
-			f.mu.Unlock()
-		}
-	})
+	return f.set.replace(cfgs,
+		func(c Parent) (*parent, error) { return &parent{cfg: c, kick: make(chan chan Result)}, nil },
+		func(*parent) {}, func(*parent, bool) {})
 }
 
 // held is what a parent holds of one site, as far as the forwarder knows.
@@ -196,25 +165,22 @@ type held struct {
 
 // runParent forwards to p until wctx is done (Run stops, or p is removed).
 // It sends on ctx, Run's, so that a removal does not cut an update short.
-func (f *Forwarder) runParent(ctx, wctx context.Context, p Target, kick chan chan Result) error {
-	conn, err := f.dial(p.Addr)
+func (f *Forwarder) runParent(ctx, wctx context.Context, p Parent, kick chan chan Result) error {
+	sink, err := f.dialer.Index(p.Addr)
 	if err != nil {
 		return fmt.Errorf("forward to %s: %w", p.Addr, err)
 	}
-	if c, ok := conn.(interface{ Close() error }); ok {
-		defer c.Close()
-	}
-	cl := rlsv1.NewIndexClient(conn)
+	defer func() { _ = closeSink(sink) }()
 	log := f.log.With("parent", p.Addr)
 	sent := map[string]held{}
 	nextFull := time.Now() // a full refresh at once: the parent may have restarted
-	backoff := time.Second
+	failures := 0
 	var reply chan Result // an UpdateNow waiting for this round
 	for {
 		notify := f.x.Notify()
 		full := reply != nil || !time.Now().Before(nextFull)
 		start := time.Now()
-		res := f.forwardAll(ctx, cl, p, sent, full, log)
+		res := f.forwardAll(ctx, sink, p, sent, full, log)
 		if reply != nil {
 			res.Target, res.Took = p.Addr, time.Since(start)
 			reply <- res // buffered
@@ -228,10 +194,10 @@ func (f *Forwarder) runParent(ctx, wctx context.Context, p Target, kick chan cha
 		}
 		wait := time.Until(nextFull)
 		if res.Err != nil {
-			wait = min(wait, backoff/2+rand.N(backoff))
-			backoff = min(2*backoff, time.Minute)
+			failures++
+			wait = min(wait, backoff.Delay(f.retryMin, f.retryMax, failures))
 		} else {
-			backoff = time.Second
+			failures = 0
 		}
 		select {
 		case <-wctx.Done():
@@ -254,17 +220,17 @@ func (f *Forwarder) runParent(ctx, wctx context.Context, p Target, kick chan cha
 // running. An unknown parent is an error wrapping ErrUnknownTarget, and
 // so is a parent that SetTargets removes meanwhile.
 func (f *Forwarder) UpdateNow(ctx context.Context, addr string) ([]Result, error) {
-	f.mu.Lock()
-	parents := f.parents
+	f.set.mu.Lock()
+	parents := f.set.items
 	var picked []*parent
 	var done []<-chan struct{}
 	for _, p := range parents {
 		if addr == "" || p.cfg.Addr == addr {
 			picked = append(picked, p)
-			done = append(done, p.done)
+			done = append(done, p.ctl.done)
 		}
 	}
-	f.mu.Unlock()
+	f.set.mu.Unlock()
 	if len(parents) == 0 {
 		return nil, ErrNoTargets
 	}
@@ -310,13 +276,16 @@ func (s *site) view() view {
 	}
 }
 
+// views returns the views of every site, by name: a round sends them in
+// the same order every time.
 func (f *Forwarder) views() []view {
 	f.x.mu.RLock()
-	defer f.x.mu.RUnlock()
 	out := make([]view, 0, len(f.x.sites))
 	for _, s := range f.x.sites {
 		out = append(out, s.view())
 	}
+	f.x.mu.RUnlock()
+	slices.SortFunc(out, func(a, b view) int { return cmp.Compare(a.s.name, b.s.name) })
 	return out
 }
 
@@ -333,8 +302,8 @@ func (f *Forwarder) withOverlay(v view) view {
 // forwardAll sends every site whose state the parent lacks (or all of them,
 // in full, when full is set). Its result counts the sites sent and the LFNs
 // of lists and deltas; Err joins the failures.
-func (f *Forwarder) forwardAll(ctx context.Context, cl rlsv1.IndexClient, p Target, sent map[string]held, full bool, log *slog.Logger) Result {
-	now := time.Now()
+func (f *Forwarder) forwardAll(ctx context.Context, sink Sink, p Parent, sent map[string]held, full bool, log *slog.Logger) Result {
+	now := f.x.now() // the index's clock, which its expiry times are of
 	res := Result{Mode: ModeDelta}
 	if full {
 		res.Mode = ModeList
@@ -353,11 +322,11 @@ func (f *Forwarder) forwardAll(ctx context.Context, cl rlsv1.IndexClient, p Targ
 		var err error
 		v = f.withOverlay(v)
 		if full || !ok || h.full != v.s || len(v.added)+len(v.removed) > 100_000 {
-			h, err = f.sendFull(ctx, cl, p, v, now)
+			h, err = f.sendFull(ctx, sink, p, v, now)
 		} else {
-			h, err = f.sendOverlay(ctx, cl, p, v, h.gen, now)
-			if status.Code(err) == codes.FailedPrecondition {
-				h, err = f.sendFull(ctx, cl, p, v, now)
+			h, err = f.sendOverlay(ctx, sink, p, v, h.gen, now)
+			if errors.Is(err, ErrOutOfSequence) {
+				h, err = f.sendFull(ctx, sink, p, v, now)
 			}
 		}
 		if err != nil {
@@ -391,7 +360,7 @@ func (f *Forwarder) header(v view, now time.Time) Header {
 }
 
 // filter keeps the LFNs that p indexes.
-func filter(p Target, lfns []string) []string {
+func filter(p Parent, lfns []string) []string {
 	if len(p.Patterns) == 0 {
 		return lfns
 	}
@@ -399,7 +368,7 @@ func filter(p Target, lfns []string) []string {
 }
 
 // sendFull sends a site's last full state, then its overlay as one delta.
-func (f *Forwarder) sendFull(ctx context.Context, cl rlsv1.IndexClient, p Target, v view, now time.Time) (held, error) {
+func (f *Forwarder) sendFull(ctx context.Context, sink Sink, p Parent, v view, now time.Time) (held, error) {
 	h := f.header(v, now)
 	s := v.s
 	var entries uint64
@@ -419,7 +388,7 @@ func (f *Forwarder) sendFull(ctx context.Context, cl rlsv1.IndexClient, p Target
 				}
 			}
 		}
-		if _, err := SendList(ctx, cl, h, iter.Seq[string](names)); err != nil {
+		if _, err := sink.Send(ctx, ListUpdate(h, iter.Seq[string](names))); err != nil {
 			return held{}, err
 		}
 	case ModeBloom:
@@ -428,14 +397,14 @@ func (f *Forwarder) sendFull(ctx context.Context, cl rlsv1.IndexClient, p Target
 			return held{}, fmt.Errorf("site %q changed while it was read", s.name)
 		}
 		h.Bloom, entries = s.bloom, s.bloom.Entries
-		if _, err := SendBloom(ctx, cl, h, words); err != nil {
+		if _, err := sink.Send(ctx, BloomUpdate(h, words)); err != nil {
 			return held{}, err
 		}
 	}
 	if v.gen == v.base && len(v.added)+len(v.removed) == 0 {
 		return held{full: s, gen: v.base, entries: entries}, nil
 	}
-	h2, err := f.sendOverlay(ctx, cl, p, v, v.base, now)
+	h2, err := f.sendOverlay(ctx, sink, p, v, v.base, now)
 	h2.entries += entries
 	return h2, err
 }
@@ -443,11 +412,11 @@ func (f *Forwarder) sendFull(ctx context.Context, cl rlsv1.IndexClient, p Target
 // sendOverlay sends the site's changes since its last full update as one
 // delta on top of generation base, which the parent holds. Sending the
 // whole overlay again is harmless: applying a change twice changes nothing.
-func (f *Forwarder) sendOverlay(ctx context.Context, cl rlsv1.IndexClient, p Target, v view, base uint64, now time.Time) (held, error) {
+func (f *Forwarder) sendOverlay(ctx context.Context, sink Sink, p Parent, v view, base uint64, now time.Time) (held, error) {
 	h := f.header(v, now)
 	h.BaseGeneration, h.Generation = base, v.gen
 	added, removed := filter(p, slices.Clone(v.added)), filter(p, slices.Clone(v.removed))
-	if _, err := SendDelta(ctx, cl, h, added, removed); err != nil {
+	if _, err := sink.Send(ctx, DeltaUpdate(h, added, removed)); err != nil {
 		return held{}, err
 	}
 	return held{full: v.s, gen: v.gen, entries: uint64(len(added) + len(removed))}, nil

@@ -3,75 +3,53 @@ package index
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net"
 	"slices"
 	"testing"
 	"time"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
-	"github.com/solar-archive/rls/api/rlsv1"
-	"github.com/solar-archive/rls/catalog"
 )
 
-// updateServer serves an Index's Update over gRPC, as the api package does.
-type updateServer struct {
-	rlsv1.UnimplementedIndexServer
-	x *Index
-}
+// What the forwarder sends, round by round, is in testdata/index/forward*
+// (TestScenarios); these tests run its loop: changes travel on the index's
+// notifications, failed rounds are retried, UpdateNow and SetTargets.
 
-func (s updateServer) Update(st rlsv1.Index_UpdateServer) error {
-	ack, err := s.x.Receive(st.Recv)
-	switch {
-	case err == nil:
-		return st.SendAndClose(&rlsv1.UpdateResponse{Generation: ack.Generation, Entries: ack.Entries})
-	case errors.Is(err, ErrOutOfSequence):
-		return status.Error(codes.FailedPrecondition, err.Error())
-	default:
-		return status.Error(codes.InvalidArgument, err.Error())
-	}
-}
-
-func serveIndex(t testing.TB, x *Index) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	rlsv1.RegisterIndexServer(gs, updateServer{x: x})
-	go func() { _ = gs.Serve(lis) }()
-	t.Cleanup(gs.Stop)
-	return lis.Addr().String()
-}
-
+// waitWhere waits, on x's change notifications, until Locate gives want.
 func waitWhere(t *testing.T, x *Index, lfns []string, want ...string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.After(10 * time.Second)
 	for {
+		ch := x.Notify()
 		got := where(t, x, lfns...)
 		if slices.Equal(got, want) {
 			return
 		}
-		if time.Now().After(deadline) {
+		select {
+		case <-ch:
+		case <-deadline:
 			t.Fatalf("Locate(%q) = %q, want %q", lfns, got, want)
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
 // openMid opens the middle index of the forwarding tests.
 func openMid(t *testing.T) *Index {
 	t.Helper()
-	mid, err := Open(t.TempDir(), &Options{Site: "mid", NoSync: true})
+	mid, err := Open(t.TempDir(), &Options{Site: "mid", NoSync: true, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { mid.Close() })
 	return mid
+}
+
+func newForwarder(t *testing.T, x *Index, d Dialer, parents ...Parent) *Forwarder {
+	t.Helper()
+	f, err := NewForwarder(x, x.opts.Site, parents, ForwarderOptions{
+		Logger: quietLogger(), Dialer: d, RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
 
 // runForwarder runs fw until the test ends.
@@ -88,68 +66,46 @@ func runForwarder(t *testing.T, fw *Forwarder) {
 	})
 }
 
-func TestForwarder(t *testing.T) {
+// TestForwarderRun runs a forwarder from mid to root: what mid holds
+// arrives, a change at mid follows as a delta, and UpdateNow refreshes
+// every site.
+func TestForwarderRun(t *testing.T) {
 	root := openTest(t, t.TempDir(), nil)
 	mid := openMid(t)
-	addr := serveIndex(t, root)
-
-	mustReceive(t, mid, listMsgs("a", 5, "1", "2", "hmi.1"))
+	mustReceive(t, mid, listMsgs("a", 5, "1", "2"))
 	f, p := newFilter(0.01, "2", "3")
 	mustReceive(t, mid, bloomMsgs("b", 7, f, p))
-	mustReceive(t, mid, deltaMsgs("b", 7, 8, []string{"4"}, []string{"3"}))
+	fw := newForwarder(t, mid, sinks("root:1", localSink{root}), Parent{Addr: "root:1", DeltaDelay: time.Millisecond})
+	runForwarder(t, fw)
 
-	runForwarder(t, NewForwarder(mid, "mid", []Target{{Addr: addr, DeltaDelay: 10 * time.Millisecond}}, nil, nil))
+	waitWhere(t, root, []string{"1", "2", "3"}, "a/list", "a/list,b/bloom", "b/bloom")
+	mustReceive(t, mid, deltaMsgs("b", 7, 8, []string{"5"}, []string{"3"}))
+	waitWhere(t, root, []string{"3", "5"}, "", "b/delta")
 
-	lfns := []string{"1", "2", "3", "4"}
-	waitWhere(t, root, lfns, "a/list", "a/list,b/bloom", "", "b/delta")
-	for _, s := range root.Sites() {
-		if !slices.Equal(s.Via, []string{"mid"}) || s.Endpoint != s.Site+":7600" {
-			t.Fatalf("root holds %+v: want the leaf's endpoint, via mid", s)
-		}
-		if s.Site == "b" && (s.Generation != 8 || s.FullGeneration != 7 || s.Bloom != p) {
-			t.Fatalf("root holds b as %+v, want generation 8 on the full filter of 7 (%+v)", s, p)
-		}
+	rs, err := fw.UpdateNow(t.Context(), "")
+	if err != nil || len(rs) != 1 || rs[0].Err != nil || rs[0].Sites != 2 || rs[0].Target != "root:1" {
+		t.Fatalf("UpdateNow = %+v, %v; want one result of 2 sites", rs, err)
 	}
-	// The filter arrived intact: the root's answers match the original.
-	for i := range 500 {
-		lfn := fmt.Sprint("x", i)
-		want := ""
-		if f.TestString(lfn) {
-			want = "b/bloom"
-		}
-		waitWhere(t, root, []string{lfn}, want)
+	if _, err := fw.UpdateNow(t.Context(), "elsewhere:1"); !errors.Is(err, ErrUnknownTarget) {
+		t.Errorf("UpdateNow(elsewhere:1) = %v, want ErrUnknownTarget", err)
 	}
-
-	// Changes at mid travel as deltas.
-	mustReceive(t, mid, deltaMsgs("b", 8, 9, []string{"5"}, nil))
-	waitWhere(t, root, []string{"5"}, "b/delta")
-
-	// The root holds something else for a (another path, of a rebuilt
-	// catalog: another incarnation): the delta is refused, and the
-	// forwarder sends a in full again, which starts over. (A newer
-	// generation of the same incarnation would stay: see TestReplayRefused.)
-	mustReceive(t, root, withIncarnation(0xcc, listMsgs("a", 99, "other")))
-	mustReceive(t, mid, deltaMsgs("a", 5, 6, []string{"6"}, []string{"1"}))
-	waitWhere(t, root, []string{"1", "6", "other"}, "", "a/delta", "")
 }
 
-func TestForwarderPatternsAndLoops(t *testing.T) {
-	root := openTest(t, t.TempDir(), nil)
+// TestForwarderRetries checks that a round that failed (the parent down)
+// is tried again, with backoff, until the parent holds the sites.
+func TestForwarderRetries(t *testing.T) {
 	mid := openMid(t)
-	addr := serveIndex(t, root)
-	mustReceive(t, mid, listMsgs("a", 1, "hmi.1", "aia.1"))
-	// A site whose state already came through the forwarder's index ("up")
-	// is not sent back there.
-	loop := listMsgs("c", 1, "hmi.2")
-	loop[0].GetHeader().Via = []string{"up"}
-	mustReceive(t, mid, loop)
-
-	pat, err := catalog.CompilePattern("hmi.*")
-	if err != nil {
-		t.Fatal(err)
+	mustReceive(t, mid, listMsgs("a", 5, "1", "2"))
+	rec := newRecorder()
+	rec.setDown(errors.New("parent down"))
+	fw := newForwarder(t, mid, sinks("up:1", rec), Parent{Addr: "up:1"})
+	runForwarder(t, fw)
+	rec.waitFor(t, "three attempts", func() bool { return rec.started >= 3 })
+	rec.setDown(nil)
+	rec.waitFor(t, "a at the parent once it is up", func() bool { return rec.gen["a"] == 5 })
+	if got := rec.list("a"); !slices.Equal(got, []string{"1", "2"}) {
+		t.Errorf("parent holds %q, want 1 2", got)
 	}
-	runForwarder(t, NewForwarder(mid, "up", []Target{{Addr: addr, Patterns: []*catalog.Pattern{pat}}}, nil, nil))
-	waitWhere(t, root, []string{"hmi.1", "aia.1", "hmi.2"}, "a/list", "", "")
 }
 
 // TestForwarderSetTargets moves a running forwarder from one parent to
@@ -158,19 +114,22 @@ func TestForwarderPatternsAndLoops(t *testing.T) {
 func TestForwarderSetTargets(t *testing.T) {
 	mid := openMid(t)
 	mustReceive(t, mid, listMsgs("a", 5, "1", "2"))
-	recA, addrA := startRecorder(t)
-	recB, addrB := startRecorder(t)
-	fw := NewForwarder(mid, "mid", []Target{{Addr: addrA, DeltaDelay: time.Millisecond}}, quietLogger(), nil)
+	recA, recB := newRecorder(), newRecorder()
+	const addrA, addrB = "a:1", "b:1"
+	fw := newForwarder(t, mid, sinks(addrA, recA, addrB, recB), Parent{Addr: addrA, DeltaDelay: time.Millisecond})
 	runForwarder(t, fw)
 	recA.waitFor(t, "a at the first parent", func() bool { return recA.gen["a"] == 5 })
 
-	if err := fw.SetTargets([]Target{{Addr: addrA}, {Addr: addrA}}); err == nil {
+	if err := fw.SetTargets([]Parent{{Addr: addrA}, {Addr: addrA}}); err == nil {
 		t.Fatal("SetTargets with a parent twice succeeded")
 	}
-	fw.mu.Lock()
-	oldDone := fw.parents[0].done
-	fw.mu.Unlock()
-	if err := fw.SetTargets([]Target{{Addr: addrB, DeltaDelay: time.Millisecond}}); err != nil {
+	if err := fw.SetTargets([]Parent{{Addr: addrB, Interval: -time.Second}}); err == nil {
+		t.Fatal("SetTargets with a negative interval succeeded")
+	}
+	fw.set.mu.Lock()
+	oldDone := fw.set.items[0].ctl.done
+	fw.set.mu.Unlock()
+	if err := fw.SetTargets([]Parent{{Addr: addrB, DeltaDelay: time.Millisecond}}); err != nil {
 		t.Fatal(err)
 	}
 	recB.waitFor(t, "a at the new parent", func() bool { return recB.gen["a"] == 5 })
@@ -190,5 +149,15 @@ func TestForwarderSetTargets(t *testing.T) {
 	}
 	if rs, err := fw.UpdateNow(t.Context(), addrB); err != nil || len(rs) != 1 || rs[0].Err != nil {
 		t.Errorf("UpdateNow(new parent) = %+v, %v", rs, err)
+	}
+}
+
+func TestNewForwarderChecks(t *testing.T) {
+	mid := openMid(t)
+	if _, err := NewForwarder(mid, "mid", nil, ForwarderOptions{}); err == nil {
+		t.Error("NewForwarder without a Dialer succeeded")
+	}
+	if _, err := NewForwarder(mid, "mid", []Parent{{}}, ForwarderOptions{Dialer: sinks()}); err == nil {
+		t.Error("NewForwarder with a parent without address succeeded")
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/solar-archive/rls/api/rlsv1"
 	"github.com/solar-archive/rls/catalog"
 )
 
@@ -33,37 +32,25 @@ type incoming struct {
 // it. recv's other errors are returned as they are. A malformed update fails
 // with an error wrapping ErrInvalid that names what was wrong, and changes
 // nothing; a delta that does not follow the site's state fails with
-// ErrOutOfSequence.
-func (x *Index) Receive(recv func() (*rlsv1.UpdateRequest, error)) (Ack, error) {
-	if err := x.guard.Err(); err != nil {
-		return Ack{}, err
-	}
-	u, err := decodeUpdate(recv, x.now(), x.opts.MaxBloomBits)
-	if err != nil {
-		return Ack{}, err
-	}
-	return x.apply(u)
+// ErrOutOfSequence. A header's zero Updated stands for the time of receipt.
+func (x *Index) Receive(recv func() (Message, error)) (Ack, error) {
+	return x.ReceiveChecked(recv, nil)
 }
 
 // ReceiveChecked is Receive with a check of the update's header before
 // its body is read: when allow returns an error (a sender that may not
 // speak for the header's site), ReceiveChecked returns it and changes
-// nothing. A header that does not decode fails as in Receive.
-func (x *Index) ReceiveChecked(recv func() (*rlsv1.UpdateRequest, error), allow func(Header) error) (Ack, error) {
-	first := true
-	return x.Receive(func() (*rlsv1.UpdateRequest, error) {
-		req, err := recv()
-		if err != nil || !first {
-			return req, err
-		}
-		first = false
-		if h, herr := HeaderFromProto(req.GetHeader(), x.now()); herr == nil {
-			if err := allow(h); err != nil {
-				return nil, err
-			}
-		}
-		return req, nil
-	})
+// nothing. A header that is invalid fails as in Receive, before allow is
+// called. allow may be nil.
+func (x *Index) ReceiveChecked(recv func() (Message, error), allow func(Header) error) (Ack, error) {
+	if err := x.guard.Err(); err != nil {
+		return Ack{}, err
+	}
+	u, err := decodeUpdate(recv, x.now(), x.opts.MaxBloomBits, allow)
+	if err != nil {
+		return Ack{}, err
+	}
+	return x.apply(u)
 }
 
 // checkReplay refuses an update older than the state held of the same
@@ -86,10 +73,11 @@ func checkReplay(old *site, h Header) error {
 	return nil
 }
 
-// decodeUpdate reads and checks one update. Memory grows with what the
+// decodeUpdate reads and checks one update, calling allow (if not nil)
+// with its header once the header is checked. Memory grows with what the
 // sender actually sends, never with what its header claims, and a filter
 // never grows past maxBloomBits.
-func decodeUpdate(recv func() (*rlsv1.UpdateRequest, error), now time.Time, maxBloomBits uint64) (*incoming, error) {
+func decodeUpdate(recv func() (Message, error), now time.Time, maxBloomBits uint64, allow func(Header) error) (*incoming, error) {
 	first, err := recv()
 	if err == io.EOF {
 		return nil, invalidf("update: empty stream (an update starts with its header)")
@@ -97,109 +85,132 @@ func decodeUpdate(recv func() (*rlsv1.UpdateRequest, error), now time.Time, maxB
 	if err != nil {
 		return nil, err
 	}
-	hp := first.GetHeader()
-	if hp == nil {
+	if first.Part != PartHeader {
 		return nil, invalidf("update: the first message is not a header")
 	}
-	h, err := HeaderFromProto(hp, now)
-	if err != nil {
+	h := first.Header
+	if h.Updated.IsZero() {
+		h.Updated = now
+	}
+	if err := h.Check(); err != nil {
 		return nil, invalidf("%v", err)
+	}
+	if allow != nil {
+		if err := allow(h); err != nil {
+			return nil, err
+		}
 	}
 	if h.Mode == ModeBloom && h.Bloom.M > maxBloomBits {
 		return nil, invalidf("header.bloom.m %d is more than the %d bits this index accepts for one filter (index-max-bloom-bits)",
 			h.Bloom.M, maxBloomBits)
 	}
-	u := &incoming{h: h}
-	var (
-		names   *nameSetBuilder
-		count   uint64 // names so far (list, delta)
-		nwords  = h.Bloom.Words()
-		seenDel map[string]bool
-	)
+	d := bodyDecoder{u: &incoming{h: h}, nwords: h.Bloom.Words()}
 	switch h.Mode {
 	case ModeList:
-		names = newNameSetBuilder()
+		d.names = newNameSetBuilder()
 	case ModeDelta:
-		seenDel = make(map[string]bool)
+		d.seenDel = make(map[string]bool)
 	}
-	for msg := 0; ; msg++ {
-		req, err := recv()
+	for msg := 1; ; msg++ {
+		m, err := recv()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
 			return nil, err
 		}
-		switch body := req.GetBody().(type) {
-		case *rlsv1.UpdateRequest_Header:
-			return nil, invalidf("update: message %d is a second header", msg+1)
-		case *rlsv1.UpdateRequest_Lfns:
-			if h.Mode != ModeList {
-				return nil, invalidf("update: message %d is an LFN chunk in a %v update", msg+1, h.Mode)
-			}
-			lfns := body.Lfns.GetLfns()
-			if err := checkChunk("lfns", count, len(lfns), h.Entries); err != nil {
-				return nil, err
-			}
-			for i, lfn := range lfns {
-				if err := catalog.ValidateName("lfn", lfn); err != nil {
-					return nil, invalidf("lfns[%d]: %v", count+uint64(i), err)
-				}
-				if err := names.add(lfn); err != nil {
-					return nil, invalidf("lfns: %v", err)
-				}
-			}
-			count += uint64(len(lfns))
-		case *rlsv1.UpdateRequest_Bloom:
-			if h.Mode != ModeBloom {
-				return nil, invalidf("update: message %d is a Bloom chunk in a %v update", msg+1, h.Mode)
-			}
-			b := body.Bloom.GetWords()
-			if len(b)%8 != 0 {
-				return nil, invalidf("bloom.words: chunk of %d bytes is not a whole number of 64-bit words", len(b))
-			}
-			if uint64(len(u.words))+uint64(len(b)/8) > nwords {
-				return nil, invalidf("bloom.words: more than the %d words that bloom.m = %d needs", nwords, h.Bloom.M)
-			}
-			for i := 0; i < len(b); i += 8 {
-				u.words = append(u.words, le64(b[i:]))
-			}
-		case *rlsv1.UpdateRequest_Delta:
-			if h.Mode != ModeDelta {
-				return nil, invalidf("update: message %d is a delta chunk in a %v update", msg+1, h.Mode)
-			}
-			d := body.Delta
-			n := len(d.GetAdded()) + len(d.GetRemoved())
-			if err := checkChunk("delta", count, n, h.Entries); err != nil {
-				return nil, err
-			}
-			for field, list := range map[string][]string{"added": d.GetAdded(), "removed": d.GetRemoved()} {
-				for i, lfn := range list {
-					if err := catalog.ValidateName("lfn", lfn); err != nil {
-						return nil, invalidf("delta.%s[%d]: %v", field, i, err)
-					}
-					if _, dup := seenDel[lfn]; dup {
-						return nil, invalidf("delta.%s[%d]: LFN %q appears twice in one delta", field, i, lfn)
-					}
-					seenDel[lfn] = field == "added"
-				}
-			}
-			u.added = append(u.added, d.GetAdded()...)
-			u.removed = append(u.removed, d.GetRemoved()...)
-			count += uint64(n)
-		default:
-			return nil, invalidf("update: message %d has no body", msg+1)
+		if err := d.add(msg, &m); err != nil {
+			return nil, err
 		}
 	}
+	return d.finish()
+}
+
+// bodyDecoder checks and collects the chunks of one update's body.
+type bodyDecoder struct {
+	u       *incoming
+	names   *nameSetBuilder // list mode
+	count   uint64          // names so far (list, delta)
+	nwords  uint64          // the filter's words (bloom mode)
+	seenDel map[string]bool // delta mode: the LFNs so far
+}
+
+// add checks and takes message msg (1 for the first after the header).
+func (d *bodyDecoder) add(msg int, m *Message) error {
+	h := &d.u.h
+	switch m.Part {
+	case PartHeader:
+		return invalidf("update: message %d is a second header", msg)
+	case PartLFNs:
+		if h.Mode != ModeList {
+			return invalidf("update: message %d is an LFN chunk in a %v update", msg, h.Mode)
+		}
+		if err := checkChunk("lfns", d.count, len(m.LFNs), h.Entries); err != nil {
+			return err
+		}
+		for i, lfn := range m.LFNs {
+			if err := catalog.ValidateName("lfn", lfn); err != nil {
+				return invalidf("lfns[%d]: %v", d.count+uint64(i), err)
+			}
+			if err := d.names.add(lfn); err != nil {
+				return invalidf("lfns: %v", err)
+			}
+		}
+		d.count += uint64(len(m.LFNs))
+	case PartBloom:
+		if h.Mode != ModeBloom {
+			return invalidf("update: message %d is a Bloom chunk in a %v update", msg, h.Mode)
+		}
+		if uint64(len(d.u.words))+uint64(len(m.Words)) > d.nwords {
+			return invalidf("bloom.words: more than the %d words that bloom.m = %d needs", d.nwords, h.Bloom.M)
+		}
+		d.u.words = append(d.u.words, m.Words...)
+	case PartDelta:
+		if h.Mode != ModeDelta {
+			return invalidf("update: message %d is a delta chunk in a %v update", msg, h.Mode)
+		}
+		n := len(m.Added) + len(m.Removed)
+		if err := checkChunk("delta", d.count, n, h.Entries); err != nil {
+			return err
+		}
+		// Added first, then removed: the error names the same field
+		// whatever the order of a map.
+		for _, f := range []struct {
+			name  string
+			lfns  []string
+			added bool
+		}{{"added", m.Added, true}, {"removed", m.Removed, false}} {
+			for i, lfn := range f.lfns {
+				if err := catalog.ValidateName("lfn", lfn); err != nil {
+					return invalidf("delta.%s[%d]: %v", f.name, i, err)
+				}
+				if _, dup := d.seenDel[lfn]; dup {
+					return invalidf("delta.%s[%d]: LFN %q appears twice in one delta", f.name, i, lfn)
+				}
+				d.seenDel[lfn] = f.added
+			}
+		}
+		d.u.added = append(d.u.added, m.Added...)
+		d.u.removed = append(d.u.removed, m.Removed...)
+		d.count += uint64(n)
+	default:
+		return invalidf("update: message %d has no body", msg)
+	}
+	return nil
+}
+
+// finish checks that the body is complete and returns the update.
+func (d *bodyDecoder) finish() (*incoming, error) {
+	u, h := d.u, &d.u.h
 	switch h.Mode {
 	case ModeList:
-		if count != h.Entries {
-			return nil, invalidf("lfns: %d names sent, header.entries says %d", count, h.Entries)
+		if d.count != h.Entries {
+			return nil, invalidf("lfns: %d names sent, header.entries says %d", d.count, h.Entries)
 		}
-		u.list = names.build()
+		u.list = d.names.build()
 	case ModeBloom:
-		if uint64(len(u.words)) != nwords {
-			return nil, invalidf("bloom.words: %d words sent, bloom.m = %d needs %d", len(u.words), h.Bloom.M, nwords)
+		if uint64(len(u.words)) != d.nwords {
+			return nil, invalidf("bloom.words: %d words sent, bloom.m = %d needs %d", len(u.words), h.Bloom.M, d.nwords)
 		}
 		if r := h.Bloom.M % 64; r != 0 {
 			u.words[len(u.words)-1] &= 1<<r - 1 // bits past m mean nothing
@@ -208,8 +219,8 @@ func decodeUpdate(recv func() (*rlsv1.UpdateRequest, error), now time.Time, maxB
 			return nil, err
 		}
 	case ModeDelta:
-		if count != h.Entries {
-			return nil, invalidf("delta: %d names sent, header.entries says %d", count, h.Entries)
+		if d.count != h.Entries {
+			return nil, invalidf("delta: %d names sent, header.entries says %d", d.count, h.Entries)
 		}
 	}
 	return u, nil
@@ -239,11 +250,6 @@ func checkChunk(field string, sofar uint64, n int, entries uint64) error {
 		return invalidf("%s: more names than header.entries = %d", field, entries)
 	}
 	return nil
-}
-
-func le64(b []byte) uint64 {
-	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
-		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
 }
 
 func invalidf(format string, args ...any) error {

@@ -12,12 +12,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/grpc"
 
-	"github.com/solar-archive/rls/api/rlsv1"
 	"github.com/solar-archive/rls/catalog"
 	"github.com/solar-archive/rls/internal/backoff"
-	"github.com/solar-archive/rls/internal/secure"
 )
 
 // Defaults of a Target's timing.
@@ -125,16 +122,25 @@ func (t Target) fullMode() Mode {
 func (t Target) deltas() bool { return t.Deltas || t.Mode == ModeDelta }
 
 // match reports whether lfn is sent to the target.
-func (t Target) match(lfn string) bool {
-	if t.Patterns == nil {
+func (t Target) match(lfn string) bool { return matchAny(t.Patterns, lfn) }
+
+// matchAny reports whether lfn matches one of ps, or ps is nil.
+func matchAny(ps []*catalog.Pattern, lfn string) bool {
+	if ps == nil {
 		return true
 	}
-	for _, p := range t.Patterns {
+	for _, p := range ps {
 		if p.Match(lfn) {
 			return true
 		}
 	}
 	return false
+}
+
+// samePatterns reports whether a and b are the same patterns.
+func samePatterns(a, b []*catalog.Pattern) bool {
+	return (a == nil) == (b == nil) &&
+		slices.EqualFunc(a, b, func(x, y *catalog.Pattern) bool { return x.String() == y.String() })
 }
 
 // Result is the outcome of an update of one target.
@@ -174,10 +180,9 @@ type TargetStatus struct {
 type SenderOptions struct {
 	// Logger receives the sender's messages. Default slog.Default().
 	Logger *slog.Logger
-	// Dial connects to a target. Default: a plaintext connection of a nil
-	// secure.Dialer (rlsd passes its Dialer's DialConn). A connection that
-	// is an io.Closer is closed by Sender.Close.
-	Dial func(addr string) (grpc.ClientConnInterface, error)
+	// Dialer connects to the targets (required). A Sink that is an
+	// io.Closer is closed when its target is removed, and by Close.
+	Dialer Dialer
 	// Registerer, when set, receives the sender's metrics.
 	Registerer prometheus.Registerer
 	// CallTimeout bounds one update, scan included (DefaultCallTimeout).
@@ -193,43 +198,32 @@ type SenderOptions struct {
 // own schedule with at most one update in flight per target. Its targets
 // can be replaced while it runs (SetTargets). It is safe for concurrent use.
 type Sender struct {
-	cat            *catalog.Catalog
+	cat            Feed
 	site, endpoint string
 	incarnation    []byte // the catalog's, sent in every header
 	log            *slog.Logger
-	dial           func(addr string) (grpc.ClientConnInterface, error)
+	dialer         Dialer
 	callTimeout    time.Duration
 	retryMin       time.Duration
 	retryMax       time.Duration
 	metrics        *senderMetrics // nil without a Registerer
 
-	mu sync.Mutex
-	// targets is replaced by SetTargets, never changed in place.
-	targets []*target // guarded by mu
-	// runCtx is Run's context while Run runs, else nil.
-	runCtx context.Context // guarded by mu
-	// loops are the targets' runTarget goroutines; Run waits for them.
-	loops sync.WaitGroup
+	set loopSet[*target, Target]
 	// retiring are the goroutines closing removed targets; Close waits
 	// for them.
 	retiring sync.WaitGroup
 }
 
 type target struct {
-	cfg    Target
-	client rlsv1.IndexClient
-	conn   io.Closer // nil if the connection is not a Closer
+	cfg  Target
+	sink Sink
 	// sem holds the one update in flight.
 	sem chan struct{}
-	// stop ends the target's loop after its update in flight; done is
-	// closed when the loop returned. Both are nil while no loop runs.
-	// Guarded by Sender.mu.
-	stop context.CancelFunc
-	done chan struct{}
+	ctl loopCtl
 
 	mu      sync.Mutex
 	st      targetState // guarded by mu
-	retired bool        // guarded by mu: removed by SetTargets, its connection closed
+	retired bool        // guarded by mu: removed by SetTargets, its sink closed
 }
 
 type targetState struct {
@@ -249,7 +243,7 @@ type targetState struct {
 // endpoint (host:port) in every update, to targets. It connects lazily: an
 // index that is down fails updates, not NewSender. Call Run to send on
 // schedule, and Close when done.
-func NewSender(cat *catalog.Catalog, site, endpoint string, targets []Target, opts SenderOptions) (*Sender, error) {
+func NewSender(cat Feed, site, endpoint string, targets []Target, opts SenderOptions) (*Sender, error) {
 	if err := checkSite("site", site); err != nil {
 		return nil, fmt.Errorf("sender: %w", err)
 	}
@@ -259,9 +253,12 @@ func NewSender(cat *catalog.Catalog, site, endpoint string, targets []Target, op
 	if err := catalog.ValidateName("endpoint", endpoint); err != nil {
 		return nil, fmt.Errorf("sender: %w", err)
 	}
+	if opts.Dialer == nil {
+		return nil, errors.New("sender: no Dialer")
+	}
 	inc := cat.Incarnation()
 	s := &Sender{
-		cat: cat, site: site, endpoint: endpoint, incarnation: inc[:], log: opts.Logger,
+		cat: cat, site: site, endpoint: endpoint, incarnation: inc[:], log: opts.Logger, dialer: opts.Dialer,
 		callTimeout: opts.CallTimeout, retryMin: opts.RetryMin, retryMax: opts.RetryMax,
 	}
 	if s.log == nil {
@@ -276,21 +273,16 @@ func NewSender(cat *catalog.Catalog, site, endpoint string, targets []Target, op
 	if s.retryMax < s.retryMin {
 		s.retryMax = max(time.Minute, s.retryMin)
 	}
-	s.dial = opts.Dial
-	if s.dial == nil {
-		s.dial = (*secure.Dialer)(nil).DialConn
+	s.set = loopSet[*target, Target]{
+		what: "update targets", log: s.log,
+		cfg:  func(t *target) Target { return t.cfg },
+		addr: func(c Target) string { return c.Addr },
+		same: sameTarget,
+		ctl:  func(t *target) *loopCtl { return &t.ctl },
+		loop: func(ctx, wctx context.Context, t *target) error { s.runTarget(ctx, wctx, t); return nil },
 	}
-	cfgs, err := checkTargets(targets)
-	if err != nil {
-		return nil, fmt.Errorf("sender: %w", err)
-	}
-	for _, c := range cfgs {
-		t, err := s.newTarget(c)
-		if err != nil {
-			_ = s.Close()
-			return nil, fmt.Errorf("sender: %w", err)
-		}
-		s.targets = append(s.targets, t)
+	if err := s.SetTargets(targets); err != nil {
+		return nil, err
 	}
 	if opts.Registerer != nil {
 		m, err := newSenderMetrics(opts.Registerer)
@@ -325,19 +317,24 @@ func checkTargets(targets []Target) ([]Target, error) {
 func sameTarget(a, b Target) bool {
 	return a.Addr == b.Addr && a.Mode == b.Mode && a.Deltas == b.Deltas && a.Interval == b.Interval &&
 		a.Validity == b.Validity && a.DeltaDelay == b.DeltaDelay && a.FalsePositiveRate == b.FalsePositiveRate &&
-		(a.Patterns == nil) == (b.Patterns == nil) &&
-		slices.EqualFunc(a.Patterns, b.Patterns, func(x, y *catalog.Pattern) bool { return x.String() == y.String() })
+		samePatterns(a.Patterns, b.Patterns)
 }
 
 // newTarget connects (lazily) to the index of c, which is checked.
 func (s *Sender) newTarget(c Target) (*target, error) {
-	conn, err := s.dial(c.Addr)
+	sink, err := s.dialer.Index(c.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("update target %s: %w", c.Addr, err)
 	}
-	t := &target{cfg: c, client: rlsv1.NewIndexClient(conn), sem: make(chan struct{}, 1)}
-	t.conn, _ = conn.(io.Closer)
-	return t, nil
+	return &target{cfg: c, sink: sink, sem: make(chan struct{}, 1)}, nil
+}
+
+// closeSink closes t's sink if it is an io.Closer.
+func closeSink(sink Sink) error {
+	if c, ok := sink.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
 }
 
 // SetTargets replaces the sender's targets, or changes nothing and returns
@@ -356,86 +353,19 @@ func (s *Sender) SetTargets(targets []Target) error {
 	if err != nil {
 		return fmt.Errorf("sender: %w", err)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	old := s.targets
-	next := make([]*target, 0, len(cfgs))
-	var fresh []*target
-	for _, c := range cfgs {
-		if i := slices.IndexFunc(old, func(t *target) bool { return sameTarget(t.cfg, c) }); i >= 0 {
-			next = append(next, old[i])
-			continue
-		}
-		t, err := s.newTarget(c)
-		if err != nil {
-			for _, f := range fresh {
-				if f.conn != nil {
-					_ = f.conn.Close()
-				}
-			}
-			return fmt.Errorf("sender: %w", err)
-		}
-		fresh = append(fresh, t)
-		next = append(next, t)
-	}
-	var added, removed, changed []string
-	after := map[string]<-chan struct{}{} // a changed target's old loop
-	for _, t := range old {
-		if slices.Contains(next, t) {
-			continue
-		}
-		if slices.ContainsFunc(cfgs, func(c Target) bool { return c.Addr == t.cfg.Addr }) {
-			changed = append(changed, t.cfg.Addr)
-			after[t.cfg.Addr] = t.done
-		} else {
-			removed = append(removed, t.cfg.Addr)
-		}
-		s.retire(t, !slices.Contains(changed, t.cfg.Addr))
-	}
-	for _, t := range fresh {
-		if !slices.Contains(changed, t.cfg.Addr) {
-			added = append(added, t.cfg.Addr)
-		}
-		if s.runCtx != nil {
-			s.startLoop(t, after[t.cfg.Addr])
-		}
-	}
-	s.targets = next
-	if len(added)+len(removed)+len(changed) > 0 {
-		s.log.Info("update targets reloaded", "added", added, "removed", removed, "changed", changed, "unchanged", len(next)-len(fresh))
+	err = s.set.replace(cfgs, s.newTarget,
+		func(t *target) { _ = closeSink(t.sink) },
+		func(t *target, changed bool) { s.retire(t, !changed) })
+	if err != nil {
+		return fmt.Errorf("sender: %w", err)
 	}
 	return nil
 }
 
-// startLoop starts t's schedule, after the channel after is closed (if not
-// nil). The caller holds s.mu, and Run runs.
-func (s *Sender) startLoop(t *target, after <-chan struct{}) {
-	ctx := s.runCtx
-	wctx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	t.stop, t.done = stop, done
-	s.loops.Go(func() {
-		defer close(done)
-		defer stop()
-		if after != nil {
-			select {
-			case <-after:
-			case <-wctx.Done():
-				return
-			}
-		}
-		s.runTarget(ctx, wctx, t)
-	})
-}
-
-// retire stops t's loop and, once its update in flight (scheduled or
-// UpdateNow's) is done, closes its connection; forget drops its metrics.
-// The caller holds s.mu.
+// retire closes t's sink once its update in flight (scheduled or
+// UpdateNow's) is done; forget drops its metrics. Its loop was stopped.
 func (s *Sender) retire(t *target, forget bool) {
-	done := t.done
-	if t.stop != nil {
-		t.stop()
-	}
+	done := t.ctl.done
 	s.retiring.Go(func() {
 		if done != nil {
 			<-done
@@ -445,10 +375,8 @@ func (s *Sender) retire(t *target, forget bool) {
 		t.mu.Lock()
 		t.retired = true
 		t.mu.Unlock()
-		if t.conn != nil {
-			if err := t.conn.Close(); err != nil {
-				s.log.Debug("closing a removed update target's connection", "target", t.cfg.Addr, "error", err)
-			}
+		if err := closeSink(t.sink); err != nil {
+			s.log.Debug("closing a removed update target's connection", "target", t.cfg.Addr, "error", err)
 		}
 		if forget && s.metrics != nil {
 			s.metrics.lastSuccess.DeleteLabelValues(t.cfg.Addr)
@@ -461,27 +389,16 @@ func (s *Sender) retire(t *target, forget bool) {
 // flight.
 func (s *Sender) Close() error {
 	s.retiring.Wait()
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var errs []error
-	for _, t := range s.targets {
-		if t.conn != nil {
-			errs = append(errs, t.conn.Close())
-		}
+	for _, t := range s.set.current() {
+		errs = append(errs, closeSink(t.sink))
 	}
 	return errors.Join(errs...)
 }
 
-// current returns the targets.
-func (s *Sender) current() []*target {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.targets
-}
-
 // Targets returns the status of every target, in configuration order.
 func (s *Sender) Targets() []TargetStatus {
-	targets := s.current()
+	targets := s.set.current()
 	out := make([]TargetStatus, 0, len(targets))
 	for _, t := range targets {
 		t.mu.Lock()
@@ -500,17 +417,7 @@ func (s *Sender) Targets() []TargetStatus {
 // every update in flight stopped. A failed update is logged and retried
 // with backoff; Run does not return for it. Run runs once.
 func (s *Sender) Run(ctx context.Context) error {
-	s.mu.Lock()
-	s.runCtx = ctx
-	for _, t := range s.targets {
-		s.startLoop(t, nil)
-	}
-	s.mu.Unlock()
-	<-ctx.Done()
-	s.mu.Lock()
-	s.runCtx = nil // SetTargets starts no loop from now on
-	s.mu.Unlock()
-	s.loops.Wait()
+	_ = s.set.run(ctx) // the loops return no error
 	return ctx.Err()
 }
 
@@ -523,7 +430,7 @@ func (s *Sender) Run(ctx context.Context) error {
 // that one's result is the answer. An unknown addr fails with an error
 // wrapping ErrUnknownTarget.
 func (s *Sender) UpdateNow(ctx context.Context, addr string) ([]Result, error) {
-	ts := s.current()
+	ts := s.set.current()
 	if len(ts) == 0 {
 		return nil, ErrNoTargets
 	}

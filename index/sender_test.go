@@ -2,238 +2,40 @@ package index
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
-	"maps"
-	"net"
 	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/bits-and-blooms/bloom/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/status"
 
-	"github.com/solar-archive/rls/api/rlsv1"
 	"github.com/solar-archive/rls/catalog"
 )
 
-// update is one update a recorder received in full.
-type update struct {
-	h              Header
-	lfns           []string
-	chunks         int
-	words          []uint64
-	added, removed []string
-}
-
-// recorder is an rls.v1.Index server that records the updates it receives
-// and keeps, like an index, the state of each site: the LFNs of the last
-// list plus the deltas since, and the generation. It refuses a delta whose
-// base is not the generation it holds (FAILED_PRECONDITION).
-type recorder struct {
-	rlsv1.UnimplementedIndexServer
-
-	// block, when set, holds every update until closed.
-	block chan struct{}
-	// arrived, when set, receives (if it has room) as each update starts.
-	arrived chan struct{}
-
-	mu          sync.Mutex
-	updates     []update
-	started     int
-	inFlight    int
-	maxInFlight int
-	gen         map[string]uint64
-	state       map[string]map[string]bool
-	changed     chan struct{} // closed and replaced after every update
-}
-
-func newRecorder() *recorder {
-	return &recorder{gen: map[string]uint64{}, state: map[string]map[string]bool{}, changed: make(chan struct{})}
-}
-
-func (r *recorder) Update(st grpc.ClientStreamingServer[rlsv1.UpdateRequest, rlsv1.UpdateResponse]) error {
-	r.mu.Lock()
-	r.started++
-	r.inFlight++
-	r.maxInFlight = max(r.maxInFlight, r.inFlight)
-	r.mu.Unlock()
-	if r.arrived != nil {
-		select {
-		case r.arrived <- struct{}{}:
-		default:
-		}
-	}
-	defer func() {
-		r.mu.Lock()
-		r.inFlight--
-		r.mu.Unlock()
-	}()
-	if r.block != nil {
-		<-r.block
-	}
-	first, err := st.Recv()
-	if err != nil {
-		return err
-	}
-	h, err := HeaderFromProto(first.GetHeader(), time.Now())
-	if err != nil {
-		return status.Error(codes.InvalidArgument, err.Error())
-	}
-	u := update{h: h}
-	for {
-		req, err := st.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		u.chunks++
-		switch b := req.GetBody().(type) {
-		case *rlsv1.UpdateRequest_Lfns:
-			u.lfns = append(u.lfns, b.Lfns.GetLfns()...)
-		case *rlsv1.UpdateRequest_Bloom:
-			w := b.Bloom.GetWords()
-			if len(w)%8 != 0 || len(w) > sendChunkBytes {
-				return status.Errorf(codes.InvalidArgument, "bloom chunk of %d bytes", len(w))
-			}
-			for i := 0; i < len(w); i += 8 {
-				u.words = append(u.words, binary.LittleEndian.Uint64(w[i:]))
-			}
-		case *rlsv1.UpdateRequest_Delta:
-			u.added = append(u.added, b.Delta.GetAdded()...)
-			u.removed = append(u.removed, b.Delta.GetRemoved()...)
-		}
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	switch h.Mode {
-	case ModeList:
-		if uint64(len(u.lfns)) != h.Entries {
-			return status.Errorf(codes.InvalidArgument, "%d names, header says %d", len(u.lfns), h.Entries)
-		}
-		r.state[h.Site] = map[string]bool{}
-		for _, l := range u.lfns {
-			r.state[h.Site][l] = true
-		}
-	case ModeBloom:
-		if uint64(len(u.words)) != h.Bloom.Words() {
-			return status.Errorf(codes.InvalidArgument, "%d words, header says %d", len(u.words), h.Bloom.Words())
-		}
-		r.state[h.Site] = nil
-	case ModeDelta:
-		if g, ok := r.gen[h.Site]; !ok || g != h.BaseGeneration {
-			return status.Errorf(codes.FailedPrecondition, "holds generation %d of %s, not %d", g, h.Site, h.BaseGeneration)
-		}
-		if uint64(len(u.added)+len(u.removed)) != h.Entries {
-			return status.Errorf(codes.InvalidArgument, "%d changes, header says %d", len(u.added)+len(u.removed), h.Entries)
-		}
-		if s := r.state[h.Site]; s != nil {
-			for _, l := range u.added {
-				s[l] = true
-			}
-			for _, l := range u.removed {
-				delete(s, l)
-			}
-		}
-	}
-	r.gen[h.Site] = h.Generation
-	r.updates = append(r.updates, u)
-	close(r.changed)
-	r.changed = make(chan struct{})
-	return st.SendAndClose(&rlsv1.UpdateResponse{Generation: h.Generation, Entries: h.Entries})
-}
-
-// forget drops a site's state, as an index that restarted without it.
-func (r *recorder) forget(site string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	delete(r.gen, site)
-	delete(r.state, site)
-}
-
-// list returns the LFNs the recorder holds for site, sorted.
-func (r *recorder) list(site string) []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Sorted(maps.Keys(r.state[site]))
-}
-
-func (r *recorder) all() []update {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.updates)
-}
-
-// waitFor waits until cond (called with r.mu held) holds, failing the test
-// after 10 s.
-func (r *recorder) waitFor(t *testing.T, what string, cond func() bool) {
+// startRecorder returns a recorder standing for the index at a new address.
+func startRecorder(t *testing.T, d *dialer) (*recorder, string) {
 	t.Helper()
-	deadline := time.After(10 * time.Second)
-	for {
-		r.mu.Lock()
-		ok, ch := cond(), r.changed
-		r.mu.Unlock()
-		if ok {
-			return
-		}
-		select {
-		case <-ch:
-		case <-deadline:
-			t.Fatalf("timed out waiting for %s; updates: %d", what, len(r.all()))
-		}
-	}
-}
-
-// serveOn serves r on lis until the test ends.
-func serveOn(t testing.TB, r *recorder, lis net.Listener) {
-	t.Helper()
-	srv := grpc.NewServer()
-	rlsv1.RegisterIndexServer(srv, r)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(lis) }()
-	t.Cleanup(func() { srv.Stop(); <-done })
-}
-
-func startRecorder(t *testing.T) (*recorder, string) {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	r := newRecorder()
-	serveOn(t, r, lis)
-	return r, lis.Addr().String()
+	d.mu.Lock()
+	addr := fmt.Sprintf("index%d:7600", len(d.sinks)+1)
+	d.sinks[addr] = r
+	d.mu.Unlock()
+	return r, addr
 }
 
-func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
-
-func openCatalog(t testing.TB) *catalog.Catalog {
+func newSender(t *testing.T, feed Feed, d Dialer, targets ...Target) *Sender {
 	t.Helper()
-	cat, err := catalog.Open(t.TempDir(), &catalog.Options{NoSync: true, Logger: quietLogger()})
+	s, err := NewSender(feed, "jsoc", "jsoc.example:7600", targets, SenderOptions{
+		Logger: quietLogger(), Dialer: d, RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cat.Close() })
-	return cat
-}
-
-// lastSeq is the catalog's last change-feed position.
-func lastSeq(t testing.TB, cat *catalog.Catalog) uint64 {
-	t.Helper()
-	seq, err := cat.LastSeq(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return seq
+	t.Cleanup(func() { _ = s.Close() })
+	return s
 }
 
 func create(t *testing.T, cat *catalog.Catalog, lfns ...string) {
@@ -245,16 +47,30 @@ func create(t *testing.T, cat *catalog.Catalog, lfns ...string) {
 	}
 }
 
-func newTestSender(t *testing.T, cat *catalog.Catalog, targets ...Target) *Sender {
-	t.Helper()
-	s, err := NewSender(cat, "jsoc", "jsoc.example:7600", targets, SenderOptions{
-		Logger: quietLogger(), RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
+// memFeed is a Feed of a fixed list of LFNs at generation 1 that never
+// changes: the sender's own goroutines, and nothing of a catalog's, for
+// tests in a synctest bubble.
+type memFeed []string
+
+func (f memFeed) Incarnation() [catalog.IncarnationLen]byte { return [catalog.IncarnationLen]byte{1} }
+func (f memFeed) Stats(context.Context) (catalog.Stats, error) {
+	return catalog.Stats{LFNs: uint64(len(f)), Seq: 1}, nil
+}
+func (f memFeed) LastSeq(context.Context) (uint64, error) { return 1, nil }
+func (f memFeed) Changes(context.Context, uint64, int) ([]catalog.Change, error) {
+	return nil, nil
+}
+func (f memFeed) WaitChanges(ctx context.Context, _ uint64) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+func (f memFeed) ForEachLFN(_ context.Context, fn func(string) error) (uint64, error) {
+	for _, l := range f {
+		if err := fn(l); err != nil {
+			return 0, err
+		}
 	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s
+	return 1, nil
 }
 
 // run runs s until the test ends.
@@ -297,13 +113,14 @@ func updateNow(t *testing.T, s *Sender, addr string) Result {
 }
 
 func TestSenderList(t *testing.T) {
+	d := sinks()
 	cat := openCatalog(t)
 	create(t, cat, "3", "1", "2")
 	if _, err := cat.Add(t.Context(), "1", "/other/D1"); err != nil {
 		t.Fatal(err)
 	}
-	rec, addr := startRecorder(t)
-	s := newTestSender(t, cat, Target{Addr: addr, Mode: ModeList, Validity: 2 * time.Hour, Interval: time.Hour})
+	rec, addr := startRecorder(t, d)
+	s := newSender(t, cat, d, Target{Addr: addr, Mode: ModeList, Validity: 2 * time.Hour, Interval: time.Hour})
 	before := time.Now()
 	res := updateNow(t, s, addr)
 	if res.Mode != ModeList || res.Generation != lastSeq(t, cat) || res.Entries != 3 || res.Target != addr {
@@ -324,61 +141,6 @@ func TestSenderList(t *testing.T) {
 	st := s.Targets()
 	if len(st) != 1 || st[0].Generation != 4 || st[0].LastErr != nil || st[0].LastFull.IsZero() {
 		t.Errorf("Targets = %+v", st)
-	}
-}
-
-func TestSendListChunks(t *testing.T) {
-	rec, addr := startRecorder(t)
-	cl := dialT(t, addr)
-	names := make([]string, 40000)
-	for i := range names {
-		names[i] = fmt.Sprint(100000 + i)
-	}
-	h := Header{Site: "nso", Endpoint: "nso:1", Validity: time.Hour, Generation: 9, Entries: uint64(len(names))}
-	resp, err := SendList(t.Context(), cl, h, slices.Values(names))
-	if err != nil || resp.GetGeneration() != 9 {
-		t.Fatalf("SendList = %v, %v", resp, err)
-	}
-	us := rec.all()
-	if len(us) != 1 || !slices.Equal(us[0].lfns, names) || us[0].chunks != 3 {
-		t.Fatalf("got %d updates; want one of 40,000 names in 3 chunks of at most 16,384", len(us))
-	}
-
-	// A header that miscounts the names: the stream is aborted, the index
-	// commits nothing.
-	h.Entries = 10
-	if _, err := SendList(t.Context(), cl, h, slices.Values(names)); err == nil {
-		t.Error("SendList with 40,000 names and entries 10 succeeded")
-	}
-	h.Entries = 50000
-	if _, err := SendList(t.Context(), cl, h, slices.Values(names)); err == nil {
-		t.Error("SendList with 40,000 names and entries 50,000 succeeded")
-	}
-	if n := len(rec.all()); n != 1 {
-		t.Errorf("%d updates committed, want 1", n)
-	}
-}
-
-func dialT(t *testing.T, addr string) rlsv1.IndexClient {
-	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	return rlsv1.NewIndexClient(conn)
-}
-
-func TestSendBloomChecksWords(t *testing.T) {
-	_, addr := startRecorder(t)
-	cl := dialT(t, addr)
-	h := Header{Site: "nso", Endpoint: "nso:1", Validity: time.Hour, Bloom: BloomParams{Version: BloomVersion, M: 1024, K: 7, Entries: 3}}
-	if _, err := SendBloom(t.Context(), cl, h, make([]uint64, 15)); err == nil {
-		t.Error("SendBloom with 15 words for 1,024 bits succeeded")
-	}
-	h.Bloom.K = 0
-	if _, err := SendBloom(t.Context(), cl, h, make([]uint64, 16)); err == nil {
-		t.Error("SendBloom with k = 0 succeeded")
 	}
 }
 
@@ -412,14 +174,15 @@ func checkBloom(t *testing.T, u update, want []string, fp float64) {
 }
 
 func TestSenderBloom(t *testing.T) {
+	d := sinks()
 	cat := openCatalog(t)
 	var names []string
 	for i := range 3000 {
 		names = append(names, fmt.Sprint(1_000_000+i))
 	}
 	create(t, cat, names...)
-	rec, addr := startRecorder(t)
-	s := newTestSender(t, cat, Target{Addr: addr, Mode: ModeBloom, FalsePositiveRate: 0.001})
+	rec, addr := startRecorder(t, d)
+	s := newSender(t, cat, d, Target{Addr: addr, Mode: ModeBloom, FalsePositiveRate: 0.001})
 	res := updateNow(t, s, "")
 	if res.Mode != ModeBloom || res.Entries != 3000 || res.Generation != 3000 {
 		t.Errorf("Result = %+v", res)
@@ -437,11 +200,12 @@ func TestSenderBloom(t *testing.T) {
 // TestSenderPatterns checks that two targets that share the namespace by
 // patterns get only their part, in list, bloom and delta updates.
 func TestSenderPatterns(t *testing.T) {
+	d := sinks()
 	cat := openCatalog(t)
 	create(t, cat, "10", "11", "20", "21", "a*b")
-	recA, addrA := startRecorder(t)
-	recB, addrB := startRecorder(t)
-	s := newTestSender(t, cat,
+	recA, addrA := startRecorder(t, d)
+	recB, addrB := startRecorder(t, d)
+	s := newSender(t, cat, d,
 		Target{Addr: addrA, Mode: ModeDelta, Patterns: patterns(t, "1*", `a\*b`)},
 		Target{Addr: addrB, Mode: ModeBloom, Deltas: true, Patterns: patterns(t, "2?")},
 	)
@@ -458,7 +222,7 @@ func TestSenderPatterns(t *testing.T) {
 	if _, err := cat.RenameLFN(t.Context(), "20", "13"); err != nil {
 		t.Fatal(err)
 	}
-	for _, tg := range s.targets {
+	for _, tg := range s.set.current() {
 		if res := s.delta(t.Context(), tg); res.Err != nil {
 			t.Fatal(res.Err)
 		}
@@ -473,10 +237,11 @@ func TestSenderPatterns(t *testing.T) {
 }
 
 func TestSenderDelta(t *testing.T) {
+	d := sinks()
 	cat := openCatalog(t)
 	create(t, cat, "a", "b", "c", "d")
-	rec, addr := startRecorder(t)
-	s := newTestSender(t, cat, Target{Addr: addr, Mode: ModeList, Deltas: true})
+	rec, addr := startRecorder(t, d)
+	s := newSender(t, cat, d, Target{Addr: addr, Mode: ModeList, Deltas: true})
 	full := updateNow(t, s, addr)
 
 	create(t, cat, "x", "tmp")
@@ -492,36 +257,36 @@ func TestSenderDelta(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	res := s.delta(t.Context(), s.targets[0])
+	res := s.delta(t.Context(), s.set.current()[0])
 	if res.Err != nil || res.Mode != ModeDelta || res.Generation != lastSeq(t, cat) || res.Entries != 4 {
 		t.Fatalf("delta Result = %+v, want generation %d, 4 entries", res, lastSeq(t, cat))
 	}
 	us := rec.all()
-	d := us[len(us)-1]
-	if d.h.Mode != ModeDelta || d.h.BaseGeneration != full.Generation || d.h.Generation != lastSeq(t, cat) || d.h.Entries != 4 {
-		t.Errorf("delta header = %+v, want base %d generation %d entries 4", d.h, full.Generation, lastSeq(t, cat))
+	du := us[len(us)-1]
+	if du.h.Mode != ModeDelta || du.h.BaseGeneration != full.Generation || du.h.Generation != lastSeq(t, cat) || du.h.Entries != 4 {
+		t.Errorf("delta header = %+v, want base %d generation %d entries 4", du.h, full.Generation, lastSeq(t, cat))
 	}
-	if !slices.Equal(d.added, []string{"b2", "x"}) || !slices.Equal(d.removed, []string{"a", "b"}) {
-		t.Errorf("delta added %q removed %q, want added b2 x, removed a b", d.added, d.removed)
+	if !slices.Equal(du.added, []string{"b2", "x"}) || !slices.Equal(du.removed, []string{"a", "b"}) {
+		t.Errorf("delta added %q removed %q, want added b2 x, removed a b", du.added, du.removed)
 	}
 	if got := rec.list("jsoc"); !slices.Equal(got, []string{"b2", "c", "d", "x"}) {
 		t.Errorf("index holds %q", got)
 	}
 
 	// Nothing changed since: nothing is sent.
-	if res := s.delta(t.Context(), s.targets[0]); res.Err != nil || len(rec.all()) != len(us) {
+	if res := s.delta(t.Context(), s.set.current()[0]); res.Err != nil || len(rec.all()) != len(us) {
 		t.Errorf("delta without changes = %+v, sent %d updates", res, len(rec.all())-len(us))
 	}
 
 	// Pruned changes: a delta cannot be built, a full update is due.
 	create(t, cat, "y")
-	if err := cat.PruneChanges(t.Context(), lastSeq(t, cat)+1); err != nil {
+	if err := cat.PruneChanges(t.Context(), lastSeq(t, cat) + 1); err != nil {
 		t.Fatal(err)
 	}
-	if res := s.delta(t.Context(), s.targets[0]); !errors.Is(res.Err, errNeedFull) {
+	if res := s.delta(t.Context(), s.set.current()[0]); !errors.Is(res.Err, errNeedFull) {
 		t.Errorf("delta after pruning: %v, want errNeedFull", res.Err)
 	}
-	if !s.targets[0].st.forceFull {
+	if !s.set.current()[0].st.forceFull {
 		t.Error("no full update due after the changes were pruned")
 	}
 }
@@ -530,10 +295,11 @@ func TestSenderDelta(t *testing.T) {
 // as deltas, each on top of the generation before, until the index holds
 // what the catalog holds.
 func TestSenderRunDelta(t *testing.T) {
+	d := sinks()
 	cat := openCatalog(t)
 	create(t, cat, "1", "2")
-	rec, addr := startRecorder(t)
-	s := newTestSender(t, cat, Target{Addr: addr, Mode: ModeDelta, DeltaDelay: 5 * time.Millisecond})
+	rec, addr := startRecorder(t, d)
+	s := newSender(t, cat, d, Target{Addr: addr, Mode: ModeDelta, DeltaDelay: 5 * time.Millisecond})
 	run(t, s)
 	rec.waitFor(t, "the first full update", func() bool { return len(rec.updates) == 1 })
 	for i := range 20 {
@@ -564,10 +330,11 @@ func TestSenderRunDelta(t *testing.T) {
 // TestSenderFailedPrecondition checks that when the index lost the site's
 // state, the delta it refuses is followed by a full update.
 func TestSenderFailedPrecondition(t *testing.T) {
+	d := sinks()
 	cat := openCatalog(t)
 	create(t, cat, "1")
-	rec, addr := startRecorder(t)
-	s := newTestSender(t, cat, Target{Addr: addr, Mode: ModeList, Deltas: true, DeltaDelay: time.Millisecond})
+	rec, addr := startRecorder(t, d)
+	s := newSender(t, cat, d, Target{Addr: addr, Mode: ModeList, Deltas: true, DeltaDelay: time.Millisecond})
 	run(t, s)
 	rec.waitFor(t, "the first full update", func() bool { return len(rec.updates) == 1 })
 	rec.forget("jsoc")
@@ -582,133 +349,123 @@ func TestSenderFailedPrecondition(t *testing.T) {
 	}
 }
 
-// TestSenderRetry starts the sender while its index is down, then starts
-// the index: the sender retries until the update gets through.
+// TestSenderRetry starts the sender while its index is down, then brings
+// the index up: the sender retries, with backoff, until the update gets
+// through, and its status says so. It runs on synctest's clock: the
+// waits are of the bubble's goroutines going idle, not of time.
 func TestSenderRetry(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := lis.Addr().String()
-	lis.Close()
-	cat := openCatalog(t)
-	create(t, cat, "1")
-	s := newTestSender(t, cat, Target{Addr: addr, Mode: ModeBloom})
-	run(t, s)
-	deadline := time.Now().Add(10 * time.Second)
-	for s.Targets()[0].Failures < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("no failed attempts while the index is down")
+	synctest.Test(t, func(t *testing.T) {
+		rec := newRecorder()
+		rec.setDown(errors.New("index down"))
+		s := newSender(t, memFeed{"1"}, sinks("i:1", rec), Target{Addr: "i:1", Mode: ModeBloom})
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error)
+		go func() { done <- s.Run(ctx) }()
+
+		time.Sleep(time.Second) // backoff of 10 to 50 ms: many attempts
+		synctest.Wait()
+		if st := s.Targets()[0]; st.Failures < 2 || st.LastErr == nil || st.Generation != 0 {
+			t.Errorf("status while down: %+v, want failures", st)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if st := s.Targets()[0]; st.LastErr == nil || st.Generation != 0 {
-		t.Errorf("status while down: %+v", st)
-	}
-	if lis, err = net.Listen("tcp", addr); err != nil {
-		t.Fatalf("listening again on %s: %v", addr, err)
-	}
-	rec := newRecorder()
-	serveOn(t, rec, lis)
-	rec.waitFor(t, "the update after the index came up", func() bool { return len(rec.updates) == 1 })
-	for s.Targets()[0].Failures != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("status still failing after a successful update")
+		rec.setDown(nil)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if n := len(rec.all()); n != 1 {
+			t.Errorf("%d updates after the index came up, want 1", n)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if st := s.Targets()[0]; st.LastErr != nil || st.Generation != 1 {
-		t.Errorf("status after recovery: %+v", st)
-	}
+		if st := s.Targets()[0]; st.Failures != 0 || st.LastErr != nil || st.Generation != 1 {
+			t.Errorf("status after recovery: %+v", st)
+		}
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("Run = %v", err)
+		}
+	})
 }
 
 func TestSenderUpdateNowUnknownTarget(t *testing.T) {
+	d := sinks()
 	cat := openCatalog(t)
-	_, addr := startRecorder(t)
-	s := newTestSender(t, cat, Target{Addr: addr, Mode: ModeList})
+	_, addr := startRecorder(t, d)
+	s := newSender(t, cat, d, Target{Addr: addr, Mode: ModeList})
 	if _, err := s.UpdateNow(t.Context(), "elsewhere:1"); !errors.Is(err, ErrUnknownTarget) {
 		t.Errorf("UpdateNow(elsewhere:1) = %v, want ErrUnknownTarget", err)
 	}
 }
 
-func TestSenderUpdateNowFailure(t *testing.T) {
-	cat := openCatalog(t)
-	create(t, cat, "1")
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := lis.Addr().String()
-	lis.Close()
-	s := newTestSender(t, cat, Target{Addr: addr, Mode: ModeList})
-	rs, err := s.UpdateNow(t.Context(), "")
-	if err != nil || len(rs) != 1 || status.Code(rs[0].Err) != codes.Unavailable {
-		t.Errorf("UpdateNow to a closed port = %+v, %v; want a result with UNAVAILABLE", rs, err)
-	}
-}
-
 // TestSenderNoPileUp holds the index's answer and checks that neither
-// scheduled updates nor UpdateNow calls start a second update to it
-// meanwhile, and that UpdateNow calls waiting together share one update.
+// scheduled updates (due every millisecond) nor UpdateNow calls start a
+// second update to it meanwhile, and that UpdateNow calls waiting together
+// share one update. On synctest's clock, "many intervals pass" is a second
+// of the bubble's time, after which every goroutine waits.
 func TestSenderNoPileUp(t *testing.T) {
-	cat := openCatalog(t)
-	create(t, cat, "1")
-	rec, addr := startRecorder(t)
-	rec.block = make(chan struct{})
-	s := newTestSender(t, cat, Target{Addr: addr, Mode: ModeList, Interval: time.Millisecond, Validity: time.Hour})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = s.Run(ctx) }()
+	synctest.Test(t, func(t *testing.T) {
+		rec := newRecorder()
+		rec.block = make(chan struct{})
+		const addr = "i:1"
+		s := newSender(t, memFeed{"1"}, sinks(addr, rec), Target{Addr: addr, Mode: ModeList, Interval: time.Millisecond, Validity: time.Hour})
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = s.Run(ctx) }()
 
-	var wg sync.WaitGroup
-	results := make([][]Result, 5)
-	for i := range results {
-		wg.Go(func() { results[i], _ = s.UpdateNow(context.Background(), addr) })
-	}
-	time.Sleep(100 * time.Millisecond) // many intervals pass
-	rec.mu.Lock()
-	started := rec.started
-	rec.mu.Unlock()
-	if started != 1 {
-		t.Errorf("%d updates started while the first was held, want 1", started)
-	}
-	cancel() // Run stops scheduling; only the UpdateNow calls remain
-	close(rec.block)
-	wg.Wait()
-	<-done
-	for i, rs := range results {
-		if len(rs) != 1 || rs[0].Err != nil {
-			t.Errorf("UpdateNow %d = %+v", i, rs)
+		var wg sync.WaitGroup
+		results := make([][]Result, 5)
+		for i := range results {
+			wg.Go(func() { results[i], _ = s.UpdateNow(context.Background(), addr) })
 		}
-	}
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	if rec.maxInFlight != 1 {
-		t.Errorf("%d updates in flight at once, want 1", rec.maxInFlight)
-	}
-	// The held update, then one for the five waiting calls (give or take
-	// a call that arrived after that one started).
-	if rec.started > 3 {
-		t.Errorf("%d updates for one scheduled update and five UpdateNow calls, want at most 3", rec.started)
-	}
+		time.Sleep(time.Second) // a thousand intervals
+		synctest.Wait()         // the held update, the schedule and the calls all wait
+		rec.mu.Lock()
+		started := rec.started
+		rec.mu.Unlock()
+		if started != 1 {
+			t.Errorf("%d updates started while the first was held, want 1", started)
+		}
+		cancel() // Run stops scheduling; only the UpdateNow calls remain
+		close(rec.block)
+		wg.Wait()
+		<-done
+		for i, rs := range results {
+			if len(rs) != 1 || rs[0].Err != nil {
+				t.Errorf("UpdateNow %d = %+v", i, rs)
+			}
+		}
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		if rec.maxInFlight != 1 {
+			t.Errorf("%d updates in flight at once, want 1", rec.maxInFlight)
+		}
+		// The held update, then one for the five waiting calls (give or
+		// take a call that arrived after that one started).
+		if rec.started > 3 {
+			t.Errorf("%d updates for one scheduled update and five UpdateNow calls, want at most 3", rec.started)
+		}
+	})
 }
 
 func TestNewSenderChecks(t *testing.T) {
-	cat := openCatalog(t)
+	feed := memFeed{"1"}
 	for _, tc := range []struct {
 		name     string
 		site, ep string
 		targets  []Target
+		dialer   Dialer
 	}{
-		{"no site", "", "h:1", nil},
-		{"no endpoint", "jsoc", "", nil},
-		{"no addr", "jsoc", "h:1", []Target{{Mode: ModeList}}},
-		{"no mode", "jsoc", "h:1", []Target{{Addr: "i:1"}}},
-		{"twice", "jsoc", "h:1", []Target{{Addr: "i:1", Mode: ModeList}, {Addr: "i:1", Mode: ModeBloom}}},
-		{"validity below interval", "jsoc", "h:1", []Target{{Addr: "i:1", Mode: ModeList, Interval: time.Hour, Validity: time.Minute}}},
-		{"fp rate", "jsoc", "h:1", []Target{{Addr: "i:1", Mode: ModeBloom, FalsePositiveRate: 1.5}}},
+		{"no dialer", "jsoc", "h:1", nil, nil},
+		{"target not dialable", "jsoc", "h:1", []Target{{Addr: "nowhere:1", Mode: ModeList}}, sinks()},
+		{"no site", "", "h:1", nil, nil},
+		{"no endpoint", "jsoc", "", nil, nil},
+		{"no addr", "jsoc", "h:1", []Target{{Mode: ModeList}}, nil},
+		{"no mode", "jsoc", "h:1", []Target{{Addr: "i:1"}}, nil},
+		{"twice", "jsoc", "h:1", []Target{{Addr: "i:1", Mode: ModeList}, {Addr: "i:1", Mode: ModeBloom}}, nil},
+		{"validity below interval", "jsoc", "h:1", []Target{{Addr: "i:1", Mode: ModeList, Interval: time.Hour, Validity: time.Minute}}, nil},
+		{"fp rate", "jsoc", "h:1", []Target{{Addr: "i:1", Mode: ModeBloom, FalsePositiveRate: 1.5}}, nil},
 	} {
-		if _, err := NewSender(cat, tc.site, tc.ep, tc.targets, SenderOptions{}); err == nil {
+		d := tc.dialer
+		if tc.name != "no dialer" && d == nil {
+			d = sinks("i:1", newRecorder())
+		}
+		if _, err := NewSender(feed, tc.site, tc.ep, tc.targets, SenderOptions{Dialer: d}); err == nil {
 			t.Errorf("%s: NewSender succeeded", tc.name)
 		}
 	}
@@ -733,24 +490,19 @@ func TestFoldWords(t *testing.T) {
 // and sends no more, a changed one starts over with a full update, and an
 // invalid set changes nothing.
 func TestSenderSetTargets(t *testing.T) {
+	d := sinks()
 	cat := openCatalog(t)
 	create(t, cat, "1", "2")
-	recA, addrA := startRecorder(t)
-	recC, addrC := startRecorder(t)
-	lisB, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addrB := lisB.Addr().String()
-	recB := newRecorder()
+	recA, addrA := startRecorder(t, d)
+	recC, addrC := startRecorder(t, d)
+	recB, addrB := startRecorder(t, d)
 	recB.block, recB.arrived = make(chan struct{}), make(chan struct{}, 1)
-	serveOn(t, recB, lisB)
 
 	a := Target{Addr: addrA, Mode: ModeDelta, DeltaDelay: time.Millisecond}
 	// B sends a full update every millisecond for as long as it is a target.
 	b := Target{Addr: addrB, Mode: ModeList, Interval: time.Millisecond, Validity: time.Hour}
 	c := Target{Addr: addrC, Mode: ModeBloom}
-	s := newTestSender(t, cat, a, b)
+	s := newSender(t, cat, d, a, b)
 	run(t, s)
 	recA.waitFor(t, "A's first full update", func() bool { return len(recA.updates) == 1 })
 	select { // B's first update is in flight, held by the index

@@ -10,9 +10,6 @@ import (
 	"slices"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/solar-archive/rls/catalog"
 )
 
@@ -36,13 +33,13 @@ func (s *Sender) full(ctx context.Context, t *target) Result {
 		var names []string
 		if names, h.Generation, err = s.snapshotList(ctx, t.cfg); err == nil {
 			h.Entries, entries = uint64(len(names)), uint64(len(names))
-			_, err = SendList(ctx, t.client, h, slices.Values(names))
+			_, err = t.sink.Send(ctx, ListUpdate(h, slices.Values(names)))
 		}
 	case ModeBloom:
 		var words []uint64
 		if h.Bloom, words, h.Generation, err = s.snapshotBloom(ctx, t.cfg); err == nil {
 			entries = h.Bloom.Entries
-			_, err = SendBloom(ctx, t.client, h, words)
+			_, err = t.sink.Send(ctx, BloomUpdate(h, words))
 		}
 	}
 	res := Result{Target: t.cfg.Addr, Mode: mode, Generation: h.Generation, Entries: entries, Took: time.Since(start), Sites: 1}
@@ -65,7 +62,11 @@ func (s *Sender) full(ctx context.Context, t *target) Result {
 // sunums).
 func (s *Sender) snapshotList(ctx context.Context, t Target) ([]string, uint64, error) {
 	var names []string
-	if st, err := s.cat.Stats(ctx); err == nil && t.Patterns == nil {
+	if t.Patterns == nil {
+		st, err := s.cat.Stats(ctx)
+		if err != nil {
+			return nil, 0, err
+		}
 		names = make([]string, 0, st.LFNs)
 	}
 	seq, err := s.cat.ForEachLFN(ctx, func(lfn string) error {
@@ -128,21 +129,28 @@ func (s *Sender) delta(ctx context.Context, t *target) Result {
 		res.Err = fmt.Errorf("delta to %s: %w: no state acknowledged yet", t.cfg.Addr, errNeedFull)
 		return res
 	}
-	if last, err := s.cat.LastSeq(ctx); err == nil && last <= base {
-		return res
-	}
 	ctx, cancel := context.WithTimeout(ctx, s.callTimeout)
 	defer cancel()
-	added, removed, gen, err := s.netChanges(ctx, t.cfg, base)
+	last, err := s.cat.LastSeq(ctx)
+	if err == nil && last <= base {
+		return res
+	}
+	var (
+		added, removed []string
+		gen            uint64
+	)
+	if err == nil {
+		added, removed, gen, err = s.netChanges(ctx, t.cfg, base)
+	}
 	if err == nil {
 		h := Header{
 			Site: s.site, Endpoint: s.endpoint, Mode: ModeDelta, Validity: t.cfg.Validity,
 			BaseGeneration: base, Generation: gen, Updated: start, Incarnation: s.incarnation,
 		}
 		res.Entries = uint64(len(added) + len(removed))
-		_, err = SendDelta(ctx, t.client, h, added, removed)
-		if status.Code(err) == codes.FailedPrecondition {
-			err = fmt.Errorf("%w: the index does not hold generation %d (%v)", errNeedFull, base, status.Convert(err).Message())
+		_, err = t.sink.Send(ctx, DeltaUpdate(h, added, removed))
+		if errors.Is(err, ErrOutOfSequence) {
+			err = fmt.Errorf("%w: the index does not hold generation %d (%v)", errNeedFull, base, err)
 		}
 	}
 	res.Took = time.Since(start)

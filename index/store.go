@@ -2,20 +2,18 @@ package index
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
-
-	"github.com/solar-archive/rls/api/rlsv1"
 )
 
 // The snapshot on disk, per site (names end in 0x00, which no site name
 // holds, so one site's keys never run into another's):
 //
-//	m <site> 00               the site's header: an rlsv1.SiteInfo
+//	v                         the snapshot's format (see snapshot.go)
+//	m <site> 00               the site's header (encodeSite)
 //	d <site> 00 <be32 chunk>  its last full state, in chunks of about 1 MiB:
 //	                          names as uvarint length + bytes (list), or
 //	                          filter words, little-endian (bloom)
@@ -53,23 +51,7 @@ func (x *Index) syncOpt() *pebble.WriteOptions {
 	return pebble.Sync
 }
 
-func (s *site) meta() []byte {
-	info := &rlsv1.SiteInfo{
-		Site: s.name, Endpoint: s.endpoint, Mode: ModeProto(s.mode), Generation: s.gen, FullGeneration: s.base,
-		Entries: s.entries, Deltas: s.deltas, Via: s.via, Incarnation: s.incarnation,
-		Updated:  timestamppb.New(s.updated),
-		Received: timestamppb.New(s.received),
-		Expires:  timestamppb.New(s.expires),
-	}
-	if s.mode == ModeBloom {
-		info.Bloom = &rlsv1.BloomHeader{Version: s.bloom.Version, M: s.bloom.M, K: s.bloom.K, Entries: s.bloom.Entries}
-	}
-	b, err := proto.Marshal(info)
-	if err != nil {
-		panic(err) // a SiteInfo always marshals
-	}
-	return b
-}
+func (s *site) meta() []byte { return encodeSite(s) }
 
 func (x *Index) persistFull(s *site, words []uint64) error {
 	b := x.db.NewBatch()
@@ -169,34 +151,38 @@ func (x *Index) deleteSite(name string) error {
 }
 
 // load reads every site whose state has not expired, and forgets the
-// others.
+// others. A snapshot of an older format is migrated first; one of a newer
+// format than this package reads is refused.
 func (x *Index) load() error {
+	if err := x.migrate(); err != nil {
+		return err
+	}
 	now := x.now()
 	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagMeta}, UpperBound: []byte{tagMeta + 1}})
 	if err != nil {
 		return err
 	}
-	var infos []*rlsv1.SiteInfo
+	var sites []*site
 	for ok := it.First(); ok; ok = it.Next() {
-		info := new(rlsv1.SiteInfo)
-		if err := proto.Unmarshal(it.Value(), info); err != nil {
+		s, err := decodeSite(it.Value())
+		if err != nil {
 			it.Close()
 			return fmt.Errorf("site record %q: %w", it.Key(), err)
 		}
-		infos = append(infos, info)
+		sites = append(sites, s)
 	}
 	if err := it.Close(); err != nil {
 		return err
 	}
-	for _, info := range infos {
-		if !now.Before(info.GetExpires().AsTime()) {
-			if err := x.deleteSite(info.GetSite()); err != nil {
+	for _, s := range sites {
+		if s.expired(now) {
+			if err := x.deleteSite(s.name); err != nil {
 				return err
 			}
 			continue
 		}
-		if err := x.loadSite(info); err != nil {
-			return fmt.Errorf("site %q: %w", info.GetSite(), err)
+		if err := x.loadSite(s); err != nil {
+			return fmt.Errorf("site %q: %w", s.name, err)
 		}
 	}
 	if n := len(x.sites); n > 0 {
@@ -205,18 +191,57 @@ func (x *Index) load() error {
 	return nil
 }
 
-func (x *Index) loadSite(info *rlsv1.SiteInfo) error {
-	mode, ok := modeFromProto(info.GetMode())
-	if !ok || mode == ModeDelta {
-		return fmt.Errorf("bad mode %v", info.GetMode())
+// migrate brings the snapshot to formatCurrent: it rewrites the site
+// records of a format 0 snapshot in this package's encoding, and records
+// the format, in one synced batch. A crash before the batch commits leaves
+// format 0, which the next Open migrates again.
+func (x *Index) migrate() error {
+	v, closer, err := x.db.Get(keyFormat)
+	switch {
+	case err == nil:
+		f, n := binary.Uvarint(v)
+		closer.Close()
+		if n <= 0 {
+			return fmt.Errorf("snapshot format record %x is corrupt", v)
+		}
+		if f > formatCurrent {
+			return fmt.Errorf("the snapshot is of format %d; this version of rls reads formats up to %d (was it written by a newer rlsd?)", f, formatCurrent)
+		}
+		return nil // formatCurrent: the only format that is recorded
+	case errors.Is(err, pebble.ErrNotFound):
+	default:
+		return err
 	}
-	s := &site{
-		name: info.GetSite(), endpoint: info.GetEndpoint(), mode: mode, gen: info.GetGeneration(), base: info.GetFullGeneration(),
-		updated: info.GetUpdated().AsTime(), received: info.GetReceived().AsTime(),
-		expires: info.GetExpires().AsTime(), via: info.GetVia(),
-		entries: info.GetEntries(), deltas: info.GetDeltas(),
-		incarnation: info.GetIncarnation(), // none in snapshots that predate it
+	b := x.db.NewBatch()
+	defer b.Close()
+	n := 0
+	err = x.scanKV([]byte{tagMeta}, []byte{tagMeta + 1}, func(k, v []byte) error {
+		s, err := decodeLegacySite(v)
+		if err != nil {
+			return fmt.Errorf("site record %q (format %d): %w", k, formatLegacy, err)
+		}
+		n++
+		return b.Set(k, encodeSite(s), nil)
+	})
+	if err != nil {
+		return err
 	}
+	if err := b.Set(keyFormat, binary.AppendUvarint(nil, formatCurrent), nil); err != nil {
+		return err
+	}
+	if err := x.guard.Apply(func() error { return b.Commit(pebble.Sync) }); err != nil {
+		return fmt.Errorf("recording the snapshot format: %w", err)
+	}
+	if n > 0 {
+		x.log.Info("index: migrated the snapshot", "from_format", formatLegacy, "to_format", formatCurrent, "sites", n)
+	}
+	return nil
+}
+
+// loadSite loads the names or filter and the overlay of s, whose header
+// was decoded, and publishes it.
+func (x *Index) loadSite(s *site) error {
+	mode := s.mode
 	var (
 		names = newNameSetBuilder()
 		words []uint64
@@ -250,8 +275,6 @@ func (x *Index) loadSite(info *rlsv1.SiteInfo) error {
 	if mode == ModeList {
 		s.list = names.build()
 	} else {
-		b := info.GetBloom()
-		s.bloom = BloomParams{Version: b.GetVersion(), M: b.GetM(), K: b.GetK(), Entries: b.GetEntries()}
 		if err := s.bloom.Check(); err != nil {
 			return err
 		}
@@ -293,12 +316,18 @@ func (x *Index) loadSite(info *rlsv1.SiteInfo) error {
 }
 
 func (x *Index) scan(lo, hi []byte, fn func(v []byte) error) error {
+	return x.scanKV(lo, hi, func(_, v []byte) error { return fn(v) })
+}
+
+// scanKV calls fn with each key and value in [lo, hi); they are valid only
+// during the call.
+func (x *Index) scanKV(lo, hi []byte, fn func(k, v []byte) error) error {
 	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return err
 	}
 	for ok := it.First(); ok; ok = it.Next() {
-		if err := fn(it.Value()); err != nil {
+		if err := fn(it.Key(), it.Value()); err != nil {
 			it.Close()
 			return err
 		}

@@ -2,15 +2,10 @@ package index
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-
-	"github.com/solar-archive/rls/api/rlsv1"
-	"github.com/solar-archive/rls/internal/secure"
 )
 
 // Verified is a candidate after its site's catalog was asked.
@@ -25,39 +20,38 @@ type Verified struct {
 }
 
 // Verifier asks sites' catalogs whether they hold what the index says they
-// may hold. It keeps one client connection per endpoint. It is safe for
-// concurrent use.
+// may hold. It keeps one client per endpoint. It is safe for concurrent
+// use.
 type Verifier struct {
 	// Parallel bounds the sites asked at once; default 16.
 	Parallel int
-	// Dial opens a connection to an endpoint; default a plaintext
-	// connection of a nil secure.Dialer (rlsd passes its Dialer's
-	// DialConn).
-	Dial func(endpoint string) (grpc.ClientConnInterface, error)
+	// Dialer connects to the sites' catalogs (required: without it, every
+	// candidate is unverified). A SiteCatalog that is an io.Closer is
+	// closed by Close.
+	Dialer Dialer
 
 	mu    sync.Mutex
-	conns map[string]grpc.ClientConnInterface
+	conns map[string]SiteCatalog
 }
 
 // DefaultVerifyTimeout is how long Verify waits for the sites unless told.
 const DefaultVerifyTimeout = 5 * time.Second
 
-func (v *Verifier) conn(endpoint string) (grpc.ClientConnInterface, error) {
+func (v *Verifier) conn(endpoint string) (SiteCatalog, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if c, ok := v.conns[endpoint]; ok {
 		return c, nil
 	}
-	dial := v.Dial
-	if dial == nil {
-		dial = (*secure.Dialer)(nil).DialConn
+	if v.Dialer == nil {
+		return nil, errors.New("the verifier has no Dialer")
 	}
-	c, err := dial(endpoint)
+	c, err := v.Dialer.Catalog(endpoint)
 	if err != nil {
 		return nil, err
 	}
 	if v.conns == nil {
-		v.conns = make(map[string]grpc.ClientConnInterface)
+		v.conns = make(map[string]SiteCatalog)
 	}
 	v.conns[endpoint] = c
 	return c, nil
@@ -171,39 +165,9 @@ func (v *Verifier) Verify(ctx context.Context, lfns []string, cands [][]Candidat
 // query asks one site's catalog for the PFNs of lfns, charging each PFN
 // list it keeps.
 func (v *Verifier) query(ctx context.Context, endpoint string, lfns []string, charge func(int) error) (map[string][]string, error) {
-	conn, err := v.conn(endpoint)
+	c, err := v.conn(endpoint)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", endpoint, err)
 	}
-	cl := rlsv1.NewCatalogClient(conn)
-	answers := make(map[string][]string)
-	for start := 0; start < len(lfns); start += MaxChunkNames {
-		part := lfns[start:min(len(lfns), start+MaxChunkNames)]
-		resp, err := cl.BulkQuery(ctx, &rlsv1.BulkQueryRequest{Type: rlsv1.ObjectType_OBJECT_TYPE_LFN, Names: part})
-		if err != nil {
-			return nil, fmt.Errorf("asking %s: %w", endpoint, err)
-		}
-		if len(resp.GetResults()) != len(part) {
-			return nil, fmt.Errorf("asking %s: %d answers to %d LFNs", endpoint, len(resp.GetResults()), len(part))
-		}
-		for j, r := range resp.GetResults() {
-			switch code := codes.Code(r.GetStatus().GetCode()); code {
-			case codes.OK:
-				if charge != nil {
-					n := 0
-					for _, pfn := range r.GetNames() {
-						n += len(pfn) + 4
-					}
-					if err := charge(n); err != nil {
-						return nil, err
-					}
-				}
-				answers[part[j]] = r.GetNames()
-			case codes.NotFound:
-			default:
-				return nil, fmt.Errorf("asking %s about %q: %v: %s", endpoint, part[j], code, r.GetStatus().GetMessage())
-			}
-		}
-	}
-	return answers, nil
+	return c.Lookup(ctx, lfns, charge)
 }

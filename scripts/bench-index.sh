@@ -9,12 +9,13 @@
 #      `rlsctl admin update --target ADDR` (snapshot scan, build, stream, the
 #      RLI's decode, index and fsync, the acknowledgement), REPEAT times each,
 #      and the RLIs' resident memory before and after (per indexed LFN)
-# In process (go test -bench, package index):
+# In process (go test -bench, packages index and api):
 #   b. Bloom filter build from names in memory, 1M and 10M, and from a 1M-LFN
 #      catalog snapshot
 #   c. Locate with 10, 100 and 1,000 site filters (bit-sliced), against one
 #      bloom/v3 Test per filter as the baseline, and with as many list sites
-#   d. delta add -> locatable latency (catalog write, delta, RLI apply)
+#   d. delta add -> locatable latency (catalog write, delta over gRPC, RLI
+#      apply; package api)
 #   e. a 1M-LFN list applied and synced by the index, with its bytes per LFN
 #
 # Knobs: N (1000000), REPEAT (3), BENCH_COUNT (3), NO_BUILD=1, KEEP=1.
@@ -158,8 +159,8 @@ say "check: both indexes locate a loaded sunum, and the Bloom one knows how"
 "$RLSCTL" --server "$ADDR_rli_list" -o json admin stats >"$OUT/rli-list-stats.json"
 "$RLSCTL" --server "$ADDR_rli_bloom" -o json admin stats >"$OUT/rli-bloom-stats.json"
 
-say "in-process benchmarks (package index)"
-run go test ./index -run '^$' -count "$BENCH_COUNT" -timeout 30m \
+say "in-process benchmarks (packages index and api)"
+run go test ./index ./api -run '^$' -count "$BENCH_COUNT" -timeout 30m \
 	-bench 'BenchmarkBloomBuild|BenchmarkLocate|BenchmarkProbeEachFilter|BenchmarkDeltaVisible|BenchmarkReceiveList1M' \
 	-benchtime 3x | tee "$OUT/go-bench.txt" >&2
 

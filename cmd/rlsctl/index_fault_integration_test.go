@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/solar-archive/rls/api"
 	"github.com/solar-archive/rls/api/rlsv1"
 	"github.com/solar-archive/rls/index"
 	"github.com/solar-archive/rls/internal/rlsdtest"
@@ -22,7 +23,7 @@ import (
 
 // TestFaultRLIKill is the index's crash contract, for RLS_FAULT_ROUNDS
 // rounds on one data directory. Five sites send soft state over the real
-// Update stream (through index.SendList, SendBloom and SendDelta, as an
+// Update stream (through api.IndexSink, as an
 // LRC does): two small lists, a Bloom filter, a site that sends a list and
 // then deltas on top of it, and a list of 70,000 LFNs. Each generation of
 // a site holds LFNs of its own, so that any mix of two generations shows.
@@ -156,8 +157,9 @@ func (s *softSite) run(ctx context.Context, t *testing.T, cl rlsv1.IndexClient) 
 		s.issued.Store(g)
 		h := index.Header{Site: s.name, Endpoint: "127.0.0.1:9", Generation: g, Validity: time.Hour, Updated: time.Now()}
 		ended := true // whether the stream's body was all sent
-		var resp *rlsv1.UpdateResponse
+		var ack index.Ack
 		var err error
+		sink := api.NewIndexSink(cl)
 		switch {
 		case s.mode == index.ModeDelta && s.acked > 0 && s.rng.IntN(5) > 0:
 			// A delta on the acknowledged generation: some LFNs in, some out.
@@ -177,7 +179,7 @@ func (s *softSite) run(ctx context.Context, t *testing.T, cl rlsv1.IndexClient) 
 			}
 			s.contents[g] = next
 			h.BaseGeneration = s.acked
-			resp, err = index.SendDelta(ctx, cl, h, added, removed)
+			ack, err = sink.Send(ctx, index.DeltaUpdate(h, added, removed))
 		case s.mode == index.ModeBloom:
 			names := s.full(g)
 			m, k := index.BloomGeometry(uint64(len(names)), index.DefaultFalsePositiveRate)
@@ -187,7 +189,7 @@ func (s *softSite) run(ctx context.Context, t *testing.T, cl rlsv1.IndexClient) 
 			}
 			s.filters[g] = f
 			h.Bloom = index.BloomParams{Version: index.BloomVersion, M: m, K: k, Entries: uint64(len(names))}
-			resp, err = index.SendBloom(ctx, cl, h, f.BitSet().Words())
+			ack, err = sink.Send(ctx, index.BloomUpdate(h, f.BitSet().Words()))
 		default: // a full list
 			names := s.full(g)
 			h.Entries = uint64(len(names))
@@ -196,7 +198,7 @@ func (s *softSite) run(ctx context.Context, t *testing.T, cl rlsv1.IndexClient) 
 			if p != nil && p.update != s.updates {
 				p = nil
 			}
-			resp, err = index.SendList(ctx, cl, h, func(yield func(string) bool) {
+			ack, err = sink.Send(ctx, index.ListUpdate(h, func(yield func(string) bool) {
 				for j, l := range names {
 					if p != nil && j == p.at {
 						close(p.reached)
@@ -208,12 +210,12 @@ func (s *softSite) run(ctx context.Context, t *testing.T, cl rlsv1.IndexClient) 
 					}
 				}
 				ended = true
-			})
+			}))
 		}
 		s.updates++
 		if err != nil {
 			// The index was killed: this update may or may not have applied.
-			// (A delta or filter sent whole may have; SendList ends the
+			// (A delta or filter sent whole may have; a list ends the
 			// stream only after the last name.)
 			s.cut, s.cutEnded = g, ended
 			if status.Code(err) == codes.FailedPrecondition {
@@ -221,8 +223,8 @@ func (s *softSite) run(ctx context.Context, t *testing.T, cl rlsv1.IndexClient) 
 			}
 			return
 		}
-		if resp.GetGeneration() != g {
-			t.Errorf("%s: update of generation %d acknowledged as generation %d", s.name, g, resp.GetGeneration())
+		if ack.Generation != g {
+			t.Errorf("%s: update of generation %d acknowledged as generation %d", s.name, g, ack.Generation)
 			return
 		}
 		s.acked = g

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/solar-archive/rls/api"
 	rlsv1 "github.com/solar-archive/rls/api/rlsv1"
 	"github.com/solar-archive/rls/index"
 	"github.com/solar-archive/rls/internal/rlsdtest"
@@ -252,13 +253,13 @@ func TestDiskFullIndex(t *testing.T) {
 	for i := 0; i < 1000 && ctx.Err() == nil; i++ { // 300 MB at most: bounded
 		site := fmt.Sprintf("site%03d", i)
 		h := index.Header{Site: site, Endpoint: "127.0.0.1:1", Generation: 1, Validity: time.Hour, Entries: names, Updated: time.Now()}
-		_, err := index.SendList(ctx, cl, h, func(yield func(string) bool) {
+		_, err := api.NewIndexSink(cl).Send(ctx, index.ListUpdate(h, func(yield func(string) bool) {
 			for j := 0; j < names; j++ {
 				if !yield(fmt.Sprintf("%s-%09d", site, j)) {
 					return
 				}
 			}
-		})
+		}))
 		if err == nil {
 			acked = append(acked, site)
 			continue

@@ -135,7 +135,7 @@ func startRLI(d *daemon) error {
 	if err != nil {
 		return fmt.Errorf("rli: %w", err)
 	}
-	v := &index.Verifier{Dial: d.sec.dialer.DialConn}
+	v := &index.Verifier{Dialer: api.NewIndexDialer(d.sec.dialer)}
 	d.onClose(func() error { v.Close(); return x.Close() })
 	d.failStop(x.Failed(), x.Err)
 	d.admin.Index = x

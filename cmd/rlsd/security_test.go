@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/solar-archive/rls/api"
 	"github.com/solar-archive/rls/api/rlsv1"
 	"github.com/solar-archive/rls/index"
 	"github.com/solar-archive/rls/internal/rlsdtest"
@@ -194,7 +195,7 @@ func sendList(cl rlsv1.IndexClient, site string, gen uint64, inc []byte, via []s
 	defer cancel()
 	h := index.Header{Site: site, Endpoint: "127.0.0.1:1", Mode: index.ModeList, Generation: gen, Validity: time.Hour,
 		Entries: uint64(len(lfns)), Incarnation: inc, Via: via}
-	_, err := index.SendList(ctx, cl, h, slices.Values(lfns))
+	_, err := api.NewIndexSink(cl).Send(ctx, index.ListUpdate(h, slices.Values(lfns)))
 	return err
 }
 

@@ -126,7 +126,9 @@ func startSender(d *daemon, cat *catalog.Catalog) error {
 		endpoint = d.addr
 	}
 	log := d.log.With("role", "lrc", "component", "sender")
-	s, err := index.NewSender(cat, d.cfg.Site, endpoint, targets, index.SenderOptions{Logger: log, Registerer: d.metrics, Dial: d.sec.dialer.DialConn})
+	s, err := index.NewSender(cat, d.cfg.Site, endpoint, targets, index.SenderOptions{
+		Logger: log, Registerer: d.metrics, Dialer: api.NewIndexDialer(d.sec.dialer),
+	})
 	if err != nil && len(targets) == 0 {
 		// Nothing to send now; a reload cannot add targets (it would
 		// be refused for the same reason: site and endpoint need a
@@ -160,9 +162,14 @@ func startSender(d *daemon, cat *catalog.Catalog) error {
 func startForwarder(d *daemon, x *index.Index) error {
 	targets, _ := d.cfg.updateTargets() // validated
 	log := d.log.With("role", "rli", "component", "forwarder")
-	f := index.NewForwarder(x, d.cfg.Site, targets, log, d.sec.dialer.DialConn)
+	f, err := index.NewForwarder(x, d.cfg.Site, parents(targets), index.ForwarderOptions{
+		Logger: log, Dialer: api.NewIndexDialer(d.sec.dialer),
+	})
+	if err != nil {
+		return fmt.Errorf("rli: %w", err)
+	}
 	d.addUpdater(f)
-	d.retargeters = append(d.retargeters, f)
+	d.retargeters = append(d.retargeters, forwarderTargets{f})
 	d.run(func(ctx context.Context) error {
 		for _, t := range targets {
 			log.Info("forwarding the index", "parent", t.Addr, "interval", t.Interval, "patterns", len(t.Patterns))
@@ -170,6 +177,24 @@ func startForwarder(d *daemon, x *index.Index) error {
 		return f.Run(ctx)
 	})
 	return nil
+}
+
+// parents are the forwarding targets of the update targets: their address,
+// interval, delta delay and patterns (the mode and validity are each
+// site's own).
+func parents(targets []index.Target) []index.Parent {
+	out := make([]index.Parent, len(targets))
+	for i, t := range targets {
+		out[i] = index.Parent{Addr: t.Addr, Interval: t.Interval, DeltaDelay: t.DeltaDelay, Patterns: t.Patterns}
+	}
+	return out
+}
+
+// forwarderTargets is a forwarder as a retargeter.
+type forwarderTargets struct{ f *index.Forwarder }
+
+func (f forwarderTargets) SetTargets(targets []index.Target) error {
+	return f.f.SetTargets(parents(targets))
 }
 
 // updaters is the Admin.Update of a daemon that both sends its catalog's
