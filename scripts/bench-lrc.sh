@@ -213,6 +213,44 @@ profile() {
 	PROF_PID=$!
 }
 wait_profile() { [ -z "$PROF_PID" ] || wait "$PROF_PID" || true; PROF_PID=""; }
+# tree_ticks PID: CPU time (clock ticks) of PID and all its descendants,
+# with that of their children already reaped (cutime, cstime): the CPU a
+# server (rlsd; PostgreSQL's postmaster with its backends and helpers)
+# used so far. Server CPU per operation does not depend on what else runs
+# on the machine, unlike rates, which makes it the figure to compare on a
+# busy machine.
+tree_ticks() {
+	local pids=($1) all=() p
+	while [ ${#pids[@]} -gt 0 ]; do
+		all+=("${pids[@]}")
+		local next=()
+		for p in "${pids[@]}"; do
+			next+=($(cat /proc/"$p"/task/*/children 2>/dev/null))
+		done
+		pids=("${next[@]}")
+	done
+	for p in "${all[@]}"; do cat /proc/"$p"/stat 2>/dev/null; done |
+		sed 's/.*) //' | awk '{ t += $12 + $13 + $14 + $15 } END { print t + 0 }'
+}
+CLK_TCK=$(getconf CLK_TCK)
+# server_cpu SIDE NAME CMD...: run the client command CMD and write the CPU
+# the server of SIDE (rls or pg) used meanwhile, in µs per operation of the
+# result $OUT/NAME.json (per name for bulk queries), into that result as
+# server_cpu_us_per_op.
+server_cpu() {
+	local side=$1 name=$2 pid t0 t1
+	shift 2
+	pid=$RLSD_PID
+	[ "$side" = pg ] && pid=$PG_PID
+	t0=$(tree_ticks "$pid")
+	"$@" >"$OUT/$name.json"
+	sleep 0.3 # let the postmaster reap the backends of the closed connections
+	t1=$(tree_ticks "$pid")
+	local tmp
+	tmp=$(jq --argjson t "$((t1 - t0))" --argjson hz "$CLK_TCK" \
+		'. + {server_cpu_s: ($t / $hz), server_cpu_us_per_op: ($t / $hz * 1e6 / (.ok * (if .batch then .batch else 1 end)))}' "$OUT/$name.json")
+	printf '%s\n' "$tmp" >"$OUT/$name.json"
+}
 mappings() { "$RLSCTL" --server "$ADDR" -o json admin stats | jq '.mappings'; }
 
 # settle: wait, bounded, until rlsd runs no compaction in 5 polls over a
@@ -277,8 +315,9 @@ LOADED=0
 # PostgreSQL, timing both; results in $OUT/NAME-rls.txt, NAME-pg.json and
 # the shell variables LOAD_SECS, SETTLED_SECS.
 load_both() {
-	local file=$1 n=$2 name=$3 before t0 t1 t2
+	local file=$1 n=$2 name=$3 before t0 t1 t2 c0 c1
 	before=$(mappings)
+	c0=$(tree_ticks "$RLSD_PID")
 	t0=$(date +%s.%N)
 	run timeout "$MAX_SECS" "$RLSCTL" --server "$ADDR" lrc bulk create -f "$file" >"$OUT/$name-rls.txt"
 	t1=$(date +%s.%N)
@@ -288,7 +327,9 @@ load_both() {
 	t2=$(date +%s.%N)
 	LOAD_SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
 	SETTLED_SECS=$(awk -v a="$t0" -v b="$t2" 'BEGIN { print b - a }')
-	run "$PGB" copy --dsn "$DSN" -f "$file" --max-time "${MAX_SECS}s" >"$OUT/$name-pg.json"
+	c1=$(tree_ticks "$RLSD_PID")
+	LOAD_RLS_CPU=$(awk -v t=$((c1 - c0)) -v hz="$CLK_TCK" -v n="$n" 'BEGIN { print t / hz * 1e6 / n }')
+	server_cpu pg "$name-pg" run "$PGB" copy --dsn "$DSN" -f "$file" --max-time "${MAX_SECS}s"
 	[ "$(pg_field "$name-pg" ok)" -eq "$n" ] || die "COPY loaded $(pg_field "$name-pg" ok) rows, want $n"
 }
 
@@ -302,6 +343,7 @@ part_load() {
 	pg_rate=$(pg_field load-pg rate_per_s) pg_secs=$(pg_field load-pg seconds)
 	row "bulk load $N_LOAD (mappings/s)" "$(fmt "$(awk -v n="$N_LOAD" -v s="$LOAD_SECS" 'BEGIN { print n / s }')")" "$(fmt "$pg_rate")" rate
 	row "bulk load $N_LOAD incl. rls compactions settling (mappings/s)" "$(fmt "$(awk -v n="$N_LOAD" -v s="$SETTLED_SECS" 'BEGIN { print n / s }')")" "$(fmt "$pg_rate")" rate
+	row "bulk load $N_LOAD server CPU per mapping, rls incl. settling (µs)" "$(fmt "$LOAD_RLS_CPU" 2)" "$(fmt "$(pg_field load-pg server_cpu_us_per_op)" 2)" lat
 	row "bulk load $N_LOAD wall time (s)" "$(fmt "$LOAD_SECS" 2)" "$(fmt "$pg_secs" 2)" lat
 }
 
@@ -314,9 +356,9 @@ query_runs() {
 	local name=$1 rps=$2 n=$3 k
 	for k in $(seq "$REPEATS"); do
 		profile "$name-rls-$k" 5
-		run "$PGB" rls-query --addr "$ADDR" -n "$n" -c "$CONC" --rps "$rps" --lfn-base "$BASE" --lfn-count "$N_LOAD" --max-time "${MAX_SECS}s" >"$OUT/$name-rls-$k.json"
+		server_cpu rls "$name-rls-$k" run "$PGB" rls-query --addr "$ADDR" -n "$n" -c "$CONC" --rps "$rps" --lfn-base "$BASE" --lfn-count "$N_LOAD" --max-time "${MAX_SECS}s"
 		wait_profile
-		run "$PGB" query --dsn "$DSN" -n "$n" -c "$CONC" --rps "$rps" --lfn-base "$BASE" --lfn-count "$N_LOAD" --max-time "${MAX_SECS}s" >"$OUT/$name-pg-$k.json"
+		server_cpu pg "$name-pg-$k" run "$PGB" query --dsn "$DSN" -n "$n" -c "$CONC" --rps "$rps" --lfn-base "$BASE" --lfn-count "$N_LOAD" --max-time "${MAX_SECS}s"
 	done
 	median "$name-rls"
 	median "$name-pg"
@@ -333,6 +375,7 @@ part_query() {
 	[ "$half" -ge 1 ] || die "measured query rate is too low to halve"
 	query_runs query-half "$half" $((half * HALF_SECS))
 	row "QueryLFN c=$CONC (lookups/s)" "$(fmt "$rls")" "$(fmt "$pg")" rate
+	row "QueryLFN server CPU per lookup (µs)" "$(fmt "$(pg_field query-max-rls server_cpu_us_per_op)" 1)" "$(fmt "$(pg_field query-max-pg server_cpu_us_per_op)" 1)" lat
 	row "QueryLFN p50 / p99 at max rate (ms)" "$(fmt "$(pg_field query-max-rls p50_ms)" 3) / $(fmt "$(pg_field query-max-rls p99_ms)" 3)" "$(fmt "$(pg_field query-max-pg p50_ms)" 3) / $(fmt "$(pg_field query-max-pg p99_ms)" 3)" none
 	row "QueryLFN p50 at $half/s, half the slower max (ms)" "$(fmt "$(pg_field query-half-rls p50_ms)" 3)" "$(fmt "$(pg_field query-half-pg p50_ms)" 3)" lat
 	row "QueryLFN p99 at $half/s, half the slower max (ms)" "$(fmt "$(pg_field query-half-rls p99_ms)" 3)" "$(fmt "$(pg_field query-half-pg p99_ms)" 3)" lat
@@ -352,14 +395,15 @@ part_create() {
 	before=$(mappings)
 	for k in $(seq "$REPEATS"); do
 		profile "create-rls-$k" 3
-		run "$PGB" rls-create --addr "$ADDR" -n "$N_CREATE" -c "$CONC" --lfn-base $((CREATE_BASE + 2 * k * N_CREATE)) --max-time "${MAX_SECS}s" >"$OUT/create-rls-$k.json"
+		server_cpu rls "create-rls-$k" run "$PGB" rls-create --addr "$ADDR" -n "$N_CREATE" -c "$CONC" --lfn-base $((CREATE_BASE + 2 * k * N_CREATE)) --max-time "${MAX_SECS}s"
 		wait_profile
-		run "$PGB" insert --dsn "$DSN" -n "$N_CREATE" -c "$CONC" --lfn-base $((CREATE_BASE + 2 * k * N_CREATE)) --max-time "${MAX_SECS}s" >"$OUT/create-pg-$k.json"
+		server_cpu pg "create-pg-$k" run "$PGB" insert --dsn "$DSN" -n "$N_CREATE" -c "$CONC" --lfn-base $((CREATE_BASE + 2 * k * N_CREATE)) --max-time "${MAX_SECS}s"
 	done
 	[ "$(mappings)" -eq $((before + REPEATS * N_CREATE)) ] || die "rlsd holds $(mappings) mappings after the creates, want $((before + REPEATS * N_CREATE))"
 	median create-rls
 	median create-pg
 	row "durable single creates c=$CONC (writes/s)" "$(fmt "$(pg_field create-rls rate_per_s)")" "$(fmt "$(pg_field create-pg rate_per_s)")" rate
+	row "create server CPU per write (µs)" "$(fmt "$(pg_field create-rls server_cpu_us_per_op)" 1)" "$(fmt "$(pg_field create-pg server_cpu_us_per_op)" 1)" lat
 	row "create p50 (ms)" "$(fmt "$(pg_field create-rls p50_ms)" 2)" "$(fmt "$(pg_field create-pg p50_ms)" 2)" lat
 	row "create p99 (ms)" "$(fmt "$(pg_field create-rls p99_ms)" 2)" "$(fmt "$(pg_field create-pg p99_ms)" 2)" lat
 }
@@ -371,13 +415,14 @@ part_bulkquery() {
 	local k
 	for k in $(seq "$REPEATS"); do
 		profile "bulkquery-rls-$k" 3
-		run "$PGB" rls-bulkquery --addr "$ADDR" -n "$N_BULK" -c "$BULK_CONC" --batch "$BULK_BATCH" --lfn-base "$BASE" --lfn-count "$N_LOAD" --max-time "${MAX_SECS}s" >"$OUT/bulkquery-rls-$k.json"
+		server_cpu rls "bulkquery-rls-$k" run "$PGB" rls-bulkquery --addr "$ADDR" -n "$N_BULK" -c "$BULK_CONC" --batch "$BULK_BATCH" --lfn-base "$BASE" --lfn-count "$N_LOAD" --max-time "${MAX_SECS}s"
 		wait_profile
-		run "$PGB" bulk-query --dsn "$DSN" -n "$N_BULK" -c "$BULK_CONC" --batch "$BULK_BATCH" --lfn-base "$BASE" --lfn-count "$N_LOAD" --max-time "${MAX_SECS}s" >"$OUT/bulkquery-pg-$k.json"
+		server_cpu pg "bulkquery-pg-$k" run "$PGB" bulk-query --dsn "$DSN" -n "$N_BULK" -c "$BULK_CONC" --batch "$BULK_BATCH" --lfn-base "$BASE" --lfn-count "$N_LOAD" --max-time "${MAX_SECS}s"
 	done
 	median bulkquery-rls
 	median bulkquery-pg
 	row "BulkQuery $BULK_BATCH LFNs a call, c=$BULK_CONC (LFNs/s)" "$(fmt "$(pg_field bulkquery-rls names_per_s)")" "$(fmt "$(pg_field bulkquery-pg names_per_s)")" rate
+	row "BulkQuery server CPU per LFN (µs)" "$(fmt "$(pg_field bulkquery-rls server_cpu_us_per_op)" 2)" "$(fmt "$(pg_field bulkquery-pg server_cpu_us_per_op)" 2)" lat
 	row "BulkQuery call p50 / p99 (ms)" "$(fmt "$(pg_field bulkquery-rls p50_ms)" 2) / $(fmt "$(pg_field bulkquery-rls p99_ms)" 2)" "$(fmt "$(pg_field bulkquery-pg p50_ms)" 2) / $(fmt "$(pg_field bulkquery-pg p99_ms)" 2)" none
 }
 
