@@ -80,3 +80,30 @@ func BenchmarkDurableCreate32(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "creates/s")
 }
+
+// BenchmarkBulkQuery looks up 1,000 random existing sunums of 300,000 a
+// call, as BulkQuery does for a gRPC call; b.N counts names.
+func BenchmarkBulkQuery(b *testing.B) {
+	c, _ := openTest(b)
+	const n = 300_000
+	ms := sunumMappings(100_000_000, n)
+	for i := 0; i < n; i += 50000 {
+		if _, _, err := c.BulkWrite(OpCreate, ms[i:i+50000]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	names := make([]string, 1000)
+	b.ResetTimer()
+	for done := 0; done < b.N; done += len(names) {
+		for i := range names {
+			names[i] = ms[r.IntN(n)].LFN
+		}
+		found := 0
+		errs, err := c.BulkQueryEach(LFN, names, func(int, string) error { found++; return nil })
+		if err != nil || found != len(names) {
+			b.Fatal(err, errs)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "names/s")
+}
