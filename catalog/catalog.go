@@ -69,6 +69,11 @@ type Catalog struct {
 	// before taking mu and use it to tell which of those reads are stale.
 	stripes [stripes]uint64
 
+	// queue holds single writes waiting for a group commit (group.go);
+	// batches counts the batches committed (for tests).
+	queue   writeQueue
+	batches atomic.Uint64
+
 	// stats mirrors state for lock-free readers.
 	stats struct {
 		seq, lfns, pfns, mappings atomic.Uint64
@@ -362,6 +367,7 @@ func (c *Catalog) commit(b *pebble.Batch, next counts) (wait func() error, err e
 	if err != nil {
 		return nil, err
 	}
+	c.batches.Add(1)
 	feedGrew := next.seq != c.state.seq
 	c.state = next
 	c.publish()

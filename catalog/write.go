@@ -594,14 +594,14 @@ func scanPrefix(r pebble.Reader, prefix []byte, fn func(k, v []byte) error) erro
 // LFN exists. It returns the change-feed sequence number of the write, which
 // is durable when Create returns.
 func (c *Catalog) Create(lfn, pfn string) (uint64, error) {
-	return c.write("create", false, prefetchOne(OpCreate, lfn, pfn),
+	return c.writeOne("create", prefetchOne(OpCreate, lfn, pfn),
 		func(w *writer) error { return w.create(lfn, pfn) })
 }
 
 // Add maps an existing LFN to another PFN. It fails with ErrNotFound if the
 // LFN does not exist and with ErrExists if the mapping does.
 func (c *Catalog) Add(lfn, pfn string) (uint64, error) {
-	return c.write("add", false, prefetchOne(OpAdd, lfn, pfn),
+	return c.writeOne("add", prefetchOne(OpAdd, lfn, pfn),
 		func(w *writer) error { return w.add(lfn, pfn) })
 }
 
@@ -609,7 +609,7 @@ func (c *Catalog) Add(lfn, pfn string) (uint64, error) {
 // left without mappings disappears, with its attribute values. The change
 // feed keeps a tombstone record of the delete.
 func (c *Catalog) Delete(lfn, pfn string) (uint64, error) {
-	return c.write("delete", false, prefetchOne(OpDelete, lfn, pfn),
+	return c.writeOne("delete", prefetchOne(OpDelete, lfn, pfn),
 		func(w *writer) error { return w.delete(lfn, pfn) })
 }
 
