@@ -193,10 +193,10 @@ func (c *Catalog) UndefineAttr(attr string, obj ObjectType, clearValues bool) er
 // AttrDefs lists the attribute definitions for obj (0: for both), ordered by
 // object type and name.
 func (c *Catalog) AttrDefs(obj ObjectType) ([]AttrDef, error) {
-	if err := c.enter("list attributes"); err != nil {
+	if err := c.enterRead("list attributes"); err != nil {
 		return nil, err
 	}
-	defer c.leave()
+	defer c.leaveRead()
 	return attrDefs(c.db, obj)
 }
 
@@ -410,13 +410,13 @@ func (c *Catalog) BulkAttrs(obj ObjectType, objects []string, attrs []string) ([
 func (c *Catalog) BulkAttrsEach(obj ObjectType, objects []string, attrs []string, fn func(i int, a Attr) error) (errs []error, err error) {
 	const op = "get attributes"
 	errs = make([]error, len(objects))
-	if err := c.enter(op); err != nil {
+	if err := c.enterRead(op); err != nil {
 		for i := range errs {
 			errs[i] = err
 		}
 		return errs, nil
 	}
-	defer c.leave()
+	defer c.leaveRead()
 	want := make(map[string]bool, len(attrs))
 	for _, a := range attrs {
 		want[a] = true
@@ -485,10 +485,10 @@ func (c *Catalog) SearchAttr(s Search) ([]Hit, bool, error) {
 	if s.Offset < 0 || s.Limit < 0 {
 		return nil, false, errorf(op, s.Attr, ErrInvalid, "negative offset or limit")
 	}
-	if err := c.enter(op); err != nil {
+	if err := c.enterRead(op); err != nil {
 		return nil, false, err
 	}
-	defer c.leave()
+	defer c.leaveRead()
 	t, err := attrType(c.db, op, s.Object, s.Attr)
 	if err != nil {
 		return nil, false, err

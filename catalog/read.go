@@ -13,10 +13,10 @@ import (
 // and are safe for concurrent use.
 
 func (c *Catalog) has(op string, key []byte) (bool, error) {
-	if err := c.enter(op); err != nil {
+	if err := c.enterRead(op); err != nil {
 		return false, err
 	}
-	defer c.leave()
+	defer c.leaveRead()
 	_, closer, err := c.db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return false, nil
@@ -86,10 +86,10 @@ func (c *Catalog) QueryEach(obj ObjectType, name string, fn func(other string) e
 	if err := checkName(op, obj.String(), name); err != nil {
 		return err
 	}
-	if err := c.enter(op); err != nil {
+	if err := c.enterRead(op); err != nil {
 		return err
 	}
-	defer c.leave()
+	defer c.leaveRead()
 	// An iterator bounded to the name's keys from the start, so that Pebble
 	// opens only the tables that can hold them.
 	prefix := appendName([]byte{tag}, name)
@@ -156,10 +156,10 @@ func (c *Catalog) BulkQueryEach(obj ObjectType, names []string, fn func(i int, o
 	default:
 		return fail(errorf(op, "", ErrInvalid, "unknown object type "+obj.String()))
 	}
-	if err := c.enter(op); err != nil {
+	if err := c.enterRead(op); err != nil {
 		return fail(err)
 	}
-	defer c.leave()
+	defer c.leaveRead()
 	order := make([]int, 0, len(names))
 	for i, name := range names {
 		if err := checkName(op, obj.String(), name); err != nil {
@@ -250,10 +250,10 @@ func (c *Catalog) Wildcard(q WildcardQuery) ([]Mapping, bool, error) {
 	if q.Offset < 0 || q.Limit < 0 {
 		return nil, false, errorf("wildcard", q.Pattern, ErrInvalid, "negative offset or limit")
 	}
-	if err := c.enter("wildcard"); err != nil {
+	if err := c.enterRead("wildcard"); err != nil {
 		return nil, false, err
 	}
-	defer c.leave()
+	defer c.leaveRead()
 	tag := byte(tagLFNMapping)
 	if q.PFN {
 		tag = tagPFNMapping
