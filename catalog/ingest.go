@@ -149,40 +149,47 @@ type keyRun struct {
 	keys, values [][]byte
 }
 
-// ingest writes each run into a table file and ingests them all in one
-// atomic Ingest. It runs with c.mu held and the read barrier locked. An
-// error before the Ingest (while writing the tables) changes nothing; a
-// failed Ingest stops the catalog.
-func (c *Catalog) ingest(runs []keyRun) error {
+// buildTables writes each run into a new table file (synced) and returns
+// their paths, and a function that removes the files, which the caller
+// calls once Pebble has linked (or copied) them in, or on failure. It runs
+// with c.mu held. An error changes nothing in the catalog.
+func (c *Catalog) buildTables(runs []keyRun) (paths []string, remove func(), err error) {
 	fs := c.ingestFS
+	remove = func() {
+		for _, p := range paths {
+			_ = fs.Remove(p)
+		}
+	}
 	if err := fs.MkdirAll(fs.PathJoin(c.dir, ingestDir), 0o755); err != nil {
-		return err
+		return nil, remove, err
 	}
 	c.ingestSeq++
-	paths := make([]string, 0, len(runs))
-	defer func() {
-		for _, p := range paths {
-			_ = fs.Remove(p) // Pebble has linked (or copied) what it ingested
-		}
-	}()
 	format := c.db.FormatMajorVersion().MaxTableFormat()
 	for _, run := range runs {
 		p := fs.PathJoin(c.dir, ingestDir, strconv.FormatUint(c.ingestSeq, 10)+"-"+strconv.Itoa(int(run.tag))+".sst")
 		paths = append(paths, p)
 		if err := c.writeTable(p, format, run); err != nil {
-			return fmt.Errorf("catalog: build table for ingestion: %w", err)
+			return nil, remove, fmt.Errorf("catalog: build table for ingestion: %w", err)
 		}
 	}
-	return c.guard.Apply(func() error { return c.db.Ingest(context.Background(), paths) })
+	return paths, remove, nil
 }
 
 // commitIngest commits b, whose state record is set, as ingested runs and
 // a batch of the rest (see splitForIngest), visible to readers at once. It
 // runs with c.mu held and returns the function that waits for the rest to
-// be durable, as commit does.
+// be durable, as commit does. Readers wait (at the read barrier) only while
+// Pebble links the tables in and the batch is applied, not while the tables
+// are written.
 func (c *Catalog) commitIngest(b *pebble.Batch, runs []keyRun, rest *pebble.Batch) (wait func() error, err error) {
+	paths, remove, err := c.buildTables(runs)
+	defer remove()
+	if err != nil {
+		_ = rest.Close()
+		return nil, err
+	}
 	c.readBarrier.Lock()
-	err = c.ingest(runs)
+	err = c.guard.Apply(func() error { return c.db.Ingest(context.Background(), paths) })
 	if err == nil && c.failAfterIngest != nil { // tests: a crash between the two steps
 		err = c.guard.Apply(c.failAfterIngest)
 	}
