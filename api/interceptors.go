@@ -3,15 +3,19 @@ package api
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"time"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
 
@@ -52,7 +56,7 @@ func newInterceptorChain(opts ServerOptions, log *slog.Logger) (*interceptorChai
 		logging.WithLogOnEvents(logging.FinishCall),
 		logging.WithLevels(logLevel),
 	}
-	c.add(logging.UnaryServerInterceptor(slogLogger(log), logOpts...),
+	c.add(quietUnaryLogging(log, logging.UnaryServerInterceptor(slogLogger(log), logOpts...)),
 		logging.StreamServerInterceptor(slogLogger(log), logOpts...))
 	c.unary = append(c.unary, opts.Unary...)
 	c.stream = append(c.stream, opts.Stream...)
@@ -82,6 +86,53 @@ func newServerMetrics(reg prometheus.Registerer) (*grpcprom.ServerMetrics, error
 		return nil, err
 	}
 	return m, nil
+}
+
+// quietUnaryLogging returns full, go-grpc-middleware's logging
+// interceptor, for when log writes debug lines; otherwise, when only the
+// calls that end with a warn-level code (see logLevel) are logged, it runs
+// the handler without it and writes their "finished call" line itself,
+// with the library's field names and values (the start time, the
+// deadline, the duration as grpc.time_ms). The library builds a call's
+// fields before the call (a formatted start time, the peer's address),
+// which was 8% of a one-CPU server's time for single-LFN lookups, for a
+// line that is then dropped; here a successful call costs a clock read
+// and a level check.
+func quietUnaryLogging(log *slog.Logger, full grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if log.Enabled(ctx, slog.LevelDebug) {
+			return full(ctx, req, info, handler)
+		}
+		start := time.Now()
+		resp, err := handler(ctx, req)
+		code := status.Code(err)
+		level := logLevel(code)
+		if level == logging.LevelDebug || !log.Enabled(ctx, slog.Level(level)) {
+			return resp, err
+		}
+		cm := interceptors.NewServerCallMeta(info.FullMethod, nil, req)
+		fields := logging.Fields{
+			logging.SystemTag[0], logging.SystemTag[1],
+			logging.ComponentFieldKey, logging.KindServerFieldValue,
+			logging.ServiceFieldKey, cm.Service,
+			logging.MethodFieldKey, cm.Method,
+			logging.MethodTypeFieldKey, string(cm.Typ),
+		}
+		if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+			fields = append(fields, "peer.address", p.Addr.String())
+		}
+		fields = append(fields, "grpc.start_time", start.Format(time.RFC3339))
+		if d, ok := ctx.Deadline(); ok {
+			fields = append(fields, "grpc.request.deadline", d.Format(time.RFC3339))
+		}
+		fields = append(fields, "grpc.code", code.String())
+		if err != nil {
+			fields = append(fields, "grpc.error", fmt.Sprintf("%v", err))
+		}
+		fields = append(fields, logging.DurationToTimeMillisFields(time.Since(start))...)
+		log.Log(ctx, slog.Level(level), "finished call", fields...)
+		return resp, err
+	}
 }
 
 // logLevel is the level of a finished call's log line: debug when it

@@ -3,12 +3,15 @@ package api
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -17,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/solar-archive/rls/api/rlsv1"
@@ -149,5 +153,61 @@ grpc_server_handled_total{grpc_code="PermissionDenied",grpc_method="Ping",grpc_s
 	}
 	if out := logs.String(); !strings.Contains(out, `level=WARN msg="finished call"`) || !strings.Contains(out, "grpc.code=PermissionDenied") {
 		t.Errorf("refusal not logged at warn level:\n%s", out)
+	}
+}
+
+// TestQuietUnaryLogging checks the logging interceptor's fast path (a
+// logger without debug lines): a successful call allocates nothing for
+// logging, and a failure is logged with the same fields as the
+// library's interceptor writes when debug lines are on.
+func TestQuietUnaryLogging(t *testing.T) {
+	info := &grpc.UnaryServerInfo{FullMethod: "/rls.v1.Catalog/QueryLFN"}
+	ok := func(ctx context.Context, req any) (any, error) { return req, nil }
+	denied := func(ctx context.Context, req any) (any, error) {
+		return nil, status.Error(codes.PermissionDenied, "no")
+	}
+	ctx := peer.NewContext(context.Background(), &peer.Peer{Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 4242}})
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+
+	lines := func(level slog.Level, h grpc.UnaryHandler) string {
+		logs := &syncBuffer{}
+		log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level}))
+		chain, err := newInterceptorChain(ServerOptions{}, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = chain.unary[0](ctx, "req", info, h)
+		return logs.String()
+	}
+	keys := func(line string) []string {
+		var ks []string
+		for _, f := range strings.Fields(line) {
+			if k, _, ok := strings.Cut(f, "="); ok {
+				ks = append(ks, k)
+			}
+		}
+		return ks
+	}
+	quiet, full := lines(slog.LevelInfo, denied), lines(slog.LevelDebug, denied)
+	if !strings.Contains(quiet, `level=WARN msg="finished call"`) || !strings.Contains(quiet, "grpc.code=PermissionDenied") ||
+		!strings.Contains(quiet, "peer.address=127.0.0.1:4242") || !strings.Contains(quiet, "grpc.method=QueryLFN") {
+		t.Errorf("fast path's failure line:\n%s", quiet)
+	}
+	if q, f := keys(quiet), keys(full); !slices.Equal(q, f) {
+		t.Errorf("fast path logs fields %v, the library %v", q, f)
+	}
+	if out := lines(slog.LevelInfo, ok); out != "" {
+		t.Errorf("successful call logged at info level: %s", out)
+	}
+
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	chain, err := newInterceptorChain(ServerOptions{}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logged := chain.unary[0]
+	if n := testing.AllocsPerRun(100, func() { _, _ = logged(ctx, "req", info, ok) }); n > 0 {
+		t.Errorf("a successful call allocates %.0f times in the logging interceptor at info level, want 0", n)
 	}
 }

@@ -201,10 +201,10 @@ func (c *Catalog) AttrDefs(ctx context.Context, obj ObjectType) ([]AttrDef, erro
 	if obj != 0 && !obj.valid() {
 		return nil, errorf("list attributes", "", ErrInvalid, "unknown object type "+obj.String())
 	}
-	if err := c.enter(ctx, "list attributes"); err != nil {
+	if err := c.enterRead(ctx, "list attributes"); err != nil {
 		return nil, err
 	}
-	defer c.leave()
+	defer c.leaveRead()
 	return attrDefs(c.db, obj)
 }
 
@@ -434,7 +434,7 @@ func (c *Catalog) BulkAttrsEach(ctx context.Context, obj ObjectType, objects []s
 	if !obj.valid() {
 		return nil, errorf(op, "", ErrInvalid, "unknown object type "+obj.String())
 	}
-	if err := c.enter(ctx, op); err != nil {
+	if err := c.enterRead(ctx, op); err != nil {
 		return nil, err
 	}
 	defer c.leave()
@@ -506,10 +506,10 @@ func (c *Catalog) SearchAttr(ctx context.Context, s Search) ([]Hit, bool, error)
 	if s.Offset < 0 || s.Limit < 0 {
 		return nil, false, errorf(op, s.Attr, ErrInvalid, "negative offset or limit")
 	}
-	if err := c.enter(ctx, op); err != nil {
+	if err := c.enterRead(ctx, op); err != nil {
 		return nil, false, err
 	}
-	defer c.leave()
+	defer c.leaveRead()
 	t, err := attrType(c.db, op, s.Object, s.Attr)
 	if err != nil {
 		return nil, false, err

@@ -57,6 +57,12 @@ type Catalog struct {
 	// guard stops the catalog at its first storage error (see Err).
 	guard *failstop.Guard
 
+	// readBarrier is held shared by every read that looks at mappings,
+	// attributes or the feed, and exclusively by a write while it ingests
+	// tables and applies the rest of its batch (ingest.go), so that no
+	// read sees one without the other.
+	readBarrier sync.RWMutex
+
 	// closeMu is held shared by every operation and exclusively by Close,
 	// so that Close waits for operations in flight and none starts after.
 	closeMu sync.RWMutex
@@ -71,6 +77,21 @@ type Catalog struct {
 	// or mapping whose key hashes to h (guarded by mu). Writers read records
 	// before taking mu and use it to tell which of those reads are stale.
 	stripes [stripes]uint64
+
+	// dir, ingestFS and tableOpts are what ingest (ingest.go) needs to
+	// build table files; ingestSeq numbers its files (guarded by mu).
+	dir       string
+	ingestFS  vfs.FS
+	tableOpts *pebble.Options
+	ingestSeq uint64
+	// failAfterIngest, when set (by tests), runs between the ingest and
+	// the batch of a write, and its error fails the catalog there.
+	failAfterIngest func() error
+
+	// queue holds single writes waiting for a group commit (group.go);
+	// batches counts the batches committed (for tests).
+	queue   writeQueue
+	batches atomic.Uint64
 
 	// stats mirrors state for lock-free readers.
 	stats struct {
@@ -151,7 +172,13 @@ func Open(dir string, opts *Options) (*Catalog, error) {
 	if err != nil {
 		return nil, fmt.Errorf("catalog: open %s: %w", dir, err)
 	}
-	c := &Catalog{db: db, logger: logger, noSync: opts.NoSync, guard: guard, notifyCh: make(chan struct{})}
+	if err := removeIngestLeftovers(po.FS, dir); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("catalog: open %s: %w", dir, err)
+	}
+	c := &Catalog{db: db, logger: logger, noSync: opts.NoSync, guard: guard, notifyCh: make(chan struct{}),
+		dir: dir, ingestFS: po.FS, tableOpts: po.Clone()}
+	c.tableOpts.EnsureDefaults()
 	if err := c.load(); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("catalog: open %s: %w", dir, err)
@@ -207,6 +234,9 @@ func (c *Catalog) load() error {
 		if err != nil {
 			return err
 		}
+	}
+	if err := c.recoverIngest(); err != nil {
+		return err
 	}
 	c.publish()
 	first := c.state.seq + 1
@@ -295,6 +325,22 @@ func canceled(ctx context.Context, op string) error {
 	return nil
 }
 
+// enterRead is enter for a read of mappings, attributes or the feed; the
+// caller must call c.leaveRead when done. It must not be held while taking
+// c.mu.
+func (c *Catalog) enterRead(ctx context.Context, op string) error {
+	if err := c.enter(ctx, op); err != nil {
+		return err
+	}
+	c.readBarrier.RLock()
+	return nil
+}
+
+func (c *Catalog) leaveRead() {
+	c.readBarrier.RUnlock()
+	c.leave()
+}
+
 // checkEvery is how many items or keys a long scan or bulk call handles
 // between two checks of its context.
 const checkEvery = 256
@@ -367,20 +413,32 @@ func (c *Catalog) commit(b *pebble.Batch, next counts) (wait func() error, err e
 			return nil, err
 		}
 	}
-	err = c.guard.Apply(func() error {
-		if c.noSync {
-			return c.db.Apply(b, pebble.NoSync)
-		}
-		return c.db.ApplyNoSyncWait(b, pebble.Sync)
-	})
+	runs, rest, err := c.splitForIngest(b)
 	if err != nil {
 		return nil, err
 	}
+	if runs != nil {
+		wait, err = c.commitIngest(b, runs, rest)
+	} else {
+		err = c.guard.Apply(func() error {
+			if c.noSync {
+				return c.db.Apply(b, pebble.NoSync)
+			}
+			return c.db.ApplyNoSyncWait(b, pebble.Sync)
+		})
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.batches.Add(1)
 	feedGrew := next.seq != c.state.seq
 	c.state = next
 	c.publish()
 	if feedGrew {
 		c.wake()
+	}
+	if wait != nil {
+		return wait, nil
 	}
 	if c.noSync {
 		return b.Close, nil

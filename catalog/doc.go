@@ -39,13 +39,19 @@
 // serialized in a single logical order (the order of the change feed) and each
 // write call is durable when it returns without error: its batch has reached
 // the write-ahead log and the log has been fsynced, unless Options.NoSync
-// relaxes this. Concurrent writers share fsyncs (group commit), so many small
-// writers cost far fewer syncs than writes.
+// relaxes this. Concurrent single writes (Create, Add, Delete) are committed
+// in groups: the calls waiting for the writers' lock are checked in order
+// and share one Pebble batch and one fsync, so many small writers cost far
+// fewer batches and syncs than writes.
 //
 // A write becomes visible to readers as soon as it is applied, which may be a
 // moment before it is durable; a reader can thus see a write whose caller has
-// not been acknowledged yet. Readers never see part of a write call: each call
-// (including each bulk call) is one atomic Pebble batch.
+// not been acknowledged yet. Readers never see part of a write call, and a
+// crash never leaves part of one: each call is one atomic Pebble batch,
+// except a large bulk write of new names, whose runs of keys in ranges that
+// hold none yet are ingested as table files next to a batch of the rest;
+// readers wait at a barrier while the two are applied, and Open takes back
+// the ingested keys of a call whose batch did not become durable.
 //
 // # Storage errors: fail-stop
 //

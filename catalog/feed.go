@@ -109,10 +109,10 @@ func decodeChange(seq uint64, b []byte) (Change, error) {
 // it fails with ErrNotFound: the reader has missed changes and must start
 // over from a full state (ForEachLFN). limit <= 0 means 10,000.
 func (c *Catalog) Changes(ctx context.Context, from uint64, limit int) ([]Change, error) {
-	if err := c.enter(ctx, "changes"); err != nil {
+	if err := c.enterRead(ctx, "changes"); err != nil {
 		return nil, err
 	}
-	defer c.leave()
+	defer c.leaveRead()
 	if limit <= 0 {
 		limit = 10000
 	}

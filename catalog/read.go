@@ -1,8 +1,11 @@
 package catalog
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"slices"
+	"strings"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -11,10 +14,10 @@ import (
 // and are safe for concurrent use.
 
 func (c *Catalog) has(ctx context.Context, op string, key []byte) (bool, error) {
-	if err := c.enter(ctx, op); err != nil {
+	if err := c.enterRead(ctx, op); err != nil {
 		return false, err
 	}
-	defer c.leave()
+	defer c.leaveRead()
 	_, closer, err := c.db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return false, nil
@@ -84,10 +87,10 @@ func (c *Catalog) QueryEach(ctx context.Context, obj ObjectType, name string, fn
 	if err := checkName(op, obj.String(), name); err != nil {
 		return err
 	}
-	if err := c.enter(ctx, op); err != nil {
+	if err := c.enterRead(ctx, op); err != nil {
 		return err
 	}
-	defer c.leave()
+	defer c.leaveRead()
 	// An iterator bounded to the name's keys from the start, so that Pebble
 	// opens only the tables that can hold them.
 	prefix := appendName([]byte{tag}, name)
@@ -138,14 +141,17 @@ func (c *Catalog) BulkQuery(ctx context.Context, obj ObjectType, names []string)
 	return res, errs, nil
 }
 
-// BulkQueryEach is BulkQuery without building the answer: for each name in
-// turn it calls fn(i, other) with each name mapped to names[i], in byte
-// order, from one consistent view, so that a caller can bound what it keeps
-// (a request may repeat a name that has very many mappings). It returns one
-// error (nil, or an *Error) per name. If fn returns an error, BulkQueryEach
-// stops and returns it as err; the per-name errors are then those of the
-// names before. A failure of the whole call (an unknown obj, the catalog
-// closed, ctx ended) is err, with errs nil.
+// BulkQueryEach is BulkQuery without building the answer: it calls
+// fn(i, other) with each name mapped to names[i], in byte order, from one
+// consistent view, so that a caller can bound what it keeps (a request may
+// repeat a name that has very many mappings). The names are visited in byte
+// order of the names (not in the order given; repeated names one after the
+// other), which lets one iterator move forward through the keys instead of
+// seeking anew for each name. It returns one error (nil, or an *Error) per
+// name. If fn returns an error, BulkQueryEach stops and returns it as err;
+// the per-name errors are then those of the names visited before. A failure
+// of the whole call (an unknown obj, the catalog closed, ctx ended) is err,
+// with errs nil.
 func (c *Catalog) BulkQueryEach(ctx context.Context, obj ObjectType, names []string, fn func(i int, other string) error) (errs []error, err error) {
 	op := "query " + obj.String()
 	tag := byte(tagLFNMapping)
@@ -156,17 +162,11 @@ func (c *Catalog) BulkQueryEach(ctx context.Context, obj ObjectType, names []str
 	default:
 		return nil, errorf(op, "", ErrInvalid, "unknown object type "+obj.String())
 	}
-	if err := c.enter(ctx, op); err != nil {
+	if err := c.enterRead(ctx, op); err != nil {
 		return nil, err
 	}
-	defer c.leave()
-	it, err := c.db.NewIter(nil)
-	if err != nil {
-		return nil, err
-	}
-	defer it.Close()
+	defer c.leaveRead()
 	errs = make([]error, len(names))
-	var prefix []byte
 	n := 0 // names and keys read, for the checks of ctx
 	tick := func() error {
 		if n++; n%checkEvery == 0 {
@@ -174,18 +174,32 @@ func (c *Catalog) BulkQueryEach(ctx context.Context, obj ObjectType, names []str
 		}
 		return nil
 	}
+	order := make([]int, 0, len(names))
 	for i, name := range names {
-		if err := tick(); err != nil {
-			return nil, err
-		}
 		if err := checkName(op, obj.String(), name); err != nil {
 			errs[i] = err
 			continue
 		}
+		order = append(order, i)
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(names[a], names[b]) })
+	// One iterator over the whole table, sought forward: Pebble then
+	// reuses the files and blocks it is positioned in (seeks "using next")
+	// instead of starting each lookup at the top of every level.
+	it, err := c.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tag}, UpperBound: []byte{tag + 1}})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var prefix []byte
+	for _, i := range order {
+		if err := tick(); err != nil {
+			return nil, err
+		}
+		name := names[i]
 		prefix = appendName(append(prefix[:0], tag), name)
-		it.SetBounds(prefix, prefixEnd(prefix))
 		found := false
-		for ok := it.First(); ok; ok = it.Next() {
+		for ok := it.SeekGE(prefix); ok && bytes.HasPrefix(it.Key(), prefix); ok = it.Next() {
 			if err := tick(); err != nil {
 				return nil, err
 			}
@@ -260,10 +274,10 @@ func (c *Catalog) Wildcard(ctx context.Context, q WildcardQuery) ([]Mapping, boo
 	if q.Offset < 0 || q.Limit < 0 {
 		return nil, false, errorf("wildcard", q.Pattern, ErrInvalid, "negative offset or limit")
 	}
-	if err := c.enter(ctx, "wildcard"); err != nil {
+	if err := c.enterRead(ctx, "wildcard"); err != nil {
 		return nil, false, err
 	}
-	defer c.leave()
+	defer c.leaveRead()
 	tag := byte(tagLFNMapping)
 	if q.PFN {
 		tag = tagPFNMapping

@@ -600,14 +600,14 @@ func scanPrefix(r pebble.Reader, prefix []byte, fn func(k, v []byte) error) erro
 // LFN exists. It returns the change-feed sequence number of the write, which
 // is durable when Create returns.
 func (c *Catalog) Create(ctx context.Context, lfn, pfn string) (uint64, error) {
-	return c.write(ctx, "create", false, prefetchOne(OpCreate, lfn, pfn),
+	return c.writeOne(ctx, "create", prefetchOne(OpCreate, lfn, pfn),
 		func(w *writer) error { return w.create(lfn, pfn) })
 }
 
 // Add maps an existing LFN to another PFN. It fails with ErrNotFound if the
 // LFN does not exist and with ErrExists if the mapping does.
 func (c *Catalog) Add(ctx context.Context, lfn, pfn string) (uint64, error) {
-	return c.write(ctx, "add", false, prefetchOne(OpAdd, lfn, pfn),
+	return c.writeOne(ctx, "add", prefetchOne(OpAdd, lfn, pfn),
 		func(w *writer) error { return w.add(lfn, pfn) })
 }
 
@@ -615,7 +615,7 @@ func (c *Catalog) Add(ctx context.Context, lfn, pfn string) (uint64, error) {
 // left without mappings disappears, with its attribute values. The change
 // feed keeps a tombstone record of the delete.
 func (c *Catalog) Delete(ctx context.Context, lfn, pfn string) (uint64, error) {
-	return c.write(ctx, "delete", false, prefetchOne(OpDelete, lfn, pfn),
+	return c.writeOne(ctx, "delete", prefetchOne(OpDelete, lfn, pfn),
 		func(w *writer) error { return w.delete(lfn, pfn) })
 }
 

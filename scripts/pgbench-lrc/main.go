@@ -16,6 +16,12 @@
 //	pgbench-lrc query   --dsn DSN -n N -c C --lfn-base B --lfn-count K
 //	pgbench-lrc insert  --dsn DSN -n N -c C --lfn-base B
 //	pgbench-lrc rls-query --addr HOST:PORT -n N -c C --lfn-base B --lfn-count K
+//	pgbench-lrc bulk-query --dsn DSN -n CALLS -c C --batch 1000 --lfn-base B --lfn-count K
+//	pgbench-lrc rls-bulkquery --addr HOST:PORT -n CALLS -c C --batch 1000 --lfn-base B --lfn-count K
+//
+// bulk-query and rls-bulkquery look up --batch random loaded LFNs a call:
+// PostgreSQL with a prepared "WHERE lfn = ANY($1)", rls with
+// rls.v1.Catalog/BulkQuery; their results also give names_per_s.
 //
 // rls-query is the control for the load generator: it sends rls.v1.Catalog/
 // QueryLFN through the generated Go stub with exactly the harness that drives
@@ -69,6 +75,8 @@ type result struct {
 	RPS      float64 `json:"target_rps,omitempty"`
 	Seconds  float64 `json:"seconds"`
 	Rate     float64 `json:"rate_per_s"`
+	Batch    int     `json:"batch,omitempty"`
+	NameRate float64 `json:"names_per_s,omitempty"`
 	P50ms    float64 `json:"p50_ms,omitempty"`
 	P99ms    float64 `json:"p99_ms,omitempty"`
 	FirstErr string  `json:"first_error,omitempty"`
@@ -89,6 +97,7 @@ type config struct {
 	rps           float64
 	addr          string
 	grpcConns     int
+	batch         int
 }
 
 func main() {
@@ -110,6 +119,7 @@ func main() {
 	fs.Float64Var(&cfg.rps, "rps", 0, "query/insert: total operations per second (0: as fast as possible)")
 	fs.StringVar(&cfg.addr, "addr", "", "rls-query: rlsd gRPC address HOST:PORT")
 	fs.IntVar(&cfg.grpcConns, "conns", 1, "rls-query: gRPC connections shared by the clients (ghz's default is 1)")
+	fs.IntVar(&cfg.batch, "batch", 1000, "bulk-query/rls-bulkquery: LFNs per call")
 	fs.StringVar(&cfg.dsnFile, "dsn-file", "", "serve: also write the DSN to this file once ready")
 	if err := fs.Parse(os.Args[2:]); err != nil {
 		os.Exit(2)
@@ -125,9 +135,9 @@ func main() {
 	switch sub {
 	case "serve":
 		err = serve(ctx, cfg)
-	case "rls-query", "rls-create":
+	case "rls-query", "rls-create", "rls-bulkquery":
 		err = printResult(rlsLoad(ctx, cfg, sub))
-	case "setup", "copy", "query", "insert":
+	case "setup", "copy", "query", "insert", "bulk-query":
 		err = withServer(ctx, &cfg, sub, func() error { return run(ctx, cfg, sub) })
 	default:
 		usage()
@@ -138,7 +148,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: pgbench-lrc serve|setup|copy|query|insert [flags]  (pgbench-lrc SUB -h for flags)")
+	fmt.Fprintln(os.Stderr, "usage: pgbench-lrc serve|setup|copy|query|insert|bulk-query|rls-query|rls-create|rls-bulkquery [flags]  (pgbench-lrc SUB -h for flags)")
 	os.Exit(2)
 }
 
@@ -215,6 +225,8 @@ func run(ctx context.Context, cfg config, sub string) error {
 		res, err = query(ctx, cfg)
 	case "insert":
 		res, err = insert(ctx, cfg)
+	case "bulk-query":
+		res, err = bulkQuery(ctx, cfg)
 	}
 	if err != nil {
 		return err
@@ -229,10 +241,17 @@ func printResult(res result, err error) error {
 	if err != nil {
 		return err
 	}
+	if res.Batch > 0 {
+		res.NameRate = res.Rate * float64(res.Batch)
+	}
 	out, _ := json.Marshal(res)
 	fmt.Println(string(out))
-	fmt.Fprintf(os.Stderr, "%s (%s): %d ok, %d errors in %.2fs = %.0f/s, p50 %.3f ms, p99 %.3f ms\n",
-		res.Op, res.Method, res.OK, res.Errors, res.Seconds, res.Rate, res.P50ms, res.P99ms)
+	names := ""
+	if res.Batch > 0 {
+		names = fmt.Sprintf(" (%.0f names/s)", res.NameRate)
+	}
+	fmt.Fprintf(os.Stderr, "%s (%s): %d ok, %d errors in %.2fs = %.0f/s%s, p50 %.3f ms, p99 %.3f ms\n",
+		res.Op, res.Method, res.OK, res.Errors, res.Seconds, res.Rate, names, res.P50ms, res.P99ms)
 	if res.OK == 0 {
 		return fmt.Errorf("no operation succeeded: %s", res.FirstErr)
 	}
@@ -369,8 +388,61 @@ func insert(ctx context.Context, cfg config) (result, error) {
 	return res, err
 }
 
-// rlsQuery runs cfg.n QueryLFN calls of random loaded sunums against rlsd
-// over cfg.grpcConns connections shared by cfg.conc clients.
+// bulkQuery runs cfg.n prepared lookups of cfg.batch random loaded LFNs
+// each ("WHERE lfn = ANY($1)"), the PostgreSQL counterpart of BulkQuery. A
+// call that finds fewer rows than it asked for LFNs counts as an error.
+func bulkQuery(ctx context.Context, cfg config) (result, error) {
+	if cfg.batch < 1 {
+		return result{}, errors.New("--batch must be positive")
+	}
+	sql := "SELECT lfn, pfn FROM " + pgx.Identifier{cfg.table}.Sanitize() + " WHERE lfn = ANY($1)"
+	res, err := load(ctx, cfg, sql, func(conn *pgx.Conn, _ int64, rng *rand.Rand) error {
+		lfns := randomLFNs(cfg, rng)
+		rows, err := conn.Query(ctx, "q", lfns)
+		if err != nil {
+			return err
+		}
+		found := 0
+		var lfn, pfn string
+		for rows.Next() {
+			if err := rows.Scan(&lfn, &pfn); err != nil {
+				rows.Close()
+				return err
+			}
+			found++
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if found < distinct(lfns) {
+			return fmt.Errorf("%d rows for %d distinct LFNs", found, distinct(lfns))
+		}
+		return nil
+	})
+	res.Op = "bulk-query"
+	res.Method = fmt.Sprintf("prepared SELECT lfn, pfn WHERE lfn = ANY($1), %d LFNs a call, pgx, one connection per client", cfg.batch)
+	res.Batch = cfg.batch
+	return res, err
+}
+
+// randomLFNs draws cfg.batch random loaded sunums.
+func randomLFNs(cfg config, rng *rand.Rand) []string {
+	lfns := make([]string, cfg.batch)
+	for i := range lfns {
+		lfns[i] = strconv.FormatInt(cfg.lfnBase+rng.Int64N(cfg.lfnCount), 10)
+	}
+	return lfns
+}
+
+func distinct(names []string) int {
+	seen := make(map[string]struct{}, len(names))
+	for _, n := range names {
+		seen[n] = struct{}{}
+	}
+	return len(seen)
+}
+
 // rlsLoad drives rlsd with generated Go stubs: "rls-query" asks QueryLFN
 // for random loaded sunums; "rls-create" makes durable Create calls with new
 // LFNs from --lfn-base on.
@@ -402,6 +474,34 @@ func rlsLoad(ctx context.Context, cfg config, sub string) (result, error) {
 		res.Op = "rls-create"
 		res.Method = fmt.Sprintf("rls.v1.Catalog/Create, generated Go stub, %d gRPC connection(s)", cfg.grpcConns)
 		res.Server = "rlsd " + cfg.addr
+		return res, err
+	}
+	if sub == "rls-bulkquery" {
+		if cfg.batch < 1 {
+			return result{}, errors.New("--batch must be positive")
+		}
+		res, err := drive(ctx, cfg, func(w int, _ int64, rng *rand.Rand) error {
+			names := randomLFNs(cfg, rng)
+			cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			defer cancel()
+			resp, err := clients[w%len(clients)].BulkQuery(cctx, &rlsv1.BulkQueryRequest{Type: rlsv1.ObjectType_OBJECT_TYPE_LFN, Names: names})
+			if err != nil {
+				return err
+			}
+			for i, r := range resp.GetResults() {
+				if len(r.GetNames()) == 0 {
+					return fmt.Errorf("lfn %s: no PFN (%s)", names[i], r.GetStatus().GetMessage())
+				}
+			}
+			if len(resp.GetResults()) != len(names) {
+				return fmt.Errorf("%d results for %d names", len(resp.GetResults()), len(names))
+			}
+			return nil
+		})
+		res.Op = "rls-bulkquery"
+		res.Method = fmt.Sprintf("rls.v1.Catalog/BulkQuery, %d LFNs a call, generated Go stub, %d gRPC connection(s)", cfg.batch, cfg.grpcConns)
+		res.Server = "rlsd " + cfg.addr
+		res.Batch = cfg.batch
 		return res, err
 	}
 	res, err := drive(ctx, cfg, func(w int, _ int64, rng *rand.Rand) error {
