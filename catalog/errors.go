@@ -24,6 +24,10 @@ var (
 	ErrPrecondition = errors.New("failed precondition")
 	// ErrClosed: the catalog has been closed.
 	ErrClosed = errors.New("catalog closed")
+	// ErrUnavailable: the catalog's backend could not be reached (a
+	// PostgreSQL catalog whose server is down or restarting). Nothing was
+	// written unless the error says the outcome is unknown; retry later.
+	ErrUnavailable = errors.New("catalog backend unavailable")
 	// ErrFailed: the catalog stopped after a storage error (a full disk, a
 	// failed write or sync) and serves nothing more; see Catalog.Err. It is
 	// not wrapped in an *Error: it concerns the store, not an item.
