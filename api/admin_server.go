@@ -22,8 +22,9 @@ type AdminInfo struct {
 	Roles   []string  // the roles this daemon runs, as configured
 	Started time.Time // when the daemon started; Stats reports uptime from it
 	// Catalog is the site's catalog when the lrc role runs, nil otherwise.
-	// Stats includes its figures when it is set.
-	Catalog *catalog.Catalog
+	// Stats includes its figures when it is set, and its storage figures
+	// when it is also a catalog.StorageReporter.
+	Catalog catalog.StatsReporter
 	// Index is the site's index when the rli role runs, nil otherwise.
 	Index *index.Index
 	// Updater sends soft state to index targets on demand (Admin.Update);
@@ -59,7 +60,7 @@ func (s *adminServer) Ping(context.Context, *rlsv1.PingRequest) (*rlsv1.PingResp
 	}, nil
 }
 
-func (s *adminServer) Stats(context.Context, *rlsv1.StatsRequest) (*rlsv1.StatsResponse, error) {
+func (s *adminServer) Stats(ctx context.Context, _ *rlsv1.StatsRequest) (*rlsv1.StatsResponse, error) {
 	resp := &rlsv1.StatsResponse{
 		Site:    s.info.Site,
 		Version: s.info.Version,
@@ -67,20 +68,26 @@ func (s *adminServer) Stats(context.Context, *rlsv1.StatsRequest) (*rlsv1.StatsR
 		Uptime:  durationpb.New(time.Since(s.info.Started)),
 	}
 	if c := s.info.Catalog; c != nil {
-		if err := c.Err(); err != nil {
+		st, err := c.Stats(ctx)
+		if err != nil {
 			return nil, toStatusErr(err)
 		}
-		st := c.Stats()
 		resp.Catalog = &rlsv1.CatalogStats{
-			Lfns:                st.LFNs,
-			Pfns:                st.PFNs,
-			Mappings:            st.Mappings,
-			Seq:                 st.Seq,
-			FirstSeq:            st.FirstSeq,
-			AttributeDefs:       st.AttrDefs,
-			DiskBytes:           st.DiskBytes,
-			CompactionDebtBytes: st.CompactionDebtBytes,
-			CompactionsRunning:  st.CompactionsRunning,
+			Lfns:          st.LFNs,
+			Pfns:          st.PFNs,
+			Mappings:      st.Mappings,
+			Seq:           st.Seq,
+			FirstSeq:      st.FirstSeq,
+			AttributeDefs: st.AttrDefs,
+		}
+		if r, ok := c.(catalog.StorageReporter); ok {
+			ss, err := r.StorageStats(ctx)
+			if err != nil {
+				return nil, toStatusErr(err)
+			}
+			resp.Catalog.DiskBytes = ss.DiskBytes
+			resp.Catalog.CompactionDebtBytes = ss.CompactionDebtBytes
+			resp.Catalog.CompactionsRunning = ss.CompactionsRunning
 		}
 	}
 	if x := s.info.Index; x != nil {

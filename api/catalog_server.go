@@ -24,13 +24,24 @@ import (
 // would pass them (one LFN with very many PFNs, or a bulk query repeating
 // such an LFN) fails with RESOURCE_EXHAUSTED naming the limit, and a page
 // of a wildcard or attribute search ends early, with more set.
-func NewCatalogServer(cat *catalog.Catalog) rlsv1.CatalogServer {
+//
+// Every call passes its context to the catalog, so a client's deadline or
+// cancellation ends the catalog's work too.
+func NewCatalogServer(cat CatalogService) rlsv1.CatalogServer {
 	return &catalogServer{cat: cat}
+}
+
+// CatalogService is what the rls.v1.Catalog service needs of a catalog
+// backend (catalog.Store without the change feed, registration and stats).
+type CatalogService interface {
+	catalog.MappingWriter
+	catalog.Querier
+	catalog.Attributes
 }
 
 type catalogServer struct {
 	rlsv1.UnimplementedCatalogServer
-	cat *catalog.Catalog
+	cat CatalogService
 }
 
 func writeResponse(seq uint64, err error) (*rlsv1.WriteResponse, error) {
@@ -47,38 +58,31 @@ func namesResponse(names []string, err error) (*rlsv1.NamesResponse, error) {
 	return &rlsv1.NamesResponse{Names: names}, nil
 }
 
-func (s *catalogServer) Create(_ context.Context, req *rlsv1.MappingRequest) (*rlsv1.WriteResponse, error) {
-	return writeResponse(s.cat.Create(req.GetLfn(), req.GetPfn()))
+func (s *catalogServer) Create(ctx context.Context, req *rlsv1.MappingRequest) (*rlsv1.WriteResponse, error) {
+	return writeResponse(s.cat.Create(ctx, req.GetLfn(), req.GetPfn()))
 }
 
-func (s *catalogServer) Add(_ context.Context, req *rlsv1.MappingRequest) (*rlsv1.WriteResponse, error) {
-	return writeResponse(s.cat.Add(req.GetLfn(), req.GetPfn()))
+func (s *catalogServer) Add(ctx context.Context, req *rlsv1.MappingRequest) (*rlsv1.WriteResponse, error) {
+	return writeResponse(s.cat.Add(ctx, req.GetLfn(), req.GetPfn()))
 }
 
-func (s *catalogServer) Delete(_ context.Context, req *rlsv1.MappingRequest) (*rlsv1.WriteResponse, error) {
-	return writeResponse(s.cat.Delete(req.GetLfn(), req.GetPfn()))
+func (s *catalogServer) Delete(ctx context.Context, req *rlsv1.MappingRequest) (*rlsv1.WriteResponse, error) {
+	return writeResponse(s.cat.Delete(ctx, req.GetLfn(), req.GetPfn()))
 }
 
-func (s *catalogServer) Exists(_ context.Context, req *rlsv1.ExistsRequest) (*rlsv1.ExistsResponse, error) {
-	var (
-		ok  bool
-		err error
-	)
+func (s *catalogServer) Exists(ctx context.Context, req *rlsv1.ExistsRequest) (*rlsv1.ExistsResponse, error) {
 	lfn, pfn := req.GetLfn(), req.GetPfn()
-	switch {
-	case lfn != "" && pfn != "":
-		ok, err = s.cat.MappingExists(lfn, pfn)
-	case lfn != "":
-		ok, err = s.cat.LFNExists(lfn)
-	case pfn != "":
-		ok, err = s.cat.PFNExists(pfn)
-	default:
+	if lfn == "" && pfn == "" {
 		return nil, invalidArg("lfn", "lfn or pfn (or both) required")
+	}
+	ok, errs, err := s.cat.BulkExists(ctx, []catalog.Mapping{{LFN: lfn, PFN: pfn}})
+	if err == nil {
+		err = errs[0]
 	}
 	if err != nil {
 		return nil, toStatusErr(err)
 	}
-	return &rlsv1.ExistsResponse{Exists: ok}, nil
+	return &rlsv1.ExistsResponse{Exists: ok[0]}, nil
 }
 
 func (s *catalogServer) QueryLFN(ctx context.Context, req *rlsv1.NameRequest) (*rlsv1.NamesResponse, error) {
@@ -92,7 +96,7 @@ func (s *catalogServer) QueryPFN(ctx context.Context, req *rlsv1.NameRequest) (*
 func (s *catalogServer) query(ctx context.Context, obj catalog.ObjectType, name string) (*rlsv1.NamesResponse, error) {
 	b := newReplyBudget(ctx, "list them a page at a time with QueryWildcard")
 	var out []string
-	err := s.cat.QueryEach(obj, name, func(other string) error {
+	err := s.cat.QueryEach(ctx, obj, name, func(other string) error {
 		if err := b.charge(strSize(other), 1); err != nil {
 			return err
 		}
@@ -108,7 +112,7 @@ func (s *catalogServer) QueryWildcard(ctx context.Context, req *rlsv1.WildcardRe
 	if err != nil {
 		return nil, err
 	}
-	ms, more, err := s.cat.Wildcard(catalog.WildcardQuery{
+	ms, more, err := s.cat.Wildcard(ctx, catalog.WildcardQuery{
 		Pattern: req.GetPattern(), PFN: req.GetPfn(), Offset: offset, Limit: limit,
 		MaxBytes: b.pageBytes(),
 	})
@@ -127,12 +131,12 @@ func (s *catalogServer) QueryWildcard(ctx context.Context, req *rlsv1.WildcardRe
 	return &rlsv1.WildcardResponse{Mappings: out, More: more}, nil
 }
 
-func (s *catalogServer) RenameLFN(_ context.Context, req *rlsv1.RenameRequest) (*rlsv1.WriteResponse, error) {
-	return writeResponse(s.cat.RenameLFN(req.GetOldName(), req.GetNewName()))
+func (s *catalogServer) RenameLFN(ctx context.Context, req *rlsv1.RenameRequest) (*rlsv1.WriteResponse, error) {
+	return writeResponse(s.cat.RenameLFN(ctx, req.GetOldName(), req.GetNewName()))
 }
 
-func (s *catalogServer) RenamePFN(_ context.Context, req *rlsv1.RenameRequest) (*rlsv1.WriteResponse, error) {
-	return writeResponse(s.cat.RenamePFN(req.GetOldName(), req.GetNewName()))
+func (s *catalogServer) RenamePFN(ctx context.Context, req *rlsv1.RenameRequest) (*rlsv1.WriteResponse, error) {
+	return writeResponse(s.cat.RenamePFN(ctx, req.GetOldName(), req.GetNewName()))
 }
 
 // bulkResponse builds the answer of a bulk write: OK with one Status per
@@ -160,7 +164,7 @@ func (s *catalogServer) BulkWrite(ctx context.Context, req *rlsv1.BulkWriteReque
 	for i, m := range req.GetMappings() {
 		ms[i] = catalog.Mapping{LFN: m.GetLfn(), PFN: m.GetPfn()}
 	}
-	return bulkResponse(s.cat.BulkWrite(op, ms))
+	return bulkResponse(s.cat.BulkWrite(ctx, op, ms))
 }
 
 func (s *catalogServer) BulkRename(ctx context.Context, req *rlsv1.BulkRenameRequest) (*rlsv1.BulkResponse, error) {
@@ -178,7 +182,7 @@ func (s *catalogServer) BulkRename(ctx context.Context, req *rlsv1.BulkRenameReq
 	for i, r := range req.GetRenames() {
 		rs[i] = catalog.Rename{Old: r.GetOldName(), New: r.GetNewName()}
 	}
-	return bulkResponse(s.cat.BulkRename(t, rs))
+	return bulkResponse(s.cat.BulkRename(ctx, t, rs))
 }
 
 func (s *catalogServer) BulkQuery(ctx context.Context, req *rlsv1.BulkQueryRequest) (*rlsv1.BulkQueryResponse, error) {
@@ -201,7 +205,7 @@ func (s *catalogServer) BulkQuery(ctx context.Context, req *rlsv1.BulkQueryReque
 		}
 		out[i] = &rlsv1.QueryResult{Name: name}
 	}
-	errs, err := s.cat.BulkQueryEach(t, names, func(i int, other string) error {
+	errs, err := s.cat.BulkQueryEach(ctx, t, names, func(i int, other string) error {
 		if err := b.charge(strSize(other), 1); err != nil {
 			return err
 		}
@@ -232,12 +236,15 @@ func (s *catalogServer) BulkExists(ctx context.Context, req *rlsv1.BulkExistsReq
 	for i, it := range req.GetItems() {
 		items[i] = catalog.Mapping{LFN: it.GetLfn(), PFN: it.GetPfn()}
 	}
-	exists, errs := s.cat.BulkExists(items)
+	exists, errs, err := s.cat.BulkExists(ctx, items)
+	if err != nil {
+		return nil, toStatusErr(err)
+	}
 	results, _ := bulkStatuses(errs)
 	return &rlsv1.BulkExistsResponse{Results: results, Exists: exists}, nil
 }
 
-func (s *catalogServer) DefineAttribute(_ context.Context, req *rlsv1.DefineAttributeRequest) (*rlsv1.WriteResponse, error) {
+func (s *catalogServer) DefineAttribute(ctx context.Context, req *rlsv1.DefineAttributeRequest) (*rlsv1.WriteResponse, error) {
 	d := req.GetDef()
 	if d == nil {
 		return nil, invalidArg("def", "missing attribute definition")
@@ -250,20 +257,20 @@ func (s *catalogServer) DefineAttribute(_ context.Context, req *rlsv1.DefineAttr
 	if err != nil {
 		return nil, err
 	}
-	return writeResponse(0, s.cat.DefineAttr(catalog.AttrDef{Name: d.GetName(), Object: obj, Type: vt}))
+	return writeResponse(0, s.cat.DefineAttr(ctx, catalog.AttrDef{Name: d.GetName(), Object: obj, Type: vt}))
 }
 
-func (s *catalogServer) UndefineAttribute(_ context.Context, req *rlsv1.UndefineAttributeRequest) (*rlsv1.WriteResponse, error) {
+func (s *catalogServer) UndefineAttribute(ctx context.Context, req *rlsv1.UndefineAttributeRequest) (*rlsv1.WriteResponse, error) {
 	obj, err := objectType("object", req.GetObject())
 	if err != nil {
 		return nil, err
 	}
-	return writeResponse(0, s.cat.UndefineAttr(req.GetName(), obj, req.GetClearValues()))
+	return writeResponse(0, s.cat.UndefineAttr(ctx, req.GetName(), obj, req.GetClearValues()))
 }
 
 // ListAttributes lists the definitions for one object type, or for LFNs then
 // PFNs when the request leaves the type UNSPECIFIED.
-func (s *catalogServer) ListAttributes(_ context.Context, req *rlsv1.ListAttributesRequest) (*rlsv1.ListAttributesResponse, error) {
+func (s *catalogServer) ListAttributes(ctx context.Context, req *rlsv1.ListAttributesRequest) (*rlsv1.ListAttributesResponse, error) {
 	objs := []catalog.ObjectType{catalog.LFN, catalog.PFN}
 	if req.GetObject() != rlsv1.ObjectType_OBJECT_TYPE_UNSPECIFIED {
 		obj, err := objectType("object", req.GetObject())
@@ -274,7 +281,7 @@ func (s *catalogServer) ListAttributes(_ context.Context, req *rlsv1.ListAttribu
 	}
 	var defs []*rlsv1.AttributeDef
 	for _, obj := range objs {
-		ds, err := s.cat.AttrDefs(obj)
+		ds, err := s.cat.AttrDefs(ctx, obj)
 		if err != nil {
 			return nil, toStatusErr(err)
 		}
@@ -285,7 +292,7 @@ func (s *catalogServer) ListAttributes(_ context.Context, req *rlsv1.ListAttribu
 	return &rlsv1.ListAttributesResponse{Defs: defs}, nil
 }
 
-func (s *catalogServer) SetAttribute(_ context.Context, req *rlsv1.SetAttributeRequest) (*rlsv1.WriteResponse, error) {
+func (s *catalogServer) SetAttribute(ctx context.Context, req *rlsv1.SetAttributeRequest) (*rlsv1.WriteResponse, error) {
 	obj, err := objectType("object", req.GetObject())
 	if err != nil {
 		return nil, err
@@ -298,25 +305,32 @@ func (s *catalogServer) SetAttribute(_ context.Context, req *rlsv1.SetAttributeR
 	if err != nil {
 		return nil, err
 	}
-	return writeResponse(0, s.cat.SetAttr(obj, req.GetObjectName(), req.GetName(), v, mode))
+	return writeResponse(0, s.cat.SetAttr(ctx, obj, req.GetObjectName(), req.GetName(), v, mode))
 }
 
-func (s *catalogServer) RemoveAttribute(_ context.Context, req *rlsv1.RemoveAttributeRequest) (*rlsv1.WriteResponse, error) {
+func (s *catalogServer) RemoveAttribute(ctx context.Context, req *rlsv1.RemoveAttributeRequest) (*rlsv1.WriteResponse, error) {
 	obj, err := objectType("object", req.GetObject())
 	if err != nil {
 		return nil, err
 	}
-	return writeResponse(0, s.cat.RemoveAttr(obj, req.GetObjectName(), req.GetName()))
+	return writeResponse(0, s.cat.RemoveAttr(ctx, obj, req.GetObjectName(), req.GetName()))
 }
 
-func (s *catalogServer) GetAttributes(_ context.Context, req *rlsv1.GetAttributesRequest) (*rlsv1.GetAttributesResponse, error) {
+func (s *catalogServer) GetAttributes(ctx context.Context, req *rlsv1.GetAttributesRequest) (*rlsv1.GetAttributesResponse, error) {
 	obj, err := objectType("object", req.GetObject())
 	if err != nil {
 		return nil, err
 	}
 	// The reply is bounded: one object holds at most one value (of at most
 	// catalog.MaxStringValueLen bytes) per defined attribute.
-	as, err := s.cat.Attrs(obj, req.GetObjectName(), req.GetNames()...)
+	var as []catalog.Attr
+	errs, err := s.cat.BulkAttrsEach(ctx, obj, []string{req.GetObjectName()}, req.GetNames(), func(_ int, a catalog.Attr) error {
+		as = append(as, a)
+		return nil
+	})
+	if err == nil {
+		err = errs[0]
+	}
 	if err != nil {
 		return nil, toStatusErr(err)
 	}
@@ -352,7 +366,7 @@ func (s *catalogServer) SearchAttribute(ctx context.Context, req *rlsv1.SearchAt
 	if err != nil {
 		return nil, err
 	}
-	hits, more, err := s.cat.SearchAttr(catalog.Search{
+	hits, more, err := s.cat.SearchAttr(ctx, catalog.Search{
 		Object: obj, Attr: req.GetName(), Op: op, Value: v, Value2: v2, Offset: offset, Limit: limit,
 		MaxBytes: b.pageBytes(),
 	})
@@ -399,7 +413,7 @@ func (s *catalogServer) BulkSetAttributes(ctx context.Context, req *rlsv1.BulkSe
 	if err := ctx.Err(); err != nil {
 		return nil, toStatusErr(err)
 	}
-	errs, err := s.cat.BulkSetAttrs(obj, mode, ws)
+	errs, err := s.cat.BulkSetAttrs(ctx, obj, mode, ws)
 	return bulkResponse(errs, 0, err)
 }
 
@@ -423,7 +437,7 @@ func (s *catalogServer) BulkGetAttributes(ctx context.Context, req *rlsv1.BulkGe
 		}
 		out[i] = &rlsv1.ObjectAttributes{ObjectName: name}
 	}
-	errs, err := s.cat.BulkAttrsEach(obj, names, req.GetNames(), func(i int, a catalog.Attr) error {
+	errs, err := s.cat.BulkAttrsEach(ctx, obj, names, req.GetNames(), func(i int, a catalog.Attr) error {
 		if err := b.charge(strSize(a.Name)+len(a.Value.Str)+hitOverhead, 1); err != nil {
 			return err
 		}

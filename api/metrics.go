@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -10,14 +11,13 @@ import (
 )
 
 // NewCatalogCollector returns a collector of the catalog's counts, read from
-// cat.Stats() at each scrape:
+// cat.Stats at each scrape (bounded by catalogScrapeTimeout):
 //
 //	rls_catalog_lfns, rls_catalog_pfns, rls_catalog_mappings, rls_catalog_seq
 //
-// Register it with the registry that the metrics endpoint serves. Stats never
-// blocks writers; besides in-memory counters it reads Pebble's metrics and the
-// attribute definitions, which is cheap at scrape rates, not per request.
-func NewCatalogCollector(cat *catalog.Catalog) prometheus.Collector {
+// Register it with the registry that the metrics endpoint serves. A scrape
+// while the catalog fails (closed, stopped, unreachable) has none of them.
+func NewCatalogCollector(cat catalog.StatsReporter) prometheus.Collector {
 	return &catalogCollector{
 		cat:      cat,
 		lfns:     prometheus.NewDesc("rls_catalog_lfns", "LFNs in the local replica catalog.", nil, nil),
@@ -27,8 +27,11 @@ func NewCatalogCollector(cat *catalog.Catalog) prometheus.Collector {
 	}
 }
 
+// catalogScrapeTimeout bounds the catalog's part of a scrape.
+const catalogScrapeTimeout = 5 * time.Second
+
 type catalogCollector struct {
-	cat                       *catalog.Catalog
+	cat                       catalog.StatsReporter
 	lfns, pfns, mappings, seq *prometheus.Desc
 }
 
@@ -40,10 +43,12 @@ func (c *catalogCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *catalogCollector) Collect(ch chan<- prometheus.Metric) {
-	if c.cat.Err() != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), catalogScrapeTimeout)
+	defer cancel()
+	st, err := c.cat.Stats(ctx)
+	if err != nil {
 		return // a failed catalog's counts may include writes that failed
 	}
-	st := c.cat.Stats()
 	ch <- prometheus.MustNewConstMetric(c.lfns, prometheus.GaugeValue, float64(st.LFNs))
 	ch <- prometheus.MustNewConstMetric(c.pfns, prometheus.GaugeValue, float64(st.PFNs))
 	ch <- prometheus.MustNewConstMetric(c.mappings, prometheus.GaugeValue, float64(st.Mappings))

@@ -193,7 +193,13 @@ func (a *CatalogAuthority) Units(ctx context.Context, series string) ([]uint64, 
 }
 
 // CatalogRegistrar registers placed units in the site's own catalog.
-type CatalogRegistrar struct{ Catalog *catalog.Catalog }
+type CatalogRegistrar struct{ Catalog RegistrarCatalog }
+
+// RegistrarCatalog is what CatalogRegistrar needs of a catalog backend.
+type RegistrarCatalog interface {
+	catalog.UnitRegisterer
+	catalog.Querier
+}
 
 // Register implements mirror.Registrar with one catalog.RegisterUnits.
 func (r CatalogRegistrar) Register(ctx context.Context, units []mirror.Placed) ([]error, error) {
@@ -210,7 +216,7 @@ func (r CatalogRegistrar) Register(ctx context.Context, units []mirror.Placed) (
 			us[i].Attrs = slices.Delete(us[i].Attrs, 1, 2)
 		}
 	}
-	errs, _, err := r.Catalog.RegisterUnits(us)
+	errs, _, err := r.Catalog.RegisterUnits(ctx, us)
 	return errs, err
 }
 
@@ -220,7 +226,10 @@ func (r CatalogRegistrar) Registered(ctx context.Context, lfns, pfns []string) (
 	for i := range lfns {
 		ms[i] = catalog.Mapping{LFN: lfns[i], PFN: pfns[i]}
 	}
-	ok, errs := r.Catalog.BulkExists(ms)
+	ok, errs, err := r.Catalog.BulkExists(ctx, ms)
+	if err != nil {
+		return nil, err
+	}
 	for _, err := range errs {
 		if err != nil {
 			return nil, err

@@ -26,8 +26,8 @@ import (
 // codes (ErrNotFound, index.ErrUnknownTarget and mirror.ErrNotFound →
 // NOT_FOUND,
 // ErrExists → ALREADY_EXISTS, ErrInvalid → INVALID_ARGUMENT, ErrPrecondition →
-// FAILED_PRECONDITION, index.ErrFull → RESOURCE_EXHAUSTED, ErrClosed and
-// ErrUnavailable (a PostgreSQL catalog's server unreachable) → UNAVAILABLE; index.ErrOutOfSequence and index.ErrReplay →
+// FAILED_PRECONDITION, index.ErrFull → RESOURCE_EXHAUSTED, ErrClosed and ErrUnavailable →
+// UNAVAILABLE; index.ErrOutOfSequence and index.ErrReplay →
 // FAILED_PRECONDITION; secure.ErrDenied → PERMISSION_DENIED), a store
 // stopped by a storage error to RESOURCE_EXHAUSTED (disk full) or
 // UNAVAILABLE, context errors to
@@ -62,8 +62,7 @@ func statusOf(err error) *status.Status {
 		code = codes.ResourceExhausted
 	case errors.Is(err, secure.ErrDenied):
 		code = codes.PermissionDenied
-	case errors.Is(err, catalog.ErrClosed), errors.Is(err, catalog.ErrUnavailable), errors.Is(err, index.ErrClosed),
-		errors.Is(err, mirror.ErrClosed):
+	case errors.Is(err, catalog.ErrClosed), errors.Is(err, catalog.ErrUnavailable), errors.Is(err, index.ErrClosed), errors.Is(err, mirror.ErrClosed):
 		code = codes.Unavailable
 	case errors.Is(err, context.DeadlineExceeded):
 		code = codes.DeadlineExceeded

@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"context"
 	"strconv"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -128,7 +129,7 @@ func attrType(r pebble.Reader, op string, obj ObjectType, attr string) (ValueTyp
 
 // DefineAttr defines an attribute. ErrExists if it is already defined for
 // that object type.
-func (c *Catalog) DefineAttr(d AttrDef) error {
+func (c *Catalog) DefineAttr(ctx context.Context, d AttrDef) error {
 	const op = "define attribute"
 	if err := checkAttrName(op, d.Object, d.Name); err != nil {
 		return err
@@ -136,7 +137,7 @@ func (c *Catalog) DefineAttr(d AttrDef) error {
 	if !d.Type.valid() {
 		return errorf(op, d.Name, ErrInvalid, "unknown value type "+d.Type.String())
 	}
-	_, err := c.write(op, false, nil, func(w *writer) error {
+	_, err := c.write(ctx, op, false, nil, func(w *writer) error {
 		_, ok, err := w.get(defKey(d.Object, d.Name))
 		if err != nil {
 			return err
@@ -152,12 +153,12 @@ func (c *Catalog) DefineAttr(d AttrDef) error {
 // UndefineAttr removes an attribute definition. If objects still carry
 // values of it, it fails with ErrPrecondition unless clearValues is set, in
 // which case the values go too, in the same atomic write.
-func (c *Catalog) UndefineAttr(attr string, obj ObjectType, clearValues bool) error {
+func (c *Catalog) UndefineAttr(ctx context.Context, attr string, obj ObjectType, clearValues bool) error {
 	const op = "undefine attribute"
 	if err := checkAttrName(op, obj, attr); err != nil {
 		return err
 	}
-	_, err := c.write(op, false, nil, func(w *writer) error {
+	_, err := c.write(ctx, op, false, nil, func(w *writer) error {
 		t, err := attrType(w.r, op, obj, attr)
 		if err != nil {
 			return err
@@ -165,7 +166,11 @@ func (c *Catalog) UndefineAttr(attr string, obj ObjectType, clearValues bool) er
 		base := indexBase(obj, attr)
 		n := 0
 		err = scanPrefix(w.r, base, func(k, _ []byte) error {
-			n++
+			if n++; n%checkEvery == 0 {
+				if err := canceled(ctx, op); err != nil {
+					return err
+				}
+			}
 			if !clearValues {
 				return errorf(op, attr, ErrPrecondition, "objects still have values; clear them first")
 			}
@@ -192,8 +197,8 @@ func (c *Catalog) UndefineAttr(attr string, obj ObjectType, clearValues bool) er
 
 // AttrDefs lists the attribute definitions for obj (0: for both), ordered by
 // object type and name.
-func (c *Catalog) AttrDefs(obj ObjectType) ([]AttrDef, error) {
-	if err := c.enter("list attributes"); err != nil {
+func (c *Catalog) AttrDefs(ctx context.Context, obj ObjectType) ([]AttrDef, error) {
+	if err := c.enter(ctx, "list attributes"); err != nil {
 		return nil, err
 	}
 	defer c.leave()
@@ -344,8 +349,8 @@ func (w *writer) moveAttrs(obj ObjectType, old, new string) error {
 // (ErrNotFound if the object or the definition does not exist; ErrInvalid if
 // the value's type is not the attribute's). mode says what it requires of an
 // existing value.
-func (c *Catalog) SetAttr(obj ObjectType, object, attr string, v Value, mode SetMode) error {
-	_, err := c.write("set attribute", false, nil, func(w *writer) error {
+func (c *Catalog) SetAttr(ctx context.Context, obj ObjectType, object, attr string, v Value, mode SetMode) error {
+	_, err := c.write(ctx, "set attribute", false, nil, func(w *writer) error {
 		return w.setAttr(obj, object, attr, &v, mode)
 	})
 	return err
@@ -353,8 +358,8 @@ func (c *Catalog) SetAttr(obj ObjectType, object, attr string, v Value, mode Set
 
 // RemoveAttr removes the value of attribute attr from an object
 // (ErrNotFound if it has none).
-func (c *Catalog) RemoveAttr(obj ObjectType, object, attr string) error {
-	_, err := c.write("remove attribute", false, nil, func(w *writer) error {
+func (c *Catalog) RemoveAttr(ctx context.Context, obj ObjectType, object, attr string) error {
+	_, err := c.write(ctx, "remove attribute", false, nil, func(w *writer) error {
 		return w.setAttr(obj, object, attr, nil, Upsert)
 	})
 	return err
@@ -363,10 +368,16 @@ func (c *Catalog) RemoveAttr(obj ObjectType, object, attr string) error {
 // BulkSetAttrs sets (or, for items with a nil Value, removes) many attribute
 // values in order, as one atomic and durable batch. errs has one entry per
 // item; err is non-nil only if the whole call failed and nothing was written.
-func (c *Catalog) BulkSetAttrs(obj ObjectType, mode SetMode, ws []AttrWrite) (errs []error, err error) {
+func (c *Catalog) BulkSetAttrs(ctx context.Context, obj ObjectType, mode SetMode, ws []AttrWrite) (errs []error, err error) {
+	const op = "bulk set attributes"
 	errs = make([]error, len(ws))
-	_, err = c.write("bulk set attributes", true, nil, func(w *writer) error {
+	_, err = c.write(ctx, op, true, nil, func(w *writer) error {
 		for i, a := range ws {
+			if i%checkEvery == checkEvery-1 {
+				if err := canceled(ctx, op); err != nil {
+					return err
+				}
+			}
 			if err := w.setAttr(obj, a.Object, a.Attr, a.Value, mode); err != nil {
 				if !itemError(err) {
 					return err
@@ -385,20 +396,26 @@ func (c *Catalog) BulkSetAttrs(obj ObjectType, mode SetMode, ws []AttrWrite) (er
 // Attrs returns the attribute values of an LFN or PFN in name order: all of
 // them, or those named in attrs (ErrNotFound naming the first that has no
 // value). ErrNotFound if the object does not exist.
-func (c *Catalog) Attrs(obj ObjectType, object string, attrs ...string) ([]Attr, error) {
-	res, errs := c.BulkAttrs(obj, []string{object}, attrs)
+func (c *Catalog) Attrs(ctx context.Context, obj ObjectType, object string, attrs ...string) ([]Attr, error) {
+	res, errs, err := c.BulkAttrs(ctx, obj, []string{object}, attrs)
+	if err != nil {
+		return nil, err
+	}
 	return res[0], errs[0]
 }
 
 // BulkAttrs answers Attrs for many objects, with one result and one error
-// per object.
-func (c *Catalog) BulkAttrs(obj ObjectType, objects []string, attrs []string) ([][]Attr, []error) {
-	res := make([][]Attr, len(objects))
-	errs, _ := c.BulkAttrsEach(obj, objects, attrs, func(i int, a Attr) error {
+// per object. err is the failure of the whole call (see Store).
+func (c *Catalog) BulkAttrs(ctx context.Context, obj ObjectType, objects []string, attrs []string) (res [][]Attr, errs []error, err error) {
+	res = make([][]Attr, len(objects))
+	errs, err = c.BulkAttrsEach(ctx, obj, objects, attrs, func(i int, a Attr) error {
 		res[i] = append(res[i], a)
 		return nil
 	})
-	return res, errs
+	if err != nil {
+		return nil, nil, err
+	}
+	return res, errs, nil
 }
 
 // BulkAttrsEach is BulkAttrs without building the answer: for each object
@@ -406,17 +423,19 @@ func (c *Catalog) BulkAttrs(obj ObjectType, objects []string, attrs []string) ([
 // those named in attrs) in name order, so that a caller can bound what it
 // keeps. It returns one error per object (ErrNotFound naming the first of
 // attrs that has no value, after fn saw those that have). If fn returns an
-// error, BulkAttrsEach stops and returns it as err.
-func (c *Catalog) BulkAttrsEach(obj ObjectType, objects []string, attrs []string, fn func(i int, a Attr) error) (errs []error, err error) {
+// error, BulkAttrsEach stops and returns it as err. A failure of the whole
+// call (an unknown obj, the catalog closed, ctx ended) is err, with errs
+// nil.
+func (c *Catalog) BulkAttrsEach(ctx context.Context, obj ObjectType, objects []string, attrs []string, fn func(i int, a Attr) error) (errs []error, err error) {
 	const op = "get attributes"
-	errs = make([]error, len(objects))
-	if err := c.enter(op); err != nil {
-		for i := range errs {
-			errs[i] = err
-		}
-		return errs, nil
+	if !obj.valid() {
+		return nil, errorf(op, "", ErrInvalid, "unknown object type "+obj.String())
+	}
+	if err := c.enter(ctx, op); err != nil {
+		return nil, err
 	}
 	defer c.leave()
+	errs = make([]error, len(objects))
 	want := make(map[string]bool, len(attrs))
 	for _, a := range attrs {
 		want[a] = true
@@ -428,9 +447,10 @@ func (c *Catalog) BulkAttrsEach(obj ObjectType, objects []string, attrs []string
 	found := make(map[string]bool, len(attrs))
 	var stop error // from fn
 	for i, object := range objects {
-		if !obj.valid() {
-			errs[i] = errorf(op, object, ErrInvalid, "unknown object type "+obj.String())
-			continue
+		if i%checkEvery == checkEvery-1 {
+			if err := canceled(ctx, op); err != nil {
+				return nil, err
+			}
 		}
 		if err := checkName(op, obj.String(), object); err != nil {
 			errs[i] = err
@@ -441,8 +461,7 @@ func (c *Catalog) BulkAttrsEach(obj ObjectType, objects []string, attrs []string
 			errs[i] = errorf(op, object, ErrNotFound, obj.String()+" does not exist")
 			continue
 		} else if err != nil {
-			errs[i] = err
-			continue
+			return nil, err
 		}
 		closer.Close()
 		clear(found)
@@ -459,8 +478,7 @@ func (c *Catalog) BulkAttrsEach(obj ObjectType, objects []string, attrs []string
 			return errs, stop
 		}
 		if err != nil {
-			errs[i] = err
-			continue
+			return nil, err
 		}
 		if len(want) > 0 && len(found) < len(want) {
 			for _, a := range attrs {
@@ -477,7 +495,7 @@ func (c *Catalog) BulkAttrsEach(obj ObjectType, objects []string, attrs []string
 // SearchAttr returns the objects whose value of s.Attr satisfies the
 // condition, ordered by (value, object name), and whether more lie past the
 // returned page.
-func (c *Catalog) SearchAttr(s Search) ([]Hit, bool, error) {
+func (c *Catalog) SearchAttr(ctx context.Context, s Search) ([]Hit, bool, error) {
 	const op = "search attribute"
 	if err := checkAttrName(op, s.Object, s.Attr); err != nil {
 		return nil, false, err
@@ -485,7 +503,7 @@ func (c *Catalog) SearchAttr(s Search) ([]Hit, bool, error) {
 	if s.Offset < 0 || s.Limit < 0 {
 		return nil, false, errorf(op, s.Attr, ErrInvalid, "negative offset or limit")
 	}
-	if err := c.enter(op); err != nil {
+	if err := c.enter(ctx, op); err != nil {
 		return nil, false, err
 	}
 	defer c.leave()
@@ -558,8 +576,13 @@ func (c *Catalog) SearchAttr(s Search) ([]Hit, bool, error) {
 	}
 	defer it.Close()
 	var hits []Hit
-	offset, size := s.Offset, 0
+	offset, size, n := s.Offset, 0, 0
 	for ok := it.First(); ok; ok = it.Next() {
+		if n++; n%checkEvery == 0 {
+			if err := canceled(ctx, op); err != nil {
+				return nil, false, err
+			}
+		}
 		enc := it.Key()[len(base):]
 		v, rest, err := decodeOrdered(t, enc)
 		if err != nil {

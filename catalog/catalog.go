@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -46,7 +47,9 @@ type Options struct {
 	FS vfs.FS
 }
 
-// Catalog is an open local replica catalog. It is safe for concurrent use.
+// Catalog is an open local replica catalog in Pebble: the embedded Store. It
+// is safe for concurrent use. Its change-feed positions are dense: every
+// record's Seq is the one before plus 1.
 type Catalog struct {
 	db     *pebble.DB
 	logger *slog.Logger
@@ -248,15 +251,19 @@ func (c *Catalog) Close() error {
 	return c.db.Close()
 }
 
-// enter starts an operation; the caller must call c.leave when done.
-func (c *Catalog) enter(op string) error {
+// enter starts an operation, unless ctx has ended; the caller must call
+// c.leave when done.
+func (c *Catalog) enter(ctx context.Context, op string) error {
+	if err := canceled(ctx, op); err != nil {
+		return err
+	}
 	if err := c.guard.Err(); err != nil {
 		return err
 	}
 	c.closeMu.RLock()
 	if c.closed {
 		c.closeMu.RUnlock()
-		return &Error{Op: op, Err: ErrClosed}
+		return fmt.Errorf("catalog: %s: %w", op, ErrClosed)
 	}
 	if err := c.guard.Err(); err != nil {
 		c.closeMu.RUnlock()
@@ -279,54 +286,61 @@ func (c *Catalog) Failed() <-chan struct{} { return c.guard.Done() }
 
 func (c *Catalog) leave() { c.closeMu.RUnlock() }
 
-// Stats holds counts that are cheap to read.
-type Stats struct {
-	LFNs, PFNs, Mappings uint64
-	// Seq is the last change-feed sequence number; FirstSeq the oldest kept
-	// (Seq+1 when the feed is empty).
-	Seq, FirstSeq uint64
-	AttrDefs      uint64
-	// DiskBytes is the space Pebble uses on disk.
-	DiskBytes uint64
-	// CompactionDebtBytes estimates what Pebble still has to compact (it
-	// stays above 0 below Pebble's compaction thresholds), and
-	// CompactionsRunning counts compactions in progress, which drop to 0
-	// once the catalog has settled after a bulk load.
-	CompactionDebtBytes, CompactionsRunning uint64
+// canceled returns an error wrapping ctx's, naming op, once ctx has ended.
+// It is never an *Error: it concerns the call, not an item.
+func canceled(ctx context.Context, op string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("catalog: %s: %w", op, err)
+	}
+	return nil
 }
 
-// Stats returns the catalog's counts as of the last applied write, and
-// storage figures. It does not block writers; the storage figures cost a
-// little (a pass over Pebble's metrics), so call it for stats and scrapes,
-// not per request.
-func (c *Catalog) Stats() Stats {
-	s := Stats{
+// checkEvery is how many items or keys a long scan or bulk call handles
+// between two checks of its context.
+const checkEvery = 256
+
+// Stats returns the catalog's counts as of the last applied write. It reads
+// in-memory counters and the attribute definitions and does not block
+// writers.
+func (c *Catalog) Stats(ctx context.Context) (Stats, error) {
+	if err := c.enter(ctx, "stats"); err != nil {
+		return Stats{}, err
+	}
+	defer c.leave()
+	defs, err := attrDefs(c.db, 0)
+	if err != nil {
+		return Stats{}, err
+	}
+	return Stats{
 		LFNs:     c.stats.lfns.Load(),
 		PFNs:     c.stats.pfns.Load(),
 		Mappings: c.stats.mappings.Load(),
 		Seq:      c.stats.seq.Load(),
 		FirstSeq: c.firstSeq.Load(),
+		AttrDefs: uint64(len(defs)),
+	}, nil
+}
+
+// StorageStats returns Pebble's figures: disk use and compaction debt. It
+// costs a pass over Pebble's metrics, so call it for stats and scrapes, not
+// per request.
+func (c *Catalog) StorageStats(ctx context.Context) (StorageStats, error) {
+	if err := c.enter(ctx, "storage stats"); err != nil {
+		return StorageStats{}, err
 	}
-	if c.enter("stats") == nil {
-		defer c.leave()
-		m := c.db.Metrics()
-		s.DiskBytes = m.DiskSpaceUsage()
-		s.CompactionDebtBytes = m.Compact.EstimatedDebt
-		s.CompactionsRunning = uint64(m.Compact.NumInProgress)
-		if defs, err := attrDefs(c.db, 0); err == nil {
-			s.AttrDefs = uint64(len(defs))
-		}
-	}
-	return s
+	defer c.leave()
+	m := c.db.Metrics()
+	return StorageStats{
+		DiskBytes:           m.DiskSpaceUsage(),
+		CompactionDebtBytes: m.Compact.EstimatedDebt,
+		CompactionsRunning:  uint64(m.Compact.NumInProgress),
+	}, nil
 }
 
 // LastSeq returns the sequence number of the last change-feed record (0 if
-// none was ever written).
-func (c *Catalog) LastSeq() uint64 { return c.stats.seq.Load() }
-
-// FirstSeq returns the oldest sequence number still in the feed; LastSeq()+1
-// when the feed is empty.
-func (c *Catalog) FirstSeq() uint64 { return c.firstSeq.Load() }
+// none was ever written). It reads an in-memory counter: ctx is not
+// consulted, and the error is always nil.
+func (c *Catalog) LastSeq(context.Context) (uint64, error) { return c.stats.seq.Load(), nil }
 
 // Notify returns a channel that is closed after the next write that appends
 // to the change feed is applied (or when the catalog closes). Call it before

@@ -6,6 +6,17 @@
 // uses the returned *Catalog directly, without gRPC. A directory may be open
 // in one process at a time (Pebble holds a lock file).
 //
+// # Backends
+//
+// Store is the catalog as an interface of small parts (MappingWriter,
+// UnitRegisterer, Querier, Attributes, Feed, StatsReporter, io.Closer):
+// *Catalog, on Pebble, is the embedded default; other backends (a shared SQL
+// server) implement the same contracts, checked by one conformance suite,
+// package catalogtest. Consumers take the smallest part they need. Every
+// operation takes a context.Context first: a caller's deadline or
+// cancellation ends a long scan or bulk call early, and a write whose
+// context ended before it was applied writes nothing.
+//
 // # Semantics
 //
 // The operations follow the LRC of Globus RLS:

@@ -24,10 +24,12 @@ var (
 	ErrPrecondition = errors.New("failed precondition")
 	// ErrClosed: the catalog has been closed.
 	ErrClosed = errors.New("catalog closed")
-	// ErrUnavailable: the catalog's backend could not be reached (a
-	// PostgreSQL catalog whose server is down or restarting). Nothing was
-	// written unless the error says the outcome is unknown; retry later.
-	ErrUnavailable = errors.New("catalog backend unavailable")
+	// ErrUnavailable: the backend's server (a shared database) cannot be
+	// reached now; the call may be retried. Nothing of a write that failed
+	// with it was acknowledged. Like ErrFailed it concerns the store, not an
+	// item, and is not wrapped in an *Error. The Pebble catalog never
+	// returns it.
+	ErrUnavailable = errors.New("catalog unavailable")
 	// ErrFailed: the catalog stopped after a storage error (a full disk, a
 	// failed write or sync) and serves nothing more; see Catalog.Err. It is
 	// not wrapped in an *Error: it concerns the store, not an item.

@@ -108,8 +108,8 @@ func decodeChange(seq uint64, b []byte) (Change, error) {
 // `from` on, in order. If from is below FirstSeq (the records were pruned),
 // it fails with ErrNotFound: the reader has missed changes and must start
 // over from a full state (ForEachLFN). limit <= 0 means 10,000.
-func (c *Catalog) Changes(from uint64, limit int) ([]Change, error) {
-	if err := c.enter("changes"); err != nil {
+func (c *Catalog) Changes(ctx context.Context, from uint64, limit int) ([]Change, error) {
+	if err := c.enter(ctx, "changes"); err != nil {
 		return nil, err
 	}
 	defer c.leave()
@@ -129,7 +129,14 @@ func (c *Catalog) Changes(from uint64, limit int) ([]Change, error) {
 	}
 	var out []Change
 	for ok := it.First(); ok && len(out) < limit; ok = it.Next() {
-		ch, err := decodeChange(binary.BigEndian.Uint64(it.Key()[1:]), it.Value())
+		var err error
+		if len(out)%checkEvery == checkEvery-1 {
+			err = canceled(ctx, "changes")
+		}
+		var ch Change
+		if err == nil {
+			ch, err = decodeChange(binary.BigEndian.Uint64(it.Key()[1:]), it.Value())
+		}
 		if err != nil {
 			_ = it.Close()
 			return nil, err
@@ -144,15 +151,15 @@ func (c *Catalog) Changes(from uint64, limit int) ([]Change, error) {
 func (c *Catalog) WaitChanges(ctx context.Context, from uint64) error {
 	for {
 		ch := c.Notify()
-		if c.LastSeq() >= from {
+		if err := c.enter(ctx, "wait changes"); err != nil {
+			return err
+		}
+		c.leave()
+		if c.stats.seq.Load() >= from {
 			return nil
 		}
 		select {
 		case <-ch:
-			if err := c.enter("wait changes"); err != nil {
-				return err
-			}
-			c.leave()
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -163,8 +170,8 @@ func (c *Catalog) WaitChanges(ctx context.Context, from uint64) error {
 // (a horizon past which readers must resynchronize from a full state). It
 // never removes records past LastSeq. Pruning is explicit: the catalog
 // never prunes by itself.
-func (c *Catalog) PruneChanges(before uint64) error {
-	if err := c.enter("prune changes"); err != nil {
+func (c *Catalog) PruneChanges(ctx context.Context, before uint64) error {
+	if err := c.enter(ctx, "prune changes"); err != nil {
 		return err
 	}
 	defer c.leave()
@@ -188,8 +195,8 @@ func (c *Catalog) PruneChanges(before uint64) error {
 // reflects: a reader that follows with Changes(seq+1, …) misses nothing and
 // sees nothing twice. Writers are not blocked while fn runs. If fn returns an
 // error, the scan stops and ForEachLFN returns it.
-func (c *Catalog) ForEachLFN(fn func(lfn string) error) (uint64, error) {
-	if err := c.enter("for each lfn"); err != nil {
+func (c *Catalog) ForEachLFN(ctx context.Context, fn func(lfn string) error) (uint64, error) {
+	if err := c.enter(ctx, "for each lfn"); err != nil {
 		return 0, err
 	}
 	defer c.leave()
@@ -198,7 +205,13 @@ func (c *Catalog) ForEachLFN(fn func(lfn string) error) (uint64, error) {
 	seq := c.state.seq
 	c.mu.Unlock()
 	defer snap.Close()
+	n := 0
 	err := scanPrefix(snap, []byte{tagLFN}, func(k, _ []byte) error {
+		if n++; n%checkEvery == 0 {
+			if err := canceled(ctx, "for each lfn"); err != nil {
+				return err
+			}
+		}
 		lfn, rest, err := decodeName(k[1:])
 		if err != nil || len(rest) != 0 {
 			return errBadKey

@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"context"
 	"errors"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -9,8 +10,8 @@ import (
 // Reads see every write applied before they start; they never block writers
 // and are safe for concurrent use.
 
-func (c *Catalog) has(op string, key []byte) (bool, error) {
-	if err := c.enter(op); err != nil {
+func (c *Catalog) has(ctx context.Context, op string, key []byte) (bool, error) {
+	if err := c.enter(ctx, op); err != nil {
 		return false, err
 	}
 	defer c.leave()
@@ -25,43 +26,43 @@ func (c *Catalog) has(op string, key []byte) (bool, error) {
 }
 
 // LFNExists reports whether the LFN has at least one mapping.
-func (c *Catalog) LFNExists(lfn string) (bool, error) {
+func (c *Catalog) LFNExists(ctx context.Context, lfn string) (bool, error) {
 	if err := checkName("exists", "lfn", lfn); err != nil {
 		return false, err
 	}
-	return c.has("exists", nameKey(tagLFN, lfn))
+	return c.has(ctx, "exists", nameKey(tagLFN, lfn))
 }
 
 // PFNExists reports whether the PFN has at least one mapping.
-func (c *Catalog) PFNExists(pfn string) (bool, error) {
+func (c *Catalog) PFNExists(ctx context.Context, pfn string) (bool, error) {
 	if err := checkName("exists", "pfn", pfn); err != nil {
 		return false, err
 	}
-	return c.has("exists", nameKey(tagPFN, pfn))
+	return c.has(ctx, "exists", nameKey(tagPFN, pfn))
 }
 
 // MappingExists reports whether the mapping LFN → PFN exists.
-func (c *Catalog) MappingExists(lfn, pfn string) (bool, error) {
+func (c *Catalog) MappingExists(ctx context.Context, lfn, pfn string) (bool, error) {
 	if err := checkName("exists", "lfn", lfn); err != nil {
 		return false, err
 	}
 	if err := checkName("exists", "pfn", pfn); err != nil {
 		return false, err
 	}
-	return c.has("exists", pairKey(tagLFNMapping, lfn, pfn))
+	return c.has(ctx, "exists", pairKey(tagLFNMapping, lfn, pfn))
 }
 
 // QueryLFN returns the PFNs of an LFN in byte order, or ErrNotFound.
-func (c *Catalog) QueryLFN(lfn string) ([]string, error) {
+func (c *Catalog) QueryLFN(ctx context.Context, lfn string) ([]string, error) {
 	var out []string
-	err := c.QueryEach(LFN, lfn, func(pfn string) error { out = append(out, pfn); return nil })
+	err := c.QueryEach(ctx, LFN, lfn, func(pfn string) error { out = append(out, pfn); return nil })
 	return out, err
 }
 
 // QueryPFN returns the LFNs of a PFN in byte order, or ErrNotFound.
-func (c *Catalog) QueryPFN(pfn string) ([]string, error) {
+func (c *Catalog) QueryPFN(ctx context.Context, pfn string) ([]string, error) {
 	var out []string
-	err := c.QueryEach(PFN, pfn, func(lfn string) error { out = append(out, lfn); return nil })
+	err := c.QueryEach(ctx, PFN, pfn, func(lfn string) error { out = append(out, lfn); return nil })
 	return out, err
 }
 
@@ -70,7 +71,7 @@ func (c *Catalog) QueryPFN(pfn string) ([]string, error) {
 // that a caller can bound what it keeps of a name with very many mappings.
 // If fn returns an error, QueryEach stops and returns it. ErrNotFound if
 // the name has no mapping.
-func (c *Catalog) QueryEach(obj ObjectType, name string, fn func(other string) error) error {
+func (c *Catalog) QueryEach(ctx context.Context, obj ObjectType, name string, fn func(other string) error) error {
 	op := "query " + obj.String()
 	tag := byte(tagLFNMapping)
 	switch obj {
@@ -83,7 +84,7 @@ func (c *Catalog) QueryEach(obj ObjectType, name string, fn func(other string) e
 	if err := checkName(op, obj.String(), name); err != nil {
 		return err
 	}
-	if err := c.enter(op); err != nil {
+	if err := c.enter(ctx, op); err != nil {
 		return err
 	}
 	defer c.leave()
@@ -96,7 +97,14 @@ func (c *Catalog) QueryEach(obj ObjectType, name string, fn func(other string) e
 	}
 	n := 0
 	for ok := it.First(); ok; ok = it.Next() {
-		other, _, err := decodeName(it.Key()[len(prefix):])
+		var err error
+		if n%checkEvery == checkEvery-1 {
+			err = canceled(ctx, op)
+		}
+		var other string
+		if err == nil {
+			other, _, err = decodeName(it.Key()[len(prefix):])
+		}
 		if err == nil {
 			err = fn(other)
 		}
@@ -117,14 +125,17 @@ func (c *Catalog) QueryEach(obj ObjectType, name string, fn func(other string) e
 
 // BulkQuery answers QueryLFN (obj LFN) or QueryPFN (obj PFN) for every name,
 // with one result and one error (nil, or an *Error) per name, from one
-// consistent view.
-func (c *Catalog) BulkQuery(obj ObjectType, names []string) ([][]string, []error) {
-	res := make([][]string, len(names))
-	errs, _ := c.BulkQueryEach(obj, names, func(i int, other string) error {
+// consistent view. err is the failure of the whole call (see Store).
+func (c *Catalog) BulkQuery(ctx context.Context, obj ObjectType, names []string) (res [][]string, errs []error, err error) {
+	res = make([][]string, len(names))
+	errs, err = c.BulkQueryEach(ctx, obj, names, func(i int, other string) error {
 		res[i] = append(res[i], other)
 		return nil
 	})
-	return res, errs
+	if err != nil {
+		return nil, nil, err
+	}
+	return res, errs, nil
 }
 
 // BulkQueryEach is BulkQuery without building the answer: for each name in
@@ -133,35 +144,40 @@ func (c *Catalog) BulkQuery(obj ObjectType, names []string) ([][]string, []error
 // (a request may repeat a name that has very many mappings). It returns one
 // error (nil, or an *Error) per name. If fn returns an error, BulkQueryEach
 // stops and returns it as err; the per-name errors are then those of the
-// names before.
-func (c *Catalog) BulkQueryEach(obj ObjectType, names []string, fn func(i int, other string) error) (errs []error, err error) {
-	errs = make([]error, len(names))
+// names before. A failure of the whole call (an unknown obj, the catalog
+// closed, ctx ended) is err, with errs nil.
+func (c *Catalog) BulkQueryEach(ctx context.Context, obj ObjectType, names []string, fn func(i int, other string) error) (errs []error, err error) {
 	op := "query " + obj.String()
-	fail := func(err error) ([]error, error) {
-		for i := range errs {
-			errs[i] = err
-		}
-		return errs, nil
-	}
 	tag := byte(tagLFNMapping)
 	switch obj {
 	case LFN:
 	case PFN:
 		tag = tagPFNMapping
 	default:
-		return fail(errorf(op, "", ErrInvalid, "unknown object type "+obj.String()))
+		return nil, errorf(op, "", ErrInvalid, "unknown object type "+obj.String())
 	}
-	if err := c.enter(op); err != nil {
-		return fail(err)
+	if err := c.enter(ctx, op); err != nil {
+		return nil, err
 	}
 	defer c.leave()
 	it, err := c.db.NewIter(nil)
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
 	defer it.Close()
+	errs = make([]error, len(names))
 	var prefix []byte
+	n := 0 // names and keys read, for the checks of ctx
+	tick := func() error {
+		if n++; n%checkEvery == 0 {
+			return canceled(ctx, op)
+		}
+		return nil
+	}
 	for i, name := range names {
+		if err := tick(); err != nil {
+			return nil, err
+		}
 		if err := checkName(op, obj.String(), name); err != nil {
 			errs[i] = err
 			continue
@@ -170,20 +186,22 @@ func (c *Catalog) BulkQueryEach(obj ObjectType, names []string, fn func(i int, o
 		it.SetBounds(prefix, prefixEnd(prefix))
 		found := false
 		for ok := it.First(); ok; ok = it.Next() {
+			if err := tick(); err != nil {
+				return nil, err
+			}
 			other, _, err := decodeName(it.Key()[len(prefix):])
 			if err != nil {
-				errs[i] = err
-				break
+				return nil, err
 			}
 			found = true
 			if err := fn(i, other); err != nil {
 				return errs, err
 			}
 		}
-		if err := it.Error(); err != nil && errs[i] == nil {
-			errs[i] = err
+		if err := it.Error(); err != nil {
+			return nil, err
 		}
-		if !found && errs[i] == nil {
+		if !found {
 			errs[i] = errorf(op, name, ErrNotFound, obj.String()+" does not exist")
 		}
 	}
@@ -191,23 +209,33 @@ func (c *Catalog) BulkQueryEach(obj ObjectType, names []string, fn func(i int, o
 }
 
 // BulkExists answers, for every item, whether the mapping exists (LFN and PFN
-// both set), or the LFN (only LFN set), or the PFN (only PFN set).
-func (c *Catalog) BulkExists(items []Mapping) ([]bool, []error) {
-	res := make([]bool, len(items))
-	errs := make([]error, len(items))
+// both set), or the LFN (only LFN set), or the PFN (only PFN set), with one
+// error (nil, or an *Error) per item. err is the failure of the whole call
+// (see Store).
+func (c *Catalog) BulkExists(ctx context.Context, items []Mapping) (exists []bool, errs []error, err error) {
+	exists = make([]bool, len(items))
+	errs = make([]error, len(items))
 	for i, m := range items {
+		if i%checkEvery == checkEvery-1 {
+			if err := canceled(ctx, "exists"); err != nil {
+				return nil, nil, err
+			}
+		}
 		switch {
 		case m.LFN != "" && m.PFN != "":
-			res[i], errs[i] = c.MappingExists(m.LFN, m.PFN)
+			exists[i], errs[i] = c.MappingExists(ctx, m.LFN, m.PFN)
 		case m.LFN != "":
-			res[i], errs[i] = c.LFNExists(m.LFN)
+			exists[i], errs[i] = c.LFNExists(ctx, m.LFN)
 		case m.PFN != "":
-			res[i], errs[i] = c.PFNExists(m.PFN)
+			exists[i], errs[i] = c.PFNExists(ctx, m.PFN)
 		default:
 			errs[i] = errorf("exists", "", ErrInvalid, "neither lfn nor pfn given")
 		}
+		if errs[i] != nil && !itemError(errs[i]) {
+			return nil, nil, errs[i]
+		}
 	}
-	return res, errs
+	return exists, errs, nil
 }
 
 // WildcardQuery selects mappings by a glob pattern on LFNs (or, with PFN
@@ -229,7 +257,7 @@ type WildcardQuery struct {
 // Wildcard returns the mappings that match q, and whether more matches lie
 // past the returned page. A pattern with a literal prefix scans only the
 // names with that prefix.
-func (c *Catalog) Wildcard(q WildcardQuery) ([]Mapping, bool, error) {
+func (c *Catalog) Wildcard(ctx context.Context, q WildcardQuery) ([]Mapping, bool, error) {
 	g, err := compileGlob(q.Pattern)
 	if err != nil {
 		return nil, false, err
@@ -237,7 +265,7 @@ func (c *Catalog) Wildcard(q WildcardQuery) ([]Mapping, bool, error) {
 	if q.Offset < 0 || q.Limit < 0 {
 		return nil, false, errorf("wildcard", q.Pattern, ErrInvalid, "negative offset or limit")
 	}
-	if err := c.enter("wildcard"); err != nil {
+	if err := c.enter(ctx, "wildcard"); err != nil {
 		return nil, false, err
 	}
 	defer c.leave()
@@ -260,8 +288,14 @@ func (c *Catalog) Wildcard(q WildcardQuery) ([]Mapping, bool, error) {
 		lastName         []byte // the name part of the last key, and whether it matched
 		lastMatch, first = false, true
 		size             int // bytes of the names in out
+		n                int // keys read
 	)
 	for ok := it.First(); ok; ok = it.Next() {
+		if n++; n%checkEvery == 0 {
+			if err := canceled(ctx, "wildcard"); err != nil {
+				return nil, false, err
+			}
+		}
 		k := it.Key()
 		name, rest, err := decodeName(k[1:])
 		if err != nil {

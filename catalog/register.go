@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"context"
 	"errors"
 	"slices"
 )
@@ -24,11 +25,16 @@ type Unit struct {
 // non-nil only if the whole call failed, in which case nothing was written.
 // seq is the change-feed sequence number after the call: the next
 // soft-state delta carries the new LFNs.
-func (c *Catalog) RegisterUnits(units []Unit) (errs []error, seq uint64, err error) {
+func (c *Catalog) RegisterUnits(ctx context.Context, units []Unit) (errs []error, seq uint64, err error) {
 	const op = "register"
 	errs = make([]error, len(units))
-	seq, err = c.write(op, true, nil, func(w *writer) error {
+	seq, err = c.write(ctx, op, true, nil, func(w *writer) error {
 		for i, u := range units {
+			if i%checkEvery == checkEvery-1 {
+				if err := canceled(ctx, op); err != nil {
+					return err
+				}
+			}
 			if err := w.register(op, u); err != nil {
 				if !itemError(err) {
 					return err

@@ -3,6 +3,7 @@ package catalog
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"encoding/binary"
 	"errors"
 	"hash/fnv"
@@ -125,22 +126,27 @@ func (w *writer) putMapping(k []byte, ok bool) error {
 // write runs pre (if not nil) with a fresh writer and without the writers'
 // lock, then fn under the lock, commits the batch, and waits for it to be
 // durable. Errors returned by pre or fn abort the whole call and nothing is
-// written.
+// written. ctx is checked before pre and before the lock; once the batch is
+// applied the call waits for it to be durable whatever ctx says.
 //
 // pre reads, outside the lock, the records that fn will check, into the
 // writer's overlays (optimistic reads). Under the lock, validate drops every
 // record whose key a write committed since then may have changed, and fn
 // reads those again. This keeps the point lookups out of the critical
 // section, which is what bounds the rate of small concurrent writes.
-func (c *Catalog) write(op string, indexed bool, pre, fn func(w *writer) error) (uint64, error) {
-	if err := c.enter(op); err != nil {
+func (c *Catalog) write(ctx context.Context, op string, indexed bool, pre, fn func(w *writer) error) (uint64, error) {
+	if err := c.enter(ctx, op); err != nil {
 		return 0, err
 	}
 	defer c.leave()
 	w := c.newWriter(indexed)
 	if pre != nil {
 		w.readSeq = c.stats.seq.Load()
-		if err := pre(w); err != nil {
+		err := pre(w)
+		if err == nil {
+			err = canceled(ctx, op)
+		}
+		if err != nil {
 			_ = w.b.Close()
 			return 0, err
 		}
@@ -593,36 +599,36 @@ func scanPrefix(r pebble.Reader, prefix []byte, fn func(k, v []byte) error) erro
 // Create makes a new LFN with its first PFN. It fails with ErrExists if the
 // LFN exists. It returns the change-feed sequence number of the write, which
 // is durable when Create returns.
-func (c *Catalog) Create(lfn, pfn string) (uint64, error) {
-	return c.write("create", false, prefetchOne(OpCreate, lfn, pfn),
+func (c *Catalog) Create(ctx context.Context, lfn, pfn string) (uint64, error) {
+	return c.write(ctx, "create", false, prefetchOne(OpCreate, lfn, pfn),
 		func(w *writer) error { return w.create(lfn, pfn) })
 }
 
 // Add maps an existing LFN to another PFN. It fails with ErrNotFound if the
 // LFN does not exist and with ErrExists if the mapping does.
-func (c *Catalog) Add(lfn, pfn string) (uint64, error) {
-	return c.write("add", false, prefetchOne(OpAdd, lfn, pfn),
+func (c *Catalog) Add(ctx context.Context, lfn, pfn string) (uint64, error) {
+	return c.write(ctx, "add", false, prefetchOne(OpAdd, lfn, pfn),
 		func(w *writer) error { return w.add(lfn, pfn) })
 }
 
 // Delete removes one mapping (ErrNotFound if there is none). An LFN or PFN
 // left without mappings disappears, with its attribute values. The change
 // feed keeps a tombstone record of the delete.
-func (c *Catalog) Delete(lfn, pfn string) (uint64, error) {
-	return c.write("delete", false, prefetchOne(OpDelete, lfn, pfn),
+func (c *Catalog) Delete(ctx context.Context, lfn, pfn string) (uint64, error) {
+	return c.write(ctx, "delete", false, prefetchOne(OpDelete, lfn, pfn),
 		func(w *writer) error { return w.delete(lfn, pfn) })
 }
 
 // RenameLFN gives LFN old the name new, keeping its mappings and attribute
 // values. ErrNotFound if old does not exist, ErrExists if new does.
-func (c *Catalog) RenameLFN(old, new string) (uint64, error) {
-	return c.write("rename lfn", true, nil, func(w *writer) error { return w.rename(LFN, old, new) })
+func (c *Catalog) RenameLFN(ctx context.Context, old, new string) (uint64, error) {
+	return c.write(ctx, "rename lfn", true, nil, func(w *writer) error { return w.rename(LFN, old, new) })
 }
 
 // RenamePFN gives PFN old the name new, keeping its mappings and attribute
 // values. ErrNotFound if old does not exist, ErrExists if new does.
-func (c *Catalog) RenamePFN(old, new string) (uint64, error) {
-	return c.write("rename pfn", true, nil, func(w *writer) error { return w.rename(PFN, old, new) })
+func (c *Catalog) RenamePFN(ctx context.Context, old, new string) (uint64, error) {
+	return c.write(ctx, "rename pfn", true, nil, func(w *writer) error { return w.rename(PFN, old, new) })
 }
 
 // Op is a bulk mapping operation.
@@ -654,7 +660,7 @@ type Mapping struct{ LFN, PFN string }
 // item (nil for success); items that fail change nothing. err is non-nil only
 // if the whole call failed, in which case nothing was written. seq is the
 // change-feed sequence number after the call.
-func (c *Catalog) BulkWrite(op Op, ms []Mapping) (errs []error, seq uint64, err error) {
+func (c *Catalog) BulkWrite(ctx context.Context, op Op, ms []Mapping) (errs []error, seq uint64, err error) {
 	var apply func(w *writer, m Mapping) error
 	switch op {
 	case OpCreate:
@@ -666,11 +672,17 @@ func (c *Catalog) BulkWrite(op Op, ms []Mapping) (errs []error, seq uint64, err 
 	default:
 		return nil, 0, errorf("bulk write", "", ErrInvalid, "unknown operation "+op.String())
 	}
+	name := "bulk " + op.String()
 	errs = make([]error, len(ms))
-	seq, err = c.write("bulk "+op.String(), false, func(w *writer) error {
+	seq, err = c.write(ctx, name, false, func(w *writer) error {
 		return w.prefetch(op, ms)
 	}, func(w *writer) error {
 		for i, m := range ms {
+			if i%checkEvery == checkEvery-1 {
+				if err := canceled(ctx, name); err != nil {
+					return err
+				}
+			}
 			if err := apply(w, m); err != nil {
 				if !itemError(err) {
 					return err
@@ -691,13 +703,19 @@ type Rename struct{ Old, New string }
 
 // BulkRename renames many LFNs or PFNs (obj) in order, as one atomic and
 // durable batch, with per-item errors as BulkWrite.
-func (c *Catalog) BulkRename(obj ObjectType, rs []Rename) (errs []error, seq uint64, err error) {
+func (c *Catalog) BulkRename(ctx context.Context, obj ObjectType, rs []Rename) (errs []error, seq uint64, err error) {
 	if !obj.valid() {
 		return nil, 0, errorf("bulk rename", "", ErrInvalid, "unknown object type "+obj.String())
 	}
+	name := "bulk rename " + obj.String()
 	errs = make([]error, len(rs))
-	seq, err = c.write("bulk rename "+obj.String(), true, nil, func(w *writer) error {
+	seq, err = c.write(ctx, name, true, nil, func(w *writer) error {
 		for i, r := range rs {
+			if i%checkEvery == checkEvery-1 {
+				if err := canceled(ctx, name); err != nil {
+					return err
+				}
+			}
 			if err := w.rename(obj, r.Old, r.New); err != nil {
 				if !itemError(err) {
 					return err

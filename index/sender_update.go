@@ -34,13 +34,13 @@ func (s *Sender) full(ctx context.Context, t *target) Result {
 	switch mode {
 	case ModeList:
 		var names []string
-		if names, h.Generation, err = s.snapshotList(t.cfg); err == nil {
+		if names, h.Generation, err = s.snapshotList(ctx, t.cfg); err == nil {
 			h.Entries, entries = uint64(len(names)), uint64(len(names))
 			_, err = SendList(ctx, t.client, h, slices.Values(names))
 		}
 	case ModeBloom:
 		var words []uint64
-		if h.Bloom, words, h.Generation, err = s.snapshotBloom(t.cfg); err == nil {
+		if h.Bloom, words, h.Generation, err = s.snapshotBloom(ctx, t.cfg); err == nil {
 			entries = h.Bloom.Entries
 			_, err = SendBloom(ctx, t.client, h, words)
 		}
@@ -63,12 +63,12 @@ func (s *Sender) full(ctx context.Context, t *target) Result {
 // generation the snapshot reflects. The names are held in memory because the
 // header, which travels first, counts them (about 20 MB for a million
 // sunums).
-func (s *Sender) snapshotList(t Target) ([]string, uint64, error) {
+func (s *Sender) snapshotList(ctx context.Context, t Target) ([]string, uint64, error) {
 	var names []string
-	if t.Patterns == nil {
-		names = make([]string, 0, s.cat.Stats().LFNs)
+	if st, err := s.cat.Stats(ctx); err == nil && t.Patterns == nil {
+		names = make([]string, 0, st.LFNs)
 	}
-	seq, err := s.cat.ForEachLFN(func(lfn string) error {
+	seq, err := s.cat.ForEachLFN(ctx, func(lfn string) error {
 		if t.match(lfn) {
 			names = append(names, lfn)
 		}
@@ -83,12 +83,16 @@ func (s *Sender) snapshotList(t Target) ([]string, uint64, error) {
 // the catalog's LFN count, which bounds the number of matching names, and
 // folds it to the right size at the end; should the catalog grow past a
 // power-of-two boundary between the count and the snapshot, it builds again.
-func (s *Sender) snapshotBloom(t Target) (BloomParams, []uint64, uint64, error) {
-	est := s.cat.Stats().LFNs
+func (s *Sender) snapshotBloom(ctx context.Context, t Target) (BloomParams, []uint64, uint64, error) {
+	st, err := s.cat.Stats(ctx)
+	if err != nil {
+		return BloomParams{}, nil, 0, err
+	}
+	est := st.LFNs
 	for {
 		mBuild, k := BloomGeometry(est, t.FalsePositiveRate)
 		b := newBloomBuilder(mBuild, k, bloomWorkers())
-		seq, err := s.cat.ForEachLFN(func(lfn string) error {
+		seq, err := s.cat.ForEachLFN(ctx, func(lfn string) error {
 			if t.match(lfn) {
 				b.add(lfn)
 			}
@@ -124,12 +128,12 @@ func (s *Sender) delta(ctx context.Context, t *target) Result {
 		res.Err = fmt.Errorf("delta to %s: %w: no state acknowledged yet", t.cfg.Addr, errNeedFull)
 		return res
 	}
-	if s.cat.LastSeq() <= base {
+	if last, err := s.cat.LastSeq(ctx); err == nil && last <= base {
 		return res
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.callTimeout)
 	defer cancel()
-	added, removed, gen, err := s.netChanges(t.cfg, base)
+	added, removed, gen, err := s.netChanges(ctx, t.cfg, base)
 	if err == nil {
 		h := Header{
 			Site: s.site, Endpoint: s.endpoint, Mode: ModeDelta, Validity: t.cfg.Validity,
@@ -163,7 +167,7 @@ const maxDeltaChanges = 1 << 20
 // An LFN that did not exist at base and does not exist at gen (or existed at
 // both) is in neither list: the index, which holds the state at base, needs
 // no word about it.
-func (s *Sender) netChanges(t Target, base uint64) (added, removed []string, gen uint64, err error) {
+func (s *Sender) netChanges(ctx context.Context, t Target, base uint64) (added, removed []string, gen uint64, err error) {
 	type effect struct{ existedBefore, existsAfter bool }
 	net := make(map[string]*effect)
 	note := func(lfn string, exists bool) {
@@ -180,7 +184,7 @@ func (s *Sender) netChanges(t Target, base uint64) (added, removed []string, gen
 	}
 	gen = base
 	for read := 0; read < maxDeltaChanges; {
-		chs, err := s.cat.Changes(gen+1, 10000)
+		chs, err := s.cat.Changes(ctx, gen+1, 10000)
 		if errors.Is(err, catalog.ErrNotFound) {
 			return nil, nil, 0, fmt.Errorf("%w: %v", errNeedFull, err)
 		}

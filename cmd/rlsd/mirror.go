@@ -191,7 +191,7 @@ func startMirror(d *daemon) error {
 	if err := os.MkdirAll(storeDir, 0o755); err != nil {
 		return fmt.Errorf("mirror: store: %w", err)
 	}
-	if d.admin.Catalog == nil {
+	if d.catalog == nil {
 		return errors.New("mirror: the lrc role did not start") // startOrder prevents it
 	}
 	store, err := mirror.OpenStore(filepath.Join(c.Data, "mirror"), &mirror.StoreOptions{NoSync: c.NoSync, Logger: log})
@@ -208,7 +208,7 @@ func startMirror(d *daemon) error {
 	d.onClose(loc.Close)
 	cfg := mirror.Config{
 		Site: c.Site, Tier: c.MirrorTier, StoreDir: storeDir, Locator: loc,
-		Registrar:   api.CatalogRegistrar{Catalog: d.admin.Catalog},
+		Registrar:   api.CatalogRegistrar{Catalog: d.catalog},
 		UserWorkers: c.MirrorUserWorkers, BulkWorkers: c.MirrorBulkWorkers,
 		MinPerSource: c.MirrorSourceMin, MaxPerSource: c.MirrorSourceMax,
 		Retry:           mirror.RetryPolicy{Fast: mirror.DefaultRetry.Fast, FastDelay: mirror.DefaultRetry.FastDelay, Base: c.MirrorRetryBase, Cap: c.MirrorRetryCap},

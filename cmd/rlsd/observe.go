@@ -130,14 +130,28 @@ func (s *statsLogger) logLine(ctx context.Context) {
 
 // The role types' views for the status page and the stats line.
 
-type catalogStatus struct{ cat *catalog.Catalog }
+type catalogStatus struct{ cat catalog.StatsReporter }
+
+// catalogStatusTimeout bounds the catalog's part of a status page or stats
+// line.
+const catalogStatusTimeout = 5 * time.Second
 
 func (c catalogStatus) CatalogStatus() (statuspage.CatalogStatus, error) {
-	if err := c.cat.Err(); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), catalogStatusTimeout)
+	defer cancel()
+	st, err := c.cat.Stats(ctx)
+	if err != nil {
 		return statuspage.CatalogStatus{}, err
 	}
-	st := c.cat.Stats()
-	return statuspage.CatalogStatus{LFNs: st.LFNs, PFNs: st.PFNs, Mappings: st.Mappings, Seq: st.Seq, DiskBytes: st.DiskBytes}, nil
+	out := statuspage.CatalogStatus{LFNs: st.LFNs, PFNs: st.PFNs, Mappings: st.Mappings, Seq: st.Seq}
+	if r, ok := c.cat.(catalog.StorageReporter); ok {
+		ss, err := r.StorageStats(ctx)
+		if err != nil {
+			return statuspage.CatalogStatus{}, err
+		}
+		out.DiskBytes = ss.DiskBytes
+	}
+	return out, nil
 }
 
 type indexStatus struct{ x *index.Index }

@@ -110,6 +110,7 @@ func startLRC(d *daemon) error {
 	}
 	d.onClose(func() error { return cat.Close() })
 	d.failStop(cat.Failed(), cat.Err)
+	d.catalog = cat
 	d.admin.Catalog = cat
 	d.page.Catalog = catalogStatus{cat}
 	rlsv1.RegisterCatalogServer(d.grpc, api.NewCatalogServer(cat))

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/solar-archive/rls/api"
+	"github.com/solar-archive/rls/catalog"
 	"github.com/solar-archive/rls/api/rlsv1"
 	"github.com/solar-archive/rls/internal/statuspage"
 )
@@ -34,6 +35,8 @@ type daemon struct {
 	grpc    *api.Server
 	metrics *prometheus.Registry
 	admin   api.AdminInfo
+	// catalog is the site's catalog once the lrc role started, else nil.
+	catalog catalog.Store
 	closers []func() error
 	// addr is the bound gRPC listen address, known before the roles start.
 	addr string

@@ -27,6 +27,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -264,7 +265,7 @@ func register(dir string, units []unit) error {
 				},
 			})
 		}
-		errs, _, err := cat.RegisterUnits(batch)
+		errs, _, err := cat.RegisterUnits(context.Background(), batch)
 		if err != nil {
 			return fmt.Errorf("register: %w", err)
 		}
