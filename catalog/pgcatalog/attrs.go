@@ -178,8 +178,8 @@ func (c *Catalog) UndefineAttr(ctx context.Context, attr string, obj catalog.Obj
 // AttrDefs lists the attribute definitions for obj (0: for both), ordered by
 // object type and name.
 func (c *Catalog) AttrDefs(ctx context.Context, obj catalog.ObjectType) ([]catalog.AttrDef, error) {
-	if c.isClosed() {
-		return nil, &catalog.Error{Op: "list attributes", Err: catalog.ErrClosed}
+	if err := c.enter(ctx, "list attributes"); err != nil {
+		return nil, err
 	}
 	rows, err := c.pool.Query(ctx, `SELECT obj, name, type FROM rls_attr_def WHERE $1 = 0 OR obj = $1 ORDER BY obj, name`, int16(obj))
 	if err != nil {

@@ -118,20 +118,20 @@ func (d *differ) step(step int) {
 		var e1, e2 error
 		switch op {
 		case catalog.OpCreate:
-			s1, e1 = peb.Create(l, p)
+			s1, e1 = peb.Create(ctx, l, p)
 			s2, e2 = pg.Create(ctx, l, p)
 		case catalog.OpAdd:
-			s1, e1 = peb.Add(l, p)
+			s1, e1 = peb.Add(ctx, l, p)
 			s2, e2 = pg.Add(ctx, l, p)
 		default:
-			s1, e1 = peb.Delete(l, p)
+			s1, e1 = peb.Delete(ctx, l, p)
 			s2, e2 = pg.Delete(ctx, l, p)
 		}
 		d.same(step, op.String()+" "+l+" "+p, []any{s1, errText(e1)}, []any{s2, errText(e2)})
 	case 3, 4, 5:
 		op := []catalog.Op{catalog.OpCreate, catalog.OpAdd, catalog.OpDelete}[d.rng.IntN(3)]
 		ms := d.mappings(d.bulkSize())
-		errs1, s1, e1 := peb.BulkWrite(op, ms)
+		errs1, s1, e1 := peb.BulkWrite(ctx, op, ms)
 		errs2, s2, e2 := pg.BulkWrite(ctx, op, ms)
 		d.same(step, "bulk "+op.String(), []any{errTexts(errs1), s1, errText(e1)}, []any{errTexts(errs2), s2, errText(e2)})
 	case 6:
@@ -141,21 +141,21 @@ func (d *differ) step(step int) {
 			obj, old, nw = catalog.PFN, d.pfn(), d.pfn()
 		}
 		rs := []catalog.Rename{{Old: old, New: nw}, {Old: nw, New: old + "2"}}
-		errs1, s1, e1 := peb.BulkRename(obj, rs)
+		errs1, s1, e1 := peb.BulkRename(ctx, obj, rs)
 		errs2, s2, e2 := pg.BulkRename(ctx, obj, rs)
 		d.same(step, "bulk rename", []any{errTexts(errs1), s1, errText(e1)}, []any{errTexts(errs2), s2, errText(e2)})
 		if d.rng.IntN(2) == 0 {
-			s1, e1 := peb.RenameLFN(old, nw)
+			s1, e1 := peb.RenameLFN(ctx, old, nw)
 			s2, e2 := pg.RenameLFN(ctx, old, nw)
 			d.same(step, "rename lfn", []any{s1, errText(e1)}, []any{s2, errText(e2)})
 		} else {
-			s1, e1 := peb.RenamePFN(old, nw)
+			s1, e1 := peb.RenamePFN(ctx, old, nw)
 			s2, e2 := pg.RenamePFN(ctx, old, nw)
 			d.same(step, "rename pfn", []any{s1, errText(e1)}, []any{s2, errText(e2)})
 		}
 	case 7:
 		def := catalog.AttrDef{Name: attrs[d.rng.IntN(len(attrs))], Object: catalog.ObjectType(1 + d.rng.IntN(2)), Type: types[d.rng.IntN(len(types))]}
-		d.same(step, "define", errText(peb.DefineAttr(def)), errText(pg.DefineAttr(ctx, def)))
+		d.same(step, "define", errText(peb.DefineAttr(ctx, def)), errText(pg.DefineAttr(ctx, def)))
 	case 8, 9:
 		obj := catalog.ObjectType(1 + d.rng.IntN(2))
 		object := d.lfn()
@@ -166,10 +166,10 @@ func (d *differ) step(step int) {
 		v := d.value(types[d.rng.IntN(len(types))])
 		mode := catalog.SetMode(d.rng.IntN(3))
 		if d.rng.IntN(5) == 0 {
-			d.same(step, "remove attr", errText(peb.RemoveAttr(obj, object, attr)), errText(pg.RemoveAttr(ctx, obj, object, attr)))
+			d.same(step, "remove attr", errText(peb.RemoveAttr(ctx, obj, object, attr)), errText(pg.RemoveAttr(ctx, obj, object, attr)))
 			return
 		}
-		d.same(step, "set attr", errText(peb.SetAttr(obj, object, attr, v, mode)), errText(pg.SetAttr(ctx, obj, object, attr, v, mode)))
+		d.same(step, "set attr", errText(peb.SetAttr(ctx, obj, object, attr, v, mode)), errText(pg.SetAttr(ctx, obj, object, attr, v, mode)))
 	case 10:
 		obj := catalog.ObjectType(1 + d.rng.IntN(2))
 		ws := make([]catalog.AttrWrite, d.rng.IntN(5))
@@ -180,12 +180,12 @@ func (d *differ) step(step int) {
 				ws[i].Value = nil
 			}
 		}
-		errs1, e1 := peb.BulkSetAttrs(obj, catalog.Upsert, ws)
+		errs1, e1 := peb.BulkSetAttrs(ctx, obj, catalog.Upsert, ws)
 		errs2, e2 := pg.BulkSetAttrs(ctx, obj, catalog.Upsert, ws)
 		d.same(step, "bulk set attrs", []any{errTexts(errs1), errText(e1)}, []any{errTexts(errs2), errText(e2)})
 	case 11:
 		attr, obj, clr := attrs[d.rng.IntN(len(attrs))], catalog.ObjectType(1+d.rng.IntN(2)), d.rng.IntN(2) == 0
-		d.same(step, "undefine", errText(peb.UndefineAttr(attr, obj, clr)), errText(pg.UndefineAttr(ctx, attr, obj, clr)))
+		d.same(step, "undefine", errText(peb.UndefineAttr(ctx, attr, obj, clr)), errText(pg.UndefineAttr(ctx, attr, obj, clr)))
 	case 12:
 		us := make([]catalog.Unit, d.rng.IntN(4))
 		for i := range us {
@@ -195,13 +195,14 @@ func (d *differ) step(step int) {
 				us[i].Attrs = append(us[i].Attrs, catalog.Attr{Name: a, Value: d.value(types[d.rng.IntN(len(types))])})
 			}
 		}
-		errs1, s1, e1 := peb.RegisterUnits(us)
+		errs1, s1, e1 := peb.RegisterUnits(ctx, us)
 		errs2, s2, e2 := pg.RegisterUnits(ctx, us)
 		d.same(step, "register", []any{errTexts(errs1), s1, errText(e1)}, []any{errTexts(errs2), s2, errText(e2)})
 	case 13:
 		if d.rng.IntN(4) == 0 {
-			before := uint64(d.rng.IntN(int(peb.LastSeq()) + 3))
-			d.same(step, "prune", errText(peb.PruneChanges(before)), errText(pg.PruneChanges(ctx, before)))
+			last, _ := peb.LastSeq(ctx)
+			before := uint64(d.rng.IntN(int(last) + 3))
+			d.same(step, "prune", errText(peb.PruneChanges(ctx, before)), errText(pg.PruneChanges(ctx, before)))
 		}
 	}
 }
@@ -211,30 +212,39 @@ func (d *differ) compareState(step int) {
 	d.t.Helper()
 	ctx, peb, pg := d.ctx, d.peb, d.pg
 	for _, l := range lfnPool {
-		r1, e1 := peb.QueryLFN(l)
+		r1, e1 := peb.QueryLFN(ctx, l)
 		r2, e2 := pg.QueryLFN(ctx, l)
 		d.same(step, "query lfn "+l, []any{r1, errText(e1)}, []any{r2, errText(e2)})
-		a1, e1 := peb.Attrs(catalog.LFN, l)
+		a1, e1 := peb.Attrs(ctx, catalog.LFN, l)
 		a2, e2 := pg.Attrs(ctx, catalog.LFN, l)
 		d.same(step, "attrs "+l, []any{a1, errText(e1)}, []any{a2, errText(e2)})
-		a1, e1 = peb.Attrs(catalog.LFN, l, "size", "name")
+		a1, e1 = peb.Attrs(ctx, catalog.LFN, l, "size", "name")
 		a2, e2 = pg.Attrs(ctx, catalog.LFN, l, "size", "name")
 		d.same(step, "named attrs "+l, []any{a1, errText(e1)}, []any{a2, errText(e2)})
 	}
 	for _, p := range pfnPool {
-		r1, e1 := peb.QueryPFN(p)
+		r1, e1 := peb.QueryPFN(ctx, p)
 		r2, e2 := pg.QueryPFN(ctx, p)
 		d.same(step, "query pfn "+p, []any{r1, errText(e1)}, []any{r2, errText(e2)})
-		x1, e1 := peb.PFNExists(p)
+		x1, e1 := peb.PFNExists(ctx, p)
 		x2, e2 := pg.PFNExists(ctx, p)
 		d.same(step, "pfn exists "+p, []any{x1, errText(e1)}, []any{x2, errText(e2)})
 	}
-	b1, be1 := peb.BulkQuery(catalog.LFN, lfnPool)
-	b2, be2 := pg.BulkQuery(ctx, catalog.LFN, lfnPool)
-	d.same(step, "bulk query", []any{b1, errTexts(be1)}, []any{b2, errTexts(be2)})
+	b1, be1, e1 := peb.BulkQuery(ctx, catalog.LFN, lfnPool)
+	b2, be2, e2 := pg.BulkQuery(ctx, catalog.LFN, lfnPool)
+	d.same(step, "bulk query", []any{b1, errTexts(be1), errText(e1)}, []any{b2, errTexts(be2), errText(e2)})
+	items := []catalog.Mapping{{}}
+	for _, l := range lfnPool {
+		for _, p := range pfnPool {
+			items = append(items, catalog.Mapping{LFN: l}, catalog.Mapping{PFN: p}, catalog.Mapping{LFN: l, PFN: p})
+		}
+	}
+	x1, xe1, e1 := peb.BulkExists(ctx, items)
+	x2, xe2, e2 := pg.BulkExists(ctx, items)
+	d.same(step, "bulk exists", []any{x1, errTexts(xe1), errText(e1)}, []any{x2, errTexts(xe2), errText(e2)})
 	for _, pat := range []string{"*", "a*", "a\\*b", "x%*", "x_?", "?", "1*0", "é", "[", "\\"} {
 		for _, q := range []catalog.WildcardQuery{{Pattern: pat}, {Pattern: pat, PFN: true, Limit: 2, Offset: 1}, {Pattern: pat, MaxBytes: 40}} {
-			m1, more1, e1 := peb.Wildcard(q)
+			m1, more1, e1 := peb.Wildcard(ctx, q)
 			m2, more2, e2 := pg.Wildcard(ctx, q)
 			d.same(step, fmt.Sprintf("wildcard %+v", q), []any{m1, more1, errText(e1)}, []any{m2, more2, errText(e2)})
 		}
@@ -247,17 +257,17 @@ func (d *differ) compareState(step int) {
 					if op == catalog.OpLike {
 						s.Value = catalog.StringValue([]string{"*", "a*", "?", "b\\%", "x_*"}[d.rng.IntN(5)])
 					}
-					h1, more1, e1 := peb.SearchAttr(s)
+					h1, more1, e1 := peb.SearchAttr(ctx, s)
 					h2, more2, e2 := pg.SearchAttr(ctx, s)
 					d.same(step, fmt.Sprintf("search %+v", s), []any{h1, more1, errText(e1)}, []any{h2, more2, errText(e2)})
 				}
 			}
 		}
 	}
-	defs1, e1 := peb.AttrDefs(0)
+	defs1, e1 := peb.AttrDefs(ctx, 0)
 	defs2, e2 := pg.AttrDefs(ctx, 0)
 	d.same(step, "attr defs", []any{defs1, errText(e1)}, []any{defs2, errText(e2)})
-	c1, e1 := peb.Changes(0, 0)
+	c1, e1 := peb.Changes(ctx, 0, 0)
 	c2, e2 := pg.Changes(ctx, 0, 0)
 	for _, cs := range [][]catalog.Change{c1, c2} {
 		for i := range cs {
@@ -266,11 +276,13 @@ func (d *differ) compareState(step int) {
 	}
 	d.same(step, "changes", []any{c1, errText(e1)}, []any{c2, errText(e2)})
 	var l1, l2 []string
-	s1, e1 := peb.ForEachLFN(func(l string) error { l1 = append(l1, l); return nil })
+	s1, e1 := peb.ForEachLFN(ctx, func(l string) error { l1 = append(l1, l); return nil })
 	s2, e2 := pg.ForEachLFN(ctx, func(l string) error { l2 = append(l2, l); return nil })
 	d.same(step, "for each lfn", []any{l1, s1, errText(e1)}, []any{l2, s2, errText(e2)})
-	st1, st2 := peb.Stats(), pg.Stats()
-	d.same(step, "stats", []uint64{st1.LFNs, st1.PFNs, st1.Mappings, st1.Seq, st1.FirstSeq, st1.AttrDefs},
-		[]uint64{st2.LFNs, st2.PFNs, st2.Mappings, st2.Seq, st2.FirstSeq, st2.AttrDefs})
-	d.same(step, "positions", []uint64{peb.LastSeq(), peb.FirstSeq()}, []uint64{pg.LastSeq(), pg.FirstSeq()})
+	st1, e1 := peb.Stats(ctx)
+	st2, e2 := pg.Stats(ctx)
+	d.same(step, "stats", []any{st1, errText(e1)}, []any{st2, errText(e2)})
+	l1s, e1 := peb.LastSeq(ctx)
+	l2s, e2 := pg.LastSeq(ctx)
+	d.same(step, "last seq", []any{l1s, errText(e1)}, []any{l2s, errText(e2)})
 }

@@ -23,8 +23,8 @@ const notifyChannel = "rls_feed"
 // precision.
 func (c *Catalog) Changes(ctx context.Context, from uint64, limit int) ([]catalog.Change, error) {
 	const op = "changes"
-	if c.isClosed() {
-		return nil, &catalog.Error{Op: op, Err: catalog.ErrClosed}
+	if err := c.enter(ctx, op); err != nil {
+		return nil, err
 	}
 	if limit <= 0 {
 		limit = 10000
@@ -70,13 +70,16 @@ func (c *Catalog) Changes(ctx context.Context, from uint64, limit int) ([]catalo
 func (c *Catalog) WaitChanges(ctx context.Context, from uint64) error {
 	t := time.NewTicker(c.poll)
 	defer t.Stop()
+	if err := c.enter(ctx, "wait changes"); err != nil {
+		return err
+	}
 	for {
-		ch := c.Notify()
-		if c.LastSeq() >= from {
+		ch := c.grown()
+		if c.lastSeq.Load() >= from {
 			return nil
 		}
 		if c.isClosed() {
-			return &catalog.Error{Op: "wait changes", Err: catalog.ErrClosed}
+			return closedErr("wait changes")
 		}
 		select {
 		case <-ch:
@@ -133,8 +136,8 @@ func (c *Catalog) PruneChanges(ctx context.Context, before uint64) error {
 // runs. If fn returns an error, the scan stops and ForEachLFN returns it.
 func (c *Catalog) ForEachLFN(ctx context.Context, fn func(lfn string) error) (uint64, error) {
 	const op = "for each lfn"
-	if c.isClosed() {
-		return 0, &catalog.Error{Op: op, Err: catalog.ErrClosed}
+	if err := c.enter(ctx, op); err != nil {
+		return 0, err
 	}
 	tx, err := c.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
@@ -165,32 +168,48 @@ func (c *Catalog) ForEachLFN(ctx context.Context, fn func(lfn string) error) (ui
 	return uint64(seq), nil
 }
 
-// Stats returns the catalog's counts as of the last committed write, and
-// the size of its tables. It runs two small queries; call it for stats and
-// scrapes, not per request. On an error (the database unreachable) it
-// returns what this process last saw of the positions and zero counts.
-func (c *Catalog) Stats() catalog.Stats {
-	s := catalog.Stats{Seq: c.LastSeq(), FirstSeq: c.FirstSeq()}
-	if c.isClosed() {
-		return s
+// Stats returns the catalog's counts as of the last committed write, read
+// from the meta row.
+func (c *Catalog) Stats(ctx context.Context) (catalog.Stats, error) {
+	const op = "stats"
+	if err := c.enter(ctx, op); err != nil {
+		return catalog.Stats{}, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	var seq, first, lfns, pfns, mappings, defs, size int64
-	err := c.pool.QueryRow(ctx, `SELECT seq, first_seq, lfns, pfns, mappings, (SELECT count(*) FROM rls_attr_def),
-		`+tableSizeSQL+` FROM rls_meta WHERE id = 1`).Scan(&seq, &first, &lfns, &pfns, &mappings, &defs, &size)
+	var seq, first, lfns, pfns, mappings, defs int64
+	err := c.pool.QueryRow(ctx, `SELECT seq, first_seq, lfns, pfns, mappings, (SELECT count(*) FROM rls_attr_def)
+		FROM rls_meta WHERE id = 1`).Scan(&seq, &first, &lfns, &pfns, &mappings, &defs)
 	if err != nil {
-		c.logger.Warn("pgcatalog: stats", "err", err)
-		return s
+		return catalog.Stats{}, unavailable(op, err)
 	}
 	c.observe(uint64(seq), uint64(first))
-	s.Seq, s.FirstSeq = uint64(seq), uint64(first)
-	s.LFNs, s.PFNs, s.Mappings, s.AttrDefs, s.DiskBytes = uint64(lfns), uint64(pfns), uint64(mappings), uint64(defs), uint64(size)
-	return s
+	return catalog.Stats{
+		LFNs: uint64(lfns), PFNs: uint64(pfns), Mappings: uint64(mappings),
+		Seq: uint64(seq), FirstSeq: uint64(first), AttrDefs: uint64(defs),
+	}, nil
 }
 
-// tableSizeSQL sums the on-disk size of the catalog's tables and indexes
-// (PostgreSQL's pg_total_relation_size).
-const tableSizeSQL = `(SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c
-	WHERE c.relkind = 'r' AND c.relname IN ('rls_meta', 'rls_map', 'rls_feed', 'rls_attr_def', 'rls_attr')
-	AND c.relnamespace = to_regnamespace(current_schema())::oid)`
+// StorageStats returns the on-disk size of the catalog's tables with their
+// indexes and TOAST (pg_total_relation_size); PostgreSQL has no compaction
+// debt to report.
+func (c *Catalog) StorageStats(ctx context.Context) (catalog.StorageStats, error) {
+	const op = "storage stats"
+	if err := c.enter(ctx, op); err != nil {
+		return catalog.StorageStats{}, err
+	}
+	var size int64
+	err := c.pool.QueryRow(ctx, `SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c
+		WHERE c.relkind = 'r' AND c.relname IN ('rls_meta', 'rls_map', 'rls_feed', 'rls_attr_def', 'rls_attr')
+		AND c.relnamespace = to_regnamespace(current_schema())::oid`).Scan(&size)
+	if err != nil {
+		return catalog.StorageStats{}, unavailable(op, err)
+	}
+	return catalog.StorageStats{DiskBytes: uint64(size)}, nil
+}
+
+// The PostgreSQL catalog is a Store and reports its storage; it does not
+// fail-stop (an unreachable server is ErrUnavailable, and the pool
+// reconnects when it is back).
+var (
+	_ catalog.Store           = (*Catalog)(nil)
+	_ catalog.StorageReporter = (*Catalog)(nil)
+)

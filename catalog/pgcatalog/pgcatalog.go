@@ -152,6 +152,20 @@ func (c *Catalog) Close() error {
 	return nil
 }
 
+// closedErr is the error of an operation called after Close.
+func closedErr(op string) error { return fmt.Errorf("catalog: %s: %w", op, catalog.ErrClosed) }
+
+// enter refuses to start an operation after Close or once ctx has ended.
+func (c *Catalog) enter(ctx context.Context, op string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("catalog: %s: %w", op, err)
+	}
+	if c.isClosed() {
+		return closedErr(op)
+	}
+	return nil
+}
+
 func (c *Catalog) isClosed() bool {
 	select {
 	case <-c.closed:
@@ -164,14 +178,6 @@ func (c *Catalog) isClosed() bool {
 // Incarnation returns the catalog's incarnation, made with the meta row and
 // shared by every process that opens the database.
 func (c *Catalog) Incarnation() [catalog.IncarnationLen]byte { return c.incarnation }
-
-// Err returns nil: a PostgreSQL catalog does not fail-stop. An unreachable
-// database makes operations fail with catalog.ErrUnavailable until it is
-// back, and the pool reconnects by itself.
-func (c *Catalog) Err() error { return nil }
-
-// Failed returns a channel that is never closed (see Err).
-func (c *Catalog) Failed() <-chan struct{} { return nil }
 
 // observe records feed positions read from the database or written, and
 // wakes waiters when the last one grew.
@@ -203,21 +209,26 @@ func (c *Catalog) observe(seq, first uint64) {
 	}
 }
 
-// Notify returns a channel that is closed after this process next sees the
+// grown returns a channel that is closed after this process next sees the
 // feed grow (its own write, a notification or a poll), or when the
 // catalog closes.
-func (c *Catalog) Notify() <-chan struct{} {
+func (c *Catalog) grown() <-chan struct{} {
 	c.notifyMu.Lock()
 	defer c.notifyMu.Unlock()
 	return c.notifyCh
 }
 
-// LastSeq returns the last feed position this process has seen; other
-// processes' writes show within a notification or PollInterval.
-func (c *Catalog) LastSeq() uint64 { return c.lastSeq.Load() }
-
-// FirstSeq returns the oldest feed position kept, as last seen.
-func (c *Catalog) FirstSeq() uint64 { return max(c.firstSeq.Load(), 1) }
+// LastSeq returns the position of the last feed record committed by any
+// process (0 if none was ever written). It reads the meta row.
+func (c *Catalog) LastSeq(ctx context.Context) (uint64, error) {
+	if err := c.enter(ctx, "last seq"); err != nil {
+		return 0, err
+	}
+	if err := c.refresh(ctx); err != nil {
+		return 0, err
+	}
+	return c.lastSeq.Load(), nil
+}
 
 // unavailable wraps err in catalog.ErrUnavailable when it says the database
 // could not be reached or went away (a refused or broken connection, a

@@ -12,8 +12,8 @@ import (
 // blocks writers, and is safe for concurrent use.
 
 func (c *Catalog) exists(ctx context.Context, sql string, args ...any) (bool, error) {
-	if c.isClosed() {
-		return false, &catalog.Error{Op: "exists", Err: catalog.ErrClosed}
+	if err := c.enter(ctx, "exists"); err != nil {
+		return false, err
 	}
 	var ok bool
 	err := c.pool.QueryRow(ctx, sql, args...).Scan(&ok)
@@ -75,8 +75,8 @@ func (c *Catalog) QueryEach(ctx context.Context, obj catalog.ObjectType, name st
 	if err := checkName(op, obj.String(), name); err != nil {
 		return err
 	}
-	if c.isClosed() {
-		return &catalog.Error{Op: op, Err: catalog.ErrClosed}
+	if err := c.enter(ctx, op); err != nil {
+		return err
 	}
 	rows, err := c.pool.Query(ctx, sql, name)
 	if err != nil {
@@ -105,13 +105,16 @@ func (c *Catalog) QueryEach(ctx context.Context, obj catalog.ObjectType, name st
 
 // BulkQuery answers QueryLFN (obj LFN) or QueryPFN (obj PFN) for every name,
 // with one result and one error per name, from one consistent view.
-func (c *Catalog) BulkQuery(ctx context.Context, obj catalog.ObjectType, names []string) ([][]string, []error) {
-	res := make([][]string, len(names))
-	errs, _ := c.BulkQueryEach(ctx, obj, names, func(i int, other string) error {
+func (c *Catalog) BulkQuery(ctx context.Context, obj catalog.ObjectType, names []string) (res [][]string, errs []error, err error) {
+	res = make([][]string, len(names))
+	errs, err = c.BulkQueryEach(ctx, obj, names, func(i int, other string) error {
 		res[i] = append(res[i], other)
 		return nil
 	})
-	return res, errs
+	if err != nil {
+		return nil, nil, err
+	}
+	return res, errs, nil
 }
 
 var bulkQuerySQL = map[catalog.ObjectType]string{
@@ -124,21 +127,16 @@ var bulkQuerySQL = map[catalog.ObjectType]string{
 // order, from one statement (one consistent view). It returns one error per
 // name. If fn returns an error, BulkQueryEach stops and returns it as err.
 func (c *Catalog) BulkQueryEach(ctx context.Context, obj catalog.ObjectType, names []string, fn func(i int, other string) error) (errs []error, err error) {
-	errs = make([]error, len(names))
 	op := "query " + obj.String()
-	fail := func(err error) ([]error, error) {
-		for i := range errs {
-			errs[i] = err
-		}
-		return errs, nil
-	}
+	fail := func(err error) ([]error, error) { return nil, err }
 	sql, ok := bulkQuerySQL[obj]
 	if !ok {
 		return fail(errorf(op, "", catalog.ErrInvalid, "unknown object type "+obj.String()))
 	}
-	if c.isClosed() {
-		return fail(&catalog.Error{Op: op, Err: catalog.ErrClosed})
+	if err := c.enter(ctx, op); err != nil {
+		return fail(err)
 	}
+	errs = make([]error, len(names))
 	var idx []int32
 	var valid []string
 	for i, name := range names {
@@ -181,22 +179,59 @@ func (c *Catalog) BulkQueryEach(ctx context.Context, obj catalog.ObjectType, nam
 
 // BulkExists answers, for every item, whether the mapping exists (LFN and PFN
 // both set), or the LFN (only LFN set), or the PFN (only PFN set).
-func (c *Catalog) BulkExists(ctx context.Context, items []catalog.Mapping) ([]bool, []error) {
-	res := make([]bool, len(items))
-	errs := make([]error, len(items))
-	for i, m := range items {
-		switch {
-		case m.LFN != "" && m.PFN != "":
-			res[i], errs[i] = c.MappingExists(ctx, m.LFN, m.PFN)
-		case m.LFN != "":
-			res[i], errs[i] = c.LFNExists(ctx, m.LFN)
-		case m.PFN != "":
-			res[i], errs[i] = c.PFNExists(ctx, m.PFN)
-		default:
-			errs[i] = errorf("exists", "", catalog.ErrInvalid, "neither lfn nor pfn given")
-		}
+// It is one statement, so one consistent view.
+func (c *Catalog) BulkExists(ctx context.Context, items []catalog.Mapping) (exists []bool, errs []error, err error) {
+	const op = "exists"
+	if err := c.enter(ctx, op); err != nil {
+		return nil, nil, err
 	}
-	return res, errs
+	exists = make([]bool, len(items))
+	errs = make([]error, len(items))
+	var idx []int32
+	var lfns, pfns []string
+	for i, m := range items {
+		if m.LFN == "" && m.PFN == "" {
+			errs[i] = errorf(op, "", catalog.ErrInvalid, "neither lfn nor pfn given")
+			continue
+		}
+		if m.LFN != "" {
+			if errs[i] = checkName(op, "lfn", m.LFN); errs[i] != nil {
+				continue
+			}
+		}
+		if m.PFN != "" {
+			if errs[i] = checkName(op, "pfn", m.PFN); errs[i] != nil {
+				continue
+			}
+		}
+		idx = append(idx, int32(i))
+		lfns = append(lfns, m.LFN)
+		pfns = append(pfns, m.PFN)
+	}
+	if len(idx) == 0 {
+		return exists, errs, nil
+	}
+	rows, err := c.pool.Query(ctx, `SELECT u.i, CASE
+		WHEN u.l <> '' AND u.p <> '' THEN EXISTS (SELECT 1 FROM rls_map m WHERE m.lfn = u.l AND m.pfn = u.p)
+		WHEN u.l <> '' THEN EXISTS (SELECT 1 FROM rls_map m WHERE m.lfn = u.l)
+		ELSE EXISTS (SELECT 1 FROM rls_map m WHERE m.pfn = u.p) END
+		FROM unnest($1::integer[], $2::text[], $3::text[]) AS u(i, l, p)`, idx, lfns, pfns)
+	if err != nil {
+		return nil, nil, unavailable(op, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var i int32
+		var ok bool
+		if err := rows.Scan(&i, &ok); err != nil {
+			return nil, nil, err
+		}
+		exists[i] = ok
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, unavailable(op, err)
+	}
+	return exists, errs, nil
 }
 
 // Wildcard returns the mappings that match q (see catalog.WildcardQuery),
@@ -210,8 +245,8 @@ func (c *Catalog) Wildcard(ctx context.Context, q catalog.WildcardQuery) ([]cata
 	if q.Offset < 0 || q.Limit < 0 {
 		return nil, false, errorf("wildcard", q.Pattern, catalog.ErrInvalid, "negative offset or limit")
 	}
-	if c.isClosed() {
-		return nil, false, &catalog.Error{Op: "wildcard", Err: catalog.ErrClosed}
+	if err := c.enter(ctx, "wildcard"); err != nil {
+		return nil, false, err
 	}
 	col, other := "lfn", "pfn"
 	if q.PFN {

@@ -12,19 +12,25 @@ import (
 // them, or those named in attrs (ErrNotFound naming the first that has no
 // value). ErrNotFound if the object does not exist.
 func (c *Catalog) Attrs(ctx context.Context, obj catalog.ObjectType, object string, attrs ...string) ([]catalog.Attr, error) {
-	res, errs := c.BulkAttrs(ctx, obj, []string{object}, attrs)
+	res, errs, err := c.BulkAttrs(ctx, obj, []string{object}, attrs)
+	if err != nil {
+		return nil, err
+	}
 	return res[0], errs[0]
 }
 
 // BulkAttrs answers Attrs for many objects, with one result and one error
 // per object.
-func (c *Catalog) BulkAttrs(ctx context.Context, obj catalog.ObjectType, objects []string, attrs []string) ([][]catalog.Attr, []error) {
-	res := make([][]catalog.Attr, len(objects))
-	errs, _ := c.BulkAttrsEach(ctx, obj, objects, attrs, func(i int, a catalog.Attr) error {
+func (c *Catalog) BulkAttrs(ctx context.Context, obj catalog.ObjectType, objects []string, attrs []string) (res [][]catalog.Attr, errs []error, err error) {
+	res = make([][]catalog.Attr, len(objects))
+	errs, err = c.BulkAttrsEach(ctx, obj, objects, attrs, func(i int, a catalog.Attr) error {
 		res[i] = append(res[i], a)
 		return nil
 	})
-	return res, errs
+	if err != nil {
+		return nil, nil, err
+	}
+	return res, errs, nil
 }
 
 // BulkAttrsEach is BulkAttrs without building the answer: for each object
@@ -34,23 +40,17 @@ func (c *Catalog) BulkAttrs(ctx context.Context, obj catalog.ObjectType, objects
 // answers come from one statement, so from one consistent view.
 func (c *Catalog) BulkAttrsEach(ctx context.Context, obj catalog.ObjectType, objects []string, attrs []string, fn func(i int, a catalog.Attr) error) (errs []error, err error) {
 	const op = "get attributes"
+	fail := func(err error) ([]error, error) { return nil, err }
+	if obj != catalog.LFN && obj != catalog.PFN {
+		return fail(errorf(op, "", catalog.ErrInvalid, "unknown object type "+obj.String()))
+	}
+	if err := c.enter(ctx, op); err != nil {
+		return fail(err)
+	}
 	errs = make([]error, len(objects))
-	fail := func(err error) ([]error, error) {
-		for i := range errs {
-			errs[i] = err
-		}
-		return errs, nil
-	}
-	if c.isClosed() {
-		return fail(&catalog.Error{Op: op, Err: catalog.ErrClosed})
-	}
 	var idx []int32
 	var names []string
 	for i, object := range objects {
-		if obj != catalog.LFN && obj != catalog.PFN {
-			errs[i] = errorf(op, object, catalog.ErrInvalid, "unknown object type "+obj.String())
-			continue
-		}
 		if err := checkName(op, obj.String(), object); err != nil {
 			errs[i] = err
 			continue
@@ -171,8 +171,8 @@ func (c *Catalog) SearchAttr(ctx context.Context, s catalog.Search) ([]catalog.H
 	if s.Offset < 0 || s.Limit < 0 {
 		return nil, false, errorf(op, s.Attr, catalog.ErrInvalid, "negative offset or limit")
 	}
-	if c.isClosed() {
-		return nil, false, &catalog.Error{Op: op, Err: catalog.ErrClosed}
+	if err := c.enter(ctx, op); err != nil {
+		return nil, false, err
 	}
 	t, err := attrType(ctx, c.pool, op, s.Object, s.Attr)
 	if err != nil {

@@ -38,8 +38,8 @@ type wtx struct {
 // back. A write whose COMMIT fails with the connection lost may or may not
 // have been applied; it is reported as ErrUnavailable, never acknowledged.
 func (c *Catalog) write(ctx context.Context, op string, fn func(ctx context.Context, w *wtx) error) (uint64, error) {
-	if c.isClosed() {
-		return 0, &catalog.Error{Op: op, Err: catalog.ErrClosed}
+	if err := c.enter(ctx, op); err != nil {
+		return 0, err
 	}
 	tx, err := c.pool.Begin(ctx)
 	if err != nil {
