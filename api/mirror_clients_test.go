@@ -109,7 +109,7 @@ func TestMirrorOverTransferAndCatalog(t *testing.T) {
 	if rs[3].State != mirror.INVD {
 		t.Fatalf("4: %+v, want INVD", rs[3])
 	}
-	as, err := cat.Attrs(catalog.LFN, "1")
+	as, err := cat.Attrs(t.Context(), catalog.LFN, "1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestMirrorOverTransferAndCatalog(t *testing.T) {
 	if got["series"] != "hmi.x" || got["source"] != "jsoc" || got["files"] != "1" || got["size"] != "6" || len(got["sha256"]) != 64 {
 		t.Fatalf("attributes %v", got)
 	}
-	if pfns, _ := cat.QueryLFN("2"); len(pfns) != 1 || pfns[0] != filepath.Join(store, "D2") {
+	if pfns, _ := cat.QueryLFN(t.Context(), "2"); len(pfns) != 1 || pfns[0] != filepath.Join(store, "D2") {
 		t.Fatalf("mapping of 2: %v", pfns)
 	}
 }

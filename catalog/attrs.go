@@ -241,7 +241,7 @@ func (w *writer) setAttr(obj ObjectType, object, attr string, v *Value, mode Set
 		if v.Type != t {
 			return errorf(op, attr, ErrInvalid, "attribute is "+t.String()+", value is "+v.Type.String())
 		}
-		if err := v.check(); err != nil {
+		if err := v.Check(); err != nil {
 			return err
 		}
 	}
@@ -517,7 +517,7 @@ func (c *Catalog) SearchAttr(ctx context.Context, s Search) ([]Hit, bool, error)
 		if v.Type != t {
 			return errorf(op, s.Attr, ErrInvalid, "attribute is "+t.String()+", operand is "+v.Type.String())
 		}
-		return v.check()
+		return v.Check()
 	}
 	var (
 		lower, upper = base, end

@@ -61,7 +61,7 @@ func (w *writer) register(op string, u Unit) error {
 		if err := checkAttrName(op, LFN, a.Name); err != nil {
 			return err
 		}
-		if err := a.Value.check(); err != nil {
+		if err := a.Value.Check(); err != nil {
 			return err
 		}
 		t, err := attrType(w.r, op, LFN, a.Name)

@@ -40,6 +40,8 @@ import (
 //     no record return the current position.
 //   - Names are 1..MaxNameLen bytes of UTF-8 without NUL (ValidateName);
 //     every ordering ("in byte order") is by the names' bytes.
+//   - Close waits for operations in flight and is idempotent; operations
+//     after it fail with ErrClosed.
 type Store interface {
 	MappingWriter
 	UnitRegisterer
@@ -117,7 +119,9 @@ type Querier interface {
 
 // Attributes defines, sets, reads and searches typed attribute values of
 // LFNs and PFNs (see the package doc). Attribute writes are durable like
-// mapping writes but are not in the change feed.
+// mapping writes but are not in the change feed. Values are checked with
+// Value.Check; times are kept to the microsecond at least (Pebble keeps the
+// nanosecond), and -0 and +0 are one float value.
 type Attributes interface {
 	// DefineAttr defines an attribute; ErrExists if it is already defined
 	// for that object type.

@@ -89,18 +89,18 @@ func ParseValue(t ValueType, s string) (Value, error) {
 			return Value{}, errorf("parse float", s, ErrInvalid, "not a number")
 		}
 		v := FloatValue(f)
-		return v, v.check()
+		return v, v.Check()
 	case TypeString:
 		v := StringValue(s)
-		return v, v.check()
+		return v, v.Check()
 	case TypeTime:
 		if tm, err := time.Parse(time.RFC3339Nano, s); err == nil {
 			v := TimeValue(tm)
-			return v, v.check()
+			return v, v.Check()
 		}
 		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
 			v := TimeValue(time.Unix(n, 0).UTC())
-			return v, v.check()
+			return v, v.Check()
 		}
 		return Value{}, errorf("parse time", s, ErrInvalid, "want RFC 3339 (2006-01-02T15:04:05Z) or Unix seconds")
 	}
@@ -127,8 +127,11 @@ var (
 	maxTime = time.Unix(0, math.MaxInt64)
 )
 
-// check reports whether v can be stored.
-func (v Value) check() error {
+// Check reports whether v can be stored: nil, or an *Error wrapping
+// ErrInvalid with the reason (a NaN float; a string value longer than
+// MaxStringValueLen, with a NUL byte or not UTF-8; a time outside the years
+// 1678..2262; an unknown type). Every backend refuses such values alike.
+func (v Value) Check() error {
 	switch v.Type {
 	case TypeInt:
 	case TypeFloat:

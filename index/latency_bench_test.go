@@ -52,7 +52,7 @@ func BenchmarkDeltaVisible(b *testing.B) {
 		lfn := fmt.Sprint("delta-", i)
 		i++
 		start := time.Now()
-		if _, err := cat.Create(lfn, "/p/"+lfn); err != nil {
+		if _, err := cat.Create(b.Context(), lfn, "/p/"+lfn); err != nil {
 			b.Fatal(err)
 		}
 		for deadline := start.Add(10 * time.Second); ; time.Sleep(time.Millisecond) {

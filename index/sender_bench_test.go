@@ -35,12 +35,12 @@ func loadCatalog(b *testing.B, n int) *catalog.Catalog {
 			s := 100_000_000 + j
 			ms = append(ms, catalog.Mapping{LFN: fmt.Sprint(s), PFN: fmt.Sprintf("/SUM%d/D%d", s%64, s)})
 		}
-		if _, _, err := cat.BulkWrite(catalog.OpCreate, ms); err != nil {
+		if _, _, err := cat.BulkWrite(b.Context(), catalog.OpCreate, ms); err != nil {
 			b.Fatal(err)
 		}
 	}
 	for idle, deadline := 0, time.Now().Add(2*time.Minute); idle < 5 && time.Now().Before(deadline); {
-		if cat.Stats().CompactionsRunning == 0 {
+		if st, err := cat.StorageStats(b.Context()); err == nil && st.CompactionsRunning == 0 {
 			idle++
 		} else {
 			idle = 0
@@ -59,7 +59,7 @@ func BenchmarkBloomBuild1M(b *testing.B) {
 	tg := Target{FalsePositiveRate: DefaultFalsePositiveRate}
 	b.Run("ScanAndBuild", func(b *testing.B) {
 		for b.Loop() {
-			p, _, _, err := s.snapshotBloom(tg)
+			p, _, _, err := s.snapshotBloom(b.Context(), tg)
 			if err != nil || p.Entries != 1_000_000 {
 				b.Fatal(p, err)
 			}
@@ -68,7 +68,7 @@ func BenchmarkBloomBuild1M(b *testing.B) {
 	b.Run("ScanOnly", func(b *testing.B) {
 		for b.Loop() {
 			n := 0
-			if _, err := cat.ForEachLFN(func(string) error { n++; return nil }); err != nil || n != 1_000_000 {
+			if _, err := cat.ForEachLFN(b.Context(), func(string) error { n++; return nil }); err != nil || n != 1_000_000 {
 				b.Fatal(n, err)
 			}
 		}

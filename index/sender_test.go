@@ -226,10 +226,20 @@ func openCatalog(t testing.TB) *catalog.Catalog {
 	return cat
 }
 
+// lastSeq is the catalog's last change-feed position.
+func lastSeq(t testing.TB, cat *catalog.Catalog) uint64 {
+	t.Helper()
+	seq, err := cat.LastSeq(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seq
+}
+
 func create(t *testing.T, cat *catalog.Catalog, lfns ...string) {
 	t.Helper()
 	for _, l := range lfns {
-		if _, err := cat.Create(l, "/SUM/D"+l); err != nil {
+		if _, err := cat.Create(t.Context(), l, "/SUM/D"+l); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -289,15 +299,15 @@ func updateNow(t *testing.T, s *Sender, addr string) Result {
 func TestSenderList(t *testing.T) {
 	cat := openCatalog(t)
 	create(t, cat, "3", "1", "2")
-	if _, err := cat.Add("1", "/other/D1"); err != nil {
+	if _, err := cat.Add(t.Context(), "1", "/other/D1"); err != nil {
 		t.Fatal(err)
 	}
 	rec, addr := startRecorder(t)
 	s := newTestSender(t, cat, Target{Addr: addr, Mode: ModeList, Validity: 2 * time.Hour, Interval: time.Hour})
 	before := time.Now()
 	res := updateNow(t, s, addr)
-	if res.Mode != ModeList || res.Generation != cat.LastSeq() || res.Entries != 3 || res.Target != addr {
-		t.Errorf("Result = %+v, want list, generation %d, 3 entries", res, cat.LastSeq())
+	if res.Mode != ModeList || res.Generation != lastSeq(t, cat) || res.Entries != 3 || res.Target != addr {
+		t.Errorf("Result = %+v, want list, generation %d, 3 entries", res, lastSeq(t, cat))
 	}
 	us := rec.all()
 	if len(us) != 1 {
@@ -445,7 +455,7 @@ func TestSenderPatterns(t *testing.T) {
 	checkBloom(t, recB.all()[0], []string{"20", "21"}, DefaultFalsePositiveRate)
 
 	create(t, cat, "12", "22", "30")
-	if _, err := cat.RenameLFN("20", "13"); err != nil {
+	if _, err := cat.RenameLFN(t.Context(), "20", "13"); err != nil {
 		t.Fatal(err)
 	}
 	for _, tg := range s.targets {
@@ -471,25 +481,25 @@ func TestSenderDelta(t *testing.T) {
 
 	create(t, cat, "x", "tmp")
 	for _, w := range []func() error{
-		func() error { _, err := cat.Delete("a", "/SUM/Da"); return err },
-		func() error { _, err := cat.RenameLFN("b", "b2"); return err },
-		func() error { _, err := cat.Add("c", "/other/Dc"); return err },      // c exists before and after
-		func() error { _, err := cat.Delete("tmp", "/SUM/Dtmp"); return err }, // tmp came and went
-		func() error { _, err := cat.Delete("d", "/SUM/Dd"); return err },
-		func() error { _, err := cat.Create("d", "/new/Dd"); return err }, // d went and came back
+		func() error { _, err := cat.Delete(t.Context(), "a", "/SUM/Da"); return err },
+		func() error { _, err := cat.RenameLFN(t.Context(), "b", "b2"); return err },
+		func() error { _, err := cat.Add(t.Context(), "c", "/other/Dc"); return err },      // c exists before and after
+		func() error { _, err := cat.Delete(t.Context(), "tmp", "/SUM/Dtmp"); return err }, // tmp came and went
+		func() error { _, err := cat.Delete(t.Context(), "d", "/SUM/Dd"); return err },
+		func() error { _, err := cat.Create(t.Context(), "d", "/new/Dd"); return err }, // d went and came back
 	} {
 		if err := w(); err != nil {
 			t.Fatal(err)
 		}
 	}
 	res := s.delta(t.Context(), s.targets[0])
-	if res.Err != nil || res.Mode != ModeDelta || res.Generation != cat.LastSeq() || res.Entries != 4 {
-		t.Fatalf("delta Result = %+v, want generation %d, 4 entries", res, cat.LastSeq())
+	if res.Err != nil || res.Mode != ModeDelta || res.Generation != lastSeq(t, cat) || res.Entries != 4 {
+		t.Fatalf("delta Result = %+v, want generation %d, 4 entries", res, lastSeq(t, cat))
 	}
 	us := rec.all()
 	d := us[len(us)-1]
-	if d.h.Mode != ModeDelta || d.h.BaseGeneration != full.Generation || d.h.Generation != cat.LastSeq() || d.h.Entries != 4 {
-		t.Errorf("delta header = %+v, want base %d generation %d entries 4", d.h, full.Generation, cat.LastSeq())
+	if d.h.Mode != ModeDelta || d.h.BaseGeneration != full.Generation || d.h.Generation != lastSeq(t, cat) || d.h.Entries != 4 {
+		t.Errorf("delta header = %+v, want base %d generation %d entries 4", d.h, full.Generation, lastSeq(t, cat))
 	}
 	if !slices.Equal(d.added, []string{"b2", "x"}) || !slices.Equal(d.removed, []string{"a", "b"}) {
 		t.Errorf("delta added %q removed %q, want added b2 x, removed a b", d.added, d.removed)
@@ -505,7 +515,7 @@ func TestSenderDelta(t *testing.T) {
 
 	// Pruned changes: a delta cannot be built, a full update is due.
 	create(t, cat, "y")
-	if err := cat.PruneChanges(cat.LastSeq() + 1); err != nil {
+	if err := cat.PruneChanges(t.Context(), lastSeq(t, cat) + 1); err != nil {
 		t.Fatal(err)
 	}
 	if res := s.delta(t.Context(), s.targets[0]); !errors.Is(res.Err, errNeedFull) {
@@ -529,15 +539,15 @@ func TestSenderRunDelta(t *testing.T) {
 	for i := range 20 {
 		create(t, cat, fmt.Sprint(100+i))
 		if i%3 == 1 {
-			if _, err := cat.Delete(fmt.Sprint(100+i-1), "/SUM/D"+fmt.Sprint(100+i-1)); err != nil {
+			if _, err := cat.Delete(t.Context(), fmt.Sprint(100+i-1), "/SUM/D"+fmt.Sprint(100+i-1)); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	last := cat.LastSeq()
+	last := lastSeq(t, cat)
 	rec.waitFor(t, "the deltas", func() bool { return rec.gen["jsoc"] == last })
 	var want []string
-	if _, err := cat.ForEachLFN(func(l string) error { want = append(want, l); return nil }); err != nil {
+	if _, err := cat.ForEachLFN(t.Context(), func(l string) error { want = append(want, l); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if got := rec.list("jsoc"); !slices.Equal(got, want) {
@@ -562,7 +572,7 @@ func TestSenderFailedPrecondition(t *testing.T) {
 	rec.waitFor(t, "the first full update", func() bool { return len(rec.updates) == 1 })
 	rec.forget("jsoc")
 	create(t, cat, "2")
-	last := cat.LastSeq()
+	last := lastSeq(t, cat)
 	rec.waitFor(t, "a full update after the refused delta", func() bool {
 		return rec.gen["jsoc"] == last && len(rec.state["jsoc"]) == 2
 	})
@@ -766,7 +776,7 @@ func TestSenderSetTargets(t *testing.T) {
 
 	// The unchanged target goes on with deltas on the generation it holds.
 	create(t, cat, "3")
-	last := cat.LastSeq()
+	last := lastSeq(t, cat)
 	recA.waitFor(t, "A's delta", func() bool { return recA.gen["jsoc"] == last })
 	for i, u := range recA.all()[1:] {
 		if u.h.Mode != ModeDelta {

@@ -547,14 +547,18 @@ func checkLRC(t *testing.T, cc *grpc.ClientConn, ws []*lrcWorker, feedDir, when 
 		t.Fatal(err)
 	}
 	defer fc.Close()
-	if fc.FirstSeq() != 1 || fc.LastSeq() != cs.GetSeq() || cs.GetFirstSeq() != 1 {
+	fs, err := fc.Stats(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fs.FirstSeq != 1 || fs.Seq != cs.GetSeq() || cs.GetFirstSeq() != 1 {
 		t.Fatalf("%s: the feed holds %d..%d (stats: %d..%d); want 1..%d, nothing pruned",
-			when, fc.FirstSeq(), fc.LastSeq(), cs.GetFirstSeq(), cs.GetSeq(), cs.GetSeq())
+			when, fs.FirstSeq, fs.Seq, cs.GetFirstSeq(), cs.GetSeq(), cs.GetSeq())
 	}
 	replay := map[string][]string{}
 	next := uint64(1)
 	for {
-		chs, err := fc.Changes(next, 10_000)
+		chs, err := fc.Changes(context.Background(), next, 10_000)
 		if err != nil {
 			t.Fatal(err)
 		}
