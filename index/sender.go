@@ -193,7 +193,7 @@ type SenderOptions struct {
 // own schedule with at most one update in flight per target. Its targets
 // can be replaced while it runs (SetTargets). It is safe for concurrent use.
 type Sender struct {
-	cat            *catalog.Catalog
+	cat            Catalog
 	site, endpoint string
 	incarnation    []byte // the catalog's, sent in every header
 	log            *slog.Logger
@@ -245,11 +245,18 @@ type targetState struct {
 	failures              int
 }
 
+// Catalog is what a Sender reads of a local replica catalog: its change
+// feed and its counts. Any catalog.Store backend is one.
+type Catalog interface {
+	catalog.Feed
+	catalog.StatsReporter
+}
+
 // NewSender returns a sender of cat's state, naming the site and its gRPC
 // endpoint (host:port) in every update, to targets. It connects lazily: an
 // index that is down fails updates, not NewSender. Call Run to send on
 // schedule, and Close when done.
-func NewSender(cat *catalog.Catalog, site, endpoint string, targets []Target, opts SenderOptions) (*Sender, error) {
+func NewSender(cat Catalog, site, endpoint string, targets []Target, opts SenderOptions) (*Sender, error) {
 	if err := checkSite("site", site); err != nil {
 		return nil, fmt.Errorf("sender: %w", err)
 	}

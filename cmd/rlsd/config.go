@@ -36,6 +36,7 @@ type config struct {
 	LogFormat       string        `yaml:"log-format"`
 	LogLevel        string        `yaml:"log-level"`
 	NoSync          bool          `yaml:"no-sync"`
+	CatalogDSN      string        `yaml:"catalog-dsn"`
 	ShutdownTimeout time.Duration `yaml:"shutdown-timeout"`
 	ExportRoots     pathList      `yaml:"export-root"`
 	PProf           bool          `yaml:"pprof"`
@@ -219,6 +220,7 @@ func settings() []setting {
 		str("http-listen", func(c *config) *string { return &c.HTTPListen }),
 		str("log-format", func(c *config) *string { return &c.LogFormat }),
 		str("log-level", func(c *config) *string { return &c.LogLevel }),
+		str("catalog-dsn", func(c *config) *string { return &c.CatalogDSN }),
 		{
 			name: "no-sync",
 			parseEnv: func(c *config, s string) (err error) {
@@ -361,6 +363,7 @@ func (o *options) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.flags.HTTPListen, "http-listen", d.HTTPListen, "HTTP listen address for the status page (/), /metrics and /healthz; empty: no HTTP")
 	fs.StringVar(&o.flags.LogFormat, "log-format", d.LogFormat, "log format: text or json")
 	fs.StringVar(&o.flags.LogLevel, "log-level", d.LogLevel, "log level: debug, info, warn or error")
+	fs.StringVar(&o.flags.CatalogDSN, "catalog-dsn", "", "lrc role: keep the catalog in this PostgreSQL database (postgres://...) instead of DATA/catalog; several rlsd of one site may share it")
 	fs.BoolVar(&o.flags.NoSync, "no-sync", d.NoSync, "acknowledge catalog writes before they are fsynced (faster; a crash may lose the last writes)")
 	fs.DurationVar(&o.flags.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "on SIGTERM, how long calls in flight may take to finish")
 	fs.BoolVar(&o.flags.PProf, "pprof", d.PProf, "serve Go's profiles under /debug/pprof/ on the HTTP listener")
