@@ -3,11 +3,8 @@ package pgcatalog
 import (
 	"context"
 	"errors"
-	"math"
 	"strconv"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -34,39 +31,6 @@ func checkAttrName(op string, obj catalog.ObjectType, attr string) error {
 }
 
 func validType(t catalog.ValueType) bool { return t >= catalog.TypeInt && t <= catalog.TypeTime }
-
-var (
-	minTime = time.Unix(0, math.MinInt64)
-	maxTime = time.Unix(0, math.MaxInt64)
-)
-
-// checkValue reports whether v can be stored, as the Pebble catalog does.
-func checkValue(v catalog.Value) error {
-	switch v.Type {
-	case catalog.TypeInt:
-	case catalog.TypeFloat:
-		if math.IsNaN(v.Float) {
-			return errorf("value", v.String(), catalog.ErrInvalid, "NaN is not a storable float")
-		}
-	case catalog.TypeString:
-		if len(v.Str) > catalog.MaxStringValueLen {
-			return errorf("value", v.Str, catalog.ErrInvalid, "string value is "+strconv.Itoa(len(v.Str))+" bytes, longer than "+strconv.Itoa(catalog.MaxStringValueLen))
-		}
-		if strings.IndexByte(v.Str, 0) >= 0 {
-			return errorf("value", v.Str, catalog.ErrInvalid, "string value contains a NUL byte")
-		}
-		if !utf8.ValidString(v.Str) {
-			return errorf("value", v.Str, catalog.ErrInvalid, "string value is not valid UTF-8")
-		}
-	case catalog.TypeTime:
-		if v.Time.Before(minTime) || v.Time.After(maxTime) {
-			return errorf("value", v.String(), catalog.ErrInvalid, "time outside the years 1678..2262")
-		}
-	default:
-		return errorf("value", "", catalog.ErrInvalid, "unknown value type "+v.Type.String())
-	}
-	return nil
-}
 
 // sqlValue is a value as rls_attr's columns hold it; exactly the field of
 // its type is non-nil (vn with vt).
@@ -224,7 +188,7 @@ func (w *wtx) setAttr(ctx context.Context, obj catalog.ObjectType, object, attr 
 		if v.Type != t {
 			return errorf(op, attr, catalog.ErrInvalid, "attribute is "+t.String()+", value is "+v.Type.String())
 		}
-		if err := checkValue(*v); err != nil {
+		if err := v.Check(); err != nil {
 			return err
 		}
 	}

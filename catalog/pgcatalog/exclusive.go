@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"hash/fnv"
+	"net"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -15,16 +16,18 @@ import (
 // with ctx's error, or when fn returns an error while ctx lives.
 //
 // The lock is a PostgreSQL session advisory lock, held on a connection of
-// its own. A process that does not hold it asks again every interval. The
-// holder pings the server on that connection every interval and cancels
-// fn's context when a ping fails (the server restarted, or is
-// unreachable), waits for fn to return, and competes again. When the holder
-// dies its connection closes and the server releases the lock at once;
-// when its machine vanishes, TCP keepalives on the connection (idle 5 s,
-// then 3 probes 2 s apart) end the session within about 11 s, later than
-// the holder's own ping timeout, so that two holders never overlap.
-// When fn returns nil while ctx lives, the lock is released and competed
-// for again.
+// its own. A process that does not hold it asks again every interval; once
+// it has it, it waits one more interval before it starts fn, the time a
+// previous holder needs to notice that it lost the lock. The holder reads
+// its connection all the time fn runs, so it learns at once when its
+// session ends (the server restarted or terminated it) and cancels fn's
+// context; a holder that cannot reach the server any more notices within
+// about 4 s (TCP keepalives on its side), well before the server, whose
+// keepalives (idle 5 s, then 3 probes 2 s apart) end the session and free
+// the lock. When the holder process dies, its socket closes and the server
+// frees the lock at once. So holders do not overlap, and a standby takes
+// over within about two intervals of the holder's end. When fn returns nil
+// while ctx lives, the lock is released and competed for again.
 func (c *Catalog) Exclusive(ctx context.Context, name string, interval time.Duration, fn func(ctx context.Context) error) error {
 	if interval <= 0 {
 		interval = time.Second
@@ -58,7 +61,8 @@ type fnError struct{ err error }
 func (e fnError) Error() string { return e.err.Error() }
 
 // exclusiveOnce connects, waits until it holds the lock (or the
-// connection fails), runs fn while pings succeed, and returns.
+// connection fails), runs fn until it returns or the session ends, and
+// closes the connection, which releases the lock.
 func (c *Catalog) exclusiveOnce(ctx context.Context, key int64, interval time.Duration, fn func(ctx context.Context) error) error {
 	cfg := c.pool.Config().ConnConfig.Copy()
 	if cfg.RuntimeParams == nil {
@@ -68,6 +72,8 @@ func (c *Catalog) exclusiveOnce(ctx context.Context, key int64, interval time.Du
 	cfg.RuntimeParams["tcp_keepalives_interval"] = "2"
 	cfg.RuntimeParams["tcp_keepalives_count"] = "3"
 	cfg.RuntimeParams["application_name"] = "rls exclusive"
+	d := &net.Dialer{KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 2 * time.Second, Interval: time.Second, Count: 2}}
+	cfg.DialFunc = d.DialContext
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	conn, err := pgx.ConnectConfig(cctx, cfg)
 	cancel()
@@ -89,29 +95,47 @@ func (c *Catalog) exclusiveOnce(ctx context.Context, key int64, interval time.Du
 		case <-time.After(interval):
 		}
 	}
-	fctx, stop := context.WithCancel(ctx)
-	defer stop()
-	done := make(chan error, 1)
-	go func() { done <- fn(fctx) }()
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case err := <-done:
-			if err != nil && ctx.Err() == nil {
-				return fnError{err}
-			}
-			_, uerr := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, key)
-			return uerr
-		case <-t.C:
-			pctx, cancel := context.WithTimeout(ctx, interval)
-			err := conn.Ping(pctx)
-			cancel()
-			if err != nil && ctx.Err() == nil {
-				stop()
-				<-done
-				return err
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(interval): // a previous holder's time to notice
+	}
+	// Read the connection while fn runs: the read ends with an error when
+	// the session ends.
+	wctx, stopWatch := context.WithCancel(context.Background())
+	lost := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := conn.WaitForNotification(wctx); err != nil {
+				lost <- err
+				return
 			}
 		}
+	}()
+	fctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- fn(fctx) }()
+	var out error
+	watching := true
+	select {
+	case err := <-done:
+		if err != nil && ctx.Err() == nil {
+			out = fnError{err}
+		}
+	case err := <-lost:
+		watching = false
+		stop()
+		<-done
+		out = err
+	case <-ctx.Done():
+		stop()
+		<-done
+		out = ctx.Err()
 	}
+	stop()
+	stopWatch()
+	if watching {
+		<-lost // the watcher has stopped using conn
+	}
+	return out
 }

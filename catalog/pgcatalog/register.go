@@ -48,7 +48,7 @@ func (w *wtx) register(ctx context.Context, op string, u catalog.Unit) error {
 		if err := checkAttrName(op, catalog.LFN, a.Name); err != nil {
 			return err
 		}
-		if err := checkValue(a.Value); err != nil {
+		if err := a.Value.Check(); err != nil {
 			return err
 		}
 		t, err := attrType(ctx, w.tx, op, catalog.LFN, a.Name)

@@ -182,7 +182,7 @@ func (c *Catalog) SearchAttr(ctx context.Context, s catalog.Search) ([]catalog.H
 		if v.Type != t {
 			return errorf(op, s.Attr, catalog.ErrInvalid, "attribute is "+t.String()+", operand is "+v.Type.String())
 		}
-		return checkValue(v)
+		return v.Check()
 	}
 	col := valueColumns(t)
 	args := []any{int16(s.Object), s.Attr}
