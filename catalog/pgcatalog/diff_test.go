@@ -77,10 +77,10 @@ func (d *differ) mappings(n int) []catalog.Mapping {
 	return ms
 }
 
-// bulkSize is mostly small, sometimes past stageThreshold.
+// bulkSize is mostly small, sometimes past copyThreshold.
 func (d *differ) bulkSize() int {
 	if d.rng.IntN(4) == 0 {
-		return stageThreshold + d.rng.IntN(40)
+		return copyThreshold + d.rng.IntN(40)
 	}
 	return d.rng.IntN(8)
 }

@@ -2,68 +2,9 @@ package pgcatalog
 
 import (
 	"context"
+	"slices"
 
 	"github.com/solar-archive/rls/catalog"
-)
-
-// The set-based statements of BulkWrite. Each reads its items from the
-// source %s (the staging table, or arrays $3, $4, $5 of ords, LFNs and
-// PFNs), checks them against the mappings as they were before the
-// statement (all parts of one statement see one snapshot), applies the
-// first occurrence of each that passes, writes its feed records from
-// position $1+1 in item order with time $2, and returns one row per failed
-// item (ord, reason, 0, 0, 0) and a summary row (-1, records, Δmappings,
-// ΔLFNs, ΔPFNs).
-const (
-	stageSource = `SELECT ord, lfn, pfn FROM rls_stage`
-	arraySource = `SELECT o AS ord, l AS lfn, p AS pfn FROM unnest($3::integer[], $4::text[], $5::text[]) AS u(o, l, p)`
-
-	createSQL = `WITH s AS (%s),
-ok AS (
-	SELECT DISTINCT ON (s.lfn) s.ord, s.lfn, s.pfn FROM s
-	WHERE NOT EXISTS (SELECT 1 FROM rls_map m WHERE m.lfn = s.lfn)
-	ORDER BY s.lfn, s.ord),
-ins AS (INSERT INTO rls_map (lfn, pfn) SELECT lfn, pfn FROM ok ORDER BY lfn, pfn),
-fd AS (INSERT INTO rls_feed (seq, kind, lfn, pfn, lfn_added, at)
-	SELECT $1 + row_number() OVER (ORDER BY ord), 1, lfn, pfn, true, $2 FROM ok)
-SELECT -1, n, n, n, (SELECT count(DISTINCT ok.pfn) FROM ok WHERE NOT EXISTS (SELECT 1 FROM rls_map m WHERE m.pfn = ok.pfn))
-FROM (SELECT count(*) AS n FROM ok) AS c
-UNION ALL
-SELECT s.ord, 0, 0, 0, 0 FROM s WHERE NOT EXISTS (SELECT 1 FROM ok WHERE ok.ord = s.ord)`
-
-	addSQL = `WITH s AS (%s),
-c AS (SELECT DISTINCT ON (lfn, pfn) ord, lfn, pfn FROM s ORDER BY lfn, pfn, ord),
-ok AS (SELECT c.ord, c.lfn, c.pfn FROM c
-	WHERE EXISTS (SELECT 1 FROM rls_map m WHERE m.lfn = c.lfn)
-	AND NOT EXISTS (SELECT 1 FROM rls_map m WHERE m.lfn = c.lfn AND m.pfn = c.pfn)),
-ins AS (INSERT INTO rls_map (lfn, pfn) SELECT lfn, pfn FROM ok ORDER BY lfn, pfn),
-fd AS (INSERT INTO rls_feed (seq, kind, lfn, pfn, at)
-	SELECT $1 + row_number() OVER (ORDER BY ord), 2, lfn, pfn, $2 FROM ok)
-SELECT -1, n, n, 0, (SELECT count(DISTINCT ok.pfn) FROM ok WHERE NOT EXISTS (SELECT 1 FROM rls_map m WHERE m.pfn = ok.pfn))
-FROM (SELECT count(*) AS n FROM ok) AS c
-UNION ALL
-SELECT s.ord, CASE WHEN EXISTS (SELECT 1 FROM rls_map m WHERE m.lfn = s.lfn) THEN 1 ELSE 0 END, 0, 0, 0
-FROM s WHERE NOT EXISTS (SELECT 1 FROM ok WHERE ok.ord = s.ord)`
-
-	// deleteSQL also drops the attribute values of the LFNs and PFNs that
-	// lose their last mapping; the last item (by ord) that removes an
-	// LFN's last mapping carries lfn_removed.
-	deleteSQL = `WITH s AS (%s),
-c AS (SELECT DISTINCT ON (lfn, pfn) ord, lfn, pfn FROM s ORDER BY lfn, pfn, ord),
-ok AS (SELECT c.ord, c.lfn, c.pfn FROM c WHERE EXISTS (SELECT 1 FROM rls_map m WHERE m.lfn = c.lfn AND m.pfn = c.pfn)),
-del AS (DELETE FROM rls_map m USING ok WHERE m.lfn = ok.lfn AND m.pfn = ok.pfn),
-gl AS (SELECT lfn, count(*) AS n, max(ord) AS last FROM ok GROUP BY lfn),
-rl AS (SELECT gl.lfn, gl.last FROM gl WHERE (SELECT count(*) FROM rls_map m WHERE m.lfn = gl.lfn) = gl.n),
-gp AS (SELECT pfn, count(*) AS n FROM ok GROUP BY pfn),
-rp AS (SELECT gp.pfn FROM gp WHERE (SELECT count(*) FROM rls_map m WHERE m.pfn = gp.pfn) = gp.n),
-dal AS (DELETE FROM rls_attr a USING rl WHERE a.obj = 1 AND a.object = rl.lfn),
-dap AS (DELETE FROM rls_attr a USING rp WHERE a.obj = 2 AND a.object = rp.pfn),
-fd AS (INSERT INTO rls_feed (seq, kind, lfn, pfn, lfn_removed, at)
-	SELECT $1 + row_number() OVER (ORDER BY ok.ord), 3, ok.lfn, ok.pfn, rl.last IS NOT NULL, $2
-	FROM ok LEFT JOIN rl ON rl.last = ok.ord)
-SELECT -1, n, -n, -(SELECT count(*) FROM rl), -(SELECT count(*) FROM rp) FROM (SELECT count(*) AS n FROM ok) AS c
-UNION ALL
-SELECT s.ord, 0, 0, 0, 0 FROM s WHERE NOT EXISTS (SELECT 1 FROM ok WHERE ok.ord = s.ord)`
 )
 
 func mappingItem(lfn, pfn string) string { return lfn + " -> " + pfn }
@@ -130,57 +71,29 @@ func (c *Catalog) one(ctx context.Context, op catalog.Op, lfn, pfn string) (uint
 // transaction: later items see the effects of earlier ones. errs has one
 // entry per item (nil for success); items that fail change nothing. err is
 // non-nil only if the whole call failed, in which case nothing was written.
-// seq is the feed position after the call. Many items go through COPY into a
-// staging table and one set-based statement.
+// seq is the feed position after the call. See bulk.go for how.
 func (c *Catalog) BulkWrite(ctx context.Context, op catalog.Op, ms []catalog.Mapping) (errs []error, seq uint64, err error) {
-	var stmt string
 	switch op {
-	case catalog.OpCreate:
-		stmt = createSQL
-	case catalog.OpAdd:
-		stmt = addSQL
-	case catalog.OpDelete:
-		stmt = deleteSQL
+	case catalog.OpCreate, catalog.OpAdd, catalog.OpDelete:
 	default:
 		return nil, 0, errorf("bulk write", "", catalog.ErrInvalid, "unknown operation "+op.String())
 	}
-	errs = make([]error, len(ms))
-	ords := make([]int32, 0, len(ms))
-	lfns := make([]string, 0, len(ms))
-	pfns := make([]string, 0, len(ms))
+	var valid []int
+	checked := make([]error, len(ms))
 	for i, m := range ms {
-		if err := checkPair(op.String(), m.LFN, m.PFN); err != nil {
-			errs[i] = err
-			continue
+		if checked[i] = checkPair(op.String(), m.LFN, m.PFN); checked[i] == nil {
+			valid = append(valid, i)
 		}
-		ords = append(ords, int32(i))
-		lfns = append(lfns, m.LFN)
-		pfns = append(pfns, m.PFN)
 	}
-	var failed map[int32]int64
 	seq, err = c.write(ctx, "bulk "+op.String(), func(ctx context.Context, w *wtx) error {
-		if len(ords) == 0 {
+		errs = slices.Clone(checked)
+		if len(valid) == 0 {
 			return nil
 		}
-		var err error
-		failed, err = w.setBased(ctx, stmt, ords, lfns, pfns)
-		return err
+		return w.mappingWrite(ctx, op, ms, valid, errs)
 	})
 	if err != nil {
 		return nil, 0, err
-	}
-	for ord, reason := range failed {
-		m := ms[ord]
-		switch {
-		case op == catalog.OpCreate:
-			errs[ord] = errorf("create", m.LFN, catalog.ErrExists, "lfn exists")
-		case op == catalog.OpAdd && reason == 0:
-			errs[ord] = errorf("add", m.LFN, catalog.ErrNotFound, "lfn does not exist")
-		case op == catalog.OpAdd:
-			errs[ord] = errorf("add", mappingItem(m.LFN, m.PFN), catalog.ErrExists, "mapping exists")
-		default:
-			errs[ord] = errorf("delete", mappingItem(m.LFN, m.PFN), catalog.ErrNotFound, "no such mapping")
-		}
 	}
 	return errs, seq, nil
 }

@@ -100,17 +100,13 @@ func Open(ctx context.Context, dsn string, opts *Options) (*Catalog, error) {
 	return c, nil
 }
 
-// afterConnect checks what every connection needs: a UTF-8 database (the
-// wildcard '?' is one UTF-8 character) and the staging table of bulk
-// writes.
-func afterConnect(ctx context.Context, conn *pgx.Conn) error {
+// afterConnect checks that the database is UTF-8 (the wildcard '?' is one
+// UTF-8 character).
+func afterConnect(_ context.Context, conn *pgx.Conn) error {
 	if enc := conn.PgConn().ParameterStatus("server_encoding"); enc != "" && enc != "UTF8" {
 		return fmt.Errorf("pgcatalog: the database's encoding is %s; the catalog needs UTF8", enc)
 	}
-	_, err := conn.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS rls_stage (
-		ord integer NOT NULL, lfn text COLLATE "C" NOT NULL, pfn text COLLATE "C" NOT NULL
-	) ON COMMIT DELETE ROWS`)
-	return err
+	return nil
 }
 
 // init makes the meta row if needed and reads the incarnation and the

@@ -2,7 +2,6 @@ package pgcatalog
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"time"
 
@@ -74,7 +73,16 @@ func (w *wtx) addChange(ch catalog.Change) {
 // finish writes the item-by-item feed records and the meta row, and
 // notifies listeners (delivered at COMMIT).
 func (w *wtx) finish(ctx context.Context) error {
-	if n := len(w.feed); n > 0 {
+	if n := len(w.feed); n >= copyThreshold {
+		_, err := w.tx.CopyFrom(ctx, pgx.Identifier{"rls_feed"}, []string{"seq", "kind", "lfn", "pfn", "old", "lfn_added", "lfn_removed", "at"},
+			pgx.CopyFromSlice(n, func(i int) ([]any, error) {
+				ch := &w.feed[i]
+				return []any{int64(ch.Seq), int16(ch.Kind), ch.LFN, ch.PFN, ch.Old, ch.LFNAdded, ch.LFNRemoved, w.now}, nil
+			}))
+		if err != nil {
+			return err
+		}
+	} else if n > 0 {
 		seqs := make([]int64, n)
 		kinds := make([]int16, n)
 		lfns, pfns, olds := make([]string, n), make([]string, n), make([]string, n)
@@ -101,50 +109,4 @@ func (w *wtx) finish(ctx context.Context) error {
 	}
 	_, err = w.tx.Exec(ctx, `SELECT pg_notify('`+notifyChannel+`', $1)`, strconv.FormatUint(w.seq, 10))
 	return err
-}
-
-// stageThreshold is the size from which a bulk call's items go through
-// COPY into the staging table rather than as array parameters.
-const stageThreshold = 64
-
-// setBased runs one of the set-based mapping statements (createSQL,
-// addSQL, deleteSQL) on the valid items ms[i] (ords[i] is the item's
-// index), which it passes as arrays or, for many items, copies into the
-// staging table first. The statement inserts the feed records itself from
-// position w.seq+1. It returns, per failed item, its index and a reason
-// code; the summary row moves the positions and counts.
-func (w *wtx) setBased(ctx context.Context, stmt string, ords []int32, lfns, pfns []string) (failed map[int32]int64, err error) {
-	var rows pgx.Rows
-	if len(ords) >= stageThreshold {
-		src := pgx.CopyFromSlice(len(ords), func(i int) ([]any, error) { return []any{ords[i], lfns[i], pfns[i]}, nil })
-		if _, err := w.tx.CopyFrom(ctx, pgx.Identifier{"rls_stage"}, []string{"ord", "lfn", "pfn"}, src); err != nil {
-			return nil, err
-		}
-		rows, err = w.tx.Query(ctx, fmt.Sprintf(stmt, stageSource), int64(w.seq), w.now)
-	} else {
-		rows, err = w.tx.Query(ctx, fmt.Sprintf(stmt, arraySource), int64(w.seq), w.now, ords, lfns, pfns)
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	failed = make(map[int32]int64)
-	for rows.Next() {
-		var ord int32
-		var a, b, c, d int64
-		if err := rows.Scan(&ord, &a, &b, &c, &d); err != nil {
-			return nil, err
-		}
-		if ord >= 0 {
-			failed[ord] = a // the reason
-			continue
-		}
-		// The summary row: records written, and the changes of the
-		// counts of mappings, LFNs and PFNs.
-		w.seq += uint64(a)
-		w.mappings += b
-		w.lfns += c
-		w.pfns += d
-	}
-	return failed, rows.Err()
 }
