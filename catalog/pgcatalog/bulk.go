@@ -145,9 +145,10 @@ func (st *mapState) apply(op catalog.Op, m catalog.Mapping) (catalog.Change, err
 	}
 }
 
-// mappingWrite applies op to the valid items ms[i] for i in idx and
-// records each item's error in errs.
-func (w *wtx) mappingWrite(ctx context.Context, op catalog.Op, ms []catalog.Mapping, idx []int, errs []error) error {
+// mappingWrite applies ops[k] to ms[idx[k]], in order, and records each
+// item's error in errs[idx[k]] and its feed position in seqs[k] (when seqs
+// is not nil).
+func (w *wtx) mappingWrite(ctx context.Context, ops []catalog.Op, ms []catalog.Mapping, idx []int, errs []error, seqs []uint64) error {
 	lfns := make([]string, len(idx))
 	pfns := make([]string, len(idx))
 	for k, i := range idx {
@@ -157,14 +158,17 @@ func (w *wtx) mappingWrite(ctx context.Context, op catalog.Op, ms []catalog.Mapp
 	if err != nil {
 		return err
 	}
-	for _, i := range idx {
-		ch, err := st.apply(op, ms[i])
+	for k, i := range idx {
+		ch, err := st.apply(ops[k], ms[i])
 		if err != nil {
 			errs[i] = err
 			continue
 		}
 		ch.Time = w.now
 		w.addChange(ch)
+		if seqs != nil {
+			seqs[k] = w.seq
+		}
 	}
 	return w.writeState(ctx, st)
 }

@@ -57,14 +57,7 @@ func (c *Catalog) one(ctx context.Context, op catalog.Op, lfn, pfn string) (uint
 	if err := checkPair(op.String(), lfn, pfn); err != nil {
 		return 0, err
 	}
-	errs, seq, err := c.BulkWrite(ctx, op, []catalog.Mapping{{LFN: lfn, PFN: pfn}})
-	if err != nil {
-		return 0, err
-	}
-	if errs[0] != nil {
-		return 0, errs[0]
-	}
-	return seq, nil
+	return c.group(ctx, op, catalog.Mapping{LFN: lfn, PFN: pfn})
 }
 
 // BulkWrite applies op to every mapping, in order, as one atomic and durable
@@ -90,7 +83,11 @@ func (c *Catalog) BulkWrite(ctx context.Context, op catalog.Op, ms []catalog.Map
 		if len(valid) == 0 {
 			return nil
 		}
-		return w.mappingWrite(ctx, op, ms, valid, errs)
+		ops := make([]catalog.Op, len(valid))
+		for k := range ops {
+			ops[k] = op
+		}
+		return w.mappingWrite(ctx, ops, ms, valid, errs, nil)
 	})
 	if err != nil {
 		return nil, 0, err

@@ -52,9 +52,19 @@ type Catalog struct {
 	notifyMu sync.Mutex
 	notifyCh chan struct{} // closed and replaced when lastSeq grows
 
+	// writeMu serializes this process's write transactions: they take the
+	// meta row's lock in turn anyway, and one waiter a process spares the
+	// server waking every waiter at every commit.
+	writeMu sync.Mutex
+
+	// The queue of single writes for group commit (group.go).
+	opsMu      sync.Mutex
+	ops        []*pendingOp
+	committing bool // a commitOps goroutine runs
+
 	closeOnce sync.Once
 	closed    chan struct{}
-	wg        sync.WaitGroup // the listener
+	wg        sync.WaitGroup // the listener and commitOps
 	cancel    context.CancelFunc
 }
 
@@ -137,7 +147,9 @@ func (c *Catalog) init(ctx context.Context) error {
 // is idempotent.
 func (c *Catalog) Close() error {
 	c.closeOnce.Do(func() {
+		c.opsMu.Lock() // no write is queued after this
 		close(c.closed)
+		c.opsMu.Unlock()
 		c.cancel()
 		c.wg.Wait()
 		c.pool.Close()

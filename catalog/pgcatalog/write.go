@@ -40,6 +40,8 @@ func (c *Catalog) write(ctx context.Context, op string, fn func(ctx context.Cont
 	if err := c.enter(ctx, op); err != nil {
 		return 0, err
 	}
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
 	tx, err := c.pool.Begin(ctx)
 	if err != nil {
 		return 0, unavailable(op, err)
