@@ -198,6 +198,9 @@ func (c *Catalog) UndefineAttr(ctx context.Context, attr string, obj ObjectType,
 // AttrDefs lists the attribute definitions for obj (0: for both), ordered by
 // object type and name.
 func (c *Catalog) AttrDefs(ctx context.Context, obj ObjectType) ([]AttrDef, error) {
+	if obj != 0 && !obj.valid() {
+		return nil, errorf("list attributes", "", ErrInvalid, "unknown object type "+obj.String())
+	}
 	if err := c.enter(ctx, "list attributes"); err != nil {
 		return nil, err
 	}

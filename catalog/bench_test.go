@@ -28,7 +28,7 @@ func BenchmarkBulkCreate(b *testing.B) {
 	ms := sunumMappings(100_000_000, b.N)
 	b.ResetTimer()
 	for i := 0; i < len(ms); i += chunk {
-		_, _, err := c.BulkWrite(OpCreate, ms[i:min(i+chunk, len(ms))])
+		_, _, err := c.BulkWrite(b.Context(), OpCreate, ms[i:min(i+chunk, len(ms))])
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -43,7 +43,7 @@ func BenchmarkQueryLFN(b *testing.B) {
 	const n = 1_000_000
 	ms := sunumMappings(100_000_000, n)
 	for i := 0; i < n; i += 50000 {
-		if _, _, err := c.BulkWrite(OpCreate, ms[i:i+50000]); err != nil {
+		if _, _, err := c.BulkWrite(b.Context(), OpCreate, ms[i:i+50000]); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -52,7 +52,7 @@ func BenchmarkQueryLFN(b *testing.B) {
 		r := rand.New(rand.NewPCG(rand.Uint64(), 1))
 		for pb.Next() {
 			m := ms[r.IntN(n)]
-			pfns, err := c.QueryLFN(m.LFN)
+			pfns, err := c.QueryLFN(b.Context(), m.LFN)
 			if err != nil || len(pfns) != 1 {
 				b.Fatal(err)
 			}
@@ -73,7 +73,7 @@ func BenchmarkDurableCreate32(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			i := next.Add(1)
-			if _, err := c.Create(fmt.Sprint(i), "/SUM1/D"+fmt.Sprint(i)); err != nil {
+			if _, err := c.Create(b.Context(), fmt.Sprint(i), "/SUM1/D"+fmt.Sprint(i)); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -9,9 +9,8 @@ import (
 	"math"
 	"reflect"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"testing"
-	"time"
 )
 
 func openTest(t testing.TB) (*Catalog, string) {
@@ -46,348 +45,6 @@ func wantErr(t testing.TB, err, sentinel error) {
 	}
 }
 
-func TestMappingOperations(t *testing.T) {
-	c, _ := openTest(t)
-	type step struct {
-		op       string // create, add, delete
-		lfn, pfn string
-		want     error
-	}
-	steps := []step{
-		{"create", "100", "/SUM1/D100", nil},
-		{"create", "100", "/SUM2/D100", ErrExists},
-		{"add", "100", "/SUM2/D100", nil},
-		{"add", "100", "/SUM2/D100", ErrExists},
-		{"add", "101", "/SUM1/D101", ErrNotFound},
-		{"create", "101", "/SUM1/D100", nil}, // a PFN may hold several LFNs
-		{"delete", "100", "/nope", ErrNotFound},
-		{"delete", "100", "/SUM1/D100", nil},
-		{"delete", "100", "/SUM1/D100", ErrNotFound},
-		{"create", "", "/x", ErrInvalid},
-		{"create", "x", "", ErrInvalid},
-		{"create", "a\x00b", "/x", ErrInvalid},
-		{"create", "\xff\xfe", "/x", ErrInvalid},
-		{"create", strings.Repeat("x", MaxNameLen+1), "/x", ErrInvalid},
-		{"add", "100", strings.Repeat("p", MaxNameLen+1), ErrInvalid},
-		{"delete", "100", "", ErrInvalid},
-		{"create", strings.Repeat("x", MaxNameLen), "/x", nil},
-	}
-	for i, s := range steps {
-		var err error
-		switch s.op {
-		case "create":
-			_, err = c.Create(s.lfn, s.pfn)
-		case "add":
-			_, err = c.Add(s.lfn, s.pfn)
-		case "delete":
-			_, err = c.Delete(s.lfn, s.pfn)
-		}
-		if s.want == nil && err != nil || s.want != nil && !errors.Is(err, s.want) {
-			t.Fatalf("step %d %s(%.20q, %q) = %v, want %v", i, s.op, s.lfn, s.pfn, err, s.want)
-		}
-		if err != nil {
-			var e *Error
-			if !errors.As(err, &e) || e.Op == "" || !strings.Contains(err.Error(), s.op) {
-				t.Fatalf("step %d: error %q does not name the operation", i, err)
-			}
-		}
-	}
-	got, err := c.QueryLFN("100")
-	must(t, err)
-	if want := []string{"/SUM2/D100"}; !reflect.DeepEqual(got, want) {
-		t.Fatalf("QueryLFN(100) = %q, want %q", got, want)
-	}
-	got, err = c.QueryPFN("/SUM1/D100")
-	must(t, err)
-	if want := []string{"101"}; !reflect.DeepEqual(got, want) {
-		t.Fatalf("QueryPFN = %q, want %q", got, want)
-	}
-	st := c.Stats()
-	if st.LFNs != 3 || st.PFNs != 3 || st.Mappings != 3 {
-		t.Fatalf("stats = %+v, want 3 LFNs, 3 PFNs, 3 mappings", st)
-	}
-	// The LFN disappears with its last PFN.
-	mustSeq(t)(c.Delete("100", "/SUM2/D100"))
-	_, err = c.QueryLFN("100")
-	wantErr(t, err, ErrNotFound)
-	if ok, _ := c.LFNExists("100"); ok {
-		t.Fatal("LFN 100 exists after its last PFN was deleted")
-	}
-	if ok, _ := c.PFNExists("/SUM2/D100"); ok {
-		t.Fatal("PFN exists after its last LFN was deleted")
-	}
-	// And it can be created again.
-	mustSeq(t)(c.Create("100", "/SUM3/D100"))
-}
-
-func TestErrorNamesItemAndReason(t *testing.T) {
-	c, _ := openTest(t)
-	_, err := c.Create("12\x0034", "/p")
-	if err == nil || !strings.Contains(err.Error(), `"12\x0034"`) || !strings.Contains(err.Error(), "NUL byte at offset 2") {
-		t.Fatalf("error %q should name the item and the NUL offset", err)
-	}
-	_, err = c.Create(strings.Repeat("9", 5000), "/p")
-	if err == nil || !strings.Contains(err.Error(), "5000 bytes") || len(err.Error()) > 400 {
-		t.Fatalf("error for an oversized name should give its size and stay short: %q", err)
-	}
-	if st := c.Stats(); st.Mappings != 0 || st.Seq != 0 {
-		t.Fatalf("bad input changed the catalog: %+v", st)
-	}
-}
-
-func TestExists(t *testing.T) {
-	c, _ := openTest(t)
-	mustSeq(t)(c.Create("lfn1", "pfn1"))
-	cases := []struct {
-		item Mapping
-		want bool
-		err  error
-	}{
-		{Mapping{"lfn1", ""}, true, nil},
-		{Mapping{"", "pfn1"}, true, nil},
-		{Mapping{"lfn1", "pfn1"}, true, nil},
-		{Mapping{"lfn1", "pfn2"}, false, nil},
-		{Mapping{"lfn2", ""}, false, nil},
-		{Mapping{"", "pfn2"}, false, nil},
-		{Mapping{"", ""}, false, ErrInvalid},
-		{Mapping{"a\x00", ""}, false, ErrInvalid},
-	}
-	items := make([]Mapping, len(cases))
-	for i, tc := range cases {
-		items[i] = tc.item
-	}
-	got, errs := c.BulkExists(items)
-	for i, tc := range cases {
-		if got[i] != tc.want || !errors.Is(errs[i], tc.err) {
-			t.Errorf("exists %q = %v, %v; want %v, %v", tc.item, got[i], errs[i], tc.want, tc.err)
-		}
-	}
-}
-
-func TestSharedPrefixesStayApart(t *testing.T) {
-	c, _ := openTest(t)
-	// Names that are prefixes of each other, and names that differ only
-	// after what would be a separator in a naive encoding.
-	pairs := []Mapping{
-		{"1", "/a"}, {"12", "/a"}, {"123", "/b"}, {"1\x01", "/c"}, {"1\xc3\xa9", "/d"},
-		{"ab", "c"}, {"a", "bc"},
-	}
-	for _, m := range pairs {
-		if _, err := c.Create(m.LFN, m.PFN); err != nil && !errors.Is(err, ErrExists) {
-			t.Fatal(err)
-		}
-	}
-	for _, m := range pairs {
-		got, err := c.QueryLFN(m.LFN)
-		must(t, err)
-		if !reflect.DeepEqual(got, []string{m.PFN}) {
-			t.Errorf("QueryLFN(%q) = %q, want [%q]", m.LFN, got, m.PFN)
-		}
-	}
-	got, err := c.QueryPFN("/a")
-	must(t, err)
-	if !reflect.DeepEqual(got, []string{"1", "12"}) {
-		t.Errorf("QueryPFN(/a) = %q", got)
-	}
-	if ok, _ := c.MappingExists("a", "bc"); !ok {
-		t.Error("mapping a -> bc missing")
-	}
-	if ok, _ := c.MappingExists("ab", "bc"); ok {
-		t.Error("mapping ab -> bc should not exist")
-	}
-}
-
-func TestRename(t *testing.T) {
-	c, _ := openTest(t)
-	must(t, c.DefineAttr(AttrDef{Name: "size", Object: LFN, Type: TypeInt}))
-	must(t, c.DefineAttr(AttrDef{Name: "tier", Object: PFN, Type: TypeString}))
-	mustSeq(t)(c.Create("old", "/p1"))
-	mustSeq(t)(c.Add("old", "/p2"))
-	mustSeq(t)(c.Create("other", "/p1"))
-	must(t, c.SetAttr(LFN, "old", "size", IntValue(42), Upsert))
-	must(t, c.SetAttr(PFN, "/p1", "tier", StringValue("disk"), Upsert))
-
-	_, err := c.RenameLFN("missing", "x")
-	wantErr(t, err, ErrNotFound)
-	_, err = c.RenameLFN("old", "other")
-	wantErr(t, err, ErrExists)
-	_, err = c.RenameLFN("old", "")
-	wantErr(t, err, ErrInvalid)
-
-	mustSeq(t)(c.RenameLFN("old", "new"))
-	if ok, _ := c.LFNExists("old"); ok {
-		t.Fatal("old LFN still exists")
-	}
-	got, err := c.QueryLFN("new")
-	must(t, err)
-	if !reflect.DeepEqual(got, []string{"/p1", "/p2"}) {
-		t.Fatalf("QueryLFN(new) = %q", got)
-	}
-	got, _ = c.QueryPFN("/p1")
-	if !reflect.DeepEqual(got, []string{"new", "other"}) {
-		t.Fatalf("QueryPFN(/p1) = %q", got)
-	}
-	attrs, err := c.Attrs(LFN, "new")
-	must(t, err)
-	if len(attrs) != 1 || attrs[0].Value.Int != 42 {
-		t.Fatalf("attributes did not follow the rename: %+v", attrs)
-	}
-	hits, _, err := c.SearchAttr(Search{Object: LFN, Attr: "size", Op: OpEQ, Value: IntValue(42)})
-	must(t, err)
-	if len(hits) != 1 || hits[0].Name != "new" {
-		t.Fatalf("attribute index did not follow the rename: %+v", hits)
-	}
-
-	mustSeq(t)(c.RenamePFN("/p1", "/q1"))
-	got, _ = c.QueryLFN("other")
-	if !reflect.DeepEqual(got, []string{"/q1"}) {
-		t.Fatalf("QueryLFN(other) after PFN rename = %q", got)
-	}
-	if ok, _ := c.PFNExists("/p1"); ok {
-		t.Fatal("old PFN still exists")
-	}
-	a, err := c.Attrs(PFN, "/q1", "tier")
-	must(t, err)
-	if len(a) != 1 || a[0].Value.Str != "disk" {
-		t.Fatalf("PFN attributes did not follow the rename: %+v", a)
-	}
-	st := c.Stats()
-	if st.LFNs != 2 || st.PFNs != 2 || st.Mappings != 3 {
-		t.Fatalf("stats after renames = %+v", st)
-	}
-
-	// Chained renames in one bulk call see each other.
-	errs, _, err := c.BulkRename(LFN, []Rename{{"new", "a"}, {"a", "b"}, {"zzz", "y"}})
-	must(t, err)
-	if errs[0] != nil || errs[1] != nil || !errors.Is(errs[2], ErrNotFound) {
-		t.Fatalf("bulk rename errs = %v", errs)
-	}
-	if got, _ := c.QueryLFN("b"); !reflect.DeepEqual(got, []string{"/p2", "/q1"}) {
-		t.Fatalf("QueryLFN(b) = %q", got)
-	}
-}
-
-func TestBulkWrite(t *testing.T) {
-	c, _ := openTest(t)
-	ms := []Mapping{
-		{"1", "/a"}, {"2", "/b"}, {"1", "/c"}, {"", "/x"}, {"3", "/c"}, {"2", "/b2"},
-	}
-	errs, seq, err := c.BulkWrite(OpCreate, ms)
-	must(t, err)
-	want := []error{nil, nil, ErrExists, ErrInvalid, nil, ErrExists}
-	for i := range ms {
-		if !errors.Is(errs[i], want[i]) || (want[i] == nil) != (errs[i] == nil) {
-			t.Errorf("item %d %v: %v, want %v", i, ms[i], errs[i], want[i])
-		}
-	}
-	if seq != 3 {
-		t.Errorf("seq = %d, want 3 (three successful creates)", seq)
-	}
-	// Adds and deletes that depend on earlier items of the same call.
-	errs, _, err = c.BulkWrite(OpAdd, []Mapping{{"1", "/d"}, {"1", "/d"}, {"9", "/d"}})
-	must(t, err)
-	if errs[0] != nil || !errors.Is(errs[1], ErrExists) || !errors.Is(errs[2], ErrNotFound) {
-		t.Fatalf("bulk add errs = %v", errs)
-	}
-	errs, _, err = c.BulkWrite(OpDelete, []Mapping{{"1", "/a"}, {"1", "/d"}, {"1", "/d"}})
-	must(t, err)
-	if errs[0] != nil || errs[1] != nil || !errors.Is(errs[2], ErrNotFound) {
-		t.Fatalf("bulk delete errs = %v", errs)
-	}
-	if ok, _ := c.LFNExists("1"); ok {
-		t.Fatal("LFN 1 survived the delete of both its PFNs")
-	}
-	// Delete then re-create in one call.
-	errs, _, err = c.BulkWrite(OpCreate, []Mapping{{"1", "/z"}})
-	must(t, err)
-	if errs[0] != nil {
-		t.Fatal(errs[0])
-	}
-	st := c.Stats()
-	if st.LFNs != 3 || st.Mappings != 3 {
-		t.Fatalf("stats = %+v", st)
-	}
-	_, _, err = c.BulkWrite(Op(9), ms)
-	wantErr(t, err, ErrInvalid)
-
-	res, qerrs := c.BulkQuery(LFN, []string{"1", "nope", "2", ""})
-	if !reflect.DeepEqual(res[0], []string{"/z"}) || qerrs[0] != nil ||
-		!errors.Is(qerrs[1], ErrNotFound) || !reflect.DeepEqual(res[2], []string{"/b"}) ||
-		!errors.Is(qerrs[3], ErrInvalid) {
-		t.Fatalf("bulk query = %q %v", res, qerrs)
-	}
-}
-
-func TestWildcardPagingAndOrder(t *testing.T) {
-	c, _ := openTest(t)
-	var all []Mapping
-	for i := 0; i < 50; i++ {
-		lfn := fmt.Sprintf("%d", 1000+i)
-		all = append(all, Mapping{lfn, "/SUM1/D" + lfn}, Mapping{lfn, "/SUM2/D" + lfn})
-	}
-	_, _, err := c.BulkWrite(OpCreate, all[0:1])
-	must(t, err)
-	for _, m := range all[1:] {
-		if _, err := c.Add(m.LFN, m.PFN); err != nil {
-			if _, err := c.Create(m.LFN, m.PFN); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	mustSeq(t)(c.Create("x*y", "/lit"))
-	mustSeq(t)(c.Create("xzy", "/lit2"))
-
-	cases := []struct {
-		q     WildcardQuery
-		want  int
-		first Mapping
-		more  bool
-	}{
-		{WildcardQuery{Pattern: "10*"}, 100, Mapping{"1000", "/SUM1/D1000"}, false},
-		{WildcardQuery{Pattern: "101?"}, 20, Mapping{"1010", "/SUM1/D1010"}, false},
-		{WildcardQuery{Pattern: "*9"}, 10, Mapping{"1009", "/SUM1/D1009"}, false},
-		{WildcardQuery{Pattern: "1001"}, 2, Mapping{"1001", "/SUM1/D1001"}, false},
-		{WildcardQuery{Pattern: "10*", Offset: 10, Limit: 5}, 5, Mapping{"1005", "/SUM1/D1005"}, true},
-		{WildcardQuery{Pattern: "10*", Offset: 95, Limit: 5}, 5, Mapping{"1047", "/SUM2/D1047"}, false},
-		{WildcardQuery{Pattern: "/SUM2/*", PFN: true, Limit: 3}, 3, Mapping{"1000", "/SUM2/D1000"}, true},
-		{WildcardQuery{Pattern: `x\*y`}, 1, Mapping{"x*y", "/lit"}, false},
-		{WildcardQuery{Pattern: `x*y`}, 2, Mapping{"x*y", "/lit"}, false},
-		{WildcardQuery{Pattern: "nomatch*"}, 0, Mapping{}, false},
-	}
-	for _, tc := range cases {
-		got, more, err := c.Wildcard(tc.q)
-		must(t, err)
-		if len(got) != tc.want || more != tc.more || (tc.want > 0 && got[0] != tc.first) {
-			t.Errorf("%+v: %d results (first %v), more=%v; want %d (first %v), more=%v",
-				tc.q, len(got), first(got), more, tc.want, tc.first, tc.more)
-		}
-	}
-	// Paging through everything gives every match once, in a stable order.
-	var paged []Mapping
-	for off := 0; ; off += 7 {
-		page, more, err := c.Wildcard(WildcardQuery{Pattern: "1*", Offset: off, Limit: 7})
-		must(t, err)
-		paged = append(paged, page...)
-		if !more {
-			break
-		}
-	}
-	if !reflect.DeepEqual(paged, all) {
-		t.Fatalf("paging gave %d mappings, want the %d in order", len(paged), len(all))
-	}
-	for _, bad := range []WildcardQuery{{Pattern: ""}, {Pattern: "a\\"}, {Pattern: "a\x00*"}, {Pattern: "a*", Offset: -1}} {
-		_, _, err := c.Wildcard(bad)
-		wantErr(t, err, ErrInvalid)
-	}
-}
-
-func first(ms []Mapping) Mapping {
-	if len(ms) == 0 {
-		return Mapping{}
-	}
-	return ms[0]
-}
-
 func TestGlob(t *testing.T) {
 	cases := []struct {
 		pattern, s string
@@ -415,153 +72,6 @@ func TestGlob(t *testing.T) {
 		if got := g.match(tc.s); got != tc.want {
 			t.Errorf("match(%q, %q) = %v, want %v", tc.pattern, tc.s, got, tc.want)
 		}
-	}
-}
-
-func TestAttributes(t *testing.T) {
-	c, _ := openTest(t)
-	for _, d := range []AttrDef{
-		{"size", LFN, TypeInt}, {"ratio", LFN, TypeFloat}, {"series", LFN, TypeString},
-		{"mtime", LFN, TypeTime}, {"checksum", PFN, TypeString},
-	} {
-		must(t, c.DefineAttr(d))
-	}
-	wantErr(t, c.DefineAttr(AttrDef{"size", LFN, TypeString}), ErrExists)
-	wantErr(t, c.DefineAttr(AttrDef{"x", 7, TypeString}), ErrInvalid)
-	wantErr(t, c.DefineAttr(AttrDef{"x", LFN, 0}), ErrInvalid)
-	wantErr(t, c.DefineAttr(AttrDef{"", LFN, TypeInt}), ErrInvalid)
-	defs, err := c.AttrDefs(LFN)
-	must(t, err)
-	if len(defs) != 4 || defs[0].Name != "mtime" {
-		t.Fatalf("defs = %+v", defs)
-	}
-	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	for i := 0; i < 10; i++ {
-		lfn := fmt.Sprint(500 + i)
-		mustSeq(t)(c.Create(lfn, "/SUM/D"+lfn))
-		must(t, c.SetAttr(LFN, lfn, "size", IntValue(int64(i*100-300)), Upsert))
-		must(t, c.SetAttr(LFN, lfn, "ratio", FloatValue(float64(i)-4.5), Upsert))
-		must(t, c.SetAttr(LFN, lfn, "series", StringValue([]string{"hmi.M_45s", "aia.lev1", "hmi.V_45s"}[i%3]), Upsert))
-		must(t, c.SetAttr(LFN, lfn, "mtime", TimeValue(base.Add(time.Duration(i)*time.Hour)), Upsert))
-	}
-	// Types and modes.
-	wantErr(t, c.SetAttr(LFN, "500", "size", StringValue("big"), Upsert), ErrInvalid)
-	wantErr(t, c.SetAttr(LFN, "500", "size", IntValue(1), AddOnly), ErrExists)
-	wantErr(t, c.SetAttr(LFN, "nope", "size", IntValue(1), Upsert), ErrNotFound)
-	wantErr(t, c.SetAttr(LFN, "500", "undefined", IntValue(1), Upsert), ErrNotFound)
-	wantErr(t, c.SetAttr(PFN, "/SUM/D500", "checksum", StringValue("a\x00"), Upsert), ErrInvalid)
-	wantErr(t, c.SetAttr(LFN, "500", "ratio", FloatValue(math.NaN()), Upsert), ErrInvalid)
-	must(t, c.SetAttr(PFN, "/SUM/D500", "checksum", StringValue("sha256:ab"), AddOnly))
-	wantErr(t, c.SetAttr(PFN, "/SUM/D501", "checksum", StringValue("x"), ModifyOnly), ErrNotFound)
-	must(t, c.SetAttr(LFN, "509", "size", IntValue(600), ModifyOnly))
-
-	attrs, err := c.Attrs(LFN, "503")
-	must(t, err)
-	if len(attrs) != 4 || attrs[0].Name != "mtime" || !attrs[0].Value.Time.Equal(base.Add(3*time.Hour)) ||
-		attrs[3].Name != "size" || attrs[3].Value.Int != 0 {
-		t.Fatalf("attrs(503) = %+v", attrs)
-	}
-	_, err = c.Attrs(LFN, "503", "size", "nothere")
-	wantErr(t, err, ErrNotFound)
-
-	names := func(hs []Hit) string {
-		var s []string
-		for _, h := range hs {
-			s = append(s, h.Name)
-		}
-		return strings.Join(s, ",")
-	}
-	cases := []struct {
-		s    Search
-		want string
-	}{
-		{Search{Attr: "size", Op: OpEQ, Value: IntValue(0)}, "503"},
-		{Search{Attr: "size", Op: OpNE, Value: IntValue(0)}, "500,501,502,504,505,506,507,508,509"},
-		{Search{Attr: "size", Op: OpLT, Value: IntValue(-100)}, "500,501"},
-		{Search{Attr: "size", Op: OpLE, Value: IntValue(-100)}, "500,501,502"},
-		{Search{Attr: "size", Op: OpGT, Value: IntValue(400)}, "508,509"},
-		{Search{Attr: "size", Op: OpGE, Value: IntValue(400)}, "507,508,509"},
-		{Search{Attr: "size", Op: OpBetween, Value: IntValue(-100), Value2: IntValue(100)}, "502,503,504"},
-		{Search{Attr: "size", Op: OpBetween, Value: IntValue(100), Value2: IntValue(-100)}, ""},
-		{Search{Attr: "ratio", Op: OpLT, Value: FloatValue(-2)}, "500,501,502"},
-		{Search{Attr: "ratio", Op: OpGE, Value: FloatValue(3.5)}, "508,509"},
-		{Search{Attr: "series", Op: OpEQ, Value: StringValue("aia.lev1")}, "501,504,507"},
-		{Search{Attr: "series", Op: OpLike, Value: StringValue("hmi.*")}, "500,503,506,509,502,505,508"},
-		{Search{Attr: "series", Op: OpLike, Value: StringValue("*_45s")}, "500,503,506,509,502,505,508"},
-		{Search{Attr: "series", Op: OpGT, Value: StringValue("hmi.M_45s")}, "502,505,508"},
-		{Search{Attr: "mtime", Op: OpLT, Value: TimeValue(base.Add(2 * time.Hour))}, "500,501"},
-		{Search{Attr: "mtime", Op: OpBetween, Value: TimeValue(base.Add(8 * time.Hour)), Value2: TimeValue(base.Add(100 * time.Hour))}, "508,509"},
-		{Search{Attr: "size", Op: OpGE, Value: IntValue(-1000), Offset: 2, Limit: 3}, "502,503,504"},
-	}
-	for _, tc := range cases {
-		tc.s.Object = LFN
-		hits, _, err := c.SearchAttr(tc.s)
-		must(t, err)
-		if got := names(hits); got != tc.want {
-			t.Errorf("search %s %s %v: %s, want %s", tc.s.Attr, tc.s.Op, tc.s.Value, got, tc.want)
-		}
-	}
-	_, more, _ := c.SearchAttr(Search{Object: LFN, Attr: "size", Op: OpGE, Value: IntValue(-1000), Limit: 3})
-	if !more {
-		t.Error("search with a limit below the match count should say more")
-	}
-	for _, bad := range []Search{
-		{Object: LFN, Attr: "size", Op: OpEQ, Value: StringValue("x")},
-		{Object: LFN, Attr: "size", Op: OpLike, Value: StringValue("x")},
-		{Object: LFN, Attr: "size", Op: 0, Value: IntValue(1)},
-		{Object: 0, Attr: "size", Op: OpEQ, Value: IntValue(1)},
-	} {
-		_, _, err := c.SearchAttr(bad)
-		wantErr(t, err, ErrInvalid)
-	}
-	_, _, err = c.SearchAttr(Search{Object: LFN, Attr: "nope", Op: OpEQ, Value: IntValue(1)})
-	wantErr(t, err, ErrNotFound)
-
-	// Remove, undefine.
-	must(t, c.RemoveAttr(LFN, "500", "size"))
-	wantErr(t, c.RemoveAttr(LFN, "500", "size"), ErrNotFound)
-	wantErr(t, c.UndefineAttr("size", LFN, false), ErrPrecondition)
-	must(t, c.UndefineAttr("size", LFN, true))
-	hits, _, err := c.SearchAttr(Search{Object: LFN, Attr: "size", Op: OpNE, Value: IntValue(0)})
-	wantErr(t, err, ErrNotFound)
-	if len(hits) != 0 {
-		t.Fatal("hits after undefine")
-	}
-	if a, _ := c.Attrs(LFN, "501"); len(a) != 3 {
-		t.Fatalf("values of the undefined attribute remain: %+v", a)
-	}
-	must(t, c.UndefineAttr("checksum", PFN, true))
-	wantErr(t, c.UndefineAttr("checksum", PFN, false), ErrNotFound)
-
-	// Values go with their object.
-	mustSeq(t)(c.Delete("502", "/SUM/D502"))
-	hits, _, _ = c.SearchAttr(Search{Object: LFN, Attr: "series", Op: OpLike, Value: StringValue("*")})
-	if strings.Contains(names(hits), "502") {
-		t.Fatal("deleted LFN still found by attribute search")
-	}
-	mustSeq(t)(c.Create("502", "/SUM/D502"))
-	if a, err := c.Attrs(LFN, "502"); err != nil || len(a) != 0 {
-		t.Fatalf("a re-created LFN inherited old attributes: %+v %v", a, err)
-	}
-
-	// Bulk.
-	v := IntValue(5)
-	must(t, c.DefineAttr(AttrDef{"n", LFN, TypeInt}))
-	errs, err := c.BulkSetAttrs(LFN, Upsert, []AttrWrite{
-		{Object: "501", Attr: "n", Value: &v}, {Object: "501", Attr: "n", Value: &v},
-		{Object: "nope", Attr: "n", Value: &v}, {Object: "501", Attr: "n"}, {Object: "503", Attr: "n"},
-	})
-	must(t, err)
-	if errs[0] != nil || errs[1] != nil || !errors.Is(errs[2], ErrNotFound) || errs[3] != nil || !errors.Is(errs[4], ErrNotFound) {
-		t.Fatalf("bulk set errs = %v", errs)
-	}
-	hits, _, _ = c.SearchAttr(Search{Object: LFN, Attr: "n", Op: OpGE, Value: IntValue(0)})
-	if len(hits) != 0 {
-		t.Fatalf("a value set then removed in one call left index entries: %+v", hits)
-	}
-	res, gerrs := c.BulkAttrs(LFN, []string{"501", "nope"}, []string{"series"})
-	if gerrs[0] != nil || len(res[0]) != 1 || !errors.Is(gerrs[1], ErrNotFound) {
-		t.Fatalf("bulk get = %+v %v", res, gerrs)
 	}
 }
 
@@ -604,281 +114,299 @@ func TestValueParseAndOrder(t *testing.T) {
 	}
 }
 
-func TestChangeFeed(t *testing.T) {
-	c, dir := openTest(t)
-	notify := c.Notify()
-	mustSeq(t)(c.Create("a", "/1"))
-	select {
-	case <-notify:
-	default:
-		t.Fatal("Notify channel not closed by a write")
-	}
-	mustSeq(t)(c.Add("a", "/2"))
-	mustSeq(t)(c.Delete("a", "/1"))
-	mustSeq(t)(c.Delete("a", "/2"))
-	mustSeq(t)(c.Create("b", "/3"))
-	mustSeq(t)(c.RenameLFN("b", "c"))
-	mustSeq(t)(c.RenamePFN("/3", "/4"))
-	_, err := c.Create("c", "/9") // fails: not in the feed
-	wantErr(t, err, ErrExists)
-
-	chs, err := c.Changes(1, 0)
-	must(t, err)
-	type rec struct {
-		seq           uint64
-		kind          ChangeKind
-		lfn, pfn, old string
-		added, remove bool
-	}
-	var got []rec
-	for _, ch := range chs {
-		got = append(got, rec{ch.Seq, ch.Kind, ch.LFN, ch.PFN, ch.Old, ch.LFNAdded, ch.LFNRemoved})
-		if ch.Time.IsZero() {
-			t.Error("change without a time")
-		}
-	}
-	want := []rec{
-		{1, ChangeCreate, "a", "/1", "", true, false},
-		{2, ChangeAdd, "a", "/2", "", false, false},
-		{3, ChangeDelete, "a", "/1", "", false, false},
-		{4, ChangeDelete, "a", "/2", "", false, true}, // the tombstone of LFN a
-		{5, ChangeCreate, "b", "/3", "", true, false},
-		{6, ChangeRenameLFN, "c", "", "b", true, true},
-		{7, ChangeRenamePFN, "", "/4", "/3", false, false},
-	}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("feed:\n got %+v\nwant %+v", got, want)
-	}
-	chs, _ = c.Changes(5, 1)
-	if len(chs) != 1 || chs[0].Seq != 5 {
-		t.Fatalf("Changes(5, 1) = %+v", chs)
-	}
-	must(t, c.PruneChanges(4))
-	_, err = c.Changes(2, 0)
-	wantErr(t, err, ErrNotFound)
-	chs, err = c.Changes(4, 0)
-	must(t, err)
-	if len(chs) != 4 || chs[0].Seq != 4 {
-		t.Fatalf("after prune: %+v", chs)
-	}
-	// The horizon and sequence survive a reopen.
-	must(t, c.Close())
-	c2, err := Open(dir, nil)
-	must(t, err)
-	defer c2.Close()
-	if c2.FirstSeq() != 4 || c2.LastSeq() != 7 {
-		t.Fatalf("after reopen first=%d last=%d, want 4, 7", c2.FirstSeq(), c2.LastSeq())
-	}
-	seq, err := c2.Create("d", "/5")
-	must(t, err)
-	if seq != 8 {
-		t.Fatalf("seq after reopen = %d, want 8", seq)
-	}
-}
-
-func TestForEachLFNSnapshot(t *testing.T) {
-	c, _ := openTest(t)
-	for i := 0; i < 100; i++ {
-		mustSeq(t)(c.Create(fmt.Sprint(i), "/p"))
-	}
-	var n int
-	seq, err := c.ForEachLFN(func(lfn string) error {
-		if n == 0 {
-			// Writers are not blocked, and the scan does not see them.
-			mustSeq(t)(c.Create("zzz-late", "/p"))
-		}
-		n++
-		return nil
-	})
-	must(t, err)
-	if n != 100 || seq != 100 {
-		t.Fatalf("ForEachLFN saw %d LFNs at seq %d, want 100 at 100", n, seq)
-	}
-	chs, _ := c.Changes(seq+1, 0)
-	if len(chs) != 1 || chs[0].LFN != "zzz-late" {
-		t.Fatalf("changes after the snapshot = %+v", chs)
-	}
-}
-
-func TestPersistenceAndCounts(t *testing.T) {
-	dir := t.TempDir()
-	c, err := Open(dir, nil)
-	must(t, err)
-	ms := make([]Mapping, 1000)
-	for i := range ms {
-		ms[i] = Mapping{fmt.Sprint(i), fmt.Sprintf("/SUM%d/D%d", i%7, i)}
-	}
-	_, _, err = c.BulkWrite(OpCreate, ms)
-	must(t, err)
-	must(t, c.DefineAttr(AttrDef{"size", LFN, TypeInt}))
-	must(t, c.SetAttr(LFN, "5", "size", IntValue(5), Upsert))
-	must(t, c.Close())
-	_, err = c.QueryLFN("1")
-	wantErr(t, err, ErrClosed)
-
-	c, err = Open(dir, nil)
-	must(t, err)
-	defer c.Close()
-	st := c.Stats()
-	if st.LFNs != 1000 || st.PFNs != 1000 || st.Mappings != 1000 || st.Seq != 1000 || st.AttrDefs != 1 {
-		t.Fatalf("stats after reopen = %+v", st)
-	}
-	if a, err := c.Attrs(LFN, "5"); err != nil || len(a) != 1 {
-		t.Fatalf("attributes after reopen: %+v %v", a, err)
-	}
-}
-
-func TestConcurrentWriters(t *testing.T) {
-	c, _ := openTest(t)
-	const writers, each = 16, 100
-	var wg sync.WaitGroup
-	seqs := make(chan uint64, writers*each)
-	for w := 0; w < writers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < each; i++ {
-				seq, err := c.Create(fmt.Sprintf("w%d-%d", w, i), "/p")
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				seqs <- seq
-			}
-		}()
-	}
-	wg.Wait()
-	close(seqs)
-	seen := map[uint64]bool{}
-	for s := range seqs {
-		if seen[s] {
-			t.Fatalf("sequence %d given twice", s)
-		}
-		seen[s] = true
-	}
-	if st := c.Stats(); st.LFNs != writers*each || st.Seq != writers*each || st.PFNs != 1 {
-		t.Fatalf("stats = %+v", st)
-	}
-}
-
-// TestConcurrentConflicts races writers on the same names: the optimistic
-// reads outside the writers' lock must never let two creates of one LFN both
-// succeed, nor let counts drift.
-func TestConcurrentConflicts(t *testing.T) {
-	c, _ := openTest(t)
-	const rounds, writers = 50, 8
-	var wins, adds sync.WaitGroup
-	for r := 0; r < rounds; r++ {
-		lfn := fmt.Sprint("race-", r)
-		var ok atomicCounter
-		for w := 0; w < writers; w++ {
-			wins.Add(1)
-			go func() {
-				defer wins.Done()
-				if _, err := c.Create(lfn, fmt.Sprint("/p", w)); err == nil {
-					ok.inc()
-				} else if !errors.Is(err, ErrExists) {
-					t.Error(err)
-				}
-			}()
-		}
-		wins.Wait()
-		if ok.n != 1 {
-			t.Fatalf("round %d: %d creates of %s succeeded, want 1", r, ok.n, lfn)
-		}
-		// Adds and deletes of one mapping, racing: the mapping ends up in a
-		// state consistent with the counts.
-		for w := 0; w < writers; w++ {
-			adds.Add(1)
-			go func() {
-				defer adds.Done()
-				var err error
-				if w%2 == 0 {
-					_, err = c.Add(lfn, "/shared")
-				} else {
-					_, err = c.Delete(lfn, "/shared")
-				}
-				if err != nil && !errors.Is(err, ErrExists) && !errors.Is(err, ErrNotFound) {
-					t.Error(err)
-				}
-			}()
-		}
-		adds.Wait()
-	}
-	st := c.Stats()
-	var mappings uint64
-	for r := 0; r < rounds; r++ {
-		pfns, err := c.QueryLFN(fmt.Sprint("race-", r))
-		must(t, err)
-		mappings += uint64(len(pfns))
-	}
-	if st.LFNs != rounds || st.Mappings != mappings {
-		t.Fatalf("stats %+v, but %d LFNs with %d mappings are stored", st, rounds, mappings)
-	}
-	if shared, _ := c.QueryPFN("/shared"); uint64(len(shared)) != mappings-rounds {
-		t.Fatalf("PFN /shared has %d LFNs, want %d", len(shared), mappings-rounds)
-	}
-	all, _, err := c.Wildcard(WildcardQuery{Pattern: "*", PFN: true})
-	must(t, err)
-	pfns := map[string]bool{}
-	for _, m := range all {
-		pfns[m.PFN] = true
-	}
-	if uint64(len(pfns)) != st.PFNs {
-		t.Fatalf("stats count %d PFNs, %d are stored", st.PFNs, len(pfns))
-	}
-}
-
-type atomicCounter struct {
-	mu sync.Mutex
-	n  int
-}
-
-func (a *atomicCounter) inc() { a.mu.Lock(); a.n++; a.mu.Unlock() }
-
-// TestOptimisticReadSeesRename commits a rename between a write's optimistic
-// reads and its validation: the moved mapping must be read again, so that
-// the add finds it and does not store it twice.
-func TestOptimisticReadSeesRename(t *testing.T) {
-	c, _ := openTest(t)
-	mustSeq(t)(c.Create("a", "/p"))
-	_, err := c.write("add", false, func(w *writer) error {
-		if err := w.prefetch(OpAdd, []Mapping{{"b", "/p"}}); err != nil {
-			return err
-		}
-		_, err := c.RenameLFN("a", "b")
-		return err
-	}, func(w *writer) error { return w.add("b", "/p") })
-	wantErr(t, err, ErrExists)
-	if st := c.Stats(); st.LFNs != 1 || st.PFNs != 1 || st.Mappings != 1 {
-		t.Fatalf("stats after the raced add = %+v, want 1 LFN, 1 PFN, 1 mapping", st)
-	}
-}
-
 // compare orders two values of one type by their key encoding, which is
 // what searches rely on.
 func (v Value) compare(w Value) int {
 	return strings.Compare(string(v.appendOrdered(nil)), string(w.appendOrdered(nil)))
 }
 
-func TestWaitChanges(t *testing.T) {
+// stats returns the catalog's counts.
+func stats(t testing.TB, c *Catalog) Stats {
+	t.Helper()
+	st, err := c.Stats(t.Context())
+	must(t, err)
+	return st
+}
+
+// TestOptimisticReadSeesRename commits a rename between a write's optimistic
+// reads and its validation: the moved mapping must be read again, so that
+// the add finds it and does not store it twice.
+func TestOptimisticReadSeesRename(t *testing.T) {
 	c, _ := openTest(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- c.WaitChanges(ctx, 1) }()
-	mustSeq(t)(c.Create("a", "/p"))
-	if err := <-done; err != nil {
-		t.Fatalf("WaitChanges after a write: %v", err)
+	ctx := t.Context()
+	mustSeq(t)(c.Create(ctx, "a", "/p"))
+	_, err := c.write(ctx, "add", false, func(w *writer) error {
+		if err := w.prefetch(OpAdd, []Mapping{{"b", "/p"}}); err != nil {
+			return err
+		}
+		_, err := c.RenameLFN(ctx, "a", "b")
+		return err
+	}, func(w *writer) error { return w.add("b", "/p") })
+	wantErr(t, err, ErrExists)
+	if st := stats(t, c); st.LFNs != 1 || st.PFNs != 1 || st.Mappings != 1 {
+		t.Fatalf("stats after the raced add = %+v, want 1 LFN, 1 PFN, 1 mapping", st)
 	}
-	short, cancelShort := context.WithTimeout(context.Background(), 10*time.Millisecond)
-	defer cancelShort()
-	if err := c.WaitChanges(short, 2); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("WaitChanges with no new record = %v, want the context's deadline", err)
+}
+
+// TestReopen checks what the conformance suite cannot: the mappings,
+// values, counts, definitions and the feed's positions and horizon survive
+// a close and reopen, and positions are dense (each one more than the one
+// before), on Pebble.
+func TestReopen(t *testing.T) {
+	dir := t.TempDir()
+	ctx := t.Context()
+	c, err := Open(dir, nil)
+	must(t, err)
+	ms := make([]Mapping, 1000)
+	for i := range ms {
+		ms[i] = Mapping{fmt.Sprint(i), fmt.Sprintf("/SUM%d/D%d", i%7, i)}
 	}
-	go func() { done <- c.WaitChanges(ctx, 2) }()
+	_, seq, err := c.BulkWrite(ctx, OpCreate, ms)
+	must(t, err)
+	if seq != 1000 {
+		t.Fatalf("1000 creates ended at position %d, want 1000 (dense from 1)", seq)
+	}
+	must(t, c.DefineAttr(ctx, AttrDef{"size", LFN, TypeInt}))
+	must(t, c.SetAttr(ctx, LFN, "5", "size", IntValue(5), Upsert))
+	for i, f := range []func() (uint64, error){
+		func() (uint64, error) { return c.Delete(ctx, "1", "/SUM1/D1") },
+		func() (uint64, error) { return c.RenameLFN(ctx, "2", "two") },
+		func() (uint64, error) { return c.Add(ctx, "3", "/x") },
+	} {
+		seq, err := f()
+		must(t, err)
+		if seq != uint64(1001+i) {
+			t.Fatalf("write %d at position %d, want %d", i, seq, 1001+i)
+		}
+	}
+	must(t, c.PruneChanges(ctx, 500))
 	must(t, c.Close())
-	if err := <-done; !errors.Is(err, ErrClosed) {
-		t.Fatalf("WaitChanges across Close = %v, want ErrClosed", err)
+	_, err = c.QueryLFN(ctx, "1")
+	wantErr(t, err, ErrClosed)
+
+	c, err = Open(dir, nil)
+	must(t, err)
+	defer c.Close()
+	st := stats(t, c)
+	if st.LFNs != 999 || st.PFNs != 1000 || st.Mappings != 1000 || st.Seq != 1003 || st.FirstSeq != 500 || st.AttrDefs != 1 {
+		t.Fatalf("stats after reopen = %+v", st)
+	}
+	if a, err := c.Attrs(ctx, LFN, "5"); err != nil || len(a) != 1 || a[0].Value.Int != 5 {
+		t.Fatalf("attributes after reopen: %+v %v", a, err)
+	}
+	chs, err := c.Changes(ctx, 500, 0)
+	must(t, err)
+	for i, ch := range chs {
+		if ch.Seq != uint64(500+i) {
+			t.Fatalf("record %d at position %d: the feed is not dense", i, ch.Seq)
+		}
+	}
+	if len(chs) != 504 || chs[503].Kind != ChangeAdd {
+		t.Fatalf("feed after reopen: %d records from 500, last %+v", len(chs), chs[len(chs)-1])
+	}
+	seq, err = c.Create(ctx, "d", "/5")
+	must(t, err)
+	if seq != 1004 {
+		t.Fatalf("position after reopen = %d, want 1004", seq)
+	}
+}
+
+// TestNotify checks the Pebble catalog's own wake-up channel.
+func TestNotify(t *testing.T) {
+	c, _ := openTest(t)
+	ctx := t.Context()
+	notify := c.Notify()
+	must(t, c.DefineAttr(ctx, AttrDef{"n", LFN, TypeInt}))
+	select {
+	case <-notify:
+		t.Fatal("Notify channel closed by a write that appended no record")
+	default:
+	}
+	mustSeq(t)(c.Create(ctx, "a", "/1"))
+	select {
+	case <-notify:
+	default:
+		t.Fatal("Notify channel not closed by a write")
+	}
+	notify = c.Notify()
+	must(t, c.Close())
+	select {
+	case <-notify:
+	default:
+		t.Fatal("Notify channel not closed by Close")
+	}
+}
+
+// TestConvenienceMethods checks the embedded API's shortcuts against the
+// Store methods they wrap.
+func TestConvenienceMethods(t *testing.T) {
+	c, _ := openTest(t)
+	ctx := t.Context()
+	mustSeq(t)(c.Create(ctx, "a", "/2"))
+	mustSeq(t)(c.Add(ctx, "a", "/1"))
+	mustSeq(t)(c.Create(ctx, "b", "/1"))
+	if got, err := c.QueryLFN(ctx, "a"); err != nil || !reflect.DeepEqual(got, []string{"/1", "/2"}) {
+		t.Errorf("QueryLFN = %q, %v", got, err)
+	}
+	if got, err := c.QueryPFN(ctx, "/1"); err != nil || !reflect.DeepEqual(got, []string{"a", "b"}) {
+		t.Errorf("QueryPFN = %q, %v", got, err)
+	}
+	_, err := c.QueryLFN(ctx, "nope")
+	wantErr(t, err, ErrNotFound)
+	for _, tc := range []struct {
+		f    func(context.Context) (bool, error)
+		want bool
+		err  error
+	}{
+		{func(ctx context.Context) (bool, error) { return c.LFNExists(ctx, "a") }, true, nil},
+		{func(ctx context.Context) (bool, error) { return c.LFNExists(ctx, "/1") }, false, nil},
+		{func(ctx context.Context) (bool, error) { return c.PFNExists(ctx, "/2") }, true, nil},
+		{func(ctx context.Context) (bool, error) { return c.PFNExists(ctx, "") }, false, ErrInvalid},
+		{func(ctx context.Context) (bool, error) { return c.MappingExists(ctx, "b", "/1") }, true, nil},
+		{func(ctx context.Context) (bool, error) { return c.MappingExists(ctx, "b", "/2") }, false, nil},
+		{func(ctx context.Context) (bool, error) { return c.MappingExists(ctx, "", "/2") }, false, ErrInvalid},
+		{func(ctx context.Context) (bool, error) { return c.MappingExists(ctx, "b", "\x00") }, false, ErrInvalid},
+	} {
+		got, err := tc.f(ctx)
+		if got != tc.want || !errors.Is(err, tc.err) || (tc.err == nil) != (err == nil) {
+			t.Errorf("exists = %v, %v; want %v, %v", got, err, tc.want, tc.err)
+		}
+	}
+	res, errs, err := c.BulkQuery(ctx, PFN, []string{"/1", "/3"})
+	must(t, err)
+	if !reflect.DeepEqual(res[0], []string{"a", "b"}) || errs[0] != nil || !errors.Is(errs[1], ErrNotFound) {
+		t.Errorf("BulkQuery = %q, %v", res, errs)
+	}
+	_, _, err = c.BulkQuery(ctx, ObjectType(9), []string{"/1"})
+	wantErr(t, err, ErrInvalid)
+
+	must(t, c.DefineAttr(ctx, AttrDef{"n", LFN, TypeInt}))
+	must(t, c.SetAttr(ctx, LFN, "a", "n", IntValue(4), Upsert))
+	if as, err := c.Attrs(ctx, LFN, "a", "n"); err != nil || len(as) != 1 || as[0].Value.Int != 4 {
+		t.Errorf("Attrs = %+v, %v", as, err)
+	}
+	as, aerrs, err := c.BulkAttrs(ctx, LFN, []string{"a", "b"}, nil)
+	must(t, err)
+	if len(as[0]) != 1 || aerrs[0] != nil || len(as[1]) != 0 || aerrs[1] != nil {
+		t.Errorf("BulkAttrs = %+v, %v", as, aerrs)
+	}
+	_, _, err = c.BulkAttrs(ctx, ObjectType(9), []string{"a"}, nil)
+	wantErr(t, err, ErrInvalid)
+
+	must(t, c.Close())
+	if _, err := c.Attrs(ctx, LFN, "a"); !errors.Is(err, ErrClosed) {
+		t.Errorf("Attrs after Close = %v", err)
+	}
+	if _, _, err := c.BulkQuery(ctx, LFN, []string{"a"}); !errors.Is(err, ErrClosed) {
+		t.Errorf("BulkQuery after Close = %v", err)
+	}
+	if _, err := c.LFNExists(ctx, "a"); !errors.Is(err, ErrClosed) {
+		t.Errorf("LFNExists after Close = %v", err)
+	}
+}
+
+// TestStorageStats checks Pebble's own figures, behind StorageReporter.
+func TestStorageStats(t *testing.T) {
+	c, _ := openTest(t)
+	ctx := t.Context()
+	var s Store = c
+	r, ok := s.(StorageReporter)
+	if !ok {
+		t.Fatal("the Pebble catalog is not a StorageReporter")
+	}
+	mustSeq(t)(c.Create(ctx, "a", "/1"))
+	st, err := r.StorageStats(ctx)
+	must(t, err)
+	if st.DiskBytes == 0 {
+		t.Errorf("storage stats %+v: no disk use", st)
+	}
+	must(t, c.Close())
+	_, err = r.StorageStats(ctx)
+	wantErr(t, err, ErrClosed)
+}
+
+// countdownCtx is a context whose Err turns to context.Canceled after n
+// calls: a way to end a call's context in the middle of the call, which
+// the Pebble catalog checks every checkEvery items.
+type countdownCtx struct {
+	context.Context
+	n atomic.Int64
+}
+
+func (c *countdownCtx) Err() error {
+	if c.n.Add(-1) < 0 {
+		return context.Canceled
+	}
+	return nil
+}
+
+// TestContextEndsBulkWrites ends the context of bulk writes after they
+// started: the call fails with the context's error and writes nothing.
+func TestContextEndsBulkWrites(t *testing.T) {
+	c, _ := openTest(t)
+	ctx := t.Context()
+	const n = 2000
+	ms := make([]Mapping, n)
+	for i := range ms {
+		ms[i] = Mapping{fmt.Sprint("keep-", i), "/p"}
+	}
+	_, _, err := c.BulkWrite(ctx, OpCreate, ms)
+	must(t, err)
+	must(t, c.DefineAttr(ctx, AttrDef{"n", LFN, TypeInt}))
+	one := IntValue(1)
+	ws := make([]AttrWrite, n)
+	for i := range ws {
+		ws[i] = AttrWrite{Object: ms[i].LFN, Attr: "n", Value: &one}
+	}
+	_, err = c.BulkSetAttrs(ctx, LFN, Upsert, ws)
+	must(t, err)
+	before := stats(t, c)
+	fresh := make([]Mapping, n)
+	units := make([]Unit, n)
+	renames := make([]Rename, n)
+	for i := range fresh {
+		fresh[i] = Mapping{fmt.Sprint("new-", i), "/q"}
+		units[i] = Unit{LFN: fresh[i].LFN, PFN: "/q"}
+		renames[i] = Rename{ms[i].LFN, fresh[i].LFN}
+	}
+	two := IntValue(2)
+	for i := range ws {
+		ws[i].Value = &two
+	}
+	for name, call := range map[string]func(ctx context.Context) error{
+		"bulk write":     func(ctx context.Context) error { _, _, err := c.BulkWrite(ctx, OpCreate, fresh); return err },
+		"bulk rename":    func(ctx context.Context) error { _, _, err := c.BulkRename(ctx, LFN, renames); return err },
+		"register":       func(ctx context.Context) error { _, _, err := c.RegisterUnits(ctx, units); return err },
+		"bulk set attrs": func(ctx context.Context) error { _, err := c.BulkSetAttrs(ctx, LFN, Upsert, ws); return err },
+		"undefine":       func(ctx context.Context) error { return c.UndefineAttr(ctx, "n", LFN, true) },
+		"bulk exists": func(ctx context.Context) error {
+			_, _, err := c.BulkExists(ctx, ms)
+			return err
+		},
+		"wildcard": func(ctx context.Context) error {
+			_, _, err := c.Wildcard(ctx, WildcardQuery{Pattern: "*"})
+			return err
+		},
+		"search": func(ctx context.Context) error {
+			_, _, err := c.SearchAttr(ctx, Search{Object: LFN, Attr: "n", Op: OpGE, Value: IntValue(0)})
+			return err
+		},
+		"changes": func(ctx context.Context) error {
+			_, err := c.Changes(ctx, 1, 0)
+			return err
+		},
+	} {
+		cctx := &countdownCtx{Context: ctx}
+		cctx.n.Store(3) // past the checks on entry, before the end
+		if err := call(cctx); !errors.Is(err, context.Canceled) {
+			t.Errorf("%s with a context ended midway: %v, want context.Canceled", name, err)
+		}
+	}
+	if after := stats(t, c); after != before {
+		t.Fatalf("calls whose context ended changed the catalog: %+v, was %+v", after, before)
+	}
+	hits, _, err := c.SearchAttr(ctx, Search{Object: LFN, Attr: "n", Op: OpEQ, Value: IntValue(1)})
+	if err != nil || len(hits) != n {
+		t.Fatalf("values after the cancelled calls: %d hits, %v; want %d", len(hits), err, n)
 	}
 }

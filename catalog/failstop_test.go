@@ -118,12 +118,12 @@ func TestFailStop(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, lfn := range []string{"1001", "1002"} {
-				if _, err := c.Create(lfn, "/SUM1/D"+lfn); err != nil {
+				if _, err := c.Create(t.Context(), lfn, "/SUM1/D"+lfn); err != nil {
 					t.Fatal(err)
 				}
 			}
 			tc.arm(fs)
-			_, err = c.Create("1003", "/SUM1/D1003")
+			_, err = c.Create(t.Context(), "1003", "/SUM1/D1003")
 			if !errors.Is(err, ErrFailed) || !errors.Is(err, tc.errno) {
 				t.Fatalf("create on a failing WAL: got %v, want ErrFailed wrapping %v", err, tc.errno)
 			}
@@ -141,13 +141,13 @@ func TestFailStop(t *testing.T) {
 			}
 			// Nothing is served any more: not the failed write, not the
 			// acknowledged ones, and a retry is not told it exists.
-			if _, err := c.LFNExists("1003"); !errors.Is(err, ErrFailed) {
+			if _, err := c.LFNExists(t.Context(), "1003"); !errors.Is(err, ErrFailed) {
 				t.Errorf("exists after failure: %v, want ErrFailed", err)
 			}
-			if _, err := c.QueryLFN("1001"); !errors.Is(err, ErrFailed) {
+			if _, err := c.QueryLFN(t.Context(), "1001"); !errors.Is(err, ErrFailed) {
 				t.Errorf("query after failure: %v, want ErrFailed", err)
 			}
-			if _, err := c.Create("1003", "/SUM1/D1003"); !errors.Is(err, ErrFailed) {
+			if _, err := c.Create(t.Context(), "1003", "/SUM1/D1003"); !errors.Is(err, ErrFailed) {
 				t.Errorf("retried create: %v, want ErrFailed (not ALREADY_EXISTS)", err)
 			}
 			if err := c.Close(); !errors.Is(err, ErrFailed) {
@@ -161,7 +161,7 @@ func TestFailStop(t *testing.T) {
 			}
 			defer r.Close()
 			for lfn, want := range map[string]bool{"1001": true, "1002": true, "1003": false} {
-				got, err := r.LFNExists(lfn)
+				got, err := r.LFNExists(t.Context(), lfn)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -169,8 +169,8 @@ func TestFailStop(t *testing.T) {
 					t.Errorf("after restart, %s exists = %v, want %v", lfn, got, want)
 				}
 			}
-			if st := r.Stats(); st.Mappings != 2 {
-				t.Errorf("after restart, %d mappings, want 2", st.Mappings)
+			if st, err := r.Stats(t.Context()); err != nil || st.Mappings != 2 {
+				t.Errorf("after restart, %d mappings (%v), want 2", st.Mappings, err)
 			}
 		})
 	}

@@ -216,12 +216,7 @@ func (c *Catalog) BulkExists(ctx context.Context, items []Mapping) (exists []boo
 	exists = make([]bool, len(items))
 	errs = make([]error, len(items))
 	for i, m := range items {
-		if i%checkEvery == checkEvery-1 {
-			if err := canceled(ctx, "exists"); err != nil {
-				return nil, nil, err
-			}
-		}
-		switch {
+		switch { // each lookup checks ctx
 		case m.LFN != "" && m.PFN != "":
 			exists[i], errs[i] = c.MappingExists(ctx, m.LFN, m.PFN)
 		case m.LFN != "":

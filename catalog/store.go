@@ -130,8 +130,8 @@ type Attributes interface {
 	// carry values of it, unless clearValues (then they go too, in the same
 	// atomic write).
 	UndefineAttr(ctx context.Context, attr string, obj ObjectType, clearValues bool) error
-	// AttrDefs lists the definitions for obj (0: for both), ordered by
-	// object type and name.
+	// AttrDefs lists the definitions for obj (0: for both; another
+	// unknown type is ErrInvalid), ordered by object type and name.
 	AttrDefs(ctx context.Context, obj ObjectType) ([]AttrDef, error)
 	// SetAttr sets a value on an existing LFN or PFN; mode says what it
 	// requires of an existing value (ErrExists for AddOnly, ErrNotFound for
@@ -185,7 +185,8 @@ type Feed interface {
 	// ForEachLFN calls fn for every LFN, in byte order, from one consistent
 	// snapshot, and returns the position that snapshot reflects: a reader
 	// that follows with Changes(seq+1, …) misses nothing and sees nothing
-	// twice. If fn returns an error, the scan stops and returns it.
+	// twice. Writers are not blocked while fn runs (fn may write to the
+	// store). If fn returns an error, the scan stops and returns it.
 	ForEachLFN(ctx context.Context, fn func(lfn string) error) (seq uint64, err error)
 	// PruneChanges removes the records at positions below before (never
 	// past the last record). The store never prunes by itself.

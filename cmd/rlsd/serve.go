@@ -21,8 +21,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/solar-archive/rls/api"
-	"github.com/solar-archive/rls/catalog"
 	"github.com/solar-archive/rls/api/rlsv1"
+	"github.com/solar-archive/rls/catalog"
 	"github.com/solar-archive/rls/internal/statuspage"
 )
 
