@@ -142,6 +142,9 @@ func (c *Catalog) UndefineAttr(ctx context.Context, attr string, obj catalog.Obj
 // AttrDefs lists the attribute definitions for obj (0: for both), ordered by
 // object type and name.
 func (c *Catalog) AttrDefs(ctx context.Context, obj catalog.ObjectType) ([]catalog.AttrDef, error) {
+	if obj != 0 && obj != catalog.LFN && obj != catalog.PFN {
+		return nil, errorf("list attributes", "", catalog.ErrInvalid, "unknown object type "+obj.String())
+	}
 	if err := c.enter(ctx, "list attributes"); err != nil {
 		return nil, err
 	}

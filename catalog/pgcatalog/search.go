@@ -128,6 +128,30 @@ func (c *Catalog) BulkAttrsEach(ctx context.Context, obj catalog.ObjectType, obj
 	return errs, nil
 }
 
+// stringKey is what the string values' index holds of a value: its first
+// 128 characters (at most 512 bytes), so that an index entry with a
+// 1024-byte attribute name and object name stays within PostgreSQL's
+// limit (2704 bytes) for values of up to catalog.MaxStringValueLen bytes.
+// Ordering by (stringKey, vs) is ordering by vs: two values whose keys
+// differ differ within them, or the shorter key is a whole value that is a
+// prefix of the other.
+const stringKey = "left(vs, 128)"
+
+// stringBound is the condition on stringKey implied by "vs op v", which
+// lets the index bound a string search ("" for !=).
+func stringBound(op catalog.SearchOp, v string) string {
+	key := "left(" + v + "::text, 128)"
+	switch op {
+	case catalog.OpEQ:
+		return " AND " + stringKey + " = " + key
+	case catalog.OpLT, catalog.OpLE:
+		return " AND " + stringKey + " <= " + key
+	case catalog.OpGT, catalog.OpGE:
+		return " AND " + stringKey + " >= " + key
+	}
+	return ""
+}
+
 // valueColumns returns the ordered columns of a type's values.
 func valueColumns(t catalog.ValueType) string {
 	switch t {
@@ -193,7 +217,11 @@ func (c *Catalog) SearchAttr(ctx context.Context, s catalog.Search) ([]catalog.H
 			return nil, false, err
 		}
 		sqlOp := map[catalog.SearchOp]string{catalog.OpEQ: "=", catalog.OpNE: "<>", catalog.OpLT: "<", catalog.OpLE: "<=", catalog.OpGT: ">", catalog.OpGE: ">="}[s.Op]
-		cond = col + " " + sqlOp + " " + operand(s.Value, &args)
+		v := operand(s.Value, &args)
+		cond = col + " " + sqlOp + " " + v
+		if t == catalog.TypeString {
+			cond += stringBound(s.Op, v)
+		}
 	case catalog.OpBetween:
 		if err := check(s.Value); err != nil {
 			return nil, false, err
@@ -202,7 +230,11 @@ func (c *Catalog) SearchAttr(ctx context.Context, s catalog.Search) ([]catalog.H
 			return nil, false, err
 		}
 		lo := operand(s.Value, &args)
-		cond = col + " >= " + lo + " AND " + col + " <= " + operand(s.Value2, &args)
+		hi := operand(s.Value2, &args)
+		cond = col + " >= " + lo + " AND " + col + " <= " + hi
+		if t == catalog.TypeString {
+			cond += stringBound(catalog.OpGE, lo) + stringBound(catalog.OpLE, hi)
+		}
 	case catalog.OpLike:
 		if t != catalog.TypeString {
 			return nil, false, errorf(op, s.Attr, catalog.ErrInvalid, "like needs a string attribute; this one is "+t.String())
@@ -215,15 +247,19 @@ func (c *Catalog) SearchAttr(ctx context.Context, s catalog.Search) ([]catalog.H
 		cond = "vs LIKE $" + strconv.Itoa(len(args))
 		if pre := p.Prefix(); pre != "" {
 			// The literal prefix as a range, so that the index bounds the scan.
-			cond += " AND vs >= $" + strconv.Itoa(len(args)+1)
 			args = append(args, pre)
+			cond += stringBound(catalog.OpGE, "$"+strconv.Itoa(len(args)))
 		}
 	default:
 		return nil, false, errorf(op, s.Attr, catalog.ErrInvalid, "unknown operator "+s.Op.String())
 	}
 	notNull := strings.TrimPrefix(strings.SplitN(col, ",", 2)[0], "(")
+	order := strings.Trim(col, "()")
+	if t == catalog.TypeString {
+		order = stringKey + ", vs"
+	}
 	sql := `SELECT object, vi, vf, vs, vt, vn FROM rls_attr WHERE obj = $1 AND attr = $2 AND ` + notNull + ` IS NOT NULL AND ` + cond +
-		` ORDER BY ` + strings.Trim(col, "()") + `, object`
+		` ORDER BY ` + order + `, object`
 	if s.Limit > 0 {
 		sql += " LIMIT " + strconv.Itoa(s.Limit+1)
 	}

@@ -49,7 +49,8 @@ CREATE TABLE rls_attr_def (
 -- Attribute values, typed: exactly the column of the attribute's type is
 -- set (a time is vt to the microsecond plus vn nanoseconds). One partial
 -- index per type serves =, <, <=, >, >=, between, != and like in
--- (value, object) order.
+-- (value, object) order. Names are at most 1024 bytes, so every index
+-- entry stays within PostgreSQL's 2704-byte limit.
 CREATE TABLE rls_attr (
 	obj    smallint NOT NULL,
 	object text     COLLATE "C" NOT NULL,
@@ -63,5 +64,8 @@ CREATE TABLE rls_attr (
 );
 CREATE INDEX rls_attr_int ON rls_attr (obj, attr, vi, object) WHERE vi IS NOT NULL;
 CREATE INDEX rls_attr_float ON rls_attr (obj, attr, vf, object) WHERE vf IS NOT NULL;
-CREATE INDEX rls_attr_string ON rls_attr (obj, attr, vs, object) WHERE vs IS NOT NULL;
+-- Strings are indexed by their first 128 characters (at most 512 bytes):
+-- a whole value of up to 4096 bytes would pass PostgreSQL's limit on an
+-- index entry. Searches order by (left(vs, 128), vs, object).
+CREATE INDEX rls_attr_string ON rls_attr (obj, attr, left(vs, 128), object) WHERE vs IS NOT NULL;
 CREATE INDEX rls_attr_time ON rls_attr (obj, attr, vt, vn, object) WHERE vt IS NOT NULL;
