@@ -27,4 +27,3 @@ func TestRegisterUnitTwoTypesForOneAttribute(t *testing.T) {
 		t.Fatalf("the refused unit defined %v", defs)
 	}
 }
-
