@@ -3,6 +3,7 @@ package catalog
 import (
 	"context"
 	"errors"
+	"slices"
 )
 
 // Unit is one item of RegisterUnits: a mapping and attribute values of its
@@ -64,6 +65,10 @@ func (w *writer) register(op string, u Unit) error {
 			return err
 		}
 		t, err := attrType(w.r, op, LFN, a.Name)
+		if i := slices.IndexFunc(undefined, func(d AttrDef) bool { return d.Name == a.Name }); i >= 0 {
+			// Defined by an earlier value of this unit.
+			t, err = undefined[i].Type, nil
+		}
 		switch {
 		case errors.Is(err, ErrNotFound):
 			if !a.Value.Type.valid() {

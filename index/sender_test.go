@@ -280,7 +280,7 @@ func TestSenderDelta(t *testing.T) {
 
 	// Pruned changes: a delta cannot be built, a full update is due.
 	create(t, cat, "y")
-	if err := cat.PruneChanges(t.Context(), lastSeq(t, cat) + 1); err != nil {
+	if err := cat.PruneChanges(t.Context(), lastSeq(t, cat)+1); err != nil {
 		t.Fatal(err)
 	}
 	if res := s.delta(t.Context(), s.set.current()[0]); !errors.Is(res.Err, errNeedFull) {

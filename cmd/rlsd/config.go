@@ -34,6 +34,7 @@ type config struct {
 	LogFormat       string
 	LogLevel        string
 	NoSync          bool
+	CatalogDSN      string
 	ShutdownTimeout time.Duration
 	ExportRoots     pathList
 	PProf           bool
@@ -166,6 +167,7 @@ func (c *config) bind(b *binder) {
 	b.flag(&c.LogFormat, "log-format", "log format: text or json")
 	b.flag(&c.LogLevel, "log-level", "log level: debug, info, warn or error")
 	b.flag(&c.NoSync, "no-sync", "acknowledge catalog writes before they are fsynced (faster; a crash may lose the last writes)")
+	b.flag(&c.CatalogDSN, "catalog-dsn", "lrc role: keep the catalog in this PostgreSQL database (postgres://...) instead of DATA/catalog; several rlsd of one site may share it")
 	b.flag(&c.ShutdownTimeout, "shutdown-timeout", "on SIGTERM, how long calls in flight may take to finish")
 	b.flag(&c.ExportRoots, "export-root", "transfer role: comma-separated absolute directories whose storage units are served")
 	b.flag(&c.PProf, "pprof", "serve Go's profiles under /debug/pprof/ on the HTTP listener")

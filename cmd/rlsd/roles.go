@@ -1,14 +1,18 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/solar-archive/rls/api"
 	"github.com/solar-archive/rls/api/rlsv1"
 	"github.com/solar-archive/rls/catalog"
+	"github.com/solar-archive/rls/catalog/pgcatalog"
 	"github.com/solar-archive/rls/index"
 )
 
@@ -97,19 +101,19 @@ func startOrder(roles []string) []string {
 	return out
 }
 
-// startLRC runs the local replica catalog: it opens DATA/catalog and serves
-// it as rls.v1.Catalog, with its counts in the metrics and in Admin.Stats,
-// and sends its soft state to the configured indexes.
+// startLRC runs the local replica catalog: it opens DATA/catalog (or, with
+// --catalog-dsn, the PostgreSQL catalog) and serves it as rls.v1.Catalog,
+// with its counts in the metrics and in Admin.Stats, and sends its soft
+// state to the configured indexes.
 func startLRC(d *daemon) error {
-	cat, err := catalog.Open(filepath.Join(d.cfg.Data, "catalog"), &catalog.Options{
-		NoSync: d.cfg.NoSync,
-		Logger: d.log.With("role", "lrc"),
-	})
+	cat, err := openCatalog(d)
 	if err != nil {
-		return fmt.Errorf("lrc: %w", err)
+		return err
 	}
 	d.onClose(func() error { return cat.Close() })
-	d.failStop(cat.Failed(), cat.Err)
+	if fs, ok := cat.(catalog.FailStopper); ok {
+		d.failStop(fs.Failed(), fs.Err)
+	}
 	d.catalog = cat
 	d.admin.Catalog = cat
 	d.page.Catalog = catalogStatus{cat}
@@ -118,6 +122,31 @@ func startLRC(d *daemon) error {
 		return fmt.Errorf("lrc: metrics: %w", err)
 	}
 	return startSender(d, cat)
+}
+
+// openCatalog opens the Pebble catalog in DATA/catalog, or the PostgreSQL
+// catalog named by --catalog-dsn. A PostgreSQL schema newer than this rlsd
+// knows is a configuration error (exit 2).
+func openCatalog(d *daemon) (catalog.Store, error) {
+	log := d.log.With("role", "lrc")
+	if d.cfg.CatalogDSN == "" {
+		cat, err := catalog.Open(filepath.Join(d.cfg.Data, "catalog"), &catalog.Options{NoSync: d.cfg.NoSync, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("lrc: %w", err)
+		}
+		return cat, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cat, err := pgcatalog.Open(ctx, d.cfg.CatalogDSN, &pgcatalog.Options{Logger: log})
+	if errors.Is(err, pgcatalog.ErrSchemaTooNew) || errors.Is(err, pgcatalog.ErrSchemaDirty) {
+		return nil, usageError{fmt.Errorf("lrc: --catalog-dsn: %w", err)}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lrc: --catalog-dsn: %w", err)
+	}
+	log.Info("catalog in PostgreSQL", "schema_version", pgcatalog.SchemaVersion())
+	return cat, nil
 }
 
 // startRLI runs the replica location index: it opens DATA/index (answering

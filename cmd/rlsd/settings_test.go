@@ -31,6 +31,7 @@ var settingNames = []struct {
 	{"log-format", "RLSD_LOG_FORMAT", "json", func(c *config) { c.LogFormat = "json" }},
 	{"log-level", "RLSD_LOG_LEVEL", "debug", func(c *config) { c.LogLevel = "debug" }},
 	{"no-sync", "RLSD_NO_SYNC", "true", func(c *config) { c.NoSync = true }},
+	{"catalog-dsn", "RLSD_CATALOG_DSN", "postgres://rls@127.0.0.1:5432/rls", func(c *config) { c.CatalogDSN = "postgres://rls@127.0.0.1:5432/rls" }},
 	{"shutdown-timeout", "RLSD_SHUTDOWN_TIMEOUT", "3s", func(c *config) { c.ShutdownTimeout = 3 * time.Second }},
 	{"export-root", "RLSD_EXPORT_ROOT", "/a,/b", func(c *config) { c.ExportRoots = pathList{"/a", "/b"} }},
 	{"pprof", "RLSD_PPROF", "true", func(c *config) { c.PProf = true }},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/solar-archive/rls/api"
@@ -119,7 +120,7 @@ type retargeter interface {
 // any, from a goroutine that serve runs once it serves, and answers
 // Admin.Update with it. The sender exists even without targets, so that a
 // reload can give it some.
-func startSender(d *daemon, cat *catalog.Catalog) error {
+func startSender(d *daemon, cat catalog.Store) error {
 	targets, _ := d.cfg.updateTargets() // validated
 	endpoint := d.cfg.Advertise
 	if endpoint == "" {
@@ -140,10 +141,9 @@ func startSender(d *daemon, cat *catalog.Catalog) error {
 		return fmt.Errorf("lrc: %w", err)
 	}
 	d.onClose(s.Close)
-	d.addUpdater(s)
 	d.retargeters = append(d.retargeters, s)
 	d.page.Senders = append(d.page.Senders, senderStatus{s})
-	d.run(func(ctx context.Context) error {
+	run := func(ctx context.Context) error {
 		for _, t := range targets {
 			log.Info("sending soft state", "target", t.Addr, "mode", t.Mode, "deltas", t.Deltas || t.Mode == index.ModeDelta,
 				"interval", t.Interval, "validity", t.Validity, "endpoint", endpoint)
@@ -152,8 +152,55 @@ func startSender(d *daemon, cat *catalog.Catalog) error {
 			return err
 		}
 		return nil
+	}
+	ex, shared := cat.(exclusiveRunner)
+	if !shared {
+		d.addUpdater(s)
+		d.run(run)
+		return nil
+	}
+	// Several rlsd may serve one shared catalog: the one holding the
+	// catalog's sender lock sends, the others stand by to take over.
+	lead := &leadingSender{Sender: s}
+	d.addUpdater(lead)
+	d.run(func(ctx context.Context) error {
+		err := ex.Exclusive(ctx, "soft-state-sender", time.Second, func(ctx context.Context) error {
+			log.Info("this rlsd now sends the site's soft state (it holds the catalog's sender lock)")
+			lead.leading.Store(true)
+			defer lead.leading.Store(false)
+			err := run(ctx)
+			if ctx.Err() != nil {
+				log.Info("this rlsd stopped sending the site's soft state (sender lock lost or shutting down)")
+			}
+			return err
+		})
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
 	})
 	return nil
+}
+
+// exclusiveRunner is a shared catalog (pgcatalog) on which one process at a
+// time runs a task.
+type exclusiveRunner interface {
+	Exclusive(ctx context.Context, name string, interval time.Duration, fn func(ctx context.Context) error) error
+}
+
+// leadingSender answers Admin.Update only while this rlsd sends the site's
+// soft state; a standby refuses, so that an index hears the site from one
+// rlsd.
+type leadingSender struct {
+	*index.Sender
+	leading atomic.Bool
+}
+
+func (l *leadingSender) UpdateNow(ctx context.Context, addr string) ([]index.Result, error) {
+	if !l.leading.Load() {
+		return nil, fmt.Errorf("%w: this rlsd is a standby: another rlsd sharing the catalog sends the site's soft state", catalog.ErrPrecondition)
+	}
+	return l.Sender.UpdateNow(ctx, addr)
 }
 
 // startForwarder forwards what the index holds to the configured parent

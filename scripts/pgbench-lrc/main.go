@@ -140,7 +140,10 @@ func main() {
 	case "setup", "copy", "query", "insert", "bulk-query":
 		err = withServer(ctx, &cfg, sub, func() error { return run(ctx, cfg, sub) })
 	default:
-		usage()
+		var known bool
+		if known, err = runPgcat(ctx, cfg, sub); !known {
+			usage()
+		}
 	}
 	if err != nil {
 		fatalf("%s: %v", sub, err)

@@ -1,0 +1,275 @@
+package pgcatalog
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/solar-archive/rls/catalog"
+)
+
+// Options tune a catalog. The zero value (or nil) is the default.
+type Options struct {
+	// MaxConns caps the connection pool. Default 16.
+	MaxConns int32
+	// PollInterval is how often WaitChanges and the cached positions look
+	// at the database when no notification came (another process's writes
+	// on a server without LISTEN/NOTIFY). Default 500 ms.
+	PollInterval time.Duration
+	// Logger receives the catalog's messages. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Catalog is a local replica catalog kept in a PostgreSQL database. It is
+// safe for concurrent use, and several processes may open the same
+// database at once.
+type Catalog struct {
+	pool   *pgxpool.Pool
+	logger *slog.Logger
+	poll   time.Duration
+
+	incarnation [catalog.IncarnationLen]byte
+
+	// notify says writers announce new positions with pg_notify; it is
+	// set once the listener's LISTEN succeeded.
+	notify atomic.Bool
+
+	// lastSeq and firstSeq cache the feed's positions as last seen by this
+	// process (its own writes, notifications, polls); they only grow.
+	lastSeq, firstSeq atomic.Uint64
+
+	notifyMu sync.Mutex
+	notifyCh chan struct{} // closed and replaced when lastSeq grows
+
+	// writeMu serializes this process's write transactions: they take the
+	// meta row's lock in turn anyway, and one waiter a process spares the
+	// server waking every waiter at every commit.
+	writeMu sync.Mutex
+
+	// The queue of single writes for group commit (group.go).
+	opsMu      sync.Mutex
+	ops        []*pendingOp
+	committing bool // a commitOps goroutine runs
+
+	closeOnce sync.Once
+	closed    chan struct{}
+	wg        sync.WaitGroup // the listener and commitOps
+	cancel    context.CancelFunc
+}
+
+// Open connects to the database named by dsn (a postgres:// URL or a
+// key=value string), brings its schema to SchemaVersion (refusing a newer
+// or dirty one), and makes the catalog's meta row if it has none. The
+// caller must Close the catalog.
+func Open(ctx context.Context, dsn string, opts *Options) (*Catalog, error) {
+	if opts == nil {
+		opts = &Options{}
+	}
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("pgcatalog: catalog DSN: %w", err)
+	}
+	cfg.MaxConns = 16
+	if opts.MaxConns > 0 {
+		cfg.MaxConns = opts.MaxConns
+	}
+	cfg.AfterConnect = afterConnect
+	if err := migrateSchema(cfg.ConnConfig.Copy()); err != nil {
+		return nil, unavailable("open", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, unavailable("open", err)
+	}
+	c := &Catalog{pool: pool, logger: opts.Logger, poll: opts.PollInterval, notifyCh: make(chan struct{}), closed: make(chan struct{})}
+	if c.logger == nil {
+		c.logger = slog.Default()
+	}
+	if c.poll <= 0 {
+		c.poll = 500 * time.Millisecond
+	}
+	if err := c.init(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	lctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	c.wg.Add(1)
+	go c.listen(lctx)
+	return c, nil
+}
+
+// afterConnect checks that the database is UTF-8 (the wildcard '?' is one
+// UTF-8 character).
+func afterConnect(_ context.Context, conn *pgx.Conn) error {
+	if enc := conn.PgConn().ParameterStatus("server_encoding"); enc != "" && enc != "UTF8" {
+		return fmt.Errorf("pgcatalog: the database's encoding is %s; the catalog needs UTF8", enc)
+	}
+	return nil
+}
+
+// init makes the meta row if needed and reads the incarnation and the
+// feed's positions.
+func (c *Catalog) init(ctx context.Context) error {
+	var inc [catalog.IncarnationLen]byte
+	if _, err := rand.Read(inc[:]); err != nil {
+		return err
+	}
+	if _, err := c.pool.Exec(ctx, `INSERT INTO rls_meta (id, incarnation) VALUES (1, $1) ON CONFLICT (id) DO NOTHING`, inc[:]); err != nil {
+		return unavailable("open", err)
+	}
+	var b []byte
+	var seq, first int64
+	if err := c.pool.QueryRow(ctx, `SELECT incarnation, seq, first_seq FROM rls_meta WHERE id = 1`).Scan(&b, &seq, &first); err != nil {
+		return unavailable("open", err)
+	}
+	if len(b) != catalog.IncarnationLen {
+		return fmt.Errorf("pgcatalog: corrupt incarnation (%d bytes)", len(b))
+	}
+	copy(c.incarnation[:], b)
+	c.observe(uint64(seq), uint64(first))
+	return nil
+}
+
+// Close stops the listener and closes the pool, waiting for connections in
+// use to be returned. Operations called after Close return ErrClosed. Close
+// is idempotent.
+func (c *Catalog) Close() error {
+	c.closeOnce.Do(func() {
+		c.opsMu.Lock() // no write is queued after this
+		close(c.closed)
+		c.opsMu.Unlock()
+		c.cancel()
+		c.wg.Wait()
+		c.pool.Close()
+		c.notifyMu.Lock()
+		close(c.notifyCh)
+		c.notifyMu.Unlock()
+	})
+	return nil
+}
+
+// closedErr is the error of an operation called after Close.
+func closedErr(op string) error { return fmt.Errorf("catalog: %s: %w", op, catalog.ErrClosed) }
+
+// enter refuses to start an operation after Close or once ctx has ended.
+func (c *Catalog) enter(ctx context.Context, op string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("catalog: %s: %w", op, err)
+	}
+	if c.isClosed() {
+		return closedErr(op)
+	}
+	return nil
+}
+
+func (c *Catalog) isClosed() bool {
+	select {
+	case <-c.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// Incarnation returns the catalog's incarnation, made with the meta row and
+// shared by every process that opens the database.
+func (c *Catalog) Incarnation() [catalog.IncarnationLen]byte { return c.incarnation }
+
+// observe records feed positions read from the database or written, and
+// wakes waiters when the last one grew.
+func (c *Catalog) observe(seq, first uint64) {
+	for {
+		f := c.firstSeq.Load()
+		if first <= f || c.firstSeq.CompareAndSwap(f, first) {
+			break
+		}
+	}
+	grew := false
+	for {
+		s := c.lastSeq.Load()
+		if seq <= s {
+			break
+		}
+		if c.lastSeq.CompareAndSwap(s, seq) {
+			grew = true
+			break
+		}
+	}
+	if grew {
+		c.notifyMu.Lock()
+		if !c.isClosed() {
+			close(c.notifyCh)
+			c.notifyCh = make(chan struct{})
+		}
+		c.notifyMu.Unlock()
+	}
+}
+
+// grown returns a channel that is closed after this process next sees the
+// feed grow (its own write, a notification or a poll), or when the
+// catalog closes.
+func (c *Catalog) grown() <-chan struct{} {
+	c.notifyMu.Lock()
+	defer c.notifyMu.Unlock()
+	return c.notifyCh
+}
+
+// LastSeq returns the position of the last feed record committed by any
+// process (0 if none was ever written). It reads the meta row.
+func (c *Catalog) LastSeq(ctx context.Context) (uint64, error) {
+	if err := c.enter(ctx, "last seq"); err != nil {
+		return 0, err
+	}
+	if err := c.refresh(ctx); err != nil {
+		return 0, err
+	}
+	return c.lastSeq.Load(), nil
+}
+
+// unavailable wraps err in catalog.ErrUnavailable when it says the database
+// could not be reached or went away (a refused or broken connection, a
+// server shutting down or starting up), so that callers retry; other errors
+// pass through.
+func unavailable(op string, err error) error {
+	if err == nil || !isUnavailable(err) {
+		return err
+	}
+	return fmt.Errorf("%s: %w: %w", op, catalog.ErrUnavailable, err)
+}
+
+func isUnavailable(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		// Class 08: connection exception; 57P01..57P05: the server is
+		// shutting down, crashed or not yet accepting connections; 53300
+		// too many connections.
+		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57P") || pgErr.Code == "53300"
+	}
+	var connErr *pgconn.ConnectError
+	var netErr net.Error
+	return errors.As(err, &connErr) || errors.As(err, &netErr) || pgconn.SafeToRetry(err) ||
+		errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "conn closed") ||
+		strings.Contains(err.Error(), "unexpected EOF")
+}
+
+// retryable reports an error after which the whole transaction may be run
+// again: a deadlock or serialization failure.
+func retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01")
+}

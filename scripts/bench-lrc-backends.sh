@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# bench-lrc-backends.sh — the LRC workloads of bench-lrc.sh on the catalog's
+# backends, side by side in one run on one machine:
+#   pebble   rlsd with the embedded Pebble catalog (DATA/catalog)
+#   pg-rlsd  rlsd with --catalog-dsn: the PostgreSQL backend behind gRPC
+#   pgcat    the PostgreSQL backend in process (catalog/pgcatalog), no gRPC
+#   plain    plain SQL through pgx on the same schema (the tables pgcatalog
+#            creates): COPY of the mappings and their feed records; prepared
+#            SELECT pfn FROM rls_map WHERE lfn = $1; single-row INSERTs
+# Workloads: a. bulk load of N_LOAD mappings (rlsctl lrc bulk create, chunks
+# of 10,000; pgcat: BulkWrite in the same chunks; plain: one COPY
+# transaction), b. single-LFN queries at c=CONC, c. durable single creates at
+# c=CONC. Everything is durable (rlsd without --no-sync, PostgreSQL fsync=on,
+# synchronous_commit=on), and talks to 127.0.0.1 only.
+#
+# Servers (PostgreSQL, rlsd) run on SERVER_CPUS, clients on CLIENT_CPUS
+# (taskset). Server CPU seconds per run are read from /proc (the postmaster
+# with its backends, reaped and live; rlsd), the figure that holds on a busy
+# machine. The PostgreSQL backend's target: ≥ 80% of plain pgx for queries
+# and bulk.
+#
+# Knobs (environment): N_LOAD (1000000), N_QUERY (50000), N_CREATE (3000),
+# CONC (32), SERVER_CPUS (1), CLIENT_CPUS (0), MAX_SECS (900), NO_BUILD=1,
+# KEEP=1. Needs Go, jq, awk and PostgreSQL server binaries.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+N_LOAD="${N_LOAD:-1000000}" N_QUERY="${N_QUERY:-50000}" N_CREATE="${N_CREATE:-3000}" CONC="${CONC:-32}"
+SERVER_CPUS="${SERVER_CPUS:-1}" CLIENT_CPUS="${CLIENT_CPUS:-0}" MAX_SECS="${MAX_SECS:-900}"
+BASE=100000000 CREATE_BASE=300000000
+
+die() { printf 'bench-lrc-backends: FAILED: %s\n' "$*" >&2; exit 1; }
+say() { printf '\n== %s\n' "$*" >&2; }
+command -v jq >/dev/null || die "jq is required"
+STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
+OUT="$ROOT/scripts/out/backends-$STAMP"
+mkdir -p "$OUT"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/rls-backends.XXXXXX")"
+PIDS=()
+cleanup() {
+	local rc=$?
+	for p in "${PIDS[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+	for p in "${PIDS[@]}"; do
+		for _ in $(seq 300); do kill -0 "$p" 2>/dev/null || continue 2; sleep 0.1; done
+		echo "bench-lrc-backends: pid $p ignored SIGINT for 30 s; killing" >&2
+		kill -KILL "$p" 2>/dev/null || true
+	done
+	[ "$rc" -ne 0 ] && echo "bench-lrc-backends: FAILED (exit $rc); raw outputs in $OUT" >&2
+	if [ "${KEEP:-}" = 1 ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [ "${NO_BUILD:-}" != 1 ]; then
+	say build
+	make --no-print-directory build >&2
+	go build -trimpath -o bin/pgbench-lrc ./scripts/pgbench-lrc
+fi
+RLSD="$ROOT/bin/rlsd" RLSCTL="$ROOT/bin/rlsctl" PGB="$ROOT/bin/pgbench-lrc"
+srv() { taskset -c "$SERVER_CPUS" "$@"; }
+cli() { printf '$ %s\n' "$*" >>"$OUT/commands.txt"; timeout "$MAX_SECS" taskset -c "$CLIENT_CPUS" "$@"; }
+
+{
+	echo "date:     $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+	echo "host:     $(uname -srm), $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+	echo "rls:      $(git describe --always --dirty 2>/dev/null || echo unknown)"
+	echo "postgres: $("$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)/postgres" --version)"
+	echo "load:     N_LOAD=$N_LOAD N_QUERY=$N_QUERY N_CREATE=$N_CREATE CONC=$CONC; servers on CPU $SERVER_CPUS, clients on CPU $CLIENT_CPUS"
+	echo "loadavg:  $(cut -d' ' -f1-3 /proc/loadavg) (before the run)"
+} | tee "$OUT/machine.txt" >&2
+
+say "generate $N_LOAD mappings"
+FILE="$WORK/mappings.tsv"
+awk -v n="$N_LOAD" -v base="$BASE" 'BEGIN { for (i = 0; i < n; i++) { s = base + i; printf "%d\t/SUM%d/D%d\n", s, i % 64, s } }' >"$FILE"
+
+say "start PostgreSQL and two rlsd"
+srv "$PGB" serve --dsn-file "$WORK/pg.dsn" >"$OUT/pg-serve.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 600); do [ -s "$WORK/pg.dsn" ] && break; sleep 0.1; done
+[ -s "$WORK/pg.dsn" ] || die "PostgreSQL not ready in 60 s"
+DSN="$(cat "$WORK/pg.dsn")"
+PORT="$(sed -E 's/.*:([0-9]+)\/.*/\1/' <<<"$DSN")"
+PM="$(pgrep -f "postgres -D .*port=$PORT" | head -n1)"
+[ -n "$PM" ] || die "no postmaster on port $PORT"
+dsn_for() { sed -E "s#/postgres\?#/$1?#" <<<"$DSN"; }
+for db in plain pgcat pgrlsd; do
+	"$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)/psql" -q "$DSN" -c "CREATE DATABASE $db" >&2
+	"$PGB" rls-schema --dsn "$(dsn_for "$db")" 2>/dev/null
+done
+start_rlsd() { # NAME ARGS...
+	local name=$1; shift
+	srv "$RLSD" --site "$name" --data "$WORK/$name" --listen 127.0.0.1:0 --roles lrc "$@" >"$OUT/rlsd-$name.log" 2>&1 &
+	PIDS+=($!)
+	eval "PID_$name=$!"
+	local addr=""
+	for _ in $(seq 300); do
+		addr="$(grep -oE 'addr="?127\.0\.0\.1:[0-9]+' "$OUT/rlsd-$name.log" | head -n1 | sed -E 's/^addr="?//')" || true
+		[ -n "$addr" ] && break
+		sleep 0.1
+	done
+	[ -n "$addr" ] || die "rlsd $name did not start: $(tail -n 5 "$OUT/rlsd-$name.log")"
+	eval "ADDR_$name=$addr"
+}
+start_rlsd pebble
+start_rlsd pgrlsd --catalog-dsn "$(dsn_for pgrlsd)"
+
+# CPU seconds of a process (with its reaped children) and its live children.
+cpu_of() {
+	local pid=$1 tck; tck=$(getconf CLK_TCK)
+	{ awk '{print $14+$15+$16+$17}' "/proc/$pid/stat"; for c in $(ps -o pid= --ppid "$pid"); do awk '{print $14+$15}' "/proc/$c/stat" 2>/dev/null || true; done; } |
+		awk -v t="$tck" '{s += $1} END {printf "%.3f", s / t}'
+}
+# measure NAME SERVERPIDS CMD...: run a client command, keep its JSON (or
+# its wall time), and the servers' CPU seconds during it.
+declare -A RATE SCPU
+measure() {
+	local name=$1 pids=$2; shift 2
+	local c0=0 c1=0 p t0 t1
+	for p in $pids; do c0=$(awk -v a="$c0" -v b="$(cpu_of "$p")" 'BEGIN{print a+b}'); done
+	t0=$(date +%s.%N)
+	cli "$@" >"$OUT/$name.out" 2>"$OUT/$name.err" || die "$name: $(tail -n 3 "$OUT/$name.err")"
+	t1=$(date +%s.%N)
+	for p in $pids; do c1=$(awk -v a="$c1" -v b="$(cpu_of "$p")" 'BEGIN{print a+b}'); done
+	SCPU[$name]=$(awk -v a="$c0" -v b="$c1" 'BEGIN{print b-a}')
+	if jq -e .rate_per_s "$OUT/$name.out" >/dev/null 2>&1; then
+		RATE[$name]=$(jq .rate_per_s "$OUT/$name.out")
+		[ "$(jq .errors "$OUT/$name.out")" -eq 0 ] || die "$name: $(jq -r .first_error "$OUT/$name.out")"
+	else
+		RATE[$name]=$(awk -v a="$t0" -v b="$t1" -v n="$N_LOAD" 'BEGIN{print n/(b-a)}')
+	fi
+	echo "$name: $(printf '%.0f' "${RATE[$name]}")/s, server CPU ${SCPU[$name]} s" >&2
+}
+
+say "a. bulk load of $N_LOAD mappings"
+measure bulk-pebble "$PID_pebble" "$RLSCTL" --server "$ADDR_pebble" lrc bulk create -f "$FILE"
+measure bulk-pgrlsd "$PID_pgrlsd $PM" "$RLSCTL" --server "$ADDR_pgrlsd" lrc bulk create -f "$FILE"
+measure bulk-pgcat "$PM" "$PGB" pgcat-bulk --dsn "$(dsn_for pgcat)" -f "$FILE"
+measure bulk-plain "$PM" "$PGB" copy-rls --dsn "$(dsn_for plain)" -f "$FILE"
+
+say "b. single-LFN queries, c=$CONC, n=$N_QUERY"
+Q=(-n "$N_QUERY" -c "$CONC" --lfn-base "$BASE" --lfn-count "$N_LOAD")
+measure query-pebble "$PID_pebble" "$PGB" rls-query --addr "$ADDR_pebble" "${Q[@]}"
+measure query-pgrlsd "$PID_pgrlsd $PM" "$PGB" rls-query --addr "$ADDR_pgrlsd" "${Q[@]}"
+measure query-pgcat "$PM" "$PGB" pgcat-query --dsn "$(dsn_for pgcat)" "${Q[@]}"
+measure query-plain "$PM" "$PGB" query --table rls_map --dsn "$(dsn_for plain)" "${Q[@]}"
+
+say "c. durable single creates, c=$CONC, n=$N_CREATE"
+C=(-n "$N_CREATE" -c "$CONC" --lfn-base "$CREATE_BASE")
+measure create-pebble "$PID_pebble" "$PGB" rls-create --addr "$ADDR_pebble" "${C[@]}"
+measure create-pgrlsd "$PID_pgrlsd $PM" "$PGB" rls-create --addr "$ADDR_pgrlsd" "${C[@]}"
+measure create-pgcat "$PM" "$PGB" pgcat-create --dsn "$(dsn_for pgcat)" "${C[@]}"
+measure create-plain "$PM" "$PGB" insert --table rls_map --dsn "$(dsn_for plain)" "${C[@]}"
+
+say results
+r() { printf '%.0f' "${RATE[$1]}"; }
+per() { awk -v c="${SCPU[$1]}" -v n="$2" 'BEGIN { printf "%.1f", c * 1e6 / n }'; }
+ratio() { awk -v a="${RATE[$1]}" -v b="${RATE[$2]}" 'BEGIN { printf "%.0f%%", 100 * a / b }'; }
+cpuratio() { awk -v a="${SCPU[$1]}" -v b="${SCPU[$2]}" 'BEGIN { printf "%.0f%%", 100 * b / a }'; }
+{
+	echo "## catalog backends, $STAMP"
+	echo
+	sed 's/^/    /' "$OUT/machine.txt"
+	echo
+	echo "Rates per second (server CPU µs per operation: PostgreSQL's postmaster and backends, plus rlsd where it runs)."
+	echo "pgcat/plain: the backend's rate as a share of plain pgx (wall; server CPU efficiency)."
+	echo
+	echo "| workload | pebble (rlsd) | pg-rlsd (rlsd + PostgreSQL) | pgcat (in process) | plain pgx | pgcat / plain |"
+	echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+	for w in bulk query create; do
+		n=$N_LOAD; [ $w = query ] && n=$N_QUERY; [ $w = create ] && n=$N_CREATE
+		echo "| $w | $(r $w-pebble) ($(per $w-pebble $n)) | $(r $w-pgrlsd) ($(per $w-pgrlsd $n)) | $(r $w-pgcat) ($(per $w-pgcat $n)) | $(r $w-plain) ($(per $w-plain $n)) | $(ratio $w-pgcat $w-plain); CPU $(cpuratio $w-pgcat $w-plain) |"
+	done
+	echo
+	echo "loadavg after the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "Raw outputs: scripts/out/backends-$STAMP/"
+} | tee "$OUT/results.md"
