@@ -12,6 +12,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
 )
 
 // Defaults of PullOptions.
@@ -352,24 +355,23 @@ func (p *puller) open() {
 // fetchManifests gets the manifests of the units still running, a few at
 // a time.
 func (p *puller) fetchManifests(ctx context.Context) {
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
+	var g errgroup.Group
+	g.SetLimit(8)
 	for _, u := range p.units {
 		if u.state.Load() != unitRunning {
 			continue
 		}
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
+		g.Go(func() error {
 			m, err := p.fetchManifest(ctx, u)
 			if err != nil {
-				p.failUnit(u, err)
-				return
+				p.failUnit(u, err) // the unit's failure, not the pull's
+				return nil
 			}
 			u.m = m
+			return nil
 		})
 	}
-	wg.Wait()
+	_ = g.Wait()
 }
 
 // Unit states.
@@ -450,7 +452,7 @@ type puller struct {
 	units   []*unitPull
 	sources []*source
 	q       *queue
-	limit   *limiter
+	limit   *rate.Limiter // nil: no RateLimit
 
 	bg       sync.WaitGroup // advanceHash goroutines
 	mu       sync.Mutex     // guards the units' journals and left, and fileStates' done, verified
@@ -525,9 +527,7 @@ func (p *puller) startQueue() {
 	}
 	p.q = newQueue(p.sources)
 	p.q.max = p.o.MaxFailures
-	if p.o.RateLimit > 0 {
-		p.limit = &limiter{rate: float64(p.o.RateLimit)}
-	}
+	p.limit = newLimiter(p.o.RateLimit)
 	var pieces []piece
 	for _, u := range p.units {
 		if u.state.Load() != unitRunning || u.m == nil {

@@ -142,7 +142,7 @@ func (st *stream) write(ctx context.Context, i int, off int64, b []byte) error {
 			return err
 		}
 	}
-	if err := st.p.limit.wait(ctx, len(b)); err != nil {
+	if err := waitBytes(ctx, st.p.limit, len(b)); err != nil {
 		return err
 	}
 	var werr error

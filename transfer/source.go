@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // ChunkSize is the most bytes a Source hands to one call of a Read callback;
@@ -394,29 +396,23 @@ func (s *Source) hashUnclaimed(pfn string, calls []claimableHash) {
 	case <-s.bgCtx.Done():
 	}
 	mine := slices.DeleteFunc(calls, func(c claimableHash) bool { return !c.call.claimed.CompareAndSwap(false, true) })
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(hashWorkers, len(mine)) {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(mine) {
-					return
-				}
-				c := mine[i]
-				var res cachedFile
-				err := s.bgCtx.Err()
-				if err == nil {
-					res, err = s.load(s.bgCtx, c.id, c.call.key, nil)
-				}
-				if err != nil && s.bgCtx.Err() == nil {
-					s.log.Debug("background hashing failed", "pfn", pfn, "path", c.id.rel, "error", err)
-				}
-				s.finish(c.id, c.call, res, err)
+	var g errgroup.Group
+	g.SetLimit(hashWorkers)
+	for _, c := range mine {
+		g.Go(func() error {
+			var res cachedFile
+			err := s.bgCtx.Err()
+			if err == nil {
+				res, err = s.load(s.bgCtx, c.id, c.call.key, nil)
 			}
+			if err != nil && s.bgCtx.Err() == nil {
+				s.log.Debug("background hashing failed", "pfn", pfn, "path", c.id.rel, "error", err)
+			}
+			s.finish(c.id, c.call, res, err)
+			return nil // completed in the call, for its waiters
 		})
 	}
-	wg.Wait()
+	_ = g.Wait()
 }
 
 // list resolves pfn and walks its unit: the manifest's entries, unsorted
@@ -476,20 +472,15 @@ func (s *Source) digests(ctx context.Context, ri int, m *Manifest, files []pendi
 			e.Size, e.MTime, e.Version = c.key.size, time.Unix(0, c.key.mtime), c.key.version()
 		}
 	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(hashWorkers, len(files)) {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(files) || ctx.Err() != nil {
-					return
-				}
-				one(i)
-			}
-		})
+	var g errgroup.Group
+	g.SetLimit(hashWorkers)
+	for i := range files {
+		if ctx.Err() != nil {
+			break
+		}
+		g.Go(func() error { one(i); return nil }) // errors by file, in errs
 	}
-	wg.Wait()
+	_ = g.Wait()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
