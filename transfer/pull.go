@@ -118,6 +118,18 @@ type PullOptions struct {
 	OnPlaced func(i int, r *PullResult)
 	// Logger, default slog.Default().
 	Logger *slog.Logger
+
+	hooks pullHooks // for tests (export_test.go)
+}
+
+// pullHooks are called at points of a pull that tests wait for, instead of
+// sleeping. Nil in production.
+type pullHooks struct {
+	// fetched is called after each Read call of the pull, once what it
+	// brought is written, synced and journaled (and the files it completed
+	// verified, or set waiting for their digests), with the number of bytes
+	// it received. It may be called from several goroutines at once.
+	fetched func(n int64)
 }
 
 // Progress is a pull's progress.

@@ -32,6 +32,9 @@ var errStalled = errors.New("stream stalled")
 // here, not in prepare, so that the streams create files in parallel.
 func (p *puller) fetch(ctx context.Context, s *source, it *item) error {
 	st := newStream(p, s, it)
+	if hook := p.o.hooks.fetched; hook != nil {
+		defer func() { hook(st.received()) }()
+	}
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stall := time.AfterFunc(p.o.StallTimeout, func() { cancel(errStalled) })
@@ -257,6 +260,15 @@ func (st *stream) judgeWhole() {
 		}
 	}
 	st.sum = nil
+}
+
+// received is the number of bytes the stream received.
+func (st *stream) received() int64 {
+	var n int64
+	for _, r := range st.rs {
+		n += r.got
+	}
+	return n
 }
 
 // end closes the last range and syncs the files whose sync was deferred;
