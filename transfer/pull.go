@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +15,203 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 )
+
+// Defaults of PullOptions.
+const (
+	DefaultStreams         = 4
+	DefaultRangeSize       = 32 << 20
+	DefaultCheckpointBytes = 64 << 20
+	DefaultBatchBytes      = 32 << 20
+	DefaultBatchFiles      = 512
+	DefaultBatchUnits      = 48 // as Remote SUMS batches
+	MaxBatchBytes          = 512 << 20
+	DefaultStallTimeout    = 30 * time.Second
+	DefaultMaxFailures     = 3
+	DefaultSlowFactor      = 8
+	DefaultSlowWindow      = 5 * time.Second
+	DefaultSlowMinBytes    = 8 << 20
+)
+
+// PullOptions configure Pull. Only Sources is required.
+type PullOptions struct {
+	// Sources to pull from. The first that answers gives the manifest;
+	// bytes come from all of them, each file verified against that
+	// manifest's digest whichever source sent it.
+	Sources []Peer
+	// Streams is the number of concurrent Read calls per source.
+	Streams int
+	// RangeSize: files larger than this are fetched in ranges of this size,
+	// in parallel. Zero (the default): with several sources, DefaultRangeSize,
+	// so that a large file is spread over them; with one, files travel
+	// whole, one stream each, so that the source reads and hashes each file
+	// once as it sends it and the pull hashes it as it arrives and writes
+	// it with direct I/O, never reading it back. (One source's streams share
+	// one connection, so ranges would add no network parallelism.) A whole
+	// file is checkpointed every CheckpointBytes, so that a pull killed in
+	// the middle of a large file resumes from the last checkpoint.
+	RangeSize int64
+	// CheckpointBytes: a file arriving whole is synced and journaled each
+	// time this many bytes have arrived. Default DefaultCheckpointBytes.
+	CheckpointBytes int64
+	// BatchBytes and BatchFiles bound a batch: files (or remainders)
+	// smaller than BatchBytes/8 travel together, up to BatchFiles files and
+	// BatchBytes bytes per Read call.
+	BatchBytes int64
+	BatchFiles int
+	// BatchUnits bounds the units whose files share a Read call
+	// (PullUnits). BatchBytes is at most MaxBatchBytes.
+	BatchUnits int
+	// StallTimeout bounds the manifest call and the wait for each chunk of
+	// a stream; a stalled stream counts as a failure of its source.
+	StallTimeout time.Duration
+	// MaxFailures is how many failures in a row (timeouts, dropped
+	// connections, protocol errors) drop a source for the rest of the pull.
+	MaxFailures int
+	// SlowFactor, SlowWindow and SlowMinBytes drop a source that is slow
+	// but still sending. When another source is live, a source that had
+	// reads in flight for the whole of the last SlowWindow and received
+	// less than 1/SlowFactor of the best other source's rate in it is
+	// dropped: its reads are cancelled, what they received is kept (synced
+	// and journaled, as after a failure), and the rest goes to the others.
+	// A source's rate is an exponentially weighted moving average over the
+	// time it had reads in flight; it judges others only once it has
+	// received SlowMinBytes. The last live source is never dropped. A
+	// negative SlowFactor disables this.
+	SlowFactor   float64
+	SlowWindow   time.Duration
+	SlowMinBytes int64
+	// RateLimit caps the pull's total rate in bytes per second; 0: none.
+	RateLimit int64
+	// Force replaces an existing destination (atomically on Linux, by an
+	// exchange of directories); without it an existing destination is
+	// ErrExists.
+	Force bool
+	// NoSync skips fsync (for tests and scratch copies): a crash may then
+	// leave a placed unit incomplete.
+	NoSync bool
+	// ManifestFirst waits for each unit's manifest with its digests before
+	// fetching any byte. Without it, a pull from a single source that is a
+	// FastManifester lists the unit without digests, fetches and hashes
+	// the bytes while the source hashes its files, and gets the digests
+	// (a Manifest call) in parallel; no file is journaled as verified, and
+	// no unit placed, before its digest is checked, and the pull fails with
+	// ErrChanged if the source's files changed since they were listed.
+	// Pulls from several sources are always manifest-first: the digests
+	// let each source refuse a version it does not hold before sending it,
+	// and let a bad copy be blamed on the source that sent it.
+	ManifestFirst bool
+	// Progress, if set, is called from one goroutine about ten times a
+	// second while the pull runs, and once at the end.
+	Progress func(Progress)
+	// InPlace: a unit whose destination exists already (an earlier pull
+	// placed it, and the process died before its caller recorded that) is
+	// checked against the source's manifest (see CheckInPlace) instead of
+	// failing with ErrExists: if it matches it counts as placed, with
+	// PullResult.InPlace set and nothing fetched; if not, ErrExists.
+	// Force takes precedence.
+	InPlace bool
+	// OnPlaced, if set, is called once for each unit as soon as it is
+	// placed (or found in place), before PullUnits returns, possibly from
+	// several goroutines at once. The result's Err is nil; Elapsed and the
+	// per-source figures may still grow.
+	OnPlaced func(i int, r *PullResult)
+	// Logger, default slog.Default().
+	Logger *slog.Logger
+
+	hooks pullHooks // for tests (export_test.go)
+}
+
+// pullHooks are called at points of a pull that tests wait for, instead of
+// sleeping. Nil in production.
+type pullHooks struct {
+	// fetched is called after each Read call of the pull, once what it
+	// brought is written, synced and journaled (and the files it completed
+	// verified, or set waiting for their digests), with the number of bytes
+	// it received. It may be called from several goroutines at once.
+	fetched func(n int64)
+}
+
+// Progress is a pull's progress.
+type Progress struct {
+	Done, Total int64 // bytes written and synced (or verified), of the unit's size
+	Resumed     int64 // bytes found done in the staging directory at the start
+}
+
+// PullResult describes a finished pull.
+type PullResult struct {
+	PFN, Dest string
+	Files     int
+	Dirs      int
+	Bytes     int64 // the unit's size
+	Fetched   int64 // bytes received in this run
+	Resumed   int64 // bytes an earlier, interrupted run had already written
+	Refetched int64 // bytes received but thrown away after a digest mismatch
+	Sources   []SourceResult
+	Elapsed   time.Duration
+	// InPlace: the destination held the unit already (see
+	// PullOptions.InPlace); nothing was fetched.
+	InPlace bool
+	// Manifest is the digest of the unit's manifest (Manifest.Digest),
+	// once placed; zero if the manifest had no digests.
+	Manifest Digest
+	Err      error // nil once the unit is placed
+}
+
+// SourceResult is what one source did in a pull.
+type SourceResult struct {
+	Name    string
+	Bytes   int64 // bytes of this unit received from it
+	Dropped bool  // dropped for failing, stalling or being slow
+	Slow    bool  // dropped for being much slower than the best source
+	Err     error // its last error, if any (ErrTimeout when Slow)
+}
+
+func (o PullOptions) withDefaults() PullOptions {
+	if o.Streams <= 0 {
+		o.Streams = DefaultStreams
+	}
+	if o.RangeSize <= 0 {
+		o.RangeSize = DefaultRangeSize
+		if len(o.Sources) == 1 {
+			o.RangeSize = wholeFiles
+		}
+	}
+	if o.CheckpointBytes <= 0 {
+		o.CheckpointBytes = DefaultCheckpointBytes
+	}
+	if o.BatchBytes <= 0 {
+		o.BatchBytes = DefaultBatchBytes
+	}
+	if o.BatchFiles <= 0 {
+		o.BatchFiles = DefaultBatchFiles
+	}
+	if o.BatchUnits <= 0 {
+		o.BatchUnits = DefaultBatchUnits
+	}
+	o.BatchBytes = min(o.BatchBytes, MaxBatchBytes)
+	if o.StallTimeout <= 0 {
+		o.StallTimeout = DefaultStallTimeout
+	}
+	if o.MaxFailures <= 0 {
+		o.MaxFailures = DefaultMaxFailures
+	}
+	if o.SlowFactor == 0 {
+		o.SlowFactor = DefaultSlowFactor
+	}
+	if o.SlowWindow <= 0 {
+		o.SlowWindow = DefaultSlowWindow
+	}
+	if o.SlowMinBytes <= 0 {
+		o.SlowMinBytes = DefaultSlowMinBytes
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// wholeFiles is the RangeSize that never splits a file.
+const wholeFiles = 1 << 62
 
 // StagingDir is where Pull builds dest: <parent>/.rls-staging/<name>.
 func StagingDir(dest string) string {
@@ -332,192 +528,4 @@ type item struct {
 	pieces  []piece
 	avoid   map[*source]bool // sources that cannot serve it
 	lastErr error
-}
-
-// startQueue sets up the sources and the queue, verifies the files that
-// need no bytes, and queues the rest of the running units' work.
-func (p *puller) startQueue() {
-	for i, peer := range p.o.Sources {
-		p.sources = append(p.sources, &source{peer: peer, idx: i})
-	}
-	p.q = newQueue(p.sources)
-	p.q.max = p.o.MaxFailures
-	p.limit = newLimiter(p.o.RateLimit)
-	var pieces []piece
-	for _, u := range p.units {
-		if u.state.Load() != unitRunning || u.m == nil {
-			continue
-		}
-		var up []piece
-		err := func() error {
-			for _, f := range u.files {
-				if f.verified {
-					continue
-				}
-				if f.done.bytes() == f.e.Size {
-					// Empty, or every byte written by an earlier run that died
-					// before it verified the file: nothing to fetch, so verify
-					// now (a bad file is queued again).
-					if _, err := p.verify(f); err != nil {
-						return err
-					}
-					continue
-				}
-				up = append(up, p.piecesOf(f)...)
-			}
-			return nil
-		}()
-		if err != nil {
-			p.failUnit(u, err)
-			continue
-		}
-		pieces = append(pieces, up...)
-	}
-	p.q.add(p.batch(pieces, nil)...)
-}
-
-// createFile makes f's staging file with its final size (sparse), keeping
-// bytes already there.
-func (p *puller) createFile(f *fileState) error {
-	if fi, err := os.Lstat(f.path); err == nil && !fi.Mode().IsRegular() {
-		if err := os.RemoveAll(f.path); err != nil {
-			return localErr(err)
-		}
-	}
-	h, err := os.OpenFile(f.path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return localErr(err)
-	}
-	err = h.Truncate(f.e.Size)
-	if cerr := h.Close(); err == nil {
-		err = cerr
-	}
-	return localErr(err)
-}
-
-// piecesOf splits what f still misses into pieces of at most RangeSize.
-// Called with p.mu held, or before the workers start.
-func (p *puller) piecesOf(f *fileState) []piece {
-	var out []piece
-	for _, x := range f.done.missing(f.e.Size) {
-		if f.isolate {
-			out = append(out, piece{f: f, off: x.off, len: x.end - x.off})
-			continue
-		}
-		for off := x.off; off < x.end; off += p.o.RangeSize {
-			out = append(out, piece{f: f, off: off, len: min(p.o.RangeSize, x.end-off)})
-		}
-	}
-	return out
-}
-
-// batch groups pieces into items: whole files smaller than BatchBytes/8
-// (and than RangeSize) travel together, up to BatchFiles files of
-// BatchUnits units and min(BatchBytes, RangeSize) bytes per item; other
-// pieces go alone.
-func (p *puller) batch(pieces []piece, avoid map[*source]bool) []*item {
-	var items []*item
-	var cur *item
-	var curBytes int64
-	var curUnits int
-	var lastUnit *unitPull
-	limit := min(p.o.BatchBytes, p.o.RangeSize)
-	newItem := func() *item {
-		it := &item{avoid: map[*source]bool{}}
-		for s := range avoid {
-			it.avoid[s] = true
-		}
-		return it
-	}
-	for _, pc := range pieces {
-		whole := pc.off == 0 && pc.len == pc.f.e.Size
-		if !whole || pc.len >= p.o.BatchBytes/8 || pc.len >= limit {
-			it := newItem()
-			it.pieces = []piece{pc}
-			items = append(items, it)
-			continue
-		}
-		newUnit := cur == nil || pc.f.u != lastUnit && !slices.ContainsFunc(cur.pieces, func(x piece) bool { return x.f.u == pc.f.u })
-		if cur == nil || len(cur.pieces) >= p.o.BatchFiles || curBytes+pc.len > limit || newUnit && curUnits >= p.o.BatchUnits {
-			cur, curBytes, curUnits = newItem(), 0, 0
-			items = append(items, cur)
-			newUnit = true
-		}
-		cur.pieces = append(cur.pieces, pc)
-		curBytes += pc.len
-		if newUnit {
-			curUnits++
-		}
-		lastUnit = pc.f.u
-	}
-	return items
-}
-
-// run fetches every queued item with Streams workers per source, and
-// returns when all files are verified or the pull cannot finish.
-func (p *puller) run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := context.AfterFunc(ctx, func() { p.q.fail(ctx.Err()) })
-	defer stop()
-	var wg sync.WaitGroup
-	for _, s := range p.sources {
-		s.ctx, s.cancel = context.WithCancelCause(ctx)
-		defer s.cancel(nil)
-		for range p.o.Streams {
-			wg.Go(func() { p.worker(ctx, s) })
-		}
-	}
-	var mon sync.WaitGroup
-	if len(p.sources) > 1 && p.o.SlowFactor > 0 {
-		mon.Go(func() { p.monitorRates(ctx) })
-	}
-	wg.Wait()
-	cancel()
-	mon.Wait()
-	return p.q.result()
-}
-
-func (p *puller) worker(ctx context.Context, s *source) {
-	for {
-		it := p.q.take(s)
-		if it == nil {
-			return
-		}
-		s.busy.Add(1)
-		err := p.fetch(s.ctx, s, it)
-		s.busy.Add(-1)
-		if err == nil {
-			p.q.finish(it, s)
-			continue
-		}
-		var le *localError
-		switch {
-		case ctx.Err() != nil:
-			p.q.fail(ctx.Err())
-			return
-		case errors.As(err, &le):
-			p.q.fail(err)
-			return
-		case len(it.pieces) == 0:
-			p.q.finish(it, s) // everything arrived before the error
-		case s.ctx.Err() != nil:
-			// Dropped for slowness: the rest goes to the others, and this
-			// source's next take returns nil.
-			p.q.requeue(it, s, nil)
-		case errors.Is(err, ErrNotFound), errors.Is(err, ErrRefused), errors.Is(err, ErrChanged), errors.Is(err, ErrInvalid):
-			// This source cannot serve these files; others may.
-			p.log.Warn("source cannot serve a range", "peer", s.peer.Name(), "error", err)
-			it.avoid[s], it.lastErr = true, fmt.Errorf("%s: %w", s.peer.Name(), err)
-			p.q.requeue(it, s, nil)
-		default:
-			p.log.Warn("source failed", "peer", s.peer.Name(), "error", err)
-			failures := p.q.requeue(it, s, fmt.Errorf("%s: %w", s.peer.Name(), err))
-			// Back off a little before the next try of this source.
-			select {
-			case <-time.After(time.Duration(failures) * 100 * time.Millisecond):
-			case <-ctx.Done():
-			}
-		}
-	}
 }
