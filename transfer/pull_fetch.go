@@ -306,7 +306,7 @@ func (st *stream) record() (out streamOutcome, err error) {
 		switch {
 		case n > 0 && r.synced && r.held:
 			// All bytes, written and synced, but not yet verified.
-			recs[pc.f.u] = append(recs[pc.f.u], journalRec{Op: "range", Path: pc.f.e.Path, Off: 0, Len: pc.f.e.Size})
+			recs[pc.f.u] = append(recs[pc.f.u], journalRec{Op: opRange, Path: pc.f.e.Path, Off: 0, Len: pc.f.e.Size})
 			pc.f.done = pc.f.done.add(0, pc.f.e.Size)
 			pc.f.contribs[st.s] = true
 			if !pc.f.verified {
@@ -323,14 +323,14 @@ func (st *stream) record() (out streamOutcome, err error) {
 			pc.f.contribs[st.s] = true
 			if !pc.f.verified {
 				pc.f.verified = true
-				recs[pc.f.u] = append(recs[pc.f.u], journalRec{Op: "verified", Path: pc.f.e.Path})
+				recs[pc.f.u] = append(recs[pc.f.u], journalRec{Op: opVerified, Path: pc.f.e.Path})
 				if pc.f.u.left--; pc.f.u.left == 0 {
 					out.done = append(out.done, pc.f.u)
 				}
 			}
 			continue
 		case n > 0 && r.synced:
-			recs[pc.f.u] = append(recs[pc.f.u], journalRec{Op: "range", Path: pc.f.e.Path, Off: pc.off, Len: n})
+			recs[pc.f.u] = append(recs[pc.f.u], journalRec{Op: opRange, Path: pc.f.e.Path, Off: pc.off, Len: n})
 			pc.f.done = pc.f.done.add(pc.off, pc.off+n)
 			pc.f.contribs[st.s] = true
 		default:
@@ -377,7 +377,7 @@ func (p *puller) checkpoint(f *fileState, h *os.File, dw *directWriter) (int64, 
 	if st := f.u.state.Load(); st != unitRunning && st != unitFailed {
 		return 0, nil
 	}
-	if err := f.u.st.append(journalRec{Op: "range", Path: f.e.Path, Off: 0, Len: end}); err != nil {
+	if err := f.u.st.append(journalRec{Op: opRange, Path: f.e.Path, Off: 0, Len: end}); err != nil {
 		return 0, err
 	}
 	return end, nil

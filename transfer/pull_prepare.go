@@ -152,28 +152,6 @@ func stageTree(u *unitPull) (map[string]*fileState, error) {
 	return byPath, nil
 }
 
-// replayJournal applies an earlier run's journal records to the files
-// whose records still hold (keep): the ranges done, the files verified,
-// and resets.
-func replayJournal(recs []journalRec, files map[string]*fileState, keep map[string]bool) {
-	for _, r := range recs {
-		f := files[r.Path]
-		if f == nil || !keep[r.Path] {
-			continue
-		}
-		switch r.Op {
-		case "range":
-			if r.Off >= 0 && r.Len > 0 && r.Off+r.Len <= f.e.Size {
-				f.done = f.done.add(r.Off, r.Off+r.Len)
-			}
-		case "verified":
-			f.verified = true
-		case "reset":
-			f.done, f.verified = nil, false
-		}
-	}
-}
-
 // resumable checks what the journal claimed of u's files, counts it in
 // u.resumed, and returns it as the records of the new journal. Files
 // claimed verified must still be there with their size. Without digests
@@ -192,10 +170,10 @@ func (u *unitPull) resumable() []journalRec {
 		switch {
 		case f.verified:
 			u.resumed += f.e.Size
-			kept = append(kept, journalRec{Op: "verified", Path: f.e.Path})
+			kept = append(kept, journalRec{Op: opVerified, Path: f.e.Path})
 		default:
 			for _, x := range f.done {
-				kept = append(kept, journalRec{Op: "range", Path: f.e.Path, Off: x.off, Len: x.end - x.off})
+				kept = append(kept, journalRec{Op: opRange, Path: f.e.Path, Off: x.off, Len: x.end - x.off})
 			}
 			u.resumed += f.done.bytes()
 		}
