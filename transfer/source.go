@@ -78,6 +78,7 @@ type Source struct {
 	db       *digestDB // nil without SourceOptions.DigestDB
 
 	// Background hashing started by FastManifest; Close cancels and waits.
+	grace    time.Duration // hashGrace; tests lengthen it (export_hooks_test.go)
 	bgCtx    context.Context
 	bgCancel context.CancelFunc
 	bg       sync.WaitGroup
@@ -140,7 +141,7 @@ func NewSource(roots []string, opts *SourceOptions) (*Source, error) {
 		opts = &SourceOptions{}
 	}
 	s := &Source{
-		log: opts.Logger, max: opts.MaxCachedFiles,
+		log: opts.Logger, max: opts.MaxCachedFiles, grace: hashGrace,
 		cache: make(map[fileID]cachedFile), inflight: make(map[fileID]*hashCall),
 	}
 	if s.log == nil {
@@ -389,7 +390,7 @@ type claimableHash struct {
 // it completes them with the context's error, unhashed: every call it
 // claims is completed, so that no waiter is left behind.
 func (s *Source) hashUnclaimed(pfn string, calls []claimableHash) {
-	t := time.NewTimer(hashGrace)
+	t := time.NewTimer(s.grace)
 	defer t.Stop()
 	select {
 	case <-t.C:
