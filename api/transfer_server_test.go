@@ -13,16 +13,17 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/solar-archive/rls/api/rlsv1"
 	"github.com/solar-archive/rls/transfer"
+	"github.com/solar-archive/rls/transfer/peertest"
 )
 
-// transferEnv serves a Source over a real gRPC server on loopback.
+// transferEnv serves a Source of a unit D1 (sub/f, 3 MiB) over a real
+// gRPC server on loopback.
 func transferEnv(t *testing.T) (root string, src *transfer.Source, c *TransferClient) {
 	t.Helper()
 	root = t.TempDir()
@@ -33,6 +34,14 @@ func transferEnv(t *testing.T) (root string, src *transfer.Source, c *TransferCl
 	if err := os.WriteFile(filepath.Join(unit, "f"), bytes.Repeat([]byte("x"), 3<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	src, c = serveTransfer(t, root)
+	return root, src, c
+}
+
+// serveTransfer serves a Source of root over a real gRPC server on
+// loopback, and dials it.
+func serveTransfer(t *testing.T, root string) (*transfer.Source, *TransferClient) {
+	t.Helper()
 	src, err := transfer.NewSource([]string{root}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -49,65 +58,30 @@ func transferEnv(t *testing.T) (root string, src *transfer.Source, c *TransferCl
 	}
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	if c, err = DialTransfer(lis.Addr().String(), nil); err != nil {
+	c, err := DialTransfer(lis.Addr().String(), nil)
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return root, src, c
+	return src, c
 }
 
+// TestTransferClientPeer: the gRPC client, against a real server, passes
+// the same Peer conformance suite as a Source in the process.
+func TestTransferClientPeer(t *testing.T) {
+	peertest.Run(t, func(t *testing.T, root string) transfer.Peer {
+		_, c := serveTransfer(t, root)
+		return c
+	})
+}
+
+// TestTransferService: what the Peer conformance suite cannot send, since
+// the client never does: malformed requests, straight on the wire, are
+// INVALID_ARGUMENT.
 func TestTransferService(t *testing.T) {
-	root, src, c := transferEnv(t)
+	root, _, c := transferEnv(t)
 	ctx := context.Background()
 	pfn := filepath.Join(root, "D1")
-	m, err := c.Manifest(ctx, pfn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	local, err := src.Manifest(ctx, pfn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, le := m.Entries[1], local.Entries[1]
-	if len(m.Entries) != 2 || e.Path != le.Path || e.Size != le.Size || e.Mode != le.Mode || e.SHA256 != le.SHA256 || !e.MTime.Equal(le.MTime) {
-		t.Errorf("manifest over gRPC %+v, locally %+v", m, local)
-	}
-
-	// Two ranges in one stream, in order, in chunks of at most 1 MiB.
-	var got []int64
-	var n int64
-	err = c.Read(ctx, []transfer.Range{
-		{PFN: pfn, Path: "sub/f", Offset: 10, Length: 2<<20 + 5, SHA256: m.Entries[1].SHA256},
-		{PFN: pfn, Path: "sub/f", Offset: 0, Length: 0},
-		{PFN: pfn, Path: "sub/f", Offset: 3<<20 - 1, Length: 1},
-	}, func(i int, off int64, p []byte) error {
-		if len(p) > transfer.ChunkSize {
-			t.Errorf("chunk of %d bytes", len(p))
-		}
-		got = append(got, int64(i), off)
-		n += int64(len(p))
-		return nil
-	})
-	if err != nil || n != 2<<20+6 || len(got) != 8 || got[6] != 2 || got[7] != 3<<20-1 {
-		t.Errorf("read: %v, %d bytes, chunks (range, offset) %v", err, n, got)
-	}
-
-	for _, tc := range []struct {
-		r    transfer.Range
-		want error
-	}{
-		{transfer.Range{PFN: pfn, Path: "../D1/sub/f", Length: 1}, transfer.ErrRefused},
-		{transfer.Range{PFN: "/etc", Path: "passwd", Length: 1}, transfer.ErrRefused},
-		{transfer.Range{PFN: pfn, Path: "sub/none", Length: 1}, transfer.ErrNotFound},
-		{transfer.Range{PFN: pfn, Path: "sub/f", Offset: 3 << 20, Length: 1}, transfer.ErrInvalid},
-		{transfer.Range{PFN: pfn, Path: "sub/f", Length: 1, SHA256: transfer.Digest{1}}, transfer.ErrChanged},
-	} {
-		err := c.Read(ctx, []transfer.Range{tc.r}, func(int, int64, []byte) error { return nil })
-		if !errors.Is(err, tc.want) {
-			t.Errorf("read %+v: %v, want %v", tc.r, err, tc.want)
-		}
-	}
-
 	// Malformed requests, straight on the wire.
 	raw := rlsv1.NewTransferClient(c.cc)
 	for _, req := range []*rlsv1.ReadRequest{
@@ -172,20 +146,6 @@ func TestTransferFastManifest(t *testing.T) {
 	}
 	if st := src.Stats(); st.FilesHashed != 1 {
 		t.Errorf("hashed %d files, want the one file once", st.FilesHashed)
-	}
-	// Reads with the version: served; once the file changed: refused.
-	read := func() error {
-		return c.Read(ctx, []transfer.Range{{PFN: pfn, Path: f.Path, Length: f.Size, Version: f.Version}}, func(int, int64, []byte) error { return nil })
-	}
-	if err := read(); err != nil {
-		t.Fatalf("read of the version listed: %v", err)
-	}
-	now := time.Now()
-	if err := os.Chtimes(filepath.Join(pfn, f.Path), now, now); err != nil {
-		t.Fatal(err)
-	}
-	if err := read(); !errors.Is(err, transfer.ErrChanged) {
-		t.Errorf("read of a version gone: %v, want ErrChanged", err)
 	}
 	// ManifestFromProto (the manifest-first path) still insists on digests.
 	pm, err := rlsv1.NewTransferClient(c.cc).Manifest(ctx, &rlsv1.ManifestRequest{Pfn: pfn, Fast: true})

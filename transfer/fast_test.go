@@ -25,8 +25,9 @@ type fastPeer struct {
 	corrupt atomic.Int64
 	// onRead runs before each Read call, with its number (from 1).
 	onRead func(n int64)
-	// beforeDigests runs at the start of each Manifest call.
-	beforeDigests func()
+	// beforeDigests runs at the start of each Manifest call, with its
+	// context.
+	beforeDigests func(ctx context.Context)
 	// gate, if not nil, holds Manifest calls until it is closed.
 	gate chan struct{}
 
@@ -41,7 +42,7 @@ func (p *fastPeer) FastManifest(ctx context.Context, pfn string) (*transfer.Mani
 func (p *fastPeer) Manifest(ctx context.Context, pfn string) (*transfer.Manifest, error) {
 	p.manifestCalls.Add(1)
 	if p.beforeDigests != nil {
-		p.beforeDigests()
+		p.beforeDigests(ctx)
 	}
 	if p.gate != nil {
 		select {
@@ -71,6 +72,44 @@ func fastOpts(p transfer.Peer) transfer.PullOptions {
 	return transfer.PullOptions{Sources: []transfer.Peer{p}, RangeSize: 1 << 20, Streams: 2, StallTimeout: 5 * time.Second}
 }
 
+// whenJournaled returns o with a hook, and a channel that is closed once
+// the pull's Read calls have brought total bytes and the pull has
+// written, synced and journaled them: the event the fast-listing tests
+// wait for, instead of a sleep.
+func whenJournaled(o transfer.PullOptions, total int64) (transfer.PullOptions, <-chan struct{}) {
+	all := make(chan struct{})
+	var n atomic.Int64
+	var once sync.Once
+	return transfer.WithFetchedHook(o, func(k int64) {
+		if n.Add(k) >= total {
+			once.Do(func() { close(all) })
+		}
+	}), all
+}
+
+// await waits for ch, or fails the test if the pull (done) ends first or
+// a generous guard against a hang passes.
+func await(t *testing.T, ch <-chan struct{}, done <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-done:
+		t.Fatalf("the pull ended before %s", what)
+	case <-time.After(time.Minute): // a guard against a hang, not a timing
+		t.Fatalf("no %s in a minute", what)
+	}
+}
+
+// awaitCtx waits for ch in a peer's call: false if ctx ended first.
+func awaitCtx(ctx context.Context, ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 func journalOf(t *testing.T, dest string) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(transfer.StagingDir(dest), "journal"))
@@ -80,29 +119,53 @@ func journalOf(t *testing.T, dest string) string {
 	return string(b)
 }
 
+// fastUnitSize is the size of the big file of the fast-listing tests'
+// unit, 6 MiB and a bit: not a multiple of the range size.
+const fastUnitSize = 6<<20 + 77
+
+// fastUnit makes the unit the fast-listing tests pull, under a root of
+// its own, and returns the root, the unit and its tree digest.
+func fastUnit(t *testing.T) (root, unit, want string) {
+	root = t.TempDir()
+	unit = makeUnit(t, root, "D1", fastUnitSize)
+	return root, unit, treeDigest(t, unit)
+}
+
+// unitSize is the bytes of the files under unit, read from the file
+// system (not from a Source, which would hash them).
+func unitSize(t *testing.T, unit string) int64 {
+	t.Helper()
+	var n int64
+	must(t, filepath.WalkDir(unit, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		fi, err := d.Info()
+		if err == nil {
+			n += fi.Size()
+		}
+		return err
+	}))
+	return n
+}
+
+// TestPullFastListing: a unit listed without digests is fetched while its
+// source hashes it; nothing is verified or placed before the digests come.
 func TestPullFastListing(t *testing.T) {
-	root := t.TempDir()
-	unit := makeUnit(t, root, "D1", 6<<20+77)
-	want := treeDigest(t, unit)
+	root, unit, want := fastUnit(t)
+	size := unitSize(t, unit)
 
 	t.Run("fresh source: listed, fetched, then verified", func(t *testing.T) {
 		p := &fastPeer{Source: newSource(t, root), gate: make(chan struct{})}
 		dest := filepath.Join(t.TempDir(), "D1")
-		opts := fastOpts(p)
+		opts, all := whenJournaled(fastOpts(p), size)
 		var res *transfer.PullResult
 		var err error
 		done := make(chan struct{})
 		go func() { defer close(done); res, err = transfer.Pull(context.Background(), unit, dest, opts) }()
-		// Every byte arrives while the digests are held back; nothing is
-		// journaled as verified, nothing placed.
-		deadline := time.Now().Add(20 * time.Second)
-		for p.Source.Stats().BytesSent < 6<<20+77 {
-			if time.Now().After(deadline) {
-				t.Fatalf("the pull fetched only %d bytes before the digests", p.Source.Stats().BytesSent)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		time.Sleep(50 * time.Millisecond) // let the last batch be journaled
+		// Every byte arrives, and is journaled, while the digests are held
+		// back; nothing is journaled as verified, nothing placed.
+		await(t, all, done, "every byte journaled")
 		if j := journalOf(t, dest); strings.Contains(j, `"verified"`) {
 			t.Errorf("journal records files verified before their digests came:\n%s", j)
 		}
@@ -133,6 +196,12 @@ func TestPullFastListing(t *testing.T) {
 			t.Errorf("%d fast listings, %d manifests; want 0 and 1", p.fastCalls.Load(), p.manifestCalls.Load())
 		}
 	})
+}
+
+// TestPullFastCorrupt: bytes of a unit listed fast are still checked
+// against the digests that come later.
+func TestPullFastCorrupt(t *testing.T) {
+	root, unit, want := fastUnit(t)
 
 	t.Run("bytes corrupted in transit are fetched again", func(t *testing.T) {
 		p := &fastPeer{Source: newSource(t, root)}
@@ -165,18 +234,23 @@ func TestPullFastListing(t *testing.T) {
 			t.Errorf("journal records the corrupt file verified:\n%s", j)
 		}
 	})
+}
 
-	// A file rewritten in place, same size, mtime put back: only its ctime
-	// tells.
-	sneakyRewrite := func(t *testing.T, unit, rel string) {
-		t.Helper()
-		name := filepath.Join(unit, rel)
-		fi, err := os.Stat(name)
-		must(t, err)
-		must(t, os.WriteFile(name, randBytes(t, int(fi.Size())), 0o644))
-		must(t, os.Chtimes(name, fi.ModTime(), fi.ModTime()))
-	}
+// sneakyRewrite rewrites a file in place, same size, mtime put back: only
+// its ctime tells.
+func sneakyRewrite(t *testing.T, unit, rel string) {
+	t.Helper()
+	name := filepath.Join(unit, rel)
+	fi, err := os.Stat(name)
+	must(t, err)
+	must(t, os.WriteFile(name, randBytes(t, int(fi.Size())), 0o644))
+	must(t, os.Chtimes(name, fi.ModTime(), fi.ModTime()))
+}
 
+// TestPullFastChanged: a unit that changes at the source between its
+// listing and its digests is not placed (ErrChanged), and a pull after
+// the change brings the new version whole.
+func TestPullFastChanged(t *testing.T) {
 	t.Run("file changed at the source mid-pull", func(t *testing.T) {
 		root := t.TempDir()
 		unit := makeUnit(t, root, "D2", 6<<20)
@@ -208,16 +282,15 @@ func TestPullFastListing(t *testing.T) {
 		root := t.TempDir()
 		unit := makeUnit(t, root, "D3", 3<<20)
 		p := &fastPeer{Source: newSource(t, root)}
-		p.beforeDigests = func() {
-			// Wait for every byte, then change a small file.
-			for p.Source.Stats().BytesSent < 3<<20 {
-				time.Sleep(time.Millisecond)
+		opts, all := whenJournaled(fastOpts(p), unitSize(t, unit))
+		p.beforeDigests = func(ctx context.Context) {
+			// Once every byte is sent and journaled, change a small file.
+			if awaitCtx(ctx, all) {
+				sneakyRewrite(t, unit, "small/f007")
 			}
-			time.Sleep(20 * time.Millisecond)
-			sneakyRewrite(t, unit, "small/f007")
 		}
 		dest := filepath.Join(t.TempDir(), "D3")
-		_, err := transfer.Pull(context.Background(), unit, dest, fastOpts(p))
+		_, err := transfer.Pull(context.Background(), unit, dest, opts)
 		if !errors.Is(err, transfer.ErrChanged) || !strings.Contains(err.Error(), "small/f007") {
 			t.Errorf("pull of a unit changed before its digests: %v, want ErrChanged naming small/f007", err)
 		}
@@ -225,85 +298,61 @@ func TestPullFastListing(t *testing.T) {
 			t.Errorf("unit placed though it changed: %v", err)
 		}
 	})
-
-	t.Run("resume of a pull that died before the digests", func(t *testing.T) {
-		p := &fastPeer{Source: newSource(t, root), gate: make(chan struct{})}
-		dest := filepath.Join(t.TempDir(), "D1")
-		ctx, cancel := context.WithCancel(context.Background())
-		p.beforeDigests = func() {
-			for p.Source.Stats().BytesSent < 6<<20+77 {
-				time.Sleep(time.Millisecond)
-			}
-			time.Sleep(50 * time.Millisecond)
-			cancel() // the puller dies with every byte written, none verified
-		}
-		if _, err := transfer.Pull(ctx, unit, dest, fastOpts(p)); err == nil {
-			t.Fatal("cancelled pull succeeded")
-		}
-		if j := journalOf(t, dest); strings.Contains(j, `"verified"`) || !strings.Contains(j, `"range"`) {
-			t.Fatalf("journal of the dead pull:\n%s", j)
-		}
-		again := &fastPeer{Source: p.Source}
-		sent := p.Source.Stats().BytesSent
-		res, err := transfer.Pull(context.Background(), unit, dest, fastOpts(again))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := treeDigest(t, dest); got != want {
-			t.Errorf("resumed tree differs:\n got %s\nwant %s", got, want)
-		}
-		if res.Resumed != res.Bytes || res.Fetched != 0 || p.Source.Stats().BytesSent != sent {
-			t.Errorf("resumed pull %+v, source sent %d more: want everything resumed", res, p.Source.Stats().BytesSent-sent)
-		}
-	})
 }
 
+// TestPullFastResume: a pull that died with every byte written and none
+// verified (the digests had not come) is resumed without fetching again.
+func TestPullFastResume(t *testing.T) {
+	root, unit, want := fastUnit(t)
+	p := &fastPeer{Source: newSource(t, root), gate: make(chan struct{})}
+	dest := filepath.Join(t.TempDir(), "D1")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	opts, all := whenJournaled(fastOpts(p), unitSize(t, unit))
+	var killed atomic.Bool
+	p.beforeDigests = func(mctx context.Context) {
+		if awaitCtx(mctx, all) {
+			killed.Store(true)
+			cancel() // the puller dies with every byte written and journaled, none verified
+		}
+	}
+	if _, err := transfer.Pull(ctx, unit, dest, opts); err == nil || !killed.Load() {
+		t.Fatalf("pull to be cancelled once every byte was journaled: %v, cancelled %v", err, killed.Load())
+	}
+	if j := journalOf(t, dest); strings.Contains(j, `"verified"`) || !strings.Contains(j, `"range"`) {
+		t.Fatalf("journal of the dead pull:\n%s", j)
+	}
+	again := &fastPeer{Source: p.Source}
+	sent := p.Source.Stats().BytesSent
+	res, err := transfer.Pull(context.Background(), unit, dest, fastOpts(again))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := treeDigest(t, dest); got != want {
+		t.Errorf("resumed tree differs:\n got %s\nwant %s", got, want)
+	}
+	if res.Resumed != res.Bytes || res.Fetched != 0 || p.Source.Stats().BytesSent != sent {
+		t.Errorf("resumed pull %+v, source sent %d more: want everything resumed", res, p.Source.Stats().BytesSent-sent)
+	}
+}
+
+// TestFastManifest: the hashing a fast listing starts is the one the
+// manifest made after uses; each byte is hashed once. (What the listings
+// hold, and reads of a listed version, are in the Peer suite.)
 func TestFastManifest(t *testing.T) {
 	root := t.TempDir()
 	unit := makeUnit(t, root, "D1", 2<<20)
 	src := newSource(t, root)
 	ctx := context.Background()
-	fast, err := src.FastManifest(ctx, unit)
-	if err != nil {
+	if _, err := src.FastManifest(ctx, unit); err != nil {
 		t.Fatal(err)
 	}
 	full, err := src.Manifest(ctx, unit)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(fast.Entries) != len(full.Entries) {
-		t.Fatalf("%d entries listed fast, %d in the manifest", len(fast.Entries), len(full.Entries))
-	}
-	var big transfer.Entry
-	for i, e := range fast.Entries {
-		f := full.Entries[i]
-		if !e.SHA256.IsZero() || e.Path != f.Path || e.Size != f.Size || e.Version != f.Version || (!e.Dir && e.Version == "") {
-			t.Errorf("entry %d: fast %+v, full %+v", i, e, f)
-		}
-		if e.Path == "a/big.fits" {
-			big = f
-		}
-	}
-	// The hashing the fast listing started is the one the manifest used.
 	if st := src.Stats(); st.BytesHashed != full.TotalBytes() {
 		t.Errorf("hashed %d bytes for a unit of %d", st.BytesHashed, full.TotalBytes())
-	}
-	read := func(r transfer.Range) error {
-		return src.Read(ctx, []transfer.Range{r}, func(int, int64, []byte) error { return nil })
-	}
-	r := transfer.Range{PFN: unit, Path: big.Path, Length: big.Size, Version: big.Version}
-	if err := read(r); err != nil {
-		t.Fatalf("read of the version listed: %v", err)
-	}
-	// A touch changes the version: the read is refused.
-	now := time.Now()
-	must(t, os.Chtimes(filepath.Join(unit, big.Path), now, now))
-	if err := read(r); !errors.Is(err, transfer.ErrChanged) {
-		t.Errorf("read of a version no longer there: %v, want ErrChanged", err)
-	}
-	r.Version = "bogus"
-	if err := read(r); !errors.Is(err, transfer.ErrChanged) {
-		t.Errorf("read of a bogus version: %v, want ErrChanged", err)
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // startDigests gets, in the background, the digests of the running units
@@ -16,31 +18,39 @@ import (
 // bytes travel. The queue is held open until each unit's digests are
 // applied or the unit fails; the goroutines end with ctx.
 func (p *puller) startDigests(ctx context.Context) {
-	sem := make(chan struct{}, 8)
+	var fast []*unitPull
 	for _, u := range p.units {
-		if !u.fast || u.state.Load() != unitRunning {
-			continue
+		if u.fast && u.state.Load() == unitRunning {
+			p.q.hold()
+			fast = append(fast, u)
 		}
-		p.q.hold()
-		p.bg.Go(func() {
-			defer p.q.release()
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				return
-			}
-			defer func() { <-sem }()
-			err := p.fetchDigests(ctx, u)
-			var le *localError
-			switch {
-			case err == nil || ctx.Err() != nil:
-			case errors.As(err, &le):
-				p.q.fail(err)
-			default:
-				u.fail(err)
-			}
-		})
 	}
+	if len(fast) == 0 {
+		return
+	}
+	p.bg.Go(func() {
+		var g errgroup.Group
+		g.SetLimit(8)
+		for _, u := range fast {
+			g.Go(func() error {
+				defer p.q.release()
+				if ctx.Err() != nil {
+					return nil
+				}
+				err := p.fetchDigests(ctx, u)
+				var le *localError
+				switch {
+				case err == nil || ctx.Err() != nil:
+				case errors.As(err, &le):
+					p.q.fail(err)
+				default:
+					u.fail(err)
+				}
+				return nil // the unit's failure, or the pull's through q
+			})
+		}
+		_ = g.Wait()
+	})
 }
 
 // digestRate is the slowest hashing rate a source is granted: the call

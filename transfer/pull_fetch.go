@@ -30,155 +30,20 @@ var errStalled = errors.New("stream stalled")
 // pieces are synced together by one syncfs(2) (where there is one) before
 // the journal records them, instead of one fsync each; they are created
 // here, not in prepare, so that the streams create files in parallel.
-func (p *puller) fetch(ctx context.Context, s *source, it *item) (err error) {
-	ranges := make([]Range, len(it.pieces))
-	for i, pc := range it.pieces {
-		ranges[i] = Range{PFN: pc.f.u.pfn, Path: pc.f.e.Path, Offset: pc.off, Length: pc.len}
-		if pc.f.u.fast {
-			// A Version means something only to the source that listed it,
-			// the pull's only source when the unit was listed fast.
-			ranges[i].Version = pc.f.e.Version
-		}
-		if pc.f.u.known.Load() {
-			ranges[i].SHA256 = pc.f.want
-		}
-	}
-	got := make([]int64, len(ranges))
-	deferSync := canSyncFS && !p.o.NoSync && len(it.pieces) > 1
-	var (
-		cur      = -1
-		h        *os.File
-		herr     error // first error of a write, sync or close
-		synced   = make([]bool, len(ranges))
-		inline   = make([]bool, len(ranges)) // whole file received, digest matched, mode and mtime set
-		held     = make([]bool, len(ranges)) // whole file received before its digest was known
-		sums     = make([]Digest, len(ranges))
-		sum      hash.Hash // of range cur so far, if it is a whole file
-		unsynced []int     // inline or held ranges closed without fsync
-		dw       *directWriter
-		ckptAt   int64                        // got[cur] at the last checkpoint
-		ckptEnd  = make([]int64, len(ranges)) // bytes synced and journaled by checkpoints
-	)
-	closeCur := func() {
-		if h == nil {
-			return
-		}
-		pc := it.pieces[cur]
-		if dw != nil {
-			if err := dw.Close(); err != nil && herr == nil {
-				herr = err
-			}
-			dw = nil
-		}
-		if sum != nil && herr == nil && got[cur] == pc.len {
-			sum.Sum(sums[cur][:0])
-			switch {
-			case !pc.f.u.known.Load():
-				held[cur] = true // judged once the digests come (or in the journaling below)
-			case sums[cur] == pc.f.want:
-				herr = h.Chmod(pc.f.e.FileMode())
-				if herr == nil {
-					herr = os.Chtimes(pc.f.path, time.Time{}, pc.f.e.MTime)
-				}
-				inline[cur] = herr == nil
-			}
-		}
-		sum = nil
-		if (inline[cur] || held[cur]) && deferSync {
-			if err := h.Close(); err != nil && herr == nil {
-				herr = err
-			}
-			h = nil
-			if herr == nil {
-				unsynced = append(unsynced, cur)
-			}
-			return
-		}
-		if !p.o.NoSync {
-			if err := h.Sync(); err != nil && herr == nil {
-				herr = err
-			}
-		}
-		if err := h.Close(); err != nil && herr == nil {
-			herr = err
-		}
-		h = nil
-		synced[cur] = herr == nil
+func (p *puller) fetch(ctx context.Context, s *source, it *item) error {
+	st := newStream(p, s, it)
+	if hook := p.o.hooks.fetched; hook != nil {
+		defer func() { hook(st.received()) }()
 	}
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stall := time.AfterFunc(p.o.StallTimeout, func() { cancel(errStalled) })
 	defer stall.Stop()
-
-	err = s.peer.Read(sctx, ranges, func(i int, off int64, b []byte) error {
+	err := s.peer.Read(sctx, st.ranges, func(i int, off int64, b []byte) error {
 		stall.Reset(p.o.StallTimeout)
-		if i < 0 || i >= len(ranges) || i < cur || off != ranges[i].Offset+got[i] || int64(len(b)) > ranges[i].Length-got[i] {
-			return fmt.Errorf("%w: source sent bytes %d+%d of range %d out of order", ErrCorrupt, off, len(b), i)
-		}
-		if i != cur {
-			closeCur()
-			if herr != nil {
-				return localErr(herr)
-			}
-			cur = i
-			if h, herr = p.openPiece(it.pieces[i]); herr != nil {
-				return localErr(herr)
-			}
-			if it.pieces[i].whole() {
-				sum = sha256.New()
-				if it.pieces[i].len >= directMin {
-					dw = newDirectWriter(h, 0)
-				}
-			}
-			ckptAt = 0
-		}
-		if err := p.limit.wait(sctx, len(b)); err != nil {
-			return err
-		}
-		var werr error
-		switch {
-		case dw != nil:
-			werr = dw.Write(b, off)
-		case bytes.Equal(b, zeros[:len(b)]):
-			werr = zeroRange(h, off, int64(len(b)))
-		default:
-			_, werr = h.WriteAt(b, off)
-		}
-		if werr != nil {
-			herr = werr
-			return localErr(werr)
-		}
-		if sum != nil {
-			sum.Write(b)
-		}
-		got[i] += int64(len(b))
-		if dw != nil && got[i]-ckptAt >= p.o.CheckpointBytes && got[i] < ranges[i].Length {
-			end, err := p.checkpoint(it.pieces[i].f, h, dw)
-			if err != nil {
-				herr = err
-				return err
-			}
-			ckptAt, ckptEnd[i] = got[i], end
-		}
-		u := it.pieces[i].f.u
-		u.srcBytes[s.idx].Add(int64(len(b)))
-		u.fetched.Add(int64(len(b)))
-		s.bytes.Add(int64(len(b)))
-		p.fetched.Add(int64(len(b)))
-		p.progress.Add(int64(len(b)))
-		return nil
+		return st.write(sctx, i, off, b)
 	})
-	closeCur()
-	if len(unsynced) > 0 {
-		serr := p.syncUnits(it, unsynced)
-		for _, i := range unsynced {
-			synced[i] = serr == nil
-		}
-		if herr == nil {
-			herr = serr
-		}
-	}
-	if err == nil && herr != nil {
+	if herr := st.end(); err == nil && herr != nil {
 		err = localErr(herr)
 	}
 	if errors.Is(context.Cause(sctx), errStalled) && ctx.Err() == nil {
@@ -186,85 +51,26 @@ func (p *puller) fetch(ctx context.Context, s *source, it *item) (err error) {
 	}
 
 	// Journal what arrived (and was synced), then verify completed files.
-	recs := map[*unitPull][]journalRec{}
-	var rest []piece
-	var complete []*fileState
-	var done []*unitPull // units whose last file was verified here
-	var judge []awaited  // held files whose digest is known now
-	p.mu.Lock()
-	for i, pc := range it.pieces {
-		n := got[i]
-		if n > 0 && synced[i] && held[i] {
-			// All bytes, written and synced, but not yet verified.
-			recs[pc.f.u] = append(recs[pc.f.u], journalRec{Op: "range", Path: pc.f.e.Path, Off: 0, Len: pc.f.e.Size})
-			pc.f.done = pc.f.done.add(0, pc.f.e.Size)
-			pc.f.contribs[s] = true
-			if !pc.f.verified {
-				a := awaited{f: pc.f, sum: sums[i], n: n}
-				if pc.f.u.known.Load() {
-					judge = append(judge, a)
-				} else {
-					pc.f.u.awaiting = append(pc.f.u.awaiting, a)
-				}
-			}
-			continue
-		}
-		if n > 0 && synced[i] && inline[i] {
-			pc.f.done = pc.f.done.add(0, pc.f.e.Size)
-			pc.f.contribs[s] = true
-			if !pc.f.verified {
-				pc.f.verified = true
-				recs[pc.f.u] = append(recs[pc.f.u], journalRec{Op: "verified", Path: pc.f.e.Path})
-				if pc.f.u.left--; pc.f.u.left == 0 {
-					done = append(done, pc.f.u)
-				}
-			}
-			continue
-		}
-		if n > 0 && synced[i] {
-			recs[pc.f.u] = append(recs[pc.f.u], journalRec{Op: "range", Path: pc.f.e.Path, Off: pc.off, Len: n})
-			pc.f.done = pc.f.done.add(pc.off, pc.off+n)
-			pc.f.contribs[s] = true
-		} else {
-			// Lost but for what checkpoints made durable (and journaled).
-			p.progress.Add(-(n - ckptEnd[i]))
-			if n = ckptEnd[i]; n > 0 {
-				pc.f.done = pc.f.done.add(pc.off, pc.off+n)
-				pc.f.contribs[s] = true
-			}
-		}
-		if n < pc.len {
-			rest = append(rest, piece{f: pc.f, off: pc.off + n, len: pc.len - n})
-		} else if pc.f.done.bytes() == pc.f.e.Size && !pc.f.verified {
-			complete = append(complete, pc.f)
-		}
-	}
-	var jerr error
-	for u, rs := range recs {
-		if st := u.state.Load(); st == unitRunning || st == unitFailed { // a placed unit's staging is gone
-			jerr = cmp.Or(jerr, u.st.append(rs...))
-		}
-	}
-	p.mu.Unlock()
+	out, jerr := st.record()
 	if jerr != nil {
 		return jerr
 	}
-	for _, u := range done {
+	for _, u := range out.done {
 		p.placeUnit(u)
 	}
-	if err := p.judge(judge); err != nil {
+	if err := p.judge(out.judge); err != nil {
 		return err
 	}
 	for i, pc := range it.pieces {
-		if got[i] > 0 && !pc.whole() && pc.f.e.Size > p.o.RangeSize && !slices.Contains(complete, pc.f) {
+		if st.rs[i].got > 0 && !pc.whole() && pc.f.e.Size > p.o.RangeSize && !slices.Contains(out.complete, pc.f) {
 			p.bg.Go(func() { p.advanceHash(pc.f) })
 		}
 	}
-	it.pieces = rest
-	if err == nil && len(rest) > 0 {
-		err = fmt.Errorf("%w: stream ended %d ranges early", ErrCorrupt, len(rest))
+	it.pieces = out.rest
+	if err == nil && len(out.rest) > 0 {
+		err = fmt.Errorf("%w: stream ended %d ranges early", ErrCorrupt, len(out.rest))
 	}
-	for _, f := range slices.Compact(complete) {
+	for _, f := range slices.Compact(out.complete) {
 		unitDone, verr := p.verify(f)
 		if verr != nil {
 			return verr
@@ -274,6 +80,279 @@ func (p *puller) fetch(ctx context.Context, s *source, it *item) (err error) {
 		}
 	}
 	return err
+}
+
+// stream is the state of one fetch: the Read call of an item's pieces
+// from one source, written range by range into the staging files. Not
+// safe for concurrent use: the Read callback, then fetch, own it.
+type stream struct {
+	p         *puller
+	s         *source
+	it        *item
+	ranges    []Range
+	rs        []rangeState // by index in ranges
+	deferSync bool         // whole files are synced together at the end (syncUnits)
+	unsynced  []int        // inline or held ranges closed without fsync
+
+	// The range being written, cur (-1 before the first byte).
+	cur    int
+	h      *os.File
+	dw     *directWriter // h with direct I/O, for a large whole file
+	sum    hash.Hash     // of range cur so far, if it is a whole file
+	ckptAt int64         // rs[cur].got at the last checkpoint
+	herr   error         // first error of a write, sync or close
+}
+
+// rangeState is what a stream did with one range.
+type rangeState struct {
+	got     int64  // bytes received
+	synced  bool   // the bytes received are durable
+	inline  bool   // whole file received, digest matched, mode and mtime set
+	held    bool   // whole file received before its digest was known
+	sum     Digest // of a whole file received
+	ckptEnd int64  // bytes synced and journaled by checkpoints
+}
+
+func newStream(p *puller, s *source, it *item) *stream {
+	st := &stream{
+		p: p, s: s, it: it, cur: -1,
+		ranges:    make([]Range, len(it.pieces)),
+		rs:        make([]rangeState, len(it.pieces)),
+		deferSync: canSyncFS && !p.o.NoSync && len(it.pieces) > 1,
+	}
+	for i, pc := range it.pieces {
+		st.ranges[i] = Range{PFN: pc.f.u.pfn, Path: pc.f.e.Path, Offset: pc.off, Length: pc.len}
+		if pc.f.u.fast {
+			// A Version means something only to the source that listed it,
+			// the pull's only source when the unit was listed fast.
+			st.ranges[i].Version = pc.f.e.Version
+		}
+		if pc.f.u.known.Load() {
+			st.ranges[i].SHA256 = pc.f.want
+		}
+	}
+	return st
+}
+
+// write is the Read callback: it writes b, the bytes of range i from file
+// offset off, checkpointing a large whole file as it grows.
+func (st *stream) write(ctx context.Context, i int, off int64, b []byte) error {
+	if i < 0 || i >= len(st.ranges) || i < st.cur || off != st.ranges[i].Offset+st.rs[i].got || int64(len(b)) > st.ranges[i].Length-st.rs[i].got {
+		return fmt.Errorf("%w: source sent bytes %d+%d of range %d out of order", ErrCorrupt, off, len(b), i)
+	}
+	if i != st.cur {
+		if err := st.open(i); err != nil {
+			return err
+		}
+	}
+	if err := waitBytes(ctx, st.p.limit, len(b)); err != nil {
+		return err
+	}
+	var werr error
+	switch {
+	case st.dw != nil:
+		werr = st.dw.Write(b, off)
+	case bytes.Equal(b, zeros[:len(b)]):
+		werr = zeroRange(st.h, off, int64(len(b)))
+	default:
+		_, werr = st.h.WriteAt(b, off)
+	}
+	if werr != nil {
+		st.herr = werr
+		return localErr(werr)
+	}
+	if st.sum != nil {
+		st.sum.Write(b)
+	}
+	r := &st.rs[i]
+	r.got += int64(len(b))
+	if st.dw != nil && r.got-st.ckptAt >= st.p.o.CheckpointBytes && r.got < st.ranges[i].Length {
+		end, err := st.p.checkpoint(st.it.pieces[i].f, st.h, st.dw)
+		if err != nil {
+			st.herr = err
+			return err
+		}
+		st.ckptAt, r.ckptEnd = r.got, end
+	}
+	n := int64(len(b))
+	u := st.it.pieces[i].f.u
+	u.srcBytes[st.s.idx].Add(n)
+	u.fetched.Add(n)
+	st.s.bytes.Add(n)
+	st.p.fetched.Add(n)
+	st.p.progress.Add(n)
+	return nil
+}
+
+// open closes the current range and opens range i for writing.
+func (st *stream) open(i int) error {
+	st.closeCur()
+	if st.herr != nil {
+		return localErr(st.herr)
+	}
+	st.cur = i
+	pc := st.it.pieces[i]
+	if st.h, st.herr = st.p.openPiece(pc); st.herr != nil {
+		return localErr(st.herr)
+	}
+	if pc.whole() {
+		st.sum = sha256.New()
+		if pc.len >= directMin {
+			st.dw = newDirectWriter(st.h, 0)
+		}
+	}
+	st.ckptAt = 0
+	return nil
+}
+
+// setErr keeps err if it is the stream's first error.
+func (st *stream) setErr(err error) {
+	if err != nil && st.herr == nil {
+		st.herr = err
+	}
+}
+
+// closeCur closes the current range's file: a whole file is judged
+// against its digest (if known), and the file is synced, unless syncing
+// is deferred to end.
+func (st *stream) closeCur() {
+	if st.h == nil {
+		return
+	}
+	if st.dw != nil {
+		st.setErr(st.dw.Close())
+		st.dw = nil
+	}
+	st.judgeWhole()
+	r := &st.rs[st.cur]
+	if (r.inline || r.held) && st.deferSync {
+		st.setErr(st.h.Close())
+		st.h = nil
+		if st.herr == nil {
+			st.unsynced = append(st.unsynced, st.cur)
+		}
+		return
+	}
+	if !st.p.o.NoSync {
+		st.setErr(st.h.Sync())
+	}
+	st.setErr(st.h.Close())
+	st.h = nil
+	r.synced = st.herr == nil
+}
+
+// judgeWhole checks a whole file that arrived complete against its
+// digest: a match gets its mode and mtime (inline); without a digest yet,
+// the file is held.
+func (st *stream) judgeWhole() {
+	pc, r := st.it.pieces[st.cur], &st.rs[st.cur]
+	if st.sum != nil && st.herr == nil && r.got == pc.len {
+		st.sum.Sum(r.sum[:0])
+		switch {
+		case !pc.f.u.known.Load():
+			r.held = true // judged once the digests come (or in record)
+		case r.sum == pc.f.want:
+			st.herr = st.h.Chmod(pc.f.e.FileMode())
+			if st.herr == nil {
+				st.herr = os.Chtimes(pc.f.path, time.Time{}, pc.f.e.MTime)
+			}
+			r.inline = st.herr == nil
+		}
+	}
+	st.sum = nil
+}
+
+// received is the number of bytes the stream received.
+func (st *stream) received() int64 {
+	var n int64
+	for _, r := range st.rs {
+		n += r.got
+	}
+	return n
+}
+
+// end closes the last range and syncs the files whose sync was deferred;
+// it returns the stream's first local error.
+func (st *stream) end() error {
+	st.closeCur()
+	if len(st.unsynced) > 0 {
+		serr := st.p.syncUnits(st.it, st.unsynced)
+		for _, i := range st.unsynced {
+			st.rs[i].synced = serr == nil
+		}
+		st.setErr(serr)
+	}
+	return st.herr
+}
+
+// streamOutcome is what fetch does next with what a stream brought.
+type streamOutcome struct {
+	rest     []piece      // still missing
+	complete []*fileState // every byte written, to verify
+	done     []*unitPull  // units whose last file was verified in record
+	judge    []awaited    // held files whose digest is known now
+}
+
+// record journals what arrived (and was synced), under puller.mu, and
+// sorts the pieces into what is still missing and what is complete.
+func (st *stream) record() (out streamOutcome, err error) {
+	p := st.p
+	recs := map[*unitPull][]journalRec{}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, pc := range st.it.pieces {
+		r := st.rs[i]
+		n := r.got
+		switch {
+		case n > 0 && r.synced && r.held:
+			// All bytes, written and synced, but not yet verified.
+			recs[pc.f.u] = append(recs[pc.f.u], journalRec{Op: opRange, Path: pc.f.e.Path, Off: 0, Len: pc.f.e.Size})
+			pc.f.done = pc.f.done.add(0, pc.f.e.Size)
+			pc.f.contribs[st.s] = true
+			if !pc.f.verified {
+				a := awaited{f: pc.f, sum: r.sum, n: n}
+				if pc.f.u.known.Load() {
+					out.judge = append(out.judge, a)
+				} else {
+					pc.f.u.awaiting = append(pc.f.u.awaiting, a)
+				}
+			}
+			continue
+		case n > 0 && r.synced && r.inline:
+			pc.f.done = pc.f.done.add(0, pc.f.e.Size)
+			pc.f.contribs[st.s] = true
+			if !pc.f.verified {
+				pc.f.verified = true
+				recs[pc.f.u] = append(recs[pc.f.u], journalRec{Op: opVerified, Path: pc.f.e.Path})
+				if pc.f.u.left--; pc.f.u.left == 0 {
+					out.done = append(out.done, pc.f.u)
+				}
+			}
+			continue
+		case n > 0 && r.synced:
+			recs[pc.f.u] = append(recs[pc.f.u], journalRec{Op: opRange, Path: pc.f.e.Path, Off: pc.off, Len: n})
+			pc.f.done = pc.f.done.add(pc.off, pc.off+n)
+			pc.f.contribs[st.s] = true
+		default:
+			// Lost but for what checkpoints made durable (and journaled).
+			p.progress.Add(-(n - r.ckptEnd))
+			if n = r.ckptEnd; n > 0 {
+				pc.f.done = pc.f.done.add(pc.off, pc.off+n)
+				pc.f.contribs[st.s] = true
+			}
+		}
+		if n < pc.len {
+			out.rest = append(out.rest, piece{f: pc.f, off: pc.off + n, len: pc.len - n})
+		} else if pc.f.done.bytes() == pc.f.e.Size && !pc.f.verified {
+			out.complete = append(out.complete, pc.f)
+		}
+	}
+	for u, rs := range recs {
+		if s := u.state.Load(); s == unitRunning || s == unitFailed { // a placed unit's staging is gone
+			err = cmp.Or(err, u.st.append(rs...))
+		}
+	}
+	return out, err
 }
 
 // checkpoint makes what dw has written of f (a whole file arriving front
@@ -298,7 +377,7 @@ func (p *puller) checkpoint(f *fileState, h *os.File, dw *directWriter) (int64, 
 	if st := f.u.state.Load(); st != unitRunning && st != unitFailed {
 		return 0, nil
 	}
-	if err := f.u.st.append(journalRec{Op: "range", Path: f.e.Path, Off: 0, Len: end}); err != nil {
+	if err := f.u.st.append(journalRec{Op: opRange, Path: f.e.Path, Off: 0, Len: end}); err != nil {
 		return 0, err
 	}
 	return end, nil

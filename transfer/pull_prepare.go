@@ -74,86 +74,13 @@ func mostTelling(errs []error) error {
 // run did for files that did not change, creates directories and files,
 // verifies empty files, and queues the work.
 func (p *puller) prepare(u *unitPull) error {
-	m := u.m
 	old, recs := u.st.load()
-	keep := map[string]bool{} // files whose earlier records hold
-	if old != nil {
-		prev := map[string]*Entry{}
-		for i := range old.Entries {
-			prev[old.Entries[i].Path] = &old.Entries[i]
-		}
-		for i := range m.Entries {
-			e := &m.Entries[i]
-			if o := prev[e.Path]; o != nil && !e.Dir && !o.Dir && o.Size == e.Size && sameVersion(o, e) {
-				keep[e.Path] = true
-			}
-		}
+	byPath, err := stageTree(u)
+	if err != nil {
+		return err
 	}
-	unit := u.st.unitPath()
-	if err := os.MkdirAll(unit, 0o755); err != nil {
-		return localErr(err)
-	}
-	byPath := map[string]*fileState{}
-	for i := range m.Entries {
-		e := &m.Entries[i]
-		path := filepath.Join(unit, filepath.FromSlash(e.Path))
-		if e.Dir {
-			if fi, err := os.Lstat(path); err == nil && !fi.IsDir() {
-				os.RemoveAll(path)
-			}
-			if err := os.MkdirAll(path, 0o755); err != nil {
-				return localErr(err)
-			}
-			continue
-		}
-		f := &fileState{u: u, e: e, path: path, want: e.SHA256, contribs: map[*source]bool{}, corrupted: map[*source]int{}}
-		u.files = append(u.files, f)
-		byPath[e.Path] = f
-	}
-	var kept []journalRec
-	for _, r := range recs {
-		f := byPath[r.Path]
-		if f == nil || !keep[r.Path] {
-			continue
-		}
-		switch r.Op {
-		case "range":
-			if r.Off >= 0 && r.Len > 0 && r.Off+r.Len <= f.e.Size {
-				f.done = f.done.add(r.Off, r.Off+r.Len)
-				kept = append(kept, r)
-			}
-		case "verified":
-			f.verified = true
-			kept = append(kept, r)
-		case "reset":
-			f.done, f.verified = nil, false
-		}
-	}
-	// Files claimed verified must still be there with their size; records
-	// before a reset are dropped with it. Without digests yet, a file
-	// verified against an earlier manifest's digest is verified again,
-	// against the digest to come.
-	kept = kept[:0]
-	for _, f := range u.files {
-		if f.verified {
-			if fi, err := os.Stat(f.path); err != nil || fi.Size() != f.e.Size {
-				f.verified, f.done = false, nil
-			} else if u.fast {
-				f.verified, f.done = false, intervals{{0, f.e.Size}}
-			}
-		}
-		switch {
-		case f.verified:
-			u.resumed += f.e.Size
-			kept = append(kept, journalRec{Op: "verified", Path: f.e.Path})
-		default:
-			for _, x := range f.done {
-				kept = append(kept, journalRec{Op: "range", Path: f.e.Path, Off: x.off, Len: x.end - x.off})
-			}
-			u.resumed += f.done.bytes()
-		}
-	}
-	if err := u.st.begin(m, kept); err != nil {
+	replayJournal(recs, byPath, unchangedFiles(old, u.m))
+	if err := u.st.begin(u.m, u.resumable()); err != nil {
 		return err
 	}
 	u.known.Store(!u.fast)
@@ -175,6 +102,83 @@ func (p *puller) prepare(u *unitPull) error {
 		}
 	}
 	return nil
+}
+
+// unchangedFiles returns the paths of the files of m whose records in the
+// journal of old, the manifest of an earlier run, still hold: the same
+// size and version.
+func unchangedFiles(old, m *Manifest) map[string]bool {
+	keep := map[string]bool{}
+	if old == nil {
+		return keep
+	}
+	prev := map[string]*Entry{}
+	for i := range old.Entries {
+		prev[old.Entries[i].Path] = &old.Entries[i]
+	}
+	for i := range m.Entries {
+		e := &m.Entries[i]
+		if o := prev[e.Path]; o != nil && !e.Dir && !o.Dir && o.Size == e.Size && sameVersion(o, e) {
+			keep[e.Path] = true
+		}
+	}
+	return keep
+}
+
+// stageTree creates the directories of u's manifest in its staging unit
+// and sets u.files; it returns the files by path.
+func stageTree(u *unitPull) (map[string]*fileState, error) {
+	unit := u.st.unitPath()
+	if err := os.MkdirAll(unit, 0o755); err != nil {
+		return nil, localErr(err)
+	}
+	byPath := map[string]*fileState{}
+	for i := range u.m.Entries {
+		e := &u.m.Entries[i]
+		path := filepath.Join(unit, filepath.FromSlash(e.Path))
+		if e.Dir {
+			if fi, err := os.Lstat(path); err == nil && !fi.IsDir() {
+				os.RemoveAll(path)
+			}
+			if err := os.MkdirAll(path, 0o755); err != nil {
+				return nil, localErr(err)
+			}
+			continue
+		}
+		f := &fileState{u: u, e: e, path: path, want: e.SHA256, contribs: map[*source]bool{}, corrupted: map[*source]int{}}
+		u.files = append(u.files, f)
+		byPath[e.Path] = f
+	}
+	return byPath, nil
+}
+
+// resumable checks what the journal claimed of u's files, counts it in
+// u.resumed, and returns it as the records of the new journal. Files
+// claimed verified must still be there with their size. Without digests
+// yet, a file verified against an earlier manifest's digest is verified
+// again, against the digest to come.
+func (u *unitPull) resumable() []journalRec {
+	var kept []journalRec
+	for _, f := range u.files {
+		if f.verified {
+			if fi, err := os.Stat(f.path); err != nil || fi.Size() != f.e.Size {
+				f.verified, f.done = false, nil
+			} else if u.fast {
+				f.verified, f.done = false, intervals{{0, f.e.Size}}
+			}
+		}
+		switch {
+		case f.verified:
+			u.resumed += f.e.Size
+			kept = append(kept, journalRec{Op: opVerified, Path: f.e.Path})
+		default:
+			for _, x := range f.done {
+				kept = append(kept, journalRec{Op: opRange, Path: f.e.Path, Off: x.off, Len: x.end - x.off})
+			}
+			u.resumed += f.done.bytes()
+		}
+	}
+	return kept
 }
 
 // sameVersion reports whether entries o (of an earlier manifest) and e

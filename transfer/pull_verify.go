@@ -137,7 +137,7 @@ func (p *puller) verify(f *fileState) (unitDone bool, err error) {
 		}
 		f.verified = true
 		f.u.left--
-		return f.u.left == 0, f.u.st.append(journalRec{Op: "verified", Path: f.e.Path})
+		return f.u.left == 0, f.u.st.append(journalRec{Op: opVerified, Path: f.e.Path})
 	}
 	return false, p.reject(f, h, d, n)
 }
@@ -182,7 +182,7 @@ func (p *puller) reject(f *fileState, h *os.File, d Digest, n int64) error {
 	if err := h.Truncate(f.e.Size); err != nil {
 		return localErr(err)
 	}
-	if err := f.u.st.append(journalRec{Op: "reset", Path: f.e.Path}); err != nil {
+	if err := f.u.st.append(journalRec{Op: opReset, Path: f.e.Path}); err != nil {
 		return err
 	}
 	items := p.batch(p.piecesOf(f), avoid)
@@ -250,7 +250,7 @@ func (p *puller) accept(files []*fileState) error {
 			continue
 		}
 		f.verified = true
-		recs[f.u] = append(recs[f.u], journalRec{Op: "verified", Path: f.e.Path})
+		recs[f.u] = append(recs[f.u], journalRec{Op: opVerified, Path: f.e.Path})
 		if f.u.left--; f.u.left == 0 {
 			done = append(done, f.u)
 		}

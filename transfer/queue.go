@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // queue hands items to the sources' workers. It is safe for concurrent use.
@@ -202,34 +203,28 @@ func (q *queue) result() error {
 	return nil
 }
 
-// limiter paces bytes to a rate. A nil *limiter does not limit. Safe for
-// concurrent use.
-type limiter struct {
-	mu   sync.Mutex
-	rate float64 // bytes per second
-	next time.Time
+// newLimiter paces a pull's bytes to bytesPerSec (nil: no limit). Its
+// bucket holds one chunk, so a pull may run a chunk ahead of its rate.
+func newLimiter(bytesPerSec int64) *rate.Limiter {
+	if bytesPerSec <= 0 {
+		return nil
+	}
+	return rate.NewLimiter(rate.Limit(bytesPerSec), ChunkSize)
 }
 
-func (l *limiter) wait(ctx context.Context, n int) error {
+// waitBytes waits until l allows n more bytes (at once if l is nil), or
+// ctx ends. A peer may deliver more than a bucket at once: such bytes are
+// waited for a bucket at a time.
+func waitBytes(ctx context.Context, l *rate.Limiter, n int) error {
 	if l == nil {
 		return nil
 	}
-	l.mu.Lock()
-	now := time.Now()
-	if l.next.Before(now) {
-		l.next = now
-	}
-	at := l.next
-	l.next = l.next.Add(time.Duration(float64(n) / l.rate * float64(time.Second)))
-	l.mu.Unlock()
-	if d := time.Until(at); d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return ctx.Err()
+	for n > 0 {
+		k := min(n, l.Burst())
+		if err := l.WaitN(ctx, k); err != nil {
+			return err
 		}
+		n -= k
 	}
 	return nil
 }

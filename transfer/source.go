@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // ChunkSize is the most bytes a Source hands to one call of a Read callback;
@@ -76,6 +78,7 @@ type Source struct {
 	db       *digestDB // nil without SourceOptions.DigestDB
 
 	// Background hashing started by FastManifest; Close cancels and waits.
+	grace    time.Duration // hashGrace; tests lengthen it (export_hooks_test.go)
 	bgCtx    context.Context
 	bgCancel context.CancelFunc
 	bg       sync.WaitGroup
@@ -138,7 +141,7 @@ func NewSource(roots []string, opts *SourceOptions) (*Source, error) {
 		opts = &SourceOptions{}
 	}
 	s := &Source{
-		log: opts.Logger, max: opts.MaxCachedFiles,
+		log: opts.Logger, max: opts.MaxCachedFiles, grace: hashGrace,
 		cache: make(map[fileID]cachedFile), inflight: make(map[fileID]*hashCall),
 	}
 	if s.log == nil {
@@ -387,36 +390,30 @@ type claimableHash struct {
 // it completes them with the context's error, unhashed: every call it
 // claims is completed, so that no waiter is left behind.
 func (s *Source) hashUnclaimed(pfn string, calls []claimableHash) {
-	t := time.NewTimer(hashGrace)
+	t := time.NewTimer(s.grace)
 	defer t.Stop()
 	select {
 	case <-t.C:
 	case <-s.bgCtx.Done():
 	}
 	mine := slices.DeleteFunc(calls, func(c claimableHash) bool { return !c.call.claimed.CompareAndSwap(false, true) })
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(hashWorkers, len(mine)) {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(mine) {
-					return
-				}
-				c := mine[i]
-				var res cachedFile
-				err := s.bgCtx.Err()
-				if err == nil {
-					res, err = s.load(s.bgCtx, c.id, c.call.key, nil)
-				}
-				if err != nil && s.bgCtx.Err() == nil {
-					s.log.Debug("background hashing failed", "pfn", pfn, "path", c.id.rel, "error", err)
-				}
-				s.finish(c.id, c.call, res, err)
+	var g errgroup.Group
+	g.SetLimit(hashWorkers)
+	for _, c := range mine {
+		g.Go(func() error {
+			var res cachedFile
+			err := s.bgCtx.Err()
+			if err == nil {
+				res, err = s.load(s.bgCtx, c.id, c.call.key, nil)
 			}
+			if err != nil && s.bgCtx.Err() == nil {
+				s.log.Debug("background hashing failed", "pfn", pfn, "path", c.id.rel, "error", err)
+			}
+			s.finish(c.id, c.call, res, err)
+			return nil // completed in the call, for its waiters
 		})
 	}
-	wg.Wait()
+	_ = g.Wait()
 }
 
 // list resolves pfn and walks its unit: the manifest's entries, unsorted
@@ -476,20 +473,15 @@ func (s *Source) digests(ctx context.Context, ri int, m *Manifest, files []pendi
 			e.Size, e.MTime, e.Version = c.key.size, time.Unix(0, c.key.mtime), c.key.version()
 		}
 	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(hashWorkers, len(files)) {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(files) || ctx.Err() != nil {
-					return
-				}
-				one(i)
-			}
-		})
+	var g errgroup.Group
+	g.SetLimit(hashWorkers)
+	for i := range files {
+		if ctx.Err() != nil {
+			break
+		}
+		g.Go(func() error { one(i); return nil }) // errors by file, in errs
 	}
-	wg.Wait()
+	_ = g.Wait()
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -35,11 +35,44 @@ const (
 	unitDir        = "unit"
 )
 
+// journalOp is the kind of a journal record; its value is what the
+// journal file holds.
+type journalOp string
+
+const (
+	opRange    journalOp = "range"    // Off..Off+Len of Path is written and synced
+	opVerified journalOp = "verified" // Path is complete, verified, has its mode and mtime, and is synced
+	opReset    journalOp = "reset"    // Path's earlier records no longer hold
+)
+
 type journalRec struct {
-	Op   string `json:"op"` // "range", "verified" or "reset"
-	Path string `json:"path"`
-	Off  int64  `json:"off,omitempty"`
-	Len  int64  `json:"len,omitempty"`
+	Op   journalOp `json:"op"`
+	Path string    `json:"path"`
+	Off  int64     `json:"off,omitempty"`
+	Len  int64     `json:"len,omitempty"`
+}
+
+// replayJournal applies an earlier run's journal records to the files
+// whose records still hold (keep): the ranges done, the files verified,
+// and resets. Records of other files, and ranges that do not fit their
+// file, are ignored.
+func replayJournal(recs []journalRec, files map[string]*fileState, keep map[string]bool) {
+	for _, r := range recs {
+		f := files[r.Path]
+		if f == nil || !keep[r.Path] {
+			continue
+		}
+		switch r.Op {
+		case opRange:
+			if r.Off >= 0 && r.Len > 0 && r.Off+r.Len <= f.e.Size {
+				f.done = f.done.add(r.Off, r.Off+r.Len)
+			}
+		case opVerified:
+			f.verified = true
+		case opReset:
+			f.done, f.verified = nil, false
+		}
+	}
 }
 
 // staging is an open staging directory. Its methods are not safe for
