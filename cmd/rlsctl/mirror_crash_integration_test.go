@@ -145,9 +145,9 @@ func TestFaultMirrorCrash(t *testing.T) {
 		t.Skip("starts and kills rlsd processes")
 	}
 	rounds := max(rlsdtest.FaultRounds(t), len(crashPhases))
-	began := time.Now()
 	c := &crashLoop{t: t, f: startFederation(t), rng: rlsdtest.FaultRand(t), byNum: map[uint64]*crashUnit{},
 		queued: map[uint64]bool{}, placed: map[string]placedEntry{}, kills: map[string]int{}}
+	began := time.Now()
 	c.makeUnits((rounds + 1) * crashPerRound)
 	t.Logf("%d units made and indexed in %s", len(c.units), time.Since(began).Round(time.Millisecond))
 
