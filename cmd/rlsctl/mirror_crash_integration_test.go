@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -65,7 +66,6 @@ type crashPhase struct {
 	line    *regexp.Regexp
 	lo, hi  time.Duration
 	enqueue bool // this round enqueues units before it waits
-	live    bool // sample the store while waiting, with the mirror at work
 }
 
 var crashPhases = []crashPhase{
@@ -81,9 +81,8 @@ var crashPhases = []crashPhase{
 	{name: "locate", line: regexp.MustCompile(`msg="mirror state" .*to=REDY`), hi: time.Millisecond, enqueue: true},
 	// DONE written for a batch: the on-done hook and other batches in flight.
 	{name: "done", line: regexp.MustCompile(`msg="mirror state" .*to=DONE`), hi: time.Millisecond, enqueue: true},
-	// Anywhere in the first second and a half, with the store sampled while
-	// the mirror works.
-	{name: "random", hi: 1500 * time.Millisecond, enqueue: true, live: true},
+	// Anywhere in the first second and a half.
+	{name: "random", hi: 1500 * time.Millisecond, enqueue: true},
 }
 
 // placedEntry is a file or directory of a placed unit as first seen. A
@@ -102,14 +101,17 @@ type crashLoop struct {
 	units   []*crashUnit
 	byNum   map[uint64]*crashUnit
 	next    int             // units[:next] are enqueued
-	queued  map[uint64]bool // acknowledged by Enqueue
+	queued  map[uint64]bool // given to Enqueue (guarded by mu), which acknowledged them
 	data    string
 	root    string // the mirror's export root; its store is root/sums
 	store   string
 	hookLog string
 	procs   []*rlsdtest.Proc // every run of the mirror, for their logs
-	placed  map[string]placedEntry
-	kills   map[string]int // by phase
+	kills   map[string]int   // by phase
+
+	mu     sync.Mutex // held by sample, which runs on a watcher goroutine too
+	placed map[string]placedEntry
+	half   map[string]bool // units seen incomplete (reported once)
 }
 
 // TestFaultMirrorCrash kills the mirroring rlsd (kill -9) at random points
@@ -146,7 +148,7 @@ func TestFaultMirrorCrash(t *testing.T) {
 	}
 	rounds := max(rlsdtest.FaultRounds(t), len(crashPhases))
 	c := &crashLoop{t: t, f: startFederation(t), rng: rlsdtest.FaultRand(t), byNum: map[uint64]*crashUnit{},
-		queued: map[uint64]bool{}, placed: map[string]placedEntry{}, kills: map[string]int{}}
+		queued: map[uint64]bool{}, placed: map[string]placedEntry{}, half: map[string]bool{}, kills: map[string]int{}}
 	began := time.Now()
 	c.makeUnits((rounds + 1) * crashPerRound)
 	t.Logf("%d units made and indexed in %s", len(c.units), time.Since(began).Round(time.Millisecond))
@@ -171,16 +173,19 @@ func TestFaultMirrorCrash(t *testing.T) {
 		}
 		began = time.Now()
 		p, mc := start()
+		stop := c.watch(fmt.Sprintf("round %d, the mirror at work", round))
 		if ph.enqueue {
 			c.enqueue(mc, crashPerRound)
 		}
 		c.killAt(p, ph, round)
+		stop()
 		c.sample(fmt.Sprintf("after kill %d (%s)", round, ph.name))
 		t.Logf("round %d: killed at %s, %s after the start", round, ph.name, time.Since(began).Round(time.Millisecond))
 	}
 
 	began = time.Now()
 	p, mc := start()
+	stop := c.watch("the last run at work")
 	c.enqueue(mc, len(c.units))
 	all := slices.Sorted(func(yield func(uint64) bool) {
 		for n := range c.queued {
@@ -191,7 +196,7 @@ func TestFaultMirrorCrash(t *testing.T) {
 	})
 	c.f.ctl(0, p, append([]string{"mirror", "wait", "--timeout", "300s"}, sunumArgs(all)...)...)
 	t.Logf("the last run: all DONE %s after its start", time.Since(began).Round(time.Millisecond))
-	c.sample("after the last run")
+	stop()
 	c.checkRecords(mc, all)
 	c.checkCatalog(p, all)
 	if code := p.Stop(30 * time.Second); code != 0 {
@@ -218,12 +223,7 @@ func (c *crashLoop) killAt(p *rlsdtest.Proc, ph crashPhase, round int) {
 			c.t.Logf("round %d (%s): no line %v in 30s; killing anyway", round, ph.name, ph.line)
 		}
 	}
-	end := time.Now().Add(rlsdtest.Delay(c.rng, ph.lo, max(ph.hi, ph.lo+1)))
-	for ph.live && time.Now().Before(end) {
-		c.sample(fmt.Sprintf("round %d, the mirror at work", round))
-		time.Sleep(10 * time.Millisecond)
-	}
-	time.Sleep(time.Until(end))
+	time.Sleep(rlsdtest.Delay(c.rng, ph.lo, max(ph.hi, ph.lo+1)))
 	p.Kill()
 	c.kills[ph.name]++
 }
@@ -255,14 +255,17 @@ func (c *crashLoop) enqueue(mc rlsv1.MirrorClient, n int) {
 		for _, u := range q.units {
 			req.Items = append(req.Items, &rlsv1.MirrorEnqueueItem{Sunum: u.sunum, Series: u.series})
 		}
+		// Known to the sampler before the mirror can place them.
+		c.mu.Lock()
+		for _, u := range q.units {
+			c.queued[u.sunum] = true
+		}
+		c.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		_, err := mc.Enqueue(ctx, req)
 		cancel()
 		if err != nil {
 			c.t.Fatalf("enqueue %d units: %v", len(req.Items), err)
-		}
-		for _, u := range q.units {
-			c.queued[u.sunum] = true
 		}
 	}
 }
@@ -422,19 +425,39 @@ func copyTree(t *testing.T, src, dst string) {
 	must(t, err)
 }
 
+// watch samples the store every few milliseconds while the mirror works,
+// until stop is called.
+func (c *crashLoop) watch(when string) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			c.sample(when)
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
 // sample checks the store as it is now: every entry is the unit of an
 // enqueued sunum (or the staging directory), a unit seen for the first
 // time is the whole unit, identical to jsoc's, and every unit seen before
-// has the inodes and ctimes it had then.
+// has the inodes and ctimes it had then. It may run on any goroutine (it
+// reports with t.Errorf).
 func (c *crashLoop) sample(when string) {
 	t := c.t
-	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	ents, err := os.ReadDir(c.store)
 	if err != nil {
-		if os.IsNotExist(err) {
-			return
+		if !os.IsNotExist(err) {
+			t.Errorf("%s: %v", when, err)
 		}
-		t.Fatal(err)
+		return
 	}
 	for _, e := range ents {
 		if e.Name() == ".rls-staging" {
@@ -448,6 +471,10 @@ func (c *crashLoop) sample(when string) {
 		}
 		if _, seen := c.placed[dir]; !seen {
 			if got, err := transfertest.TreeDigestErr(dir); err != nil || got != c.byNum[n].tree {
+				if c.half[dir] {
+					continue // reported
+				}
+				c.half[dir] = true
 				t.Errorf("%s: %s is visible but is not the whole unit (%v):\nwant\n%s\ngot\n%s", when, dir, err, c.byNum[n].tree, got)
 				continue
 			}
@@ -457,10 +484,9 @@ func (c *crashLoop) sample(when string) {
 }
 
 // placedOnce records the inodes and ctimes of unit dir's entries the first
-// time, and checks them against that record later.
+// time, and checks them against that record later. c.mu is held.
 func (c *crashLoop) placedOnce(when, dir string) {
 	t := c.t
-	t.Helper()
 	_, seen := c.placed[dir]
 	found := 0
 	err := filepath.WalkDir(dir, func(p string, _ os.DirEntry, err error) error {
@@ -485,7 +511,9 @@ func (c *crashLoop) placedOnce(when, dir string) {
 		found++
 		return nil
 	})
-	must(t, err)
+	if err != nil {
+		t.Errorf("%s: %v", when, err)
+	}
 	if seen {
 		want := 0
 		for p := range c.placed {
