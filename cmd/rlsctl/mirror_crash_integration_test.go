@@ -108,6 +108,7 @@ type crashLoop struct {
 	hookLog string
 	procs   []*rlsdtest.Proc // every run of the mirror, for their logs
 	kills   map[string]int   // by phase
+	staged  int              // units found in staging after kills
 
 	mu     sync.Mutex // held by sample, which runs on a watcher goroutine too
 	placed map[string]placedEntry
@@ -179,7 +180,7 @@ func TestFaultMirrorCrash(t *testing.T) {
 		}
 		c.killAt(p, ph, round)
 		stop()
-		c.sample(fmt.Sprintf("after kill %d (%s)", round, ph.name))
+		c.staged += c.sample(fmt.Sprintf("after kill %d (%s)", round, ph.name), true)
 		t.Logf("round %d: killed at %s, %s after the start", round, ph.name, time.Since(began).Round(time.Millisecond))
 	}
 
@@ -426,7 +427,8 @@ func copyTree(t *testing.T, src, dst string) {
 }
 
 // watch samples the store every few milliseconds while the mirror works,
-// until stop is called.
+// until stop is called: each unit that appears must be whole. (Whether
+// units seen before are unchanged is checked after each kill.)
 func (c *crashLoop) watch(when string) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -435,9 +437,9 @@ func (c *crashLoop) watch(when string) (stop func()) {
 			select {
 			case <-done:
 				return
-			case <-time.After(5 * time.Millisecond):
+			case <-time.After(10 * time.Millisecond):
 			}
-			c.sample(when)
+			c.sample(when, false)
 		}
 	})
 	return func() { close(done); wg.Wait() }
@@ -445,10 +447,10 @@ func (c *crashLoop) watch(when string) (stop func()) {
 
 // sample checks the store as it is now: every entry is the unit of an
 // enqueued sunum (or the staging directory), a unit seen for the first
-// time is the whole unit, identical to jsoc's, and every unit seen before
-// has the inodes and ctimes it had then. It may run on any goroutine (it
-// reports with t.Errorf).
-func (c *crashLoop) sample(when string) {
+// time is the whole unit, identical to jsoc's, and, if all, every unit seen
+// before has the inodes and ctimes it had then. It counts the units in
+// staging. It may run on any goroutine (it reports with t.Errorf).
+func (c *crashLoop) sample(when string, all bool) (staged int) {
 	t := c.t
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -461,6 +463,8 @@ func (c *crashLoop) sample(when string) {
 	}
 	for _, e := range ents {
 		if e.Name() == ".rls-staging" {
+			s, _ := os.ReadDir(filepath.Join(c.store, e.Name()))
+			staged = len(s)
 			continue
 		}
 		dir := filepath.Join(c.store, e.Name())
@@ -469,7 +473,8 @@ func (c *crashLoop) sample(when string) {
 			t.Errorf("%s: %s is in the store, but no such unit was enqueued", when, dir)
 			continue
 		}
-		if _, seen := c.placed[dir]; !seen {
+		_, seen := c.placed[dir]
+		if !seen {
 			if got, err := transfertest.TreeDigestErr(dir); err != nil || got != c.byNum[n].tree {
 				if c.half[dir] {
 					continue // reported
@@ -479,8 +484,11 @@ func (c *crashLoop) sample(when string) {
 				continue
 			}
 		}
-		c.placedOnce(when, dir)
+		if !seen || all {
+			c.placedOnce(when, dir)
+		}
 	}
+	return staged
 }
 
 // placedOnce records the inodes and ctimes of unit dir's entries the first
@@ -609,7 +617,7 @@ func (c *crashLoop) checkCatalog(p *rlsdtest.Proc, all []uint64) {
 // and no staging.
 func (c *crashLoop) checkStore(all []uint64) {
 	t := c.t
-	c.sample("at the end")
+	c.sample("at the end", true)
 	for _, n := range all {
 		if _, ok := c.placed[filepath.Join(c.store, "D"+lfnOf(n))]; !ok {
 			t.Errorf("unit %d is not in the store", n)
@@ -630,7 +638,7 @@ var pulledRE = regexp.MustCompile(`INFO pulled .*dest=(\S+)`)
 func (c *crashLoop) checkLogs(all []uint64) {
 	t := c.t
 	pulled := map[string]int{}
-	inPlace := 0
+	inPlace, resumed := 0, 0
 	for _, p := range c.procs {
 		log := p.Log()
 		if len(log) >= 1<<20-4096 {
@@ -640,6 +648,7 @@ func (c *crashLoop) checkLogs(all []uint64) {
 			pulled[m[1]]++
 		}
 		inPlace += strings.Count(log, "INFO found in place")
+		resumed += strings.Count(log, "INFO resuming pull")
 	}
 	for dest, k := range pulled {
 		if k > 1 {
@@ -661,6 +670,7 @@ func (c *crashLoop) checkLogs(all []uint64) {
 			t.Errorf("the on-done hook saw unit %s as inode %s; placed as inode %d", sunum, ino, want.ino)
 		}
 	}
-	t.Logf("%d runs, kills by phase %v; %d units, %d fetched (logged), %d found in place by a later run, on-done hook ran for %d",
-		len(c.procs), c.kills, len(all), len(pulled), inPlace, len(hooks))
+	t.Logf("%d runs, kills by phase %v; %d units, %d fetched (logged); after the kills %d units were in staging, "+
+		"%d pulls resumed one, %d units were found in place by a later run; the on-done hook ran for %d",
+		len(c.procs), c.kills, len(all), len(pulled), c.staged, resumed, inPlace, len(hooks))
 }
