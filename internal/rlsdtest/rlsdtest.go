@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -197,7 +198,29 @@ func (p *Proc) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
 // passes first.
 func (p *Proc) WaitLog(t testing.TB, from int, re *regexp.Regexp, timeout time.Duration) string {
 	t.Helper()
+	line, err := p.findLog(from, re, timeout)
+	switch {
+	case errors.Is(err, errExited):
+		t.Fatalf("rlsd exited before logging %v:\n%s", re, p.Log())
+	case err != nil:
+		t.Fatalf("rlsd did not log %v in %v:\n%s", re, timeout, p.Log())
+	}
+	return line
+}
+
+// FindLog is WaitLog for a line that may not come (a fault test waiting
+// for a moment to kill at): it returns the line and true, or "" and false
+// once the process has exited or timeout has passed.
+func (p *Proc) FindLog(from int, re *regexp.Regexp, timeout time.Duration) (string, bool) {
+	line, err := p.findLog(from, re, timeout)
+	return line, err == nil
+}
+
+var errExited = errors.New("exited")
+
+func (p *Proc) findLog(from int, re *regexp.Regexp, timeout time.Duration) (string, error) {
 	deadline := time.After(timeout)
+	exited := false
 	for {
 		p.mu.Lock()
 		b := p.log.Bytes()[min(from, p.log.Len()):]
@@ -205,15 +228,18 @@ func (p *Proc) WaitLog(t testing.TB, from int, re *regexp.Regexp, timeout time.D
 		p.mu.Unlock()
 		for line := range bytes.Lines(b) {
 			if re.Match(line) {
-				return string(line)
+				return string(line), nil
 			}
+		}
+		if exited {
+			return "", errExited
 		}
 		select {
 		case <-next:
 		case <-p.exited:
-			t.Fatalf("rlsd exited before logging %v:\n%s", re, p.Log())
+			exited = true // look at the last lines once more
 		case <-deadline:
-			t.Fatalf("rlsd did not log %v in %v:\n%s", re, timeout, p.Log())
+			return "", context.DeadlineExceeded
 		}
 	}
 }
