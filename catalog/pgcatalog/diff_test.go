@@ -3,6 +3,7 @@ package pgcatalog
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"reflect"
 	"testing"
@@ -61,7 +62,7 @@ func (d *differ) value(t catalog.ValueType) catalog.Value {
 	case catalog.TypeInt:
 		return catalog.IntValue(int64(d.rng.IntN(7)) - 3)
 	case catalog.TypeFloat:
-		return catalog.FloatValue([]float64{-1.5, -0.0, 0, 2.25, 1e300}[d.rng.IntN(5)])
+		return catalog.FloatValue([]float64{-1.5, math.Copysign(0, -1), 0, 2.25, 1e300}[d.rng.IntN(5)])
 	case catalog.TypeString:
 		return catalog.StringValue([]string{"", "a", "ab", "b%", "é", "x_y"}[d.rng.IntN(6)])
 	}

@@ -125,17 +125,25 @@ func (c *Catalog) exclusiveOnce(ctx context.Context, key int64, interval time.Du
 	case err := <-lost:
 		watching = false
 		stop()
-		<-done
+		c.drain(done, "task after the lock was lost")
 		out = err
 	case <-ctx.Done():
 		stop()
-		<-done
+		c.drain(done, "task at shutdown")
 		out = ctx.Err()
 	}
 	stop()
 	stopWatch()
 	if watching {
-		<-lost // the watcher has stopped using conn
+		c.drain(lost, "lock watcher") // then it no longer uses conn
 	}
 	return out
+}
+
+// drain waits for a goroutine's result that no longer decides anything, and
+// logs it.
+func (c *Catalog) drain(ch <-chan error, what string) {
+	if err := <-ch; err != nil {
+		c.logger.Debug("pgcatalog: exclusive: "+what, "err", err)
+	}
 }

@@ -154,11 +154,14 @@ func (c *Catalog) ForEachLFN(ctx context.Context, fn func(lfn string) error) (ui
 	}
 	defer rows.Close()
 	var lfn string
-	for rows.Next() {
+	for n := 0; rows.Next(); n++ {
 		if err := rows.Scan(&lfn); err != nil {
 			return 0, err
 		}
 		if err := fn(lfn); err != nil {
+			return 0, err
+		}
+		if err := canceled(ctx, op, n); err != nil {
 			return 0, err
 		}
 	}

@@ -174,6 +174,21 @@ func (c *Catalog) enter(ctx context.Context, op string) error {
 	return nil
 }
 
+// checkEvery is how many rows a scan reads between two checks of its
+// context: a result already received is not interrupted by pgx.
+const checkEvery = 256
+
+// canceled returns ctx's error, naming op, at every checkEvery-th call
+// once ctx has ended.
+func canceled(ctx context.Context, op string, n int) error {
+	if n%checkEvery == checkEvery-1 {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("catalog: %s: %w", op, err)
+		}
+	}
+	return nil
+}
+
 func (c *Catalog) isClosed() bool {
 	select {
 	case <-c.closed:
@@ -265,11 +280,4 @@ func isUnavailable(err error) bool {
 	return errors.As(err, &connErr) || errors.As(err, &netErr) || pgconn.SafeToRetry(err) ||
 		errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "conn closed") ||
 		strings.Contains(err.Error(), "unexpected EOF")
-}
-
-// retryable reports an error after which the whole transaction may be run
-// again: a deadlock or serialization failure.
-func retryable(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01")
 }

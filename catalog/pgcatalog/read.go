@@ -92,6 +92,9 @@ func (c *Catalog) QueryEach(ctx context.Context, obj catalog.ObjectType, name st
 		if err := fn(other); err != nil {
 			return err
 		}
+		if err := canceled(ctx, op, n); err != nil {
+			return err
+		}
 		n++
 	}
 	if err := rows.Err(); err != nil {
@@ -156,13 +159,16 @@ func (c *Catalog) BulkQueryEach(ctx context.Context, obj catalog.ObjectType, nam
 		defer rows.Close()
 		var i int32
 		var other string
-		for rows.Next() {
+		for n := 0; rows.Next(); n++ {
 			if err := rows.Scan(&i, &other); err != nil {
 				return fail(err)
 			}
 			found[i] = true
 			if err := fn(int(i), other); err != nil {
 				return errs, err
+			}
+			if err := canceled(ctx, op, n); err != nil {
+				return fail(err)
 			}
 		}
 		if err := rows.Err(); err != nil {

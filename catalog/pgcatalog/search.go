@@ -95,7 +95,10 @@ func (c *Catalog) BulkAttrsEach(ctx context.Context, obj catalog.ObjectType, obj
 			}
 		}
 	}
-	for rows.Next() {
+	for n := 0; rows.Next(); n++ {
+		if err := canceled(ctx, op, n); err != nil {
+			return fail(err)
+		}
 		var i int32
 		var ex bool
 		var attr *string

@@ -4,7 +4,7 @@
 //
 //	rlsd --site jsoc --data /var/lib/rls [--listen 127.0.0.1:7600] [--roles lrc]
 //	     [--http-listen :9100] [--pprof] [--stats-interval 1m]
-//	     [--config rlsd.yaml] [--log-format text|json]
+//	     [--config rlsd.yaml] [--log-format text|json] [--catalog-dsn postgres://...]
 //	     [--log-level debug|info|warn|error] [--no-sync] [--shutdown-timeout 10s]
 //	     [--advertise HOST:PORT] [--update-to ADDR,...] [--update-mode list|bloom|delta]
 //	     [--update-deltas] [--update-interval 10m] [--update-validity 8h]
