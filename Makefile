@@ -13,7 +13,8 @@ GOBUILD   := $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 
 TEST_TIMEOUT ?= 15m
 # Rounds of each fault test (kill -9 of an LRC, an RLI, a pull and its
-# source; partitions) in `make test-faults`; `make test` runs 2.
+# source, the mirror; partitions) in `make test-faults`; `make test` runs 2
+# (the mirror's crash loop at least 6, one per kill moment).
 FAULT_ROUNDS ?= 25
 FUZZTIME     ?= 30s
 # Fuzz targets as PACKAGE:TARGET. By default every `func FuzzX` in a
