@@ -3,6 +3,8 @@ package catalog
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -86,15 +88,27 @@ func BenchmarkDurableCreate32(b *testing.B) {
 	b.SetParallelism(32) // × GOMAXPROCS goroutines; at least 32
 	b.ResetTimer()
 	cpu0 := cpuTime()
+	var (
+		mu   sync.Mutex
+		lats []time.Duration
+	)
 	b.RunParallel(func(pb *testing.PB) {
+		var own []time.Duration
 		for pb.Next() {
 			i := next.Add(1)
+			t0 := time.Now()
 			if _, err := c.Create(b.Context(), fmt.Sprint(i), "/SUM1/D"+fmt.Sprint(i)); err != nil {
 				b.Fatal(err)
 			}
+			own = append(own, time.Since(t0))
 		}
+		mu.Lock()
+		lats = append(lats, own...)
+		mu.Unlock()
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "creates/s")
+	slices.Sort(lats)
+	b.ReportMetric(float64(lats[len(lats)*99/100].Microseconds())/1000, "p99-ms")
 	b.ReportMetric(cpuSince(cpu0)/float64(b.N), "cpu-µs/op")
 }
 

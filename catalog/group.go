@@ -8,15 +8,14 @@ import (
 // Group commit of single mapping writes (Create, Add, Delete).
 //
 // Each such call reads what it will check without the writers' lock (its
-// prefetch), then queues itself. Whichever queued call next takes the
-// writers' lock takes every call queued so far with it: it checks and
-// applies them in queue order into one Pebble batch, commits that batch once
-// (one state record, one pass through Pebble's commit pipeline), releases
-// the lock, waits for the one fsync that makes the batch durable, and then
-// answers every call of the group. Calls that arrive meanwhile queue up for
-// the next group, whose batch reaches the log while this one's fsync runs.
-// A call that finds its entry already taken by another group only waits
-// for that group's answer.
+// prefetch), then queues itself. The call that leads (see writeQueue) takes
+// the writers' lock and every call queued so far: it checks and applies
+// them in queue order into one Pebble batch, commits that batch once (one
+// state record, one pass through Pebble's commit pipeline), releases the
+// lock, hands the lead to the next queued call, waits for the one fsync
+// that makes the batch durable, and then answers every call of the group.
+// Calls that arrive meanwhile queue up for the next group, whose batch
+// reaches the log while this one's fsync runs.
 //
 // 32 concurrent writers thus share one batch and one fsync, instead of each
 // paying Pebble's per-batch costs under the lock while the others wait.
@@ -31,18 +30,30 @@ type pendingWrite struct {
 	seq  uint64
 	err  error
 	done chan struct{} // closed when seq and err are set
+	lead chan struct{} // closed when the call is to lead the next group
 }
 
-// writeQueue holds the single writes waiting for a group.
+// writeQueue holds the single writes waiting for a group, and whether a
+// call leads one: at most one does at a time, from taking the queue until
+// its group is applied, when it hands the lead to the first call queued
+// meanwhile. The others only wait for their answer, so that no call waits
+// for a later group's fsync after its own is done.
 type writeQueue struct {
 	mu      sync.Mutex
 	pending []*pendingWrite
+	leading bool
 }
 
-func (q *writeQueue) push(p *pendingWrite) {
+// push queues p and reports whether p leads the next group.
+func (q *writeQueue) push(p *pendingWrite) (lead bool) {
 	q.mu.Lock()
+	defer q.mu.Unlock()
 	q.pending = append(q.pending, p)
-	q.mu.Unlock()
+	if !q.leading {
+		q.leading = true
+		return true
+	}
+	return false
 }
 
 func (q *writeQueue) take() []*pendingWrite {
@@ -51,6 +62,18 @@ func (q *writeQueue) take() []*pendingWrite {
 	ps := q.pending
 	q.pending = nil
 	return ps
+}
+
+// handoff ends the current lead: the first call queued meanwhile leads the
+// next group.
+func (q *writeQueue) handoff() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.pending) == 0 {
+		q.leading = false
+		return
+	}
+	close(q.pending[0].lead)
 }
 
 // writeOne is write for one single mapping write: pre reads the records fn
@@ -73,33 +96,37 @@ func (c *Catalog) writeOne(ctx context.Context, op string, pre, fn func(w *write
 	if err != nil {
 		return 0, err
 	}
-	p := &pendingWrite{w: w, fn: fn, done: make(chan struct{})}
-	c.queue.push(p)
-	c.mu.Lock()
-	group := c.queue.take()
-	if len(group) == 0 { // another call took ours into its group
-		c.mu.Unlock()
-		<-p.done
-		return p.seq, p.err
+	p := &pendingWrite{w: w, fn: fn, done: make(chan struct{}), lead: make(chan struct{})}
+	if !c.queue.push(p) {
+		select {
+		case <-p.done:
+			return p.seq, p.err
+		case <-p.lead:
+		}
 	}
-	c.commitGroup(group) // unlocks c.mu
+	c.mu.Lock()
+	finish := c.commitGroup(c.queue.take()) // unlocks c.mu
+	c.queue.handoff()
+	finish()
 	<-p.done
 	return p.seq, p.err
 }
 
-// commitGroup applies the group's calls in order into one batch, commits
-// it, and answers each call once the batch is durable (or failed). It runs
-// with c.mu held and releases it before waiting for the fsync.
-func (c *Catalog) commitGroup(group []*pendingWrite) {
-	answer := func(err error) {
-		for _, p := range group {
-			if p.err == nil {
-				p.err = err
+// commitGroup applies the group's calls in order into one batch and
+// commits it. It runs with c.mu held and releases it; the returned finish
+// waits for the fsync and answers every call of the group.
+func (c *Catalog) commitGroup(group []*pendingWrite) (finish func()) {
+	answer := func(err error) func() {
+		return func() {
+			for _, p := range group {
+				if p.err == nil {
+					p.err = err
+				}
+				if p.err != nil {
+					p.seq = 0
+				}
+				close(p.done)
 			}
-			if p.err != nil {
-				p.seq = 0
-			}
-			close(p.done)
 		}
 	}
 	g := c.newWriter(false)
@@ -112,8 +139,7 @@ func (c *Catalog) commitGroup(group []*pendingWrite) {
 			if !itemError(err) {
 				c.mu.Unlock()
 				_ = g.b.Close()
-				answer(err)
-				return
+				return answer(err)
 			}
 			// Single writes fail their checks before they change anything
 			// (see create, add, delete), so the group's state is as before.
@@ -127,8 +153,7 @@ func (c *Catalog) commitGroup(group []*pendingWrite) {
 	if err == nil && g.b.Empty() {
 		c.mu.Unlock()
 		_ = g.b.Close()
-		answer(nil)
-		return
+		return answer(nil)
 	}
 	var wait func() error
 	if err == nil {
@@ -137,14 +162,13 @@ func (c *Catalog) commitGroup(group []*pendingWrite) {
 	if err != nil {
 		c.mu.Unlock()
 		_ = g.b.Close()
-		answer(err)
-		return
+		return answer(err)
 	}
 	for _, i := range g.touched {
 		c.stripes[i] = g.next.seq
 	}
 	c.mu.Unlock()
-	answer(wait())
+	return func() { answer(wait())() }
 }
 
 // adopt takes into w's overlays the records that p read before the lock

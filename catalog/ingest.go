@@ -120,7 +120,7 @@ func (c *Catalog) splitForIngest(b *pebble.Batch) (ingest []keyRun, rest *pebble
 	if len(ingest) == 0 {
 		return nil, nil, nil
 	}
-	rest = c.db.NewBatch()
+	rest = c.db.NewBatchWithSize(len(b.Repr()))
 	for _, run := range keep {
 		for i, k := range run.keys {
 			if err := rest.Set(k, run.values[i], nil); err != nil {
