@@ -84,6 +84,15 @@ func (p *puller) fetch(ctx context.Context, s *source, it *item) (err error) {
 			}
 		}
 		sum = nil
+		if pc.f.u.st.deferSync() {
+			// Made durable when its unit is placed (placeUnits).
+			if err := h.Close(); err != nil && herr == nil {
+				herr = err
+			}
+			h = nil
+			synced[cur] = herr == nil
+			return
+		}
 		if (inline[cur] || held[cur]) && deferSync {
 			if err := h.Close(); err != nil && herr == nil {
 				herr = err
@@ -95,7 +104,7 @@ func (p *puller) fetch(ctx context.Context, s *source, it *item) (err error) {
 			return
 		}
 		if !p.o.NoSync {
-			if err := h.Sync(); err != nil && herr == nil {
+			if err := fsync(h); err != nil && herr == nil {
 				herr = err
 			}
 		}
@@ -249,9 +258,7 @@ func (p *puller) fetch(ctx context.Context, s *source, it *item) (err error) {
 	if jerr != nil {
 		return jerr
 	}
-	for _, u := range done {
-		p.placeUnit(u)
-	}
+	p.placeUnits(done)
 	if err := p.judge(judge); err != nil {
 		return err
 	}
@@ -289,7 +296,7 @@ func (p *puller) checkpoint(f *fileState, h *os.File, dw *directWriter) (int64, 
 		return 0, nil
 	}
 	if !p.o.NoSync {
-		if err := h.Sync(); err != nil {
+		if err := fsync(h); err != nil {
 			return 0, localErr(err)
 		}
 	}

@@ -75,6 +75,11 @@ func mostTelling(errs []error) error {
 // verifies empty files, and queues the work.
 func (p *puller) prepare(u *unitPull) error {
 	m := u.m
+	if m.TotalBytes() < p.o.JournalMin {
+		if err := u.st.unjournal(u.fresh); err != nil {
+			return err
+		}
+	}
 	old, recs := u.st.load()
 	keep := map[string]bool{} // files whose earlier records hold
 	if old != nil {

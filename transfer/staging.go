@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -27,6 +28,11 @@ import (
 // records no longer hold ("reset"). Records are appended only after the
 // bytes they describe are fsynced, so after a crash the journal never
 // claims more than the disk holds. A torn last line is ignored.
+//
+// A unit smaller than PullOptions.JournalMin has neither manifest.json nor
+// journal (see staging.unjournaled): it is fetched again whole after a
+// crash, and made durable only when it is placed, together with the
+// other units placed at the same time (placeUnits).
 const (
 	stagingDirName = ".rls-staging"
 	manifestFile   = "manifest.json"
@@ -49,6 +55,12 @@ type staging struct {
 	lock    *os.File
 	journal *os.File
 	noSync  bool
+	// unjournaled: the unit is small enough to fetch again whole (see
+	// PullOptions.JournalMin): it has no manifest.json or journal, load
+	// finds nothing, and begin, setManifest and append write nothing. Its
+	// files are made durable when it is placed, not as they arrive, and
+	// after a crash nothing in unit/ is trusted.
+	unjournaled bool
 }
 
 func (s *staging) unitPath() string { return filepath.Join(s.dir, unitDir) }
@@ -76,10 +88,39 @@ func openStaging(dir string, noSync bool) (st *staging, fresh bool, err error) {
 	return &staging{dir: dir, lock: lock, noSync: noSync}, fresh, nil
 }
 
+// unjournal makes s an unjournaled staging directory (see
+// staging.unjournaled). A manifest and journal an earlier pull left are
+// removed first, durably, so that no record of theirs can later vouch for
+// bytes that this pull writes without journaling. fresh says that the
+// staging directory did not exist before this pull.
+func (s *staging) unjournal(fresh bool) error {
+	s.unjournaled = true
+	if fresh {
+		return nil
+	}
+	removed := false
+	for _, name := range []string{manifestFile, journalFile, manifestFile + ".tmp", journalFile + ".tmp"} {
+		err := os.Remove(filepath.Join(s.dir, name))
+		switch {
+		case err == nil:
+			removed = true
+		case !errors.Is(err, fs.ErrNotExist):
+			return localErr(err)
+		}
+	}
+	if removed {
+		return localErr(s.syncDir(s.dir))
+	}
+	return nil
+}
+
 // load returns the manifest and journal records of an earlier pull, or a
 // nil manifest if there was none (or it cannot be read: then the staging
 // directory starts over).
 func (s *staging) load() (*Manifest, []journalRec) {
+	if s.unjournaled {
+		return nil, nil
+	}
 	b, err := os.ReadFile(filepath.Join(s.dir, manifestFile))
 	if err != nil {
 		return nil, nil
@@ -105,6 +146,9 @@ func (s *staging) load() (*Manifest, []journalRec) {
 // begin writes m and the records that still hold as a new journal (each
 // replaced atomically), and opens the journal for appending.
 func (s *staging) begin(m *Manifest, recs []journalRec) error {
+	if s.unjournaled {
+		return nil
+	}
 	mb, err := json.Marshal(m)
 	if err != nil {
 		return err
@@ -132,6 +176,9 @@ func (s *staging) begin(m *Manifest, recs []journalRec) error {
 // setManifest replaces the manifest the journal refers to with m, the
 // same manifest with more known (its digests).
 func (s *staging) setManifest(m *Manifest) error {
+	if s.unjournaled {
+		return nil
+	}
 	mb, err := json.Marshal(m)
 	if err != nil {
 		return err
@@ -147,7 +194,7 @@ func (s *staging) writeAtomic(name string, b []byte) error {
 	}
 	_, err = f.Write(b)
 	if err == nil && !s.noSync {
-		err = f.Sync()
+		err = fsync(f)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -163,7 +210,7 @@ func (s *staging) writeAtomic(name string, b []byte) error {
 
 // append adds records to the journal and syncs it.
 func (s *staging) append(recs ...journalRec) error {
-	if len(recs) == 0 {
+	if len(recs) == 0 || s.unjournaled {
 		return nil
 	}
 	var b bytes.Buffer
@@ -176,10 +223,26 @@ func (s *staging) append(recs ...journalRec) error {
 		return localErr(err)
 	}
 	if !s.noSync {
-		return localErr(s.journal.Sync())
+		return localErr(fsync(s.journal))
 	}
 	return nil
 }
+
+// syncs counts the fsync(2) and syncfs(2) calls of pulls, so that tests
+// can hold a batch of small units to a few.
+var syncs atomic.Int64
+
+// fsync syncs f (fsync(2)) and counts it.
+func fsync(f *os.File) error {
+	syncs.Add(1)
+	return f.Sync()
+}
+
+// deferSync reports whether the unit's files are written without their
+// own fsync and made durable by one syncfs(2) when it is placed: an
+// unjournaled unit (nothing in staging is trusted after a crash, so
+// nothing needs to be durable before placement) on a system with syncfs.
+func (s *staging) deferSync() bool { return s.unjournaled && canSyncFS && !s.noSync }
 
 func (s *staging) syncDir(dir string) error {
 	if s.noSync {
@@ -189,7 +252,7 @@ func (s *staging) syncDir(dir string) error {
 	if err != nil {
 		return err
 	}
-	err = d.Sync()
+	err = fsync(d)
 	d.Close()
 	return err
 }
