@@ -500,8 +500,10 @@ if has_part big; then
 	rep=0
 	while read -r sunum _ pfn bytes _; do
 		rep=$((rep + 1))
-		# The source's digests are cached for both methods (untimed).
-		ctl jsoc -o json transfer manifest --from "${ADDR[jsoc]}" "$pfn" >/dev/null || die "manifest of $pfn"
+		# The source's digests are cached for both methods (untimed; the
+		# first manifest hashes the whole unit, longer than rlsctl's
+		# default 10 s per RPC on a busy machine).
+		ctl jsoc -o json --timeout "${MAX_SECS}s" transfer manifest --from "${ADDR[jsoc]}" "$pfn" >/dev/null || die "manifest of $pfn"
 		order="pull mirror"
 		[ $((rep % 2)) -eq 0 ] && order="mirror pull"
 		for m in $order; do
