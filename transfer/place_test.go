@@ -6,11 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 
+	"github.com/solar-archive/rls/api"
+	"github.com/solar-archive/rls/api/rlsv1"
 	"github.com/solar-archive/rls/transfer"
 )
 
@@ -129,4 +132,53 @@ func TestPullUnitsSmallUnjournaled(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dst, ".rls-staging")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("staging left behind: %v", err)
 	}
+}
+
+// BenchmarkPullUnitsSmall pulls batches of 48 small units (1-4 files of
+// at most 64 KiB each, as scripts/bench-mirror.sh's) from a warm gRPC
+// source on loopback into one store directory, durably, as the mirror
+// does (ManifestFirst, InPlace): units/s is the figure.
+func BenchmarkPullUnitsSmall(b *testing.B) {
+	root := b.TempDir()
+	var pfns []string
+	for i := range 48 {
+		u := filepath.Join(root, fmt.Sprintf("D%d", i))
+		must(b, os.MkdirAll(u, 0o755))
+		for k := range 1 + i%4 {
+			must(b, os.WriteFile(filepath.Join(u, fmt.Sprintf("f%d.fits", k)), randBytes(b, 1000+(i*7919+k*104729)%(16<<10)), 0o644))
+		}
+		pfns = append(pfns, u)
+	}
+	src, err := transfer.NewSource([]string{root}, &transfer.SourceOptions{Logger: quiet})
+	must(b, err)
+	defer src.Close()
+	srv, err := api.NewServer(api.ServerOptions{Logger: quiet})
+	must(b, err)
+	rlsv1.RegisterTransferServer(srv, api.NewTransferServer(src))
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	must(b, err)
+	go func() { _ = srv.Serve(lis) }()
+	defer func() { _ = srv.Shutdown(context.Background()) }()
+	for _, p := range pfns {
+		_, err := src.Manifest(context.Background(), p)
+		must(b, err)
+	}
+	cl, err := api.DialTransfer(lis.Addr().String(), nil)
+	must(b, err)
+	defer cl.Close()
+	opts := transfer.PullOptions{Sources: []transfer.Peer{cl}, ManifestFirst: true, InPlace: true, Logger: quiet}
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		store := b.TempDir()
+		units := make([]transfer.Unit, len(pfns))
+		for i, p := range pfns {
+			units[i] = transfer.Unit{PFN: p, Dest: filepath.Join(store, filepath.Base(p))}
+		}
+		b.StartTimer()
+		if _, err := transfer.PullUnits(context.Background(), units, opts); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(pfns))/b.Elapsed().Seconds(), "units/s")
 }

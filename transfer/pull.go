@@ -269,7 +269,10 @@ func PullUnits(ctx context.Context, units []Unit, opts PullOptions) ([]*PullResu
 		p.units = append(p.units, u)
 	}
 	defer func() {
-		for _, u := range p.units {
+		dests := make([]string, len(p.units))
+		defer removeStagingRoots(dests)
+		for i, u := range p.units {
+			dests[i] = u.dest
 			if u.st != nil {
 				// An unjournaled unit's staging holds nothing a later
 				// pull would use.

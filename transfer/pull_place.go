@@ -80,8 +80,35 @@ func (p *puller) failPlacing(u *unitPull, err error) {
 }
 
 // tidy finishes unit u in staging: anything an older manifest left is
-// removed, and directories get their modes and mtimes (deepest first).
+// removed (in a fresh staging directory, only the manifest's entries were
+// made), and directories get their modes and mtimes (deepest first).
 func (p *puller) tidy(u *unitPull) error {
+	if !u.fresh {
+		if err := p.removeExtra(u); err != nil {
+			return err
+		}
+	}
+	unit := u.st.unitPath()
+	// Entries are sorted, so children follow their parent.
+	for i := len(u.m.Entries) - 1; i >= 0; i-- {
+		e := &u.m.Entries[i]
+		if !e.Dir {
+			continue
+		}
+		path := filepath.Join(unit, filepath.FromSlash(e.Path))
+		if err := os.Chmod(path, e.FileMode()); err != nil {
+			return localErr(err)
+		}
+		if err := os.Chtimes(path, time.Time{}, e.MTime); err != nil {
+			return localErr(err)
+		}
+	}
+	return nil
+}
+
+// removeExtra removes what u's staging holds that its manifest does not
+// list.
+func (p *puller) removeExtra(u *unitPull) error {
 	unit := u.st.unitPath()
 	want := map[string]bool{}
 	for _, e := range u.m.Entries {
@@ -105,20 +132,6 @@ func (p *puller) tidy(u *unitPull) error {
 	}
 	for _, x := range extra {
 		if err := os.RemoveAll(x); err != nil {
-			return localErr(err)
-		}
-	}
-	// Entries are sorted, so children follow their parent.
-	for i := len(u.m.Entries) - 1; i >= 0; i-- {
-		e := &u.m.Entries[i]
-		if !e.Dir {
-			continue
-		}
-		path := filepath.Join(unit, filepath.FromSlash(e.Path))
-		if err := os.Chmod(path, e.FileMode()); err != nil {
-			return localErr(err)
-		}
-		if err := os.Chtimes(path, time.Time{}, e.MTime); err != nil {
 			return localErr(err)
 		}
 	}
@@ -179,21 +192,26 @@ func (p *puller) syncStaged(units []*unitPull) error {
 func (p *puller) rename(u *unitPull) error {
 	unit := u.st.unitPath()
 	if _, err := os.Lstat(u.dest); err != nil || !p.o.Force {
-		return localErr(os.Rename(unit, u.dest))
+		if err := os.Rename(unit, u.dest); err != nil {
+			return localErr(err)
+		}
+		u.st.moved = unit == u.st.dir
+		return nil
 	}
 	// Swap, then delete the old unit, now in staging.
+	old := unit
 	if err := exchange(unit, u.dest); err != nil {
-		old := unit + ".old"
+		old = unit + ".old"
 		if err := os.Rename(u.dest, old); err != nil {
 			return localErr(err)
 		}
 		if err := os.Rename(unit, u.dest); err != nil {
 			return localErr(err)
 		}
-		unit = old
 	}
-	if err := os.RemoveAll(unit); err != nil {
-		u.log.Warn("could not remove the replaced unit", "path", unit, "error", err)
+	u.st.moved = unit == u.st.dir
+	if err := os.RemoveAll(old); err != nil {
+		u.log.Warn("could not remove the replaced unit", "path", old, "error", err)
 	}
 	return nil
 }

@@ -95,19 +95,16 @@ func (p *puller) prepare(u *unitPull) error {
 		}
 	}
 	unit := u.st.unitPath()
-	if err := os.MkdirAll(unit, 0o755); err != nil {
-		return localErr(err)
+	if err := u.st.mkdir(unit, u.fresh); err != nil {
+		return err
 	}
 	byPath := map[string]*fileState{}
 	for i := range m.Entries {
 		e := &m.Entries[i]
 		path := filepath.Join(unit, filepath.FromSlash(e.Path))
 		if e.Dir {
-			if fi, err := os.Lstat(path); err == nil && !fi.IsDir() {
-				os.RemoveAll(path)
-			}
-			if err := os.MkdirAll(path, 0o755); err != nil {
-				return localErr(err)
+			if err := u.st.mkdir(path, u.fresh); err != nil {
+				return err
 			}
 			continue
 		}
