@@ -185,10 +185,15 @@ func (e *Engine) Accept(ctx context.Context, reqs []Request) error {
 		}
 	}
 	if len(promoted) > 0 {
+		// The bulk lane hands the promoted units it holds to the user
+		// lane and then wakes it, so that they travel with the other
+		// user requests of this call.
 		e.lanes[LaneBulk].post(func(l *lane) { l.promote(promoted) })
 	}
-	for _, l := range e.lanes {
-		l.poke()
+	for id, l := range e.lanes {
+		if id != LaneUser || len(promoted) == 0 {
+			l.poke()
+		}
 	}
 	return nil
 }

@@ -19,6 +19,11 @@ type lane struct {
 	running int
 	held    int               // units claimed by this lane
 	groups  map[string]*group // BQUED units by source site
+	// drained: the last look at the queue found nothing more due, with
+	// room in the window to claim it. No unit is about to join a group,
+	// so a group that is not full goes at once to a free worker rather
+	// than wait out the batch's idle time.
+	drained bool
 
 	mu    sync.Mutex
 	inbox []func(*lane)
@@ -74,6 +79,7 @@ func (l *lane) run(ctx context.Context) {
 		}
 		now := time.Now()
 		var next time.Time
+		l.drained = false
 		if free := l.window() - l.held; free > 0 {
 			ids, due, err := l.e.store.due(l.id, now, min(free, 4096), l.e.isClaimed)
 			if err != nil {
@@ -85,6 +91,7 @@ func (l *lane) run(ctx context.Context) {
 				l.locate(ctx, ids, now)
 				continue // claim more while there is room
 			}
+			l.drained = err == nil
 		}
 		if d := l.dispatch(ctx, &wg, now); !d.IsZero() && (next.IsZero() || d.Before(next)) {
 			next = d
@@ -358,7 +365,7 @@ func (l *lane) drop(j *job) {
 }
 
 // promote hands the jobs of sunums that wait in this lane's groups to the
-// user lane (their records are in the user lane already).
+// user lane (their records are in the user lane already), and wakes it.
 func (l *lane) promote(sunums []uint64) {
 	set := make(map[uint64]bool, len(sunums))
 	for _, n := range sunums {
@@ -376,6 +383,7 @@ func (l *lane) promote(sunums []uint64) {
 		})
 	}
 	if len(moved) == 0 {
+		l.e.lanes[LaneUser].poke()
 		return
 	}
 	l.held -= len(moved)
@@ -394,8 +402,11 @@ func (l *lane) promote(sunums []uint64) {
 }
 
 // dispatch starts a worker for each group that is full, holds a large unit
-// or waited Idle, while workers and source slots are free. It returns when
-// the next idle group is due (zero if none).
+// or waited Idle, or, when the lane is drained (no unit is about to
+// join), for any group, while workers and source slots are free: batches
+// fill while every worker is busy, and a worker never waits for units
+// that are not coming. It returns when the next idle group is due (zero
+// if none).
 func (l *lane) dispatch(ctx context.Context, wg *sync.WaitGroup, now time.Time) time.Time {
 	b := l.e.cfg.Batch
 	var next time.Time
@@ -424,7 +435,7 @@ func (l *lane) dispatch(ctx context.Context, wg *sync.WaitGroup, now time.Time) 
 			if n == 0 {
 				n = 1
 			}
-			full := large || n == b.Units || n < len(g.jobs) || bytes >= b.Bytes
+			full := large || n == b.Units || n < len(g.jobs) || bytes >= b.Bytes || l.drained
 			if idle := g.last.Add(b.Idle); !full && now.Before(idle) {
 				if next.IsZero() || idle.Before(next) {
 					next = idle

@@ -32,7 +32,9 @@ type ListQuery struct {
 	Limit  int
 }
 
-// List returns a page of records in sunum order, and whether more follow.
+// List returns a page of records in sunum order, and whether more follow:
+// one pass over the state's index and the records, holding at most the
+// page, however many records the store holds.
 func (e *Engine) List(q ListQuery) ([]*Record, bool, error) {
 	if !q.State.valid() {
 		return nil, false, fmt.Errorf("%w: list: state %v", ErrInvalid, q.State)
@@ -41,48 +43,57 @@ func (e *Engine) List(q ListQuery) ([]*Record, bool, error) {
 	if limit <= 0 {
 		limit = 1000
 	}
+	if q.After == ^uint64(0) {
+		return nil, false, nil
+	}
+	var start []byte
+	if q.After > 0 {
+		start = stateKey(q.State, q.After+1)
+	}
 	var out []*Record
 	var ferr error
 	more := false
-	err := e.store.byState(q.State, q.After, func(n uint64) bool {
-		rs, err := e.store.Get([]uint64{n})
+	err := e.store.scanJoin([]byte{tagState, byte(q.State)}, start, func(n uint64, v []byte) bool {
+		// Records of other series are skipped without being decoded.
+		if st, ok := recordState(v); !ok || st != q.State {
+			return true
+		}
+		if q.Series != "" {
+			if s, ok := recordSeries(v); !ok || string(s) != q.Series {
+				return true
+			}
+		}
+		if len(out) == limit {
+			more = true
+			return false
+		}
+		r, err := decodeRecord(n, v)
 		if err != nil {
 			ferr = err
 			return false
 		}
-		if r := rs[0]; r != nil && r.State == q.State && (q.Series == "" || r.Series == q.Series) {
-			if len(out) == limit {
-				more = true
-				return false
-			}
-			out = append(out, r)
-		}
+		out = append(out, r)
 		return true
 	})
-	if err == nil {
-		err = ferr
-	}
-	return out, more, err
+	return out, more, cmpErr(err, ferr)
 }
 
 // Retry queues sunums again now, with their backoff reset: FAIL, INVD and
 // PNDG records (others are left as they are). With no sunums, it retries
-// every record in state (FAIL or INVD). It returns the sunums queued.
+// every record in state (FAIL or INVD), a page at a time. It returns the
+// sunums queued.
 func (e *Engine) Retry(sunums []uint64, state State) ([]uint64, error) {
-	if len(sunums) == 0 {
-		if state != FAIL && state != INVD {
-			return nil, fmt.Errorf("%w: retry: state %v (want FAIL or INVD)", ErrInvalid, state)
-		}
-		if err := e.store.byState(state, 0, func(n uint64) bool {
-			sunums = append(sunums, n)
-			return true
-		}); err != nil {
-			return nil, err
-		}
+	if len(sunums) == 0 && state != FAIL && state != INVD {
+		return nil, fmt.Errorf("%w: retry: state %v (want FAIL or INVD)", ErrInvalid, state)
 	}
+	defer func() {
+		for _, l := range e.lanes {
+			l.poke()
+		}
+	}()
 	now := time.Now()
 	var done []uint64
-	for chunk := range slices.Chunk(sunums, 4096) {
+	retry := func(chunk []uint64) error {
 		_, err := e.store.update(chunk, now, func(n uint64, r *Record) (*Record, mutation) {
 			if r == nil || (r.State != FAIL && r.State != INVD && r.State != PNDG) {
 				return r, keep
@@ -91,15 +102,37 @@ func (e *Engine) Retry(sunums []uint64, state State) ([]uint64, error) {
 			done = append(done, n)
 			return r, write
 		})
-		if err != nil {
+		return err
+	}
+	if len(sunums) > 0 {
+		for chunk := range slices.Chunk(sunums, retryPage) {
+			if err := retry(chunk); err != nil {
+				return done, err
+			}
+		}
+		return done, nil
+	}
+	// Records leave the state as they are retried: each page is read from
+	// the start of what is left.
+	for {
+		page := make([]uint64, 0, retryPage)
+		if err := e.store.byState(state, 0, func(n uint64) bool {
+			page = append(page, n)
+			return len(page) < retryPage
+		}); err != nil {
+			return done, err
+		}
+		if len(page) == 0 {
+			return done, nil
+		}
+		if err := retry(page); err != nil {
 			return done, err
 		}
 	}
-	for _, l := range e.lanes {
-		l.poke()
-	}
-	return done, nil
 }
+
+// retryPage is the most records one write of Retry changes.
+const retryPage = 4096
 
 // Cancel forgets sunums that are not DONE: their records go. A unit being
 // pulled may still be placed and registered. It returns the sunums
@@ -160,7 +193,9 @@ type Coverage struct {
 
 // Coverage reports, for series (every series the store knows if empty),
 // the records per state and the sunum ranges present and missing compared
-// with the authority's catalog.
+// with the authority's catalog. Each series is one pass over its index and
+// the records, merged with the authority's sorted list: nothing per
+// record is held but the ranges.
 func (e *Engine) Coverage(ctx context.Context, series string) ([]Coverage, error) {
 	names := []string{series}
 	if series == "" {
@@ -171,52 +206,69 @@ func (e *Engine) Coverage(ctx context.Context, series string) ([]Coverage, error
 	}
 	var out []Coverage
 	for _, s := range names {
-		c := Coverage{Series: s, States: map[string]int64{}}
-		done := map[uint64]bool{}
-		var ferr error
-		if err := e.store.bySeries(s, func(n uint64) bool {
-			rs, err := e.store.Get([]uint64{n})
-			if err != nil {
-				ferr = err
-				return false
-			}
-			if r := rs[0]; r != nil {
-				c.States[r.State.String()]++
-				if r.State == DONE {
-					done[n] = true
-				}
-			}
-			return true
-		}); err != nil || ferr != nil {
-			return nil, cmpErr(err, ferr)
-		}
-		a := e.authority(s)
-		if a == nil {
-			c.Error = "no authority for this series"
-			out = append(out, c)
-			continue
-		}
-		units, err := a.Units(ctx, s)
+		c, err := e.coverage(ctx, s)
 		if err != nil {
-			c.Error = err.Error()
-			out = append(out, c)
-			continue
-		}
-		c.Authority = int64(len(units))
-		for _, n := range units {
-			rs := &c.Missing
-			if done[n] {
-				rs = &c.Present
-			}
-			if k := len(*rs); k > 0 && (*rs)[k-1].Last+1 == n {
-				(*rs)[k-1].Last = n
-			} else {
-				*rs = append(*rs, Range{n, n})
-			}
+			return nil, err
 		}
 		out = append(out, c)
 	}
 	return out, nil
+}
+
+// coverage is Coverage of one series.
+func (e *Engine) coverage(ctx context.Context, series string) (Coverage, error) {
+	c := Coverage{Series: series, States: map[string]int64{}}
+	var units []uint64 // the authority's, sorted
+	switch a := e.authority(series); {
+	case a == nil:
+		c.Error = "no authority for this series"
+	default:
+		var err error
+		if units, err = a.Units(ctx, series); err != nil {
+			c.Error, units = err.Error(), nil
+		}
+		c.Authority = int64(len(units))
+	}
+	add := func(n uint64, present bool) {
+		rs := &c.Missing
+		if present {
+			rs = &c.Present
+		}
+		if k := len(*rs); k > 0 && (*rs)[k-1].Last+1 == n {
+			(*rs)[k-1].Last = n
+		} else {
+			*rs = append(*rs, Range{n, n})
+		}
+	}
+	i := 0 // the authority's next unit
+	var counts [INVD + 1]int64
+	err := e.store.scanJoin(seriesPrefix(series), nil, func(n uint64, v []byte) bool {
+		st, ok := recordState(v)
+		if !ok {
+			return true
+		}
+		counts[st]++
+		for ; i < len(units) && units[i] < n; i++ {
+			add(units[i], false)
+		}
+		if i < len(units) && units[i] == n {
+			add(n, st == DONE)
+			i++
+		}
+		return true
+	})
+	if err != nil {
+		return c, err
+	}
+	for ; i < len(units); i++ {
+		add(units[i], false)
+	}
+	for _, st := range States {
+		if counts[st] > 0 {
+			c.States[st.String()] = counts[st]
+		}
+	}
+	return c, nil
 }
 
 func cmpErr(a, b error) error {

@@ -188,6 +188,92 @@ func (s *Store) scan(prefix, start []byte, fn func(k, v []byte) bool) error {
 	return errors.Join(it.Error(), it.Close())
 }
 
+// scanJoin walks the index keys with prefix (each ending in a big-endian
+// sunum) from start (if not nil) on, in order, and calls fn with each
+// key's sunum and the encoded record of that sunum (nil if there is none;
+// valid only in fn), until fn returns false. The records are read by one
+// iterator that only moves forward, from the same snapshot as the index:
+// one pass over each, holding nothing but the current pair, however many
+// records there are.
+func (s *Store) scanJoin(prefix, start []byte, fn func(sunum uint64, rec []byte) bool) error {
+	if err := s.guard.Err(); err != nil {
+		return err
+	}
+	snap := s.db.NewSnapshot()
+	defer snap.Close()
+	idx, err := snap.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return err
+	}
+	recs, err := snap.NewIter(&pebble.IterOptions{LowerBound: []byte{tagRecord}, UpperBound: []byte{tagRecord + 1}})
+	if err != nil {
+		return errors.Join(err, idx.Close())
+	}
+	ok := idx.First()
+	if start != nil {
+		ok = idx.SeekGE(start)
+	}
+	key := recordKey(0)
+	for ; ok; ok = idx.Next() {
+		k := idx.Key()
+		if len(k) < len(prefix)+8 {
+			continue
+		}
+		n := binary.BigEndian.Uint64(k[len(k)-8:])
+		binary.BigEndian.PutUint64(key[1:], n)
+		var v []byte
+		if recs.SeekGE(key) && bytes.Equal(recs.Key(), key) {
+			v = recs.Value()
+		}
+		if !fn(n, v) {
+			break
+		}
+	}
+	return errors.Join(idx.Error(), recs.Error(), idx.Close(), recs.Close())
+}
+
+// prefixEnd is the least key greater than every key with prefix p.
+func prefixEnd(p []byte) []byte {
+	end := bytes.Clone(p)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil // no bound
+}
+
+// recordState is the state of an encoded record, read without decoding
+// the rest of it.
+func recordState(v []byte) (State, bool) {
+	if len(v) < 2 || v[0] != recordVersion || !State(v[1]).valid() {
+		return 0, false
+	}
+	return State(v[1]), true
+}
+
+// recordSeries returns the series of an encoded record (a part of v),
+// read without decoding the rest of it.
+func recordSeries(v []byte) ([]byte, bool) {
+	if len(v) < 3 || v[0] != recordVersion {
+		return nil, false
+	}
+	b := v[3:]
+	for range 8 { // attempts, streak, bytes, files, 4 times: a varint's length is read as a uvarint's
+		_, n := binary.Uvarint(b)
+		if n <= 0 {
+			return nil, false
+		}
+		b = b[n:]
+	}
+	l, n := binary.Uvarint(b)
+	if n <= 0 || l > uint64(len(b)-n) {
+		return nil, false
+	}
+	return b[n : n+int(l)], true
+}
+
 func (s *Store) get(r pebble.Reader, sunum uint64) (*Record, error) {
 	if err := s.guard.Err(); err != nil {
 		return nil, err

@@ -126,3 +126,20 @@ func TestParseSunum(t *testing.T) {
 		}
 	}
 }
+
+// recordSeries reads the series of every record encode writes.
+func TestRecordSeries(t *testing.T) {
+	for _, r := range []*Record{
+		{State: NQUE},
+		{State: FAIL, Series: "hmi.M_45s", Attempts: 1 << 30, Streak: 300, Bytes: -5, Files: 1 << 50,
+			Enqueued: time.Unix(1, 0), Due: time.Unix(1<<33, 7), Reason: "r", Source: "s"},
+	} {
+		got, ok := recordSeries(r.encode(nil))
+		if !ok || string(got) != r.Series {
+			t.Errorf("recordSeries of %+v: %q, %v", r, got, ok)
+		}
+	}
+	if _, ok := recordSeries([]byte{recordVersion, byte(NQUE), 0, 0x80}); ok {
+		t.Error("recordSeries of a truncated record: ok")
+	}
+}

@@ -288,7 +288,7 @@ enqueue() {
 	for s in ${SERIES//,/ }; do
 		awk -F'\t' -v s="$s" '$2 == s { print $1 }' "$file" >"$WORK/enq-$name-$s.txt"
 		[ -s "$WORK/enq-$name-$s.txt" ] || continue
-		ctl "$name" mirror enqueue --series "$s" -f "$WORK/enq-$name-$s.txt" "$@" >>"$OUT/enqueue-$name.log" 2>&1 ||
+		ctl "$name" --timeout 120s mirror enqueue --series "$s" -f "$WORK/enq-$name-$s.txt" "$@" >>"$OUT/enqueue-$name.log" 2>&1 ||
 			die "enqueue at $name failed (log $OUT/enqueue-$name.log)"
 	done
 }
@@ -403,6 +403,11 @@ proxy() {
 }
 
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+# cpu_ms PID: the CPU time (user + system) the process used so far, in ms.
+# On a shared machine it says what a site's work costs where wall time
+# says how much CPU the others left it.
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ms() { awk -v hz="$CLK_TCK" '{ sub(/^.*\) /, ""); printf "%d\n", ($12 + $13) * 1000 / hz }' "/proc/$1/stat"; }
 hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 
 # Results, one line per figure: key<TAB>value.
@@ -457,6 +462,8 @@ fi
 
 if has_part small; then
 	say "1. $SMALL_N small units: enqueue at sao (tier 2) and nso (tier 1), wait until both hold them all"
+	declare -A CPU0
+	for site in jsoc rli nso sao; do CPU0[$site]=$(cpu_ms "${PID[$site]}"); done
 	t0=$(now)
 	enqueue sao "$OUT/small-units.tsv"
 	enqueue nso "$OUT/small-units.tsv"
@@ -472,6 +479,10 @@ if has_part small; then
 	res small_nso_ups "$(awk -v n="$SMALL_N" -v s="$s_nso" 'BEGIN { printf "%.0f", n / s }')"
 	res small_sao_ups "$(awk -v n="$SMALL_N" -v s="$s_sao" 'BEGIN { printf "%.0f", n / s }')"
 	res small_fed_ups "$(awk -v n="$SMALL_N" -v s="$s_sao" 'BEGIN { printf "%.0f", 2 * n / s }')"
+	# CPU per unit of each daemon over the part (nso's includes serving sao).
+	for site in jsoc rli nso sao; do
+		res "small_${site}_cpu_ms_per_unit" "$(awk -v a="${CPU0[$site]}" -v b="$(cpu_ms "${PID[$site]}")" -v n="$SMALL_N" 'BEGIN { printf "%.2f", (b - a) / n }')"
+	done
 	echo "nso: ${SMALL_N} units DONE in ${s_nso} s; sao: in ${s_sao} s" >&2
 	for site in nso sao; do
 		ctl "$site" -o json mirror sources >"$OUT/sources-small-$site.json"
@@ -500,8 +511,10 @@ if has_part big; then
 	rep=0
 	while read -r sunum _ pfn bytes _; do
 		rep=$((rep + 1))
-		# The source's digests are cached for both methods (untimed).
-		ctl jsoc -o json transfer manifest --from "${ADDR[jsoc]}" "$pfn" >/dev/null || die "manifest of $pfn"
+		# The source's digests are cached for both methods (untimed; the
+		# first manifest hashes the whole unit, longer than rlsctl's
+		# default 10 s per RPC on a busy machine).
+		ctl jsoc -o json --timeout "${MAX_SECS}s" transfer manifest --from "${ADDR[jsoc]}" "$pfn" >/dev/null || die "manifest of $pfn"
 		order="pull mirror"
 		[ $((rep % 2)) -eq 0 ] && order="mirror pull"
 		for m in $order; do
@@ -685,7 +698,7 @@ say "results"
 	fi
 	echo
 	if has_part small; then
-		echo "Part 1: units placed per source — nso: jsoc $(get small_nso_from_jsoc), sao $(get small_nso_from_sao); sao: nso $(get small_sao_from_nso), jsoc $(get small_sao_from_jsoc). Enqueue of $SMALL_N at each site took $(get small_enqueue_s) s (included)."
+		echo "Part 1: units placed per source — nso: jsoc $(get small_nso_from_jsoc), sao $(get small_nso_from_sao); sao: nso $(get small_sao_from_nso), jsoc $(get small_sao_from_jsoc). Enqueue of $SMALL_N at each site took $(get small_enqueue_s) s (included). CPU per unit (user + system): nso $(get small_nso_cpu_ms_per_unit) ms (with serving sao), sao $(get small_sao_cpu_ms_per_unit) ms, jsoc $(get small_jsoc_cpu_ms_per_unit) ms, rli $(get small_rli_cpu_ms_per_unit) ms."
 	fi
 	if has_part wan; then echo "Part 2: $(tr '\n' ';' <"$OUT/wan-rtt.txt")"; fi
 	if has_part big; then echo "Part 3 runs (s): $(awk -F'\t' 'NR > 1 { printf "%s%s %s", sep, $3, $4; sep = ", " }' "$OUT/big-times.tsv")"; fi

@@ -30,6 +30,7 @@ const (
 	DefaultSlowFactor      = 8
 	DefaultSlowWindow      = 5 * time.Second
 	DefaultSlowMinBytes    = 8 << 20
+	DefaultJournalMin      = 1 << 20
 )
 
 // PullOptions configure Pull. Only Sources is required.
@@ -111,10 +112,17 @@ type PullOptions struct {
 	// Force takes precedence.
 	InPlace bool
 	// OnPlaced, if set, is called once for each unit as soon as it is
-	// placed (or found in place), before PullUnits returns, possibly from
-	// several goroutines at once. The result's Err is nil; Elapsed and the
-	// per-source figures may still grow.
+	// placed (or found in place), durably, before PullUnits returns,
+	// possibly from several goroutines at once. The result's Err is nil;
+	// Elapsed and the per-source figures may still grow.
 	OnPlaced func(i int, r *PullResult)
+	// JournalMin: a unit of fewer bytes is built without a resume journal
+	// (nothing of it is worth resuming: after a crash it is fetched again
+	// whole), its files are not synced one by one as they arrive, and it
+	// is made durable with the other units placed at the same time (one
+	// syncfs(2) for them all, where there is one). Default
+	// DefaultJournalMin; negative: every unit is journaled.
+	JournalMin int64
 	// Logger, default slog.Default().
 	Logger *slog.Logger
 
@@ -204,6 +212,9 @@ func (o PullOptions) withDefaults() PullOptions {
 	if o.SlowMinBytes <= 0 {
 		o.SlowMinBytes = DefaultSlowMinBytes
 	}
+	if o.JournalMin == 0 {
+		o.JournalMin = DefaultJournalMin
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -272,9 +283,14 @@ func PullUnits(ctx context.Context, units []Unit, opts PullOptions) ([]*PullResu
 		p.units = append(p.units, u)
 	}
 	defer func() {
-		for _, u := range p.units {
+		dests := make([]string, len(p.units))
+		defer removeStagingRoots(dests)
+		for i, u := range p.units {
+			dests[i] = u.dest
 			if u.st != nil {
-				u.st.close(u.state.Load() == unitPlaced || (u.m == nil && u.fresh))
+				// An unjournaled unit's staging holds nothing a later
+				// pull would use.
+				u.st.close(u.state.Load() == unitPlaced || (u.m == nil && u.fresh) || u.st.unjournaled)
 			}
 		}
 	}()
@@ -293,11 +309,13 @@ func PullUnits(ctx context.Context, units []Unit, opts PullOptions) ([]*PullResu
 		}
 	}
 	p.startQueue()
+	var ready []*unitPull
 	for _, u := range p.units {
 		if u.state.Load() == unitRunning && u.m != nil && u.left == 0 && !u.fast {
-			p.placeUnit(u) // a fast unit is placed once its digests are checked
+			ready = append(ready, u) // a fast unit is placed once its digests are checked
 		}
 	}
+	p.placeUnits(ready)
 	p.startDigests(dctx)
 	stopProgress := p.reportProgress()
 	err := p.run(ctx)
@@ -439,22 +457,7 @@ func (u *unitPull) fail(err error) {
 func (p *puller) failUnit(u *unitPull, err error) { u.fail(err) }
 
 // placeUnit places u, whose files are all verified, unless it failed.
-func (p *puller) placeUnit(u *unitPull) {
-	if !u.state.CompareAndSwap(unitRunning, unitFinishing) {
-		return
-	}
-	err := p.place(u)
-	u.elapsed = time.Since(u.start)
-	if err != nil {
-		u.err = fmt.Errorf("pull %s: %w", u.pfn, err)
-		u.state.Store(unitFailed)
-		return
-	}
-	u.state.Store(unitPlaced)
-	u.log.Info("pulled", "dest", u.dest, "bytes", u.m.TotalBytes(), "fetched", u.fetched.Load(),
-		"resumed", u.resumed, "elapsed", u.elapsed)
-	p.placed(u)
-}
+func (p *puller) placeUnit(u *unitPull) { p.placeUnits([]*unitPull{u}) }
 
 // puller is the state of one PullUnits.
 type puller struct {

@@ -55,9 +55,7 @@ func (p *puller) fetch(ctx context.Context, s *source, it *item) error {
 	if jerr != nil {
 		return jerr
 	}
-	for _, u := range out.done {
-		p.placeUnit(u)
-	}
+	p.placeUnits(out.done)
 	if err := p.judge(out.judge); err != nil {
 		return err
 	}
@@ -225,6 +223,13 @@ func (st *stream) closeCur() {
 	}
 	st.judgeWhole()
 	r := &st.rs[st.cur]
+	if st.it.pieces[st.cur].f.u.st.deferSync() {
+		// Made durable when its unit is placed (placeUnits).
+		st.setErr(st.h.Close())
+		st.h = nil
+		r.synced = st.herr == nil
+		return
+	}
 	if (r.inline || r.held) && st.deferSync {
 		st.setErr(st.h.Close())
 		st.h = nil
@@ -234,7 +239,7 @@ func (st *stream) closeCur() {
 		return
 	}
 	if !st.p.o.NoSync {
-		st.setErr(st.h.Sync())
+		st.setErr(fsync(st.h))
 	}
 	st.setErr(st.h.Close())
 	st.h = nil
@@ -368,7 +373,7 @@ func (p *puller) checkpoint(f *fileState, h *os.File, dw *directWriter) (int64, 
 		return 0, nil
 	}
 	if !p.o.NoSync {
-		if err := h.Sync(); err != nil {
+		if err := fsync(h); err != nil {
 			return 0, localErr(err)
 		}
 	}

@@ -74,6 +74,11 @@ func mostTelling(errs []error) error {
 // run did for files that did not change, creates directories and files,
 // verifies empty files, and queues the work.
 func (p *puller) prepare(u *unitPull) error {
+	if u.m.TotalBytes() < p.o.JournalMin {
+		if err := u.st.unjournal(u.fresh); err != nil {
+			return err
+		}
+	}
 	old, recs := u.st.load()
 	byPath, err := stageTree(u)
 	if err != nil {
@@ -129,19 +134,16 @@ func unchangedFiles(old, m *Manifest) map[string]bool {
 // and sets u.files; it returns the files by path.
 func stageTree(u *unitPull) (map[string]*fileState, error) {
 	unit := u.st.unitPath()
-	if err := os.MkdirAll(unit, 0o755); err != nil {
-		return nil, localErr(err)
+	if err := u.st.mkdir(unit, u.fresh); err != nil {
+		return nil, err
 	}
 	byPath := map[string]*fileState{}
 	for i := range u.m.Entries {
 		e := &u.m.Entries[i]
 		path := filepath.Join(unit, filepath.FromSlash(e.Path))
 		if e.Dir {
-			if fi, err := os.Lstat(path); err == nil && !fi.IsDir() {
-				os.RemoveAll(path)
-			}
-			if err := os.MkdirAll(path, 0o755); err != nil {
-				return nil, localErr(err)
+			if err := u.st.mkdir(path, u.fresh); err != nil {
+				return nil, err
 			}
 			continue
 		}

@@ -125,8 +125,8 @@ func (p *puller) verify(f *fileState) (unitDone bool, err error) {
 		if err := os.Chtimes(f.path, time.Time{}, f.e.MTime); err != nil {
 			return false, localErr(err)
 		}
-		if !p.o.NoSync {
-			if err := h.Sync(); err != nil {
+		if !p.o.NoSync && !f.u.st.deferSync() {
+			if err := fsync(h); err != nil {
 				return false, localErr(err)
 			}
 		}
@@ -265,9 +265,7 @@ func (p *puller) accept(files []*fileState) error {
 	if jerr != nil {
 		return jerr
 	}
-	for _, u := range done {
-		p.placeUnit(u)
-	}
+	p.placeUnits(done)
 	return nil
 }
 
@@ -280,7 +278,7 @@ func (p *puller) syncFiles(files []*fileState) error {
 			if err != nil {
 				return err
 			}
-			err = h.Sync()
+			err = fsync(h)
 			if cerr := h.Close(); err == nil {
 				err = cerr
 			}
@@ -293,7 +291,7 @@ func (p *puller) syncFiles(files []*fileState) error {
 	devs := map[uint64]bool{}
 	seen := map[*unitPull]bool{}
 	for _, f := range files {
-		if seen[f.u] {
+		if seen[f.u] || f.u.st.deferSync() { // synced when placed
 			continue
 		}
 		seen[f.u] = true

@@ -11,12 +11,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"syscall"
 )
 
-// A pull's staging directory, <parent>/.rls-staging/<name>, holds:
+// A pull's staging directory, <parent>/.rls-staging/<name>, is flock'ed
+// while a pull runs, so that two pulls never share it, and holds:
 //
-//	lock           flock'ed while a pull runs, so two pulls never share it
 //	manifest.json  the manifest the journal refers to
 //	journal        one JSON record a line, appended and fsynced as work is done
 //	unit/          the unit being built; renamed to <parent>/<name> when complete
@@ -27,11 +28,16 @@ import (
 // records no longer hold ("reset"). Records are appended only after the
 // bytes they describe are fsynced, so after a crash the journal never
 // claims more than the disk holds. A torn last line is ignored.
+//
+// A unit smaller than PullOptions.JournalMin has neither manifest.json nor
+// journal (see staging.unjournaled), and is built in the staging directory
+// itself, which is renamed to <parent>/<name> when complete: it is fetched
+// again whole after a crash, and made durable only when it is placed,
+// together with the other units placed at the same time (placeUnits).
 const (
 	stagingDirName = ".rls-staging"
 	manifestFile   = "manifest.json"
 	journalFile    = "journal"
-	lockFile       = "lock"
 	unitDir        = "unit"
 )
 
@@ -79,40 +85,135 @@ func replayJournal(recs []journalRec, files map[string]*fileState, keep map[stri
 // concurrent use; the puller serializes them.
 type staging struct {
 	dir     string
-	lock    *os.File
+	lock    *os.File // the directory, flock'ed
 	journal *os.File
 	noSync  bool
+	// unjournaled: the unit is small enough to fetch again whole (see
+	// PullOptions.JournalMin): it has no manifest.json or journal, load
+	// finds nothing, and begin, setManifest and append write nothing. It
+	// is built in dir itself (one directory less to make and remove per
+	// unit), its files are made durable when it is placed, not as they
+	// arrive, and after a crash nothing in dir is trusted.
+	unjournaled bool
+	// moved: dir was renamed into place; the path may be another pull's
+	// staging directory now.
+	moved bool
 }
 
-func (s *staging) unitPath() string { return filepath.Join(s.dir, unitDir) }
+// unitPath is where the unit is built: dir/unit, or dir itself for an
+// unjournaled unit.
+func (s *staging) unitPath() string {
+	if s.unjournaled {
+		return s.dir
+	}
+	return filepath.Join(s.dir, unitDir)
+}
 
 // openStaging creates (or reopens) the staging directory and locks it.
 // fresh reports whether it did not exist.
 func openStaging(dir string, noSync bool) (st *staging, fresh bool, err error) {
-	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
-		fresh = true
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, false, localErr(err)
-	}
-	lock, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, false, localErr(err)
-	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		lock.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, false, fmt.Errorf("%w: another pull is using the staging directory %s", ErrExists, dir)
+	for range 3 {
+		fresh, err := makeStaging(dir)
+		if err != nil {
+			return nil, false, err
 		}
-		return nil, false, localErr(fmt.Errorf("locking %s: %w", dir, err))
+		d, err := os.Open(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // removed meanwhile by the pull that held it
+		}
+		if err != nil {
+			return nil, false, localErr(err)
+		}
+		if err := syscall.Flock(int(d.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			d.Close()
+			if errors.Is(err, syscall.EWOULDBLOCK) {
+				return nil, false, fmt.Errorf("%w: another pull is using the staging directory %s", ErrExists, dir)
+			}
+			return nil, false, localErr(fmt.Errorf("locking %s: %w", dir, err))
+		}
+		// The pull that held it may have removed it between the open and
+		// the lock: then the lock is of a directory that is gone.
+		held, err1 := d.Stat()
+		now, err2 := os.Lstat(dir)
+		if err1 == nil && err2 == nil && os.SameFile(held, now) {
+			return &staging{dir: dir, lock: d, noSync: noSync}, fresh, nil
+		}
+		d.Close()
 	}
-	return &staging{dir: dir, lock: lock, noSync: noSync}, fresh, nil
+	return nil, false, fmt.Errorf("%w: the staging directory %s keeps being removed by other pulls", ErrExists, dir)
+}
+
+// makeStaging creates the staging directory dir, and its parent if need
+// be; fresh reports that dir did not exist. The parent is private; dir
+// has the mode a unit's directory gets, since it may become one.
+func makeStaging(dir string) (fresh bool, err error) {
+	err = os.Mkdir(dir, 0o755)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+			return false, localErr(err)
+		}
+		err = os.Mkdir(dir, 0o755)
+	}
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, fs.ErrExist):
+		return false, nil
+	}
+	return false, localErr(err)
+}
+
+// mkdir makes directory path of the unit being built (parents first:
+// manifest entries are sorted), removing a file in its way. In a fresh
+// staging directory nothing is in the way, and one mkdir(2) does.
+func (s *staging) mkdir(path string, fresh bool) error {
+	if path == s.dir {
+		return nil
+	}
+	if fresh && os.Mkdir(path, 0o755) == nil {
+		return nil
+	}
+	if fi, err := os.Lstat(path); err == nil && !fi.IsDir() {
+		if err := os.RemoveAll(path); err != nil {
+			return localErr(err)
+		}
+	}
+	return localErr(os.MkdirAll(path, 0o755))
+}
+
+// unjournal makes s an unjournaled staging directory (see
+// staging.unjournaled). A manifest and journal an earlier pull left are
+// removed first, durably, so that no record of theirs can later vouch for
+// bytes that this pull writes without journaling. fresh says that the
+// staging directory did not exist before this pull.
+func (s *staging) unjournal(fresh bool) error {
+	s.unjournaled = true
+	if fresh {
+		return nil
+	}
+	removed := false
+	for _, name := range []string{manifestFile, journalFile, manifestFile + ".tmp", journalFile + ".tmp"} {
+		err := os.Remove(filepath.Join(s.dir, name))
+		switch {
+		case err == nil:
+			removed = true
+		case !errors.Is(err, fs.ErrNotExist):
+			return localErr(err)
+		}
+	}
+	if removed {
+		return localErr(s.syncDir(s.dir))
+	}
+	return nil
 }
 
 // load returns the manifest and journal records of an earlier pull, or a
 // nil manifest if there was none (or it cannot be read: then the staging
 // directory starts over).
 func (s *staging) load() (*Manifest, []journalRec) {
+	if s.unjournaled {
+		return nil, nil
+	}
 	b, err := os.ReadFile(filepath.Join(s.dir, manifestFile))
 	if err != nil {
 		return nil, nil
@@ -138,6 +239,9 @@ func (s *staging) load() (*Manifest, []journalRec) {
 // begin writes m and the records that still hold as a new journal (each
 // replaced atomically), and opens the journal for appending.
 func (s *staging) begin(m *Manifest, recs []journalRec) error {
+	if s.unjournaled {
+		return nil
+	}
 	mb, err := json.Marshal(m)
 	if err != nil {
 		return err
@@ -165,6 +269,9 @@ func (s *staging) begin(m *Manifest, recs []journalRec) error {
 // setManifest replaces the manifest the journal refers to with m, the
 // same manifest with more known (its digests).
 func (s *staging) setManifest(m *Manifest) error {
+	if s.unjournaled {
+		return nil
+	}
 	mb, err := json.Marshal(m)
 	if err != nil {
 		return err
@@ -180,7 +287,7 @@ func (s *staging) writeAtomic(name string, b []byte) error {
 	}
 	_, err = f.Write(b)
 	if err == nil && !s.noSync {
-		err = f.Sync()
+		err = fsync(f)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -196,7 +303,7 @@ func (s *staging) writeAtomic(name string, b []byte) error {
 
 // append adds records to the journal and syncs it.
 func (s *staging) append(recs ...journalRec) error {
-	if len(recs) == 0 {
+	if len(recs) == 0 || s.unjournaled {
 		return nil
 	}
 	var b bytes.Buffer
@@ -209,10 +316,26 @@ func (s *staging) append(recs ...journalRec) error {
 		return localErr(err)
 	}
 	if !s.noSync {
-		return localErr(s.journal.Sync())
+		return localErr(fsync(s.journal))
 	}
 	return nil
 }
+
+// syncs counts the fsync(2) and syncfs(2) calls of pulls, so that tests
+// can hold a batch of small units to a few.
+var syncs atomic.Int64
+
+// fsync syncs f (fsync(2)) and counts it.
+func fsync(f *os.File) error {
+	syncs.Add(1)
+	return f.Sync()
+}
+
+// deferSync reports whether the unit's files are written without their
+// own fsync and made durable by one syncfs(2) when it is placed: an
+// unjournaled unit (nothing in staging is trusted after a crash, so
+// nothing needs to be durable before placement) on a system with syncfs.
+func (s *staging) deferSync() bool { return s.unjournaled && canSyncFS && !s.noSync }
 
 func (s *staging) syncDir(dir string) error {
 	if s.noSync {
@@ -222,24 +345,35 @@ func (s *staging) syncDir(dir string) error {
 	if err != nil {
 		return err
 	}
-	err = d.Sync()
+	err = fsync(d)
 	d.Close()
 	return err
 }
 
 // close unlocks the staging directory; remove also deletes what is left of
-// it (after the unit was renamed into place), and the .rls-staging
-// directory if it is then empty.
+// it (after the unit was renamed into place), still locked. The
+// .rls-staging directory is left to removeStagingRoots.
 func (s *staging) close(remove bool) {
 	if s.journal != nil {
 		s.journal.Close()
 	}
-	if remove {
-		os.RemoveAll(s.dir) // the lock file goes with it, still locked
+	if remove && !s.moved {
+		os.RemoveAll(s.dir)
 	}
 	s.lock.Close()
-	if remove {
-		os.Remove(filepath.Dir(s.dir)) // fails, as it should, if other pulls use it
+}
+
+// removeStagingRoots removes the .rls-staging directories of dests that
+// are empty (one rmdir(2) each: it fails, as it should, where other pulls
+// use one).
+func removeStagingRoots(dests []string) {
+	done := map[string]bool{}
+	for _, d := range dests {
+		root := filepath.Dir(StagingDir(d))
+		if !done[root] {
+			done[root] = true
+			_ = syscall.Rmdir(root)
+		}
 	}
 }
 

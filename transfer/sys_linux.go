@@ -27,7 +27,10 @@ const canSyncFS = true
 
 // syncFS flushes the file system that holds f: data and metadata of every
 // file on it (syncfs(2)).
-func syncFS(f *os.File) error { return unix.Syncfs(int(f.Fd())) }
+func syncFS(f *os.File) error {
+	syncs.Add(1)
+	return unix.Syncfs(int(f.Fd()))
+}
 
 // devOf is the device of the file system that holds f.
 func devOf(f *os.File) (uint64, error) {
