@@ -205,56 +205,10 @@ func (c *Catalog) SearchAttr(ctx context.Context, s catalog.Search) ([]catalog.H
 	if err != nil {
 		return nil, false, unavailable(op, err)
 	}
-	check := func(v catalog.Value) error {
-		if v.Type != t {
-			return errorf(op, s.Attr, catalog.ErrInvalid, "attribute is "+t.String()+", operand is "+v.Type.String())
-		}
-		return v.Check()
-	}
 	col := valueColumns(t)
-	args := []any{int16(s.Object), s.Attr}
-	var cond string
-	switch s.Op {
-	case catalog.OpEQ, catalog.OpNE, catalog.OpLT, catalog.OpLE, catalog.OpGT, catalog.OpGE:
-		if err := check(s.Value); err != nil {
-			return nil, false, err
-		}
-		sqlOp := map[catalog.SearchOp]string{catalog.OpEQ: "=", catalog.OpNE: "<>", catalog.OpLT: "<", catalog.OpLE: "<=", catalog.OpGT: ">", catalog.OpGE: ">="}[s.Op]
-		v := operand(s.Value, &args)
-		cond = col + " " + sqlOp + " " + v
-		if t == catalog.TypeString {
-			cond += stringBound(s.Op, v)
-		}
-	case catalog.OpBetween:
-		if err := check(s.Value); err != nil {
-			return nil, false, err
-		}
-		if err := check(s.Value2); err != nil {
-			return nil, false, err
-		}
-		lo := operand(s.Value, &args)
-		hi := operand(s.Value2, &args)
-		cond = col + " >= " + lo + " AND " + col + " <= " + hi
-		if t == catalog.TypeString {
-			cond += stringBound(catalog.OpGE, lo) + stringBound(catalog.OpLE, hi)
-		}
-	case catalog.OpLike:
-		if t != catalog.TypeString {
-			return nil, false, errorf(op, s.Attr, catalog.ErrInvalid, "like needs a string attribute; this one is "+t.String())
-		}
-		p, err := catalog.CompilePattern(s.Value.Str)
-		if err != nil {
-			return nil, false, err
-		}
-		args = append(args, likePattern(s.Value.Str))
-		cond = "vs LIKE $" + strconv.Itoa(len(args))
-		if pre := p.Prefix(); pre != "" {
-			// The literal prefix as a range, so that the index bounds the scan.
-			args = append(args, pre)
-			cond += stringBound(catalog.OpGE, "$"+strconv.Itoa(len(args)))
-		}
-	default:
-		return nil, false, errorf(op, s.Attr, catalog.ErrInvalid, "unknown operator "+s.Op.String())
+	cond, args, err := searchCond(s, t, col)
+	if err != nil {
+		return nil, false, err
 	}
 	notNull := strings.TrimPrefix(strings.SplitN(col, ",", 2)[0], "(")
 	order := strings.Trim(col, "()")
@@ -323,4 +277,60 @@ func writeLiteral(b *strings.Builder, ch byte) {
 		b.WriteByte('\\')
 	}
 	b.WriteByte(ch)
+}
+
+// searchCond returns the SQL condition of a search on an attribute of type
+// t (ordered by col) and its arguments, from $3 on.
+func searchCond(s catalog.Search, t catalog.ValueType, col string) (cond string, args []any, err error) {
+	const op = "search attribute"
+	check := func(v catalog.Value) error {
+		if v.Type != t {
+			return errorf(op, s.Attr, catalog.ErrInvalid, "attribute is "+t.String()+", operand is "+v.Type.String())
+		}
+		return v.Check()
+	}
+	args = []any{int16(s.Object), s.Attr}
+	switch s.Op {
+	case catalog.OpEQ, catalog.OpNE, catalog.OpLT, catalog.OpLE, catalog.OpGT, catalog.OpGE:
+		if err := check(s.Value); err != nil {
+			return "", nil, err
+		}
+		sqlOp := map[catalog.SearchOp]string{catalog.OpEQ: "=", catalog.OpNE: "<>", catalog.OpLT: "<", catalog.OpLE: "<=", catalog.OpGT: ">", catalog.OpGE: ">="}[s.Op]
+		v := operand(s.Value, &args)
+		cond = col + " " + sqlOp + " " + v
+		if t == catalog.TypeString {
+			cond += stringBound(s.Op, v)
+		}
+	case catalog.OpBetween:
+		if err := check(s.Value); err != nil {
+			return "", nil, err
+		}
+		if err := check(s.Value2); err != nil {
+			return "", nil, err
+		}
+		lo := operand(s.Value, &args)
+		hi := operand(s.Value2, &args)
+		cond = col + " >= " + lo + " AND " + col + " <= " + hi
+		if t == catalog.TypeString {
+			cond += stringBound(catalog.OpGE, lo) + stringBound(catalog.OpLE, hi)
+		}
+	case catalog.OpLike:
+		if t != catalog.TypeString {
+			return "", nil, errorf(op, s.Attr, catalog.ErrInvalid, "like needs a string attribute; this one is "+t.String())
+		}
+		p, err := catalog.CompilePattern(s.Value.Str)
+		if err != nil {
+			return "", nil, err
+		}
+		args = append(args, likePattern(s.Value.Str))
+		cond = "vs LIKE $" + strconv.Itoa(len(args))
+		if pre := p.Prefix(); pre != "" {
+			// The literal prefix as a range, so that the index bounds the scan.
+			args = append(args, pre)
+			cond += stringBound(catalog.OpGE, "$"+strconv.Itoa(len(args)))
+		}
+	default:
+		return "", nil, errorf(op, s.Attr, catalog.ErrInvalid, "unknown operator "+s.Op.String())
+	}
+	return cond, args, nil
 }
