@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -142,11 +143,13 @@ func (s *mirrorServer) Cancel(_ context.Context, req *rlsv1.MirrorCancelRequest)
 	if err := checkSunums("sunums", len(req.GetSunums()), false); err != nil {
 		return nil, err
 	}
-	done, err := s.e.Cancel(req.GetSunums())
+	res, err := s.e.Cancel(req.GetSunums())
 	if err != nil {
 		return nil, toStatusErr(err)
 	}
-	return &rlsv1.MirrorCancelResponse{Sunums: done}, nil
+	forgotten := append(slices.Clone(res.Cancelled), res.Placed...)
+	slices.Sort(forgotten)
+	return &rlsv1.MirrorCancelResponse{Sunums: forgotten, Placed: res.Placed, Kept: res.Kept}, nil
 }
 
 func (s *mirrorServer) Wait(ctx context.Context, req *rlsv1.MirrorWaitRequest) (*rlsv1.MirrorWaitResponse, error) {

@@ -26,5 +26,22 @@
 // The Engine works two lanes with separate workers, so that user requests
 // never wait behind the bulk backlog. The queue is read from the store's
 // (lane, due time) index a window at a time: memory does not grow with the
-// backlog.
+// backlog. A lane sends a batch when it is full, or at once to a free
+// worker when no other unit is about to join it; while every worker is
+// busy, units gather into full batches.
+//
+// Cancel forgets sunums that are not DONE, and a cancelled unit never ends
+// DONE or registered:
+//
+//   - a unit not being pulled is forgotten (its record goes);
+//   - a unit being pulled (QUED) and not yet placed is taken back: it is
+//     not placed (a pull call whose units are all cancelled stops at once;
+//     in a call with others its bytes may still arrive, but it is not
+//     renamed into place) and not registered;
+//   - a unit a pull had placed before the cancel took effect is forgotten
+//     and not registered, and CancelResult.Placed says so: its directory
+//     stays in the store, and a later request for it finds it in place,
+//     verifies it and registers it, without pulling it again;
+//   - a unit whose registration has begun, or that is DONE, is kept
+//     (CancelResult.Kept): it becomes (or stays) DONE.
 package mirror

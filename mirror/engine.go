@@ -127,6 +127,12 @@ type Engine struct {
 
 	srcMu   sync.Mutex
 	sources map[string]*sourceState
+
+	// cancelMu: Cancel holds it to decide and remove; a call holds it
+	// shared while it writes its units QUED and registers their flights.
+	cancelMu sync.RWMutex
+	flightMu sync.Mutex
+	flights  map[uint64]*flight // units of pull calls in flight
 }
 
 // New returns an engine over store. The caller keeps owning store.
@@ -134,7 +140,8 @@ func New(store *Store, cfg Config) (*Engine, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	e := &Engine{cfg: cfg, store: store, log: cfg.Logger, claimed: map[uint64]Lane{}, sources: map[string]*sourceState{}}
+	e := &Engine{cfg: cfg, store: store, log: cfg.Logger, claimed: map[uint64]Lane{}, sources: map[string]*sourceState{},
+		flights: map[uint64]*flight{}}
 	e.lanes = map[Lane]*lane{
 		LaneUser: newLane(e, LaneUser, cfg.UserWorkers),
 		LaneBulk: newLane(e, LaneBulk, cfg.BulkWorkers),

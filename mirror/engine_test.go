@@ -36,7 +36,9 @@ type world struct {
 	calls     []string                      // pull calls since the last "pulls"
 	locateErr error
 	authErr   error
-	delay     time.Duration // per pull call
+	delay     time.Duration // per pull call, before anything is placed
+	placedFor time.Duration // per pull call, after its units are placed
+	regFor    time.Duration // per Register call
 	crashAt   int           // a pull call places this many units, then hangs (0: off)
 	onDone    []string
 }
@@ -111,13 +113,24 @@ func (a fakeAuthority) Units(ctx context.Context, series string) ([]uint64, erro
 
 func (w *world) Pull(ctx context.Context, src Source, units []PullUnit) []PullResult {
 	w.mu.Lock()
-	delay, crashAt := w.delay, w.crashAt
+	delay, placedFor, crashAt := w.delay, w.placedFor, w.crashAt
 	w.mu.Unlock()
 	if delay > 0 {
 		select {
 		case <-time.After(delay):
 		case <-ctx.Done():
+			out := make([]PullResult, len(units))
+			for i := range out {
+				out[i].Err = fmt.Errorf("pull: %w", ctx.Err())
+			}
+			w.mu.Lock()
+			w.calls = append(w.calls, src.Site+": (stopped)")
+			w.mu.Unlock()
+			return out
 		}
+	}
+	if placedFor > 0 {
+		defer time.Sleep(placedFor) // after the unlock below
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -151,6 +164,11 @@ func (w *world) Pull(ctx context.Context, src Source, units []PullUnit) []PullRe
 			continue
 		}
 		out[i] = PullResult{Bytes: 100, Files: 2, SHA256: "abc"}
+		if u.Place != nil && !u.Place() {
+			out[i] = PullResult{Err: ErrCancelled}
+			got[len(got)-1] += "(taken-back)"
+			continue
+		}
 		if _, err := os.Stat(u.Dest); err == nil {
 			out[i].InPlace = true
 			got[len(got)-1] += "(in-place)"
@@ -166,8 +184,8 @@ func (w *world) Pull(ctx context.Context, src Source, units []PullUnit) []PullRe
 	// Units of one call in sunum order: which lane's goroutine added a
 	// unit to a batch first is not the point.
 	slices.SortFunc(got, func(a, b string) int {
-		x, _ := strconv.Atoi(strings.TrimSuffix(a, "(in-place)"))
-		y, _ := strconv.Atoi(strings.TrimSuffix(b, "(in-place)"))
+		x, _ := strconv.Atoi(strings.TrimRight(a, "(abcdefghijklmnopqrstuvwxyz-)"))
+		y, _ := strconv.Atoi(strings.TrimRight(b, "(abcdefghijklmnopqrstuvwxyz-)"))
 		return x - y
 	})
 	w.calls = append(w.calls, src.Site+": "+strings.Join(got, " "))
@@ -175,6 +193,10 @@ func (w *world) Pull(ctx context.Context, src Source, units []PullUnit) []PullRe
 }
 
 func (w *world) Register(ctx context.Context, units []Placed) ([]error, error) {
+	w.mu.Lock()
+	regFor := w.regFor
+	w.mu.Unlock()
+	time.Sleep(regFor)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, u := range units {
@@ -423,6 +445,8 @@ func (h *harness) cmd(t *testing.T, d *datadriven.TestData) string {
 	case "set":
 		w.mu.Lock()
 		w.delay = dur("pull-delay")
+		w.placedFor = dur("placed-for")
+		w.regFor = dur("register-for")
 		w.crashAt = num("crash-at", 0)
 		if arg("locate-err", "") != "" {
 			w.locateErr = parseErr(arg("locate-err", ""))
@@ -533,7 +557,17 @@ func (h *harness) cmd(t *testing.T, d *datadriven.TestData) string {
 			return "error: " + err.Error() + "\n"
 		}
 		synctest.Wait()
-		return fmt.Sprintf("cancelled %v\n", got) + h.transitions()
+		return fmt.Sprintf("cancelled %v placed %v kept %v\n", got.Cancelled, got.Placed, got.Kept) + h.transitions()
+	case "registered":
+		// The own catalog, and the store directory.
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		var b strings.Builder
+		for _, n := range sunums(t, d.Input) {
+			_, err := os.Stat(filepath.Join(h.cfg.StoreDir, "D"+strconv.FormatUint(n, 10)))
+			fmt.Fprintf(&b, "%d registered=%v placed=%v\n", n, w.catalog[LFN(n)] != "", err == nil)
+		}
+		return b.String()
 	case "restart":
 		h.stop()
 		h.start()

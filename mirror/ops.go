@@ -134,19 +134,64 @@ func (e *Engine) Retry(sunums []uint64, state State) ([]uint64, error) {
 // retryPage is the most records one write of Retry changes.
 const retryPage = 4096
 
-// Cancel forgets sunums that are not DONE: their records go. A unit being
-// pulled may still be placed and registered. It returns the sunums
-// removed.
-func (e *Engine) Cancel(sunums []uint64) ([]uint64, error) {
-	var done []uint64
-	_, err := e.store.update(sunums, time.Now(), func(n uint64, r *Record) (*Record, mutation) {
-		if r == nil || r.State == DONE {
-			return r, keep
+// CancelResult is what Cancel did with the sunums it was given (those the
+// store does not know are in none of its lists).
+type CancelResult struct {
+	// Cancelled are forgotten: their records are gone, and no pull placed
+	// or registered their units.
+	Cancelled []uint64
+	// Placed are forgotten too, but a pull had placed their units before
+	// the cancel took effect: each unit's directory stays in the store,
+	// not registered (a later request for it finds it in place, verifies
+	// it and registers it, without pulling it again).
+	Placed []uint64
+	// Kept are not cancelled: DONE, or placed and being registered (they
+	// become DONE unless the registration fails).
+	Kept []uint64
+}
+
+// Cancel forgets sunums that are not DONE (see CancelResult). A unit being
+// pulled is taken back: it is not placed if it was not yet (a call whose
+// units are all cancelled stops at once), and in any case not registered,
+// unless its registration had begun. Cancel never leaves a unit registered
+// without a record.
+func (e *Engine) Cancel(sunums []uint64) (CancelResult, error) {
+	e.cancelMu.Lock()
+	defer e.cancelMu.Unlock()
+	kept, placed := map[uint64]bool{}, map[uint64]bool{}
+	e.flightMu.Lock()
+	for _, n := range sunums {
+		f := e.flights[n]
+		if f == nil || f.cancelled {
+			continue
 		}
-		done = append(done, n)
+		if f.state == flRegistering {
+			kept[n] = true
+			continue
+		}
+		placed[n] = f.state == flPlaced
+		f.cancelled = true
+		if f.call.live--; f.call.live == 0 {
+			f.call.cancel()
+		}
+	}
+	e.flightMu.Unlock()
+	var res CancelResult
+	_, err := e.store.update(sunums, time.Now(), func(n uint64, r *Record) (*Record, mutation) {
+		switch {
+		case r == nil:
+			return r, keep
+		case r.State == DONE || kept[n]:
+			res.Kept = append(res.Kept, n)
+			return r, keep
+		case placed[n]:
+			res.Placed = append(res.Placed, n)
+		default:
+			res.Cancelled = append(res.Cancelled, n)
+		}
 		return nil, remove
 	})
-	return done, err
+	return res, err
 }
 
 // Wait blocks until every sunum is DONE or INVD, or ctx ends, and returns

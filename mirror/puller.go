@@ -50,6 +50,12 @@ func (p *TransferPuller) Pull(ctx context.Context, src Source, units []PullUnit)
 	}
 	o := p.Options
 	o.Sources, o.InPlace, o.ManifestFirst = []transfer.Peer{pe}, true, true
+	o.BeforePlace = func(i int) error {
+		if units[i].Place != nil && !units[i].Place() {
+			return ErrCancelled
+		}
+		return nil
+	}
 	tu := make([]transfer.Unit, len(units))
 	for i, u := range units {
 		tu[i] = transfer.Unit{PFN: u.PFN, Dest: u.Dest}

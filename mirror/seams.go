@@ -44,6 +44,11 @@ type PullUnit struct {
 	Sunum uint64
 	PFN   string // at the source
 	Dest  string // the final directory, STORE/D<sunum>
+	// Place, if set, is asked just before the unit is placed (renamed
+	// into place, or taken as found in place): false takes it back (it is
+	// not placed, and its result's Err is ErrCancelled). It may be called
+	// from several goroutines at once.
+	Place func() bool
 }
 
 // PullResult is what became of one unit of a Pull call.

@@ -106,6 +106,8 @@ var (
 	ErrInvalid  = errors.New("mirror: invalid")
 	ErrNotFound = errors.New("mirror: no such sunum")
 	ErrClosed   = errors.New("mirror: closed")
+	// ErrCancelled: a unit taken back by Cancel.
+	ErrCancelled = errors.New("mirror: cancelled")
 )
 
 // ParseSunum parses a sunum in canonical decimal form: digits only, no

@@ -122,6 +122,10 @@ func (p *puller) checkInPlace() {
 			u.state.Store(unitFailed)
 			continue
 		}
+		if err := p.beforePlace(u); err != nil {
+			p.failPlacing(u, err)
+			continue
+		}
 		u.state.Store(unitPlaced)
 		u.log.Info("found in place", "dest", u.dest, "bytes", u.m.TotalBytes())
 		removeStaleStaging(u.dest)

@@ -182,3 +182,46 @@ func BenchmarkPullUnitsSmall(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*len(pfns))/b.Elapsed().Seconds(), "units/s")
 }
+
+// BeforePlace takes back a unit of a batch at the last moment: it is not
+// placed (one found in place stays as it is) and fails with the error
+// given; the others are placed.
+func TestPullUnitsBeforePlace(t *testing.T) {
+	root, dst := t.TempDir(), t.TempDir()
+	units := smallUnits(t, root, dst, 4)
+	src := newPeer(newSource(t, root), "src")
+	opts := transfer.PullOptions{Sources: []transfer.Peer{src}, InPlace: true}
+	if _, err := transfer.PullUnits(context.Background(), units[3:], opts); err != nil {
+		t.Fatal(err)
+	}
+	errNo := errors.New("no longer wanted")
+	var mu sync.Mutex
+	var asked []int
+	opts.BeforePlace = func(i int) error {
+		mu.Lock()
+		defer mu.Unlock()
+		asked = append(asked, i)
+		if i%2 == 1 {
+			return errNo
+		}
+		return nil
+	}
+	rs, _ := transfer.PullUnits(context.Background(), units, opts)
+	for i, r := range rs {
+		_, statErr := os.Stat(units[i].Dest)
+		switch {
+		case i%2 == 0 && (r.Err != nil || statErr != nil):
+			t.Errorf("unit %d: %v (dest: %v); want placed", i, r.Err, statErr)
+		case i == 1 && (!errors.Is(r.Err, errNo) || !errors.Is(statErr, fs.ErrNotExist)):
+			t.Errorf("unit 1: %v (dest: %v); want not placed, the veto's error", r.Err, statErr)
+		case i == 3 && (!errors.Is(r.Err, errNo) || statErr != nil):
+			t.Errorf("unit 3, in place before: %v (dest: %v); want left there, the veto's error", r.Err, statErr)
+		}
+	}
+	if len(asked) != 4 {
+		t.Errorf("BeforePlace asked about %v, want every unit once", asked)
+	}
+	if _, err := os.Stat(filepath.Join(dst, ".rls-staging")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("staging left behind: %v", err)
+	}
+}

@@ -116,6 +116,13 @@ type PullOptions struct {
 	// possibly from several goroutines at once. The result's Err is nil;
 	// Elapsed and the per-source figures may still grow.
 	OnPlaced func(i int, r *PullResult)
+	// BeforePlace, if set, is called for each unit about to be placed
+	// (renamed into place, or taken as found in place), with its index,
+	// possibly from several goroutines at once: an error fails the unit
+	// with that error instead, and it is not placed (a unit found in place
+	// stays where it is). It is how a caller takes back a unit it no longer
+	// wants without stopping the others.
+	BeforePlace func(i int) error
 	// JournalMin: a unit of fewer bytes is built without a resume journal
 	// (nothing of it is worth resuming: after a crash it is fetched again
 	// whole), its files are not synced one by one as they arrive, and it

@@ -46,7 +46,11 @@ func (p *puller) placeUnits(units []*unitPull) {
 		return
 	}
 	for _, u := range group {
-		if err := p.rename(u); err != nil {
+		err := p.beforePlace(u)
+		if err == nil {
+			err = p.rename(u)
+		}
+		if err != nil {
 			p.failPlacing(u, err)
 			continue
 		}
@@ -70,6 +74,14 @@ func (p *puller) placeUnits(units []*unitPull) {
 			"resumed", u.resumed, "elapsed", u.elapsed)
 		p.placed(u)
 	}
+}
+
+// beforePlace asks PullOptions.BeforePlace whether u may be placed.
+func (p *puller) beforePlace(u *unitPull) error {
+	if p.o.BeforePlace == nil {
+		return nil
+	}
+	return p.o.BeforePlace(u.index)
 }
 
 // failPlacing fails u, which placeUnits holds in unitFinishing.

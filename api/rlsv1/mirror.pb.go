@@ -889,8 +889,16 @@ func (x *MirrorCancelRequest) GetSunums() []uint64 {
 
 type MirrorCancelResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The sunums forgotten (those not DONE).
-	Sunums        []uint64 `protobuf:"varint,1,rep,packed,name=sunums,proto3" json:"sunums,omitempty"`
+	// The sunums forgotten (those not DONE nor being registered).
+	Sunums []uint64 `protobuf:"varint,1,rep,packed,name=sunums,proto3" json:"sunums,omitempty"`
+	// Those of sunums whose units a pull had placed before the cancel took
+	// effect: each unit's directory stays in the mirror store, not
+	// registered (a later request finds it in place, verifies and registers
+	// it).
+	Placed []uint64 `protobuf:"varint,2,rep,packed,name=placed,proto3" json:"placed,omitempty"`
+	// The sunums not cancelled: DONE, or placed and being registered (they
+	// become DONE unless the registration fails).
+	Kept          []uint64 `protobuf:"varint,3,rep,packed,name=kept,proto3" json:"kept,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -928,6 +936,20 @@ func (*MirrorCancelResponse) Descriptor() ([]byte, []int) {
 func (x *MirrorCancelResponse) GetSunums() []uint64 {
 	if x != nil {
 		return x.Sunums
+	}
+	return nil
+}
+
+func (x *MirrorCancelResponse) GetPlaced() []uint64 {
+	if x != nil {
+		return x.Placed
+	}
+	return nil
+}
+
+func (x *MirrorCancelResponse) GetKept() []uint64 {
+	if x != nil {
+		return x.Kept
 	}
 	return nil
 }
@@ -1534,9 +1556,11 @@ const file_rls_v1_mirror_proto_rawDesc = "" +
 	"\x06sunums\x18\x01 \x03(\x04R\x06sunums\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x04R\x05count\"-\n" +
 	"\x13MirrorCancelRequest\x12\x16\n" +
-	"\x06sunums\x18\x01 \x03(\x04R\x06sunums\".\n" +
+	"\x06sunums\x18\x01 \x03(\x04R\x06sunums\"Z\n" +
 	"\x14MirrorCancelResponse\x12\x16\n" +
-	"\x06sunums\x18\x01 \x03(\x04R\x06sunums\"`\n" +
+	"\x06sunums\x18\x01 \x03(\x04R\x06sunums\x12\x16\n" +
+	"\x06placed\x18\x02 \x03(\x04R\x06placed\x12\x12\n" +
+	"\x04kept\x18\x03 \x03(\x04R\x04kept\"`\n" +
 	"\x11MirrorWaitRequest\x12\x16\n" +
 	"\x06sunums\x18\x01 \x03(\x04R\x06sunums\x123\n" +
 	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\atimeout\"`\n" +

@@ -57,8 +57,9 @@ type MirrorClient interface {
 	// Retry queues FAIL, INVD and PNDG records again now, with their backoff
 	// reset: those named, or every record in a state (FAIL or INVD).
 	Retry(ctx context.Context, in *MirrorRetryRequest, opts ...grpc.CallOption) (*MirrorRetryResponse, error)
-	// Cancel forgets sunums that are not DONE. A unit being pulled may still
-	// be placed and registered.
+	// Cancel forgets sunums that are not DONE. A unit being pulled is taken
+	// back: not placed if it was not yet, and not registered, unless its
+	// registration had begun (then it is kept); the response says which.
 	Cancel(ctx context.Context, in *MirrorCancelRequest, opts ...grpc.CallOption) (*MirrorCancelResponse, error)
 	// Wait returns once every sunum is DONE or INVD, or when its timeout
 	// passes (complete false), with the records as they are then. A client
@@ -188,8 +189,9 @@ type MirrorServer interface {
 	// Retry queues FAIL, INVD and PNDG records again now, with their backoff
 	// reset: those named, or every record in a state (FAIL or INVD).
 	Retry(context.Context, *MirrorRetryRequest) (*MirrorRetryResponse, error)
-	// Cancel forgets sunums that are not DONE. A unit being pulled may still
-	// be placed and registered.
+	// Cancel forgets sunums that are not DONE. A unit being pulled is taken
+	// back: not placed if it was not yet, and not registered, unless its
+	// registration had begun (then it is kept); the response says which.
 	Cancel(context.Context, *MirrorCancelRequest) (*MirrorCancelResponse, error)
 	// Wait returns once every sunum is DONE or INVD, or when its timeout
 	// passes (complete false), with the records as they are then. A client

@@ -447,7 +447,7 @@ are FAIL, INVD or PNDG (others are left as they are), or every sunum in
 				}
 				return g.printer().print(res)
 			}
-			return runSunumsCall(cmd.Context(), g, args, &res, func(ctx context.Context, c *conn, chunk []uint64) ([]uint64, error) {
+			return runSunumsCall(cmd.Context(), g, args, &res, &res, func(ctx context.Context, c *conn, chunk []uint64) ([]uint64, error) {
 				resp, err := c.mirror.Retry(ctx, &rlsv1.MirrorRetryRequest{Sunums: chunk})
 				return resp.GetSunums(), err
 			})
@@ -462,21 +462,59 @@ func newMirrorCancelCommand(g *globalOptions) *cobra.Command {
 		Use:   "cancel SUNUM...",
 		Short: "Forget sunums that are not DONE",
 		Long: `Cancel forgets the given sunums unless they are DONE; it prints those
-forgotten. A unit being pulled may still be placed and registered.`,
+forgotten. A unit being pulled is taken back: it is not placed if it was
+not yet, and it is not registered. It prints apart the units a pull had
+already placed (their directories stay in the mirror store, not
+registered; a later request finds them in place, verifies and registers
+them) and the sunums not cancelled (DONE, or placed and being
+registered).`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			res := sunumsResult{Verb: "cancelled", Sunums: []string{}}
-			return runSunumsCall(cmd.Context(), g, args, &res, func(ctx context.Context, c *conn, chunk []uint64) ([]uint64, error) {
+			res := cancelResult{sunumsResult: sunumsResult{Verb: "cancelled", Sunums: []string{}}, Placed: []string{}, Kept: []string{}}
+			return runSunumsCall(cmd.Context(), g, args, &res.sunumsResult, &res, func(ctx context.Context, c *conn, chunk []uint64) ([]uint64, error) {
 				resp, err := c.mirror.Cancel(ctx, &rlsv1.MirrorCancelRequest{Sunums: chunk})
+				res.Placed = appendSunums(res.Placed, resp.GetPlaced())
+				res.Kept = appendSunums(res.Kept, resp.GetKept())
 				return resp.GetSunums(), err
 			})
 		},
 	}
 }
 
-// runSunumsCall parses args, calls call chunk by chunk and prints the
-// sunums it returned.
-func runSunumsCall(ctx context.Context, g *globalOptions, args []string, res *sunumsResult,
+// cancelResult is sunumsResult plus the sunums whose units a pull had
+// placed before the cancel took effect, and those not cancelled.
+type cancelResult struct {
+	sunumsResult
+	Placed []string `json:"placed"`
+	Kept   []string `json:"kept"`
+}
+
+func (r cancelResult) writeTable(w io.Writer) {
+	r.sunumsResult.writeTable(w)
+	if len(r.Placed) > 0 {
+		fmt.Fprintf(w, "of which %d placed before the cancel took effect (left in the store, not registered):\n", len(r.Placed))
+		for _, s := range r.Placed {
+			fmt.Fprintln(w, s)
+		}
+	}
+	if len(r.Kept) > 0 {
+		fmt.Fprintf(w, "not cancelled, %d DONE or being registered:\n", len(r.Kept))
+		for _, s := range r.Kept {
+			fmt.Fprintln(w, s)
+		}
+	}
+}
+
+func appendSunums(out []string, ns []uint64) []string {
+	for _, n := range ns {
+		out = append(out, strconv.FormatUint(n, 10))
+	}
+	return out
+}
+
+// runSunumsCall parses args, calls call chunk by chunk, adds the sunums it
+// returned to res and prints out (res, or a result that holds it).
+func runSunumsCall(ctx context.Context, g *globalOptions, args []string, res *sunumsResult, out result,
 	call func(context.Context, *conn, []uint64) ([]uint64, error)) error {
 	sunums, err := parseSunums(args)
 	if err != nil {
@@ -498,7 +536,7 @@ func runSunumsCall(ctx context.Context, g *globalOptions, args []string, res *su
 	if err != nil {
 		return err
 	}
-	return g.printer().print(*res)
+	return g.printer().print(out)
 }
 
 // sunumsResult is {"count":N,"sunums":["1","2"]}.
