@@ -264,8 +264,8 @@ func (e *Engine) Coverage(ctx context.Context, series string) ([]Coverage, error
 func (e *Engine) coverage(ctx context.Context, series string) (Coverage, error) {
 	c := Coverage{Series: series, States: map[string]int64{}}
 	var units []uint64 // the authority's, sorted
-	switch a := e.authority(series); {
-	case a == nil:
+	switch a := e.authority(series); a {
+	case nil:
 		c.Error = "no authority for this series"
 	default:
 		var err error

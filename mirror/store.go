@@ -554,14 +554,6 @@ func (s *Store) byState(st State, after uint64, fn func(sunum uint64) bool) erro
 	})
 }
 
-// bySeries calls fn for each sunum of series in order until fn returns false.
-func (s *Store) bySeries(series string, fn func(sunum uint64) bool) error {
-	p := seriesPrefix(series)
-	return s.scan(p, nil, func(k, _ []byte) bool {
-		return len(k) != len(p)+8 || fn(binary.BigEndian.Uint64(k[len(p):]))
-	})
-}
-
 // series returns the distinct series names of the store, sorted.
 func (s *Store) series() ([]string, error) {
 	var out []string
