@@ -114,7 +114,19 @@ func (g *Guard) Configure(o *pebble.Options) {
 }
 
 // Err returns the failure (an *Error), or nil while the store is healthy.
+// Once it has returned the failure, Done is closed: a caller told that the
+// store failed finds it failed everywhere.
 func (g *Guard) Err() error {
+	if e := g.err.Load(); e != nil {
+		<-g.done // Fail may still be fencing and logging
+		return e
+	}
+	return nil
+}
+
+// cause is Err without waiting for Fail to finish, for the paths that Fail
+// itself may be waiting on (they hold walMu or a WAL's mu).
+func (g *Guard) cause() error {
 	if e := g.err.Load(); e != nil {
 		return e
 	}
@@ -160,7 +172,7 @@ func (g *Guard) Apply(fn func() error) (err error) {
 // that fails for lack of space, or with any I/O error, fails the store: the
 // memtables it cannot flush would otherwise stall every writer forever.
 func (g *Guard) background(err error) {
-	if g.Err() == nil && storageError(err) {
+	if g.cause() == nil && storageError(err) {
 		_ = g.Fail(err)
 		return
 	}
@@ -210,7 +222,7 @@ type guardFS struct {
 func isWAL(name string) bool { return strings.HasSuffix(name, ".log") }
 
 func (fs *guardFS) Create(name string, cat vfs.DiskWriteCategory) (vfs.File, error) {
-	if err := fs.g.Err(); err != nil {
+	if err := fs.g.cause(); err != nil {
 		return nil, err
 	}
 	f, err := fs.FS.Create(name, cat)
@@ -218,7 +230,7 @@ func (fs *guardFS) Create(name string, cat vfs.DiskWriteCategory) (vfs.File, err
 }
 
 func (fs *guardFS) ReuseForWrite(oldname, newname string, cat vfs.DiskWriteCategory) (vfs.File, error) {
-	if err := fs.g.Err(); err != nil {
+	if err := fs.g.cause(); err != nil {
 		return nil, err
 	}
 	f, err := fs.FS.ReuseForWrite(oldname, newname, cat)
@@ -231,10 +243,10 @@ func (fs *guardFS) wrap(name string, f vfs.File, err error) (vfs.File, error) {
 	}
 	w := &walFile{File: f, g: fs.g, name: name}
 	fs.g.walMu.Lock()
-	if fs.g.Err() != nil {
+	if err := fs.g.cause(); err != nil {
 		fs.g.walMu.Unlock()
 		_ = f.Close()
-		return nil, fs.g.Err()
+		return nil, err
 	}
 	fs.g.wals[w] = struct{}{}
 	fs.g.walMu.Unlock()
@@ -267,7 +279,7 @@ func (f *walFile) write(p []byte) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.fenced {
-		return 0, f.g.Err()
+		return 0, f.g.cause()
 	}
 	n, err := f.File.Write(p)
 	f.written += int64(n)
@@ -294,7 +306,7 @@ func (f *walFile) syncLocked(do func() (bool, error)) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.fenced {
-		return false, f.g.Err()
+		return false, f.g.cause()
 	}
 	at := f.written
 	full, err := do()
