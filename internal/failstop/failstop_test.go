@@ -17,8 +17,8 @@ type stallHandler struct {
 }
 
 func (h *stallHandler) Enabled(context.Context, slog.Level) bool { return true }
-func (h *stallHandler) WithAttrs([]slog.Attr) slog.Handler      { return h }
-func (h *stallHandler) WithGroup(string) slog.Handler           { return h }
+func (h *stallHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *stallHandler) WithGroup(string) slog.Handler            { return h }
 func (h *stallHandler) Handle(context.Context, slog.Record) error {
 	close(h.entered)
 	<-h.release
