@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -199,6 +200,7 @@ type CatalogRegistrar struct{ Catalog RegistrarCatalog }
 type RegistrarCatalog interface {
 	catalog.UnitRegisterer
 	catalog.Querier
+	BulkAttrsEach(ctx context.Context, obj catalog.ObjectType, objects, attrs []string, fn func(i int, a catalog.Attr) error) (errs []error, err error)
 }
 
 // Register implements mirror.Registrar with one catalog.RegisterUnits.
@@ -220,8 +222,9 @@ func (r CatalogRegistrar) Register(ctx context.Context, units []mirror.Placed) (
 	return errs, err
 }
 
-// Registered implements mirror.Registrar.
-func (r CatalogRegistrar) Registered(ctx context.Context, lfns, pfns []string) ([]bool, error) {
+// Registered implements mirror.Registrar: BulkExists, then the unit
+// attributes of those mapped.
+func (r CatalogRegistrar) Registered(ctx context.Context, lfns, pfns []string) ([]*mirror.Placed, error) {
 	ms := make([]catalog.Mapping, len(lfns))
 	for i := range lfns {
 		ms[i] = catalog.Mapping{LFN: lfns[i], PFN: pfns[i]}
@@ -230,12 +233,42 @@ func (r CatalogRegistrar) Registered(ctx context.Context, lfns, pfns []string) (
 	if err != nil {
 		return nil, err
 	}
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	out := make([]*mirror.Placed, len(lfns))
+	var names []string
+	var at []int
+	for i := range lfns {
+		if ok[i] {
+			out[i] = &mirror.Placed{LFN: lfns[i], PFN: pfns[i]}
+			names, at = append(names, lfns[i]), append(at, i)
 		}
 	}
-	return ok, nil
+	if len(names) == 0 {
+		return out, nil
+	}
+	_, err = r.Catalog.BulkAttrsEach(ctx, catalog.LFN, names, []string{"files", "series", "sha256", "size", "source"},
+		func(k int, a catalog.Attr) error {
+			p := out[at[k]]
+			switch a.Name {
+			case "files":
+				p.Files = a.Value.Int
+			case "size":
+				p.Bytes = a.Value.Int
+			case "series":
+				p.Series = a.Value.Str
+			case "sha256":
+				p.SHA256 = a.Value.Str
+			case "source":
+				p.Source = a.Value.Str
+			}
+			return nil
+		})
+	if err != nil && !errors.Is(err, catalog.ErrNotFound) {
+		return nil, err
+	}
+	return out, nil
 }
 
 // NewTransferPuller returns a mirror.TransferPuller that pulls units over

@@ -123,4 +123,27 @@ func TestMirrorOverTransferAndCatalog(t *testing.T) {
 	if pfns, _ := cat.QueryLFN(t.Context(), "2"); len(pfns) != 1 || pfns[0] != filepath.Join(store, "D2") {
 		t.Fatalf("mapping of 2: %v", pfns)
 	}
+
+	// Registered reads back what a restarted engine keeps of a unit it
+	// finds present: the registration's source, size and file count; a
+	// mapping made by hand has no attributes, another PFN is not it.
+	if _, err := cat.Create(t.Context(), "5", "/by/hand/D5"); err != nil {
+		t.Fatal(err)
+	}
+	regs, err := api.CatalogRegistrar{Catalog: cat}.Registered(t.Context(),
+		[]string{"1", "2", "5", "5", "4"}, []string{filepath.Join(store, "D1"), filepath.Join(store, "D2"), "/by/hand/D5", "/elsewhere", filepath.Join(store, "D4")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []*mirror.Placed{
+		{LFN: "1", PFN: filepath.Join(store, "D1"), Bytes: 6, Files: 1, SHA256: got["sha256"], Series: "hmi.x", Source: "jsoc"},
+		{LFN: "2", PFN: filepath.Join(store, "D2"), Bytes: 6, Files: 1, SHA256: regs[1].SHA256, Source: "jsoc"},
+		{LFN: "5", PFN: "/by/hand/D5"},
+		nil, nil,
+	}
+	for i := range want {
+		if (regs[i] == nil) != (want[i] == nil) || (regs[i] != nil && *regs[i] != *want[i]) || (i == 1 && len(regs[1].SHA256) != 64) {
+			t.Errorf("Registered[%d] = %+v, want %+v", i, regs[i], want[i])
+		}
+	}
 }

@@ -170,6 +170,11 @@ func (e *Engine) Run(ctx context.Context) error {
 		e.log.Info("mirror: requeued units left in flight", "units", n)
 	}
 	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := e.runPendingHooks(ctx); err != nil && ctx.Err() == nil {
+			e.log.Error("mirror: on-done hooks left pending", "error", err)
+		}
+	})
 	for _, l := range e.lanes {
 		wg.Go(func() { l.run(ctx) })
 	}
@@ -187,7 +192,7 @@ func (e *Engine) Accept(ctx context.Context, reqs []Request) error {
 		return err
 	}
 	if len(added) > 0 {
-		if err := e.markPresent(ctx, added, now); err != nil {
+		if err := e.markPresent(ctx, added, now, false); err != nil {
 			e.log.Warn("mirror: presence check at intake", "error", err)
 		}
 	}
@@ -206,8 +211,12 @@ func (e *Engine) Accept(ctx context.Context, reqs []Request) error {
 }
 
 // markPresent makes DONE those of sunums whose unit is in the store and
-// registered in the catalog, and returns the others.
-func (e *Engine) markPresent(ctx context.Context, sunums []uint64, now time.Time) error {
+// registered in the catalog. A unit this engine registered (a run that
+// stopped between the registration and DONE) keeps the source, size and
+// file count it was registered with; one put there by hand is from
+// "local". With hook set (not at intake), the on-done hook of each is
+// marked pending and run.
+func (e *Engine) markPresent(ctx context.Context, sunums []uint64, now time.Time, hook bool) error {
 	var cand []uint64
 	for _, n := range sunums {
 		if _, err := os.Stat(e.Dest(n)); err == nil {
@@ -221,31 +230,55 @@ func (e *Engine) markPresent(ctx context.Context, sunums []uint64, now time.Time
 	for i, n := range cand {
 		lfns[i], pfns[i] = LFN(n), e.Dest(n)
 	}
-	ok, err := e.cfg.Registrar.Registered(ctx, lfns, pfns)
+	regs, err := e.cfg.Registrar.Registered(ctx, lfns, pfns)
 	if err != nil {
 		return err
 	}
+	if len(regs) != len(cand) {
+		return fmt.Errorf("registrar answered %d of %d", len(regs), len(cand))
+	}
 	var present []uint64
+	reg := make(map[uint64]*Placed, len(cand))
 	for i, n := range cand {
-		if ok[i] {
+		if regs[i] != nil {
 			present = append(present, n)
+			reg[n] = regs[i]
 		}
 	}
 	if len(present) == 0 {
 		return nil
 	}
-	set := make(map[uint64]bool, len(present))
-	for _, n := range present {
-		set[n] = true
-	}
-	_, err = e.store.update(present, now, func(_ uint64, r *Record) (*Record, mutation) {
+	hook = hook && e.cfg.OnDone != nil
+	hooked := map[uint64]bool{}
+	out, err := e.store.update(present, now, func(n uint64, r *Record) (*Record, mutation) {
 		if r == nil || r.State == DONE {
 			return r, keep
 		}
-		r.State, r.Source, r.Reason, r.Done, r.Streak = DONE, "local", "present in the store and catalog", now, 0
+		p := reg[n]
+		r.State, r.Source, r.Bytes, r.Files, r.Done, r.Streak = DONE, p.Source, p.Bytes, p.Files, now, 0
+		r.Reason = "registered here before a restart"
+		if r.Source != "" {
+			r.addAttempt(Attempt{At: now, Source: r.Source})
+		} else {
+			r.Source, r.Reason = "local", "present in the store and catalog"
+		}
+		if hook {
+			hooked[n] = true
+			return r, writeHook
+		}
 		return r, write
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	var done []*Record
+	for i, n := range present {
+		if hooked[n] && out[i] != nil {
+			done = append(done, out[i])
+		}
+	}
+	e.runHooks(ctx, done)
+	return nil
 }
 
 // authority returns the authority of a series (nil if none).

@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -31,7 +32,7 @@ type world struct {
 	series    map[uint64]string
 	faults    map[string]map[uint64][]error // site → sunum → errors, consumed in order
 	sticky    map[string]map[uint64]error   // site → sunum → error every time
-	catalog   map[string]string             // own LFN → PFN
+	catalog   map[string]Placed             // own LFN → unit registered
 	pulled    map[uint64]int                // sunum → times its bytes were fetched
 	calls     []string                      // pull calls since the last "pulls"
 	locateErr error
@@ -40,13 +41,15 @@ type world struct {
 	placedFor time.Duration // per pull call, after its units are placed
 	regFor    time.Duration // per Register call
 	crashAt   int           // a pull call places this many units, then hangs (0: off)
+	regHang   bool          // Register writes, then hangs until the engine stops
+	hookHang  bool          // the on-done hook hangs until the engine stops
 	onDone    []string
 }
 
 func newWorld() *world {
 	return &world{authority: "jsoc", holds: map[string]map[uint64]bool{}, series: map[uint64]string{},
 		faults: map[string]map[uint64][]error{}, sticky: map[string]map[uint64]error{},
-		catalog: map[string]string{}, pulled: map[uint64]int{}}
+		catalog: map[string]Placed{}, pulled: map[uint64]int{}}
 }
 
 func endpoint(site string) string { return site + ":7000" }
@@ -194,23 +197,29 @@ func (w *world) Pull(ctx context.Context, src Source, units []PullUnit) []PullRe
 
 func (w *world) Register(ctx context.Context, units []Placed) ([]error, error) {
 	w.mu.Lock()
-	regFor := w.regFor
+	regFor, hang := w.regFor, w.regHang
 	w.mu.Unlock()
 	time.Sleep(regFor)
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	for _, u := range units {
-		w.catalog[u.LFN] = u.PFN
+		w.catalog[u.LFN] = u
+	}
+	w.mu.Unlock()
+	if hang {
+		<-ctx.Done() // the process dies after the catalog's commit
+		return nil, ctx.Err()
 	}
 	return make([]error, len(units)), nil
 }
 
-func (w *world) Registered(ctx context.Context, lfns, pfns []string) ([]bool, error) {
+func (w *world) Registered(ctx context.Context, lfns, pfns []string) ([]*Placed, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	out := make([]bool, len(lfns))
+	out := make([]*Placed, len(lfns))
 	for i := range lfns {
-		out[i] = w.catalog[lfns[i]] == pfns[i]
+		if p, ok := w.catalog[lfns[i]]; ok && p.PFN == pfns[i] {
+			out[i] = &p
+		}
 	}
 	return out, nil
 }
@@ -391,6 +400,11 @@ func (h *harness) cmd(t *testing.T, d *datadriven.TestData) string {
 			Jitter:          func() float64 { return 0.5 },
 			OnDone: func(ctx context.Context, n uint64, path, series string) error {
 				w.mu.Lock()
+				if w.hookHang {
+					w.mu.Unlock()
+					<-ctx.Done() // the process dies in the hook
+					return ctx.Err()
+				}
 				defer w.mu.Unlock()
 				w.onDone = append(w.onDone, fmt.Sprintf("%d %s %s", n, filepath.Base(path), series))
 				return nil
@@ -448,6 +462,8 @@ func (h *harness) cmd(t *testing.T, d *datadriven.TestData) string {
 		w.placedFor = dur("placed-for")
 		w.regFor = dur("register-for")
 		w.crashAt = num("crash-at", 0)
+		w.regHang = arg("register-hang", "false") == "true"
+		w.hookHang = arg("hook-hang", "false") == "true"
 		if arg("locate-err", "") != "" {
 			w.locateErr = parseErr(arg("locate-err", ""))
 		}
@@ -464,7 +480,7 @@ func (h *harness) cmd(t *testing.T, d *datadriven.TestData) string {
 				t.Fatal(err)
 			}
 			w.mu.Lock()
-			w.catalog[LFN(n)] = dest
+			w.catalog[LFN(n)] = Placed{LFN: LFN(n), PFN: dest}
 			w.mu.Unlock()
 		}
 		return ""
@@ -533,7 +549,16 @@ func (h *harness) cmd(t *testing.T, d *datadriven.TestData) string {
 	case "hooks":
 		w.mu.Lock()
 		defer w.mu.Unlock()
-		return strings.Join(slices.Sorted(slices.Values(w.onDone)), "\n") + "\n"
+		if len(w.onDone) == 0 {
+			return "(none)\n"
+		}
+		hooks := slices.Clone(w.onDone)
+		slices.SortStableFunc(hooks, func(a, b string) int { // by sunum
+			x, _ := strconv.ParseUint(strings.Fields(a)[0], 10, 64)
+			y, _ := strconv.ParseUint(strings.Fields(b)[0], 10, 64)
+			return cmp.Compare(x, y)
+		})
+		return strings.Join(hooks, "\n") + "\n"
 	case "retry":
 		var ns []uint64
 		var st State
@@ -565,7 +590,7 @@ func (h *harness) cmd(t *testing.T, d *datadriven.TestData) string {
 		var b strings.Builder
 		for _, n := range sunums(t, d.Input) {
 			_, err := os.Stat(filepath.Join(h.cfg.StoreDir, "D"+strconv.FormatUint(n, 10)))
-			fmt.Fprintf(&b, "%d registered=%v placed=%v\n", n, w.catalog[LFN(n)] != "", err == nil)
+			fmt.Fprintf(&b, "%d registered=%v placed=%v\n", n, w.catalog[LFN(n)].PFN != "", err == nil)
 		}
 		return b.String()
 	case "restart":

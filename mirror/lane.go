@@ -145,7 +145,7 @@ func (l *lane) locate(ctx context.Context, ids []uint64, now time.Time) {
 	}
 	// Present already (placed and registered by an engine that stopped
 	// before it wrote DONE, or put there by hand)?
-	if err := e.markPresent(ctx, sunums, now); err != nil {
+	if err := e.markPresent(ctx, sunums, now, true); err != nil {
 		e.log.Warn("mirror: presence check", "error", err)
 	}
 	lfns := make([]string, len(live))

@@ -93,11 +93,17 @@ type Registrar interface {
 	// catalog batch; registering a unit already registered to that PFN
 	// succeeds. One error per unit; err if nothing was written.
 	Register(ctx context.Context, units []Placed) (errs []error, err error)
-	// Registered reports, per LFN, whether it is mapped to pfns[i].
-	Registered(ctx context.Context, lfns, pfns []string) ([]bool, error)
+	// Registered reports, per LFN, the unit registered as lfns[i] at
+	// pfns[i]: nil if the LFN is not mapped to that PFN, else what the
+	// catalog holds of it (attributes it lacks are zero: a unit put there
+	// by hand has none).
+	Registered(ctx context.Context, lfns, pfns []string) ([]*Placed, error)
 }
 
 // OnDone is the post-placement hook: called after a unit became DONE (not
-// for units found present at intake), with its sunum, path and series. Its
-// error is logged; the unit stays DONE.
+// for units found present at intake), with its sunum, path and series. It
+// runs at least once: the DONE record and a pending mark are written in
+// one batch, the mark is cleared after the hook returned, and marks left by
+// a stop or kill are run at the next Run. It should be idempotent. Its
+// error is logged; the unit stays DONE and the hook is not retried.
 type OnDone func(ctx context.Context, sunum uint64, path, series string) error

@@ -22,12 +22,16 @@ import (
 // Keys of the store. Every record has one 'r' key, one 's' key (its state)
 // and, if it has a series, one 'x' key; a record in a scheduled state (NQUE,
 // FAIL, PNDG) also has one 'q' key, ordered by lane and due time, which is
-// what the scheduler reads: it never scans the whole queue.
+// what the scheduler reads: it never scans the whole queue. A DONE record
+// whose on-done hook has yet to run has an 'h' key, written in the batch
+// that makes it DONE and deleted once the hook ran: a kill in between
+// runs the hook again at the next start (at least once).
 //
 //	'r' sunum(8)                  → record
 //	'q' lane(1) due(8) sunum(8)   → ∅
 //	's' state(1) sunum(8)         → ∅
 //	'x' series 0x00 sunum(8)      → ∅
+//	'h' sunum(8)                  → ∅
 //
 // Integers are big-endian, due times Unix nanoseconds (0 for none).
 const (
@@ -35,7 +39,12 @@ const (
 	tagDue    = 'q'
 	tagState  = 's'
 	tagSeries = 'x'
+	tagHook   = 'h'
 )
+
+func hookKey(sunum uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{tagHook}, sunum)
+}
 
 func recordKey(sunum uint64) []byte {
 	return binary.BigEndian.AppendUint64([]byte{tagRecord}, sunum)
@@ -309,6 +318,9 @@ const (
 	keep mutation = iota
 	write
 	remove
+	// writeHook writes a DONE record and marks its on-done hook pending
+	// (see pendingHooks), in the same batch.
+	writeHook
 )
 
 // update reads the record of each sunum (nil if unknown), lets fn change
@@ -362,6 +374,16 @@ func (s *Store) update(sunums []uint64, now time.Time, fn func(sunum uint64, r *
 				if err := b.Delete(k, nil); err != nil {
 					return nil, err
 				}
+			}
+		}
+		if old != nil && old.State == DONE && (nr == nil || nr.State != DONE) {
+			if err := b.Delete(hookKey(n), nil); err != nil {
+				return nil, err
+			}
+		}
+		if m == writeHook && nr != nil && nr.State == DONE {
+			if err := b.Set(hookKey(n), nil, nil); err != nil {
+				return nil, err
 			}
 		}
 		if nr == nil {
@@ -552,6 +574,51 @@ func (s *Store) byState(st State, after uint64, fn func(sunum uint64) bool) erro
 	return s.scan([]byte{tagState, byte(st)}, start, func(k, _ []byte) bool {
 		return len(k) != 10 || fn(binary.BigEndian.Uint64(k[2:]))
 	})
+}
+
+// pendingHooks returns up to limit sunums greater than after whose
+// on-done hook has yet to run, in order.
+func (s *Store) pendingHooks(after uint64, limit int) ([]uint64, error) {
+	var out []uint64
+	var start []byte
+	if after > 0 {
+		if after == ^uint64(0) {
+			return nil, nil
+		}
+		start = hookKey(after + 1)
+	}
+	err := s.scan([]byte{tagHook}, start, func(k, _ []byte) bool {
+		if len(k) == 9 {
+			out = append(out, binary.BigEndian.Uint64(k[1:]))
+		}
+		return len(out) < limit
+	})
+	return out, err
+}
+
+// hooksRan clears the pending marks of sunums, durably: Pebble keeps an
+// unsynced write in its buffer until the next sync, so a kill would bring
+// back marks of hooks that ran long before.
+func (s *Store) hooksRan(sunums []uint64) error {
+	if len(sunums) == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, n := range sunums {
+		if err := b.Delete(hookKey(n), nil); err != nil {
+			return err
+		}
+	}
+	if err := s.guard.Apply(func() error { return b.Commit(s.wo) }); err != nil {
+		return fmt.Errorf("mirror: store: %w", err)
+	}
+	return nil
 }
 
 // series returns the distinct series names of the store, sorted.

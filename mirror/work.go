@@ -61,6 +61,14 @@ func (e *Engine) work(ctx context.Context, src Location, batch []*job) (retry []
 		return nil
 	}
 	regErr, cancelled := e.registerPlaced(ctx, src, jobs, units, res)
+	if ctx.Err() != nil {
+		// Stopping: what was registered is found present by the next Run.
+		e.observe(src.Site, 0, 0, elapsed, nil)
+		for _, j := range jobs {
+			e.release(j.sunum)
+		}
+		return nil
+	}
 	now := time.Now()
 	var fetched int64
 	var fails []errClass
@@ -88,7 +96,7 @@ func (e *Engine) work(ctx context.Context, src Location, batch []*job) (retry []
 		elapsed = 0 // every unit was cancelled: nothing to judge the source by
 	}
 	e.observe(src.Site, nplaced, fetched, elapsed, fails)
-	return e.finishCall(ctx, jobs, units, next, retry, now)
+	return e.finishCall(ctx, jobs, next, retry, now)
 }
 
 // startCall writes the units of batch that are still BQUED as QUED and
@@ -247,16 +255,22 @@ func (e *Engine) nextState(src Location, j *job, r PullResult, regErr error, now
 // finishCall writes the next state of each job of a call in one batch
 // (none for a unit cancelled meanwhile: its record is gone), releases the
 // jobs but those to retry, which it returns, and runs the on-done hook.
-func (e *Engine) finishCall(ctx context.Context, jobs []*job, units []PullUnit, next map[uint64]func(*Record) *Record, retry []*job, now time.Time) []*job {
+func (e *Engine) finishCall(ctx context.Context, jobs []*job, next map[uint64]func(*Record) *Record, retry []*job, now time.Time) []*job {
 	ns := make([]uint64, len(jobs))
 	for i, j := range jobs {
 		ns[i] = j.sunum
 	}
+	hooked := map[uint64]bool{}
 	out, err := e.store.update(ns, now, func(n uint64, r *Record) (*Record, mutation) {
 		if r == nil || r.State != QUED || next[n] == nil {
 			return r, keep
 		}
-		return next[n](r), write
+		r = next[n](r)
+		if r.State == DONE && e.cfg.OnDone != nil {
+			hooked[n] = true
+			return r, writeHook
+		}
+		return r, write
 	})
 	if err != nil {
 		e.log.Error("mirror: write pulled", "error", err)
@@ -270,17 +284,86 @@ func (e *Engine) finishCall(ctx context.Context, jobs []*job, units []PullUnit, 
 		inRetry[j.sunum] = true
 	}
 	retry = retry[:0]
+	var done []*Record
 	for i, j := range jobs {
 		if inRetry[j.sunum] && out[i] != nil && out[i].State == BQUED {
 			retry = append(retry, j)
 			continue
 		}
 		e.release(j.sunum)
-		if out[i] != nil && out[i].State == DONE && e.cfg.OnDone != nil {
-			if err := e.cfg.OnDone(ctx, j.sunum, units[i].Dest, j.series); err != nil {
-				e.log.Warn("mirror: on-done hook failed", "sunum", j.sunum, "error", err)
-			}
+		if hooked[j.sunum] && out[i] != nil && out[i].State == DONE {
+			done = append(done, out[i])
 		}
 	}
+	e.runHooks(ctx, done)
 	return retry
+}
+
+// runHooks runs the on-done hook for records just made DONE with their
+// hook marked pending, clearing each mark as soon as its hook returned (a
+// kill then runs again at most the hook it cut). A hook's error is logged;
+// the unit stays DONE and the hook is not run again. A stop leaves the
+// marks of the hooks it cut or did not reach for the next start.
+func (e *Engine) runHooks(ctx context.Context, recs []*Record) {
+	if e.cfg.OnDone == nil {
+		return
+	}
+	for _, r := range recs {
+		if ctx.Err() != nil {
+			return
+		}
+		if err := e.cfg.OnDone(ctx, r.Sunum, e.Dest(r.Sunum), r.Series); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			e.log.Warn("mirror: on-done hook failed", "sunum", r.Sunum, "error", err)
+		}
+		if err := e.store.hooksRan([]uint64{r.Sunum}); err != nil {
+			e.log.Error("mirror: clear on-done mark", "sunum", r.Sunum, "error", err)
+			return
+		}
+	}
+}
+
+// runPendingHooks runs the hooks that a stopped engine left pending (it
+// was killed between a unit's DONE and its hook), a page at a time. With
+// no hook configured, it clears the marks.
+func (e *Engine) runPendingHooks(ctx context.Context) error {
+	var after uint64
+	total := 0
+	for ctx.Err() == nil {
+		ns, err := e.store.pendingHooks(after, 256)
+		if err != nil || len(ns) == 0 {
+			if total > 0 {
+				e.log.Info("mirror: ran on-done hooks left pending by a stopped engine", "units", total)
+			}
+			return err
+		}
+		after = ns[len(ns)-1]
+		if e.cfg.OnDone == nil {
+			if err := e.store.hooksRan(ns); err != nil {
+				return err
+			}
+			continue
+		}
+		recs, err := e.store.Get(ns)
+		if err != nil {
+			return err
+		}
+		var done []*Record
+		var stale []uint64
+		for i, r := range recs {
+			if r != nil && r.State == DONE {
+				done = append(done, r)
+			} else {
+				stale = append(stale, ns[i])
+			}
+		}
+		if err := e.store.hooksRan(stale); err != nil {
+			return err
+		}
+		total += len(done)
+		e.runHooks(ctx, done)
+	}
+	return ctx.Err()
 }

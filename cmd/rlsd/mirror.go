@@ -49,7 +49,7 @@ func (c *config) bindMirror(b *binder) {
 	b.flag(&c.MirrorBatchUnits, "mirror-batch-units", "mirror role: most units of one pull call")
 	b.flag(&c.MirrorBatchBytes, "mirror-batch-bytes", "mirror role: most bytes of one pull call")
 	b.flag(&c.MirrorBatchIdle, "mirror-batch-idle", "mirror role: a batch not full is sent when no unit joined it for this long")
-	b.flag(&c.MirrorOnDone, "mirror-on-done", "mirror role: shell command run after each unit is DONE, with arguments SUNUM PATH SERIES (and env RLS_SUNUM, RLS_PATH, RLS_SERIES); its failure is logged")
+	b.flag(&c.MirrorOnDone, "mirror-on-done", "mirror role: shell command run after each unit is DONE (at least once: again after a kill), with arguments SUNUM PATH SERIES (and env RLS_SUNUM, RLS_PATH, RLS_SERIES); its failure is logged")
 	b.flag(&c.MirrorIntakeDSN, "mirror-intake-dsn", "mirror role: PostgreSQL DSN of the DRMS database whose queue table feeds the mirror; empty: no PostgreSQL intake")
 	b.flag(&c.MirrorIntakeTable, "mirror-intake-table", "mirror role: the queue table, NAME or SCHEMA.NAME (columns sunum bigint, recnum bigint, series_name text)")
 	b.flag(&c.MirrorIntakeChannel, "mirror-intake-channel", "mirror role: the channel the queue's trigger NOTIFYs")
