@@ -38,7 +38,7 @@ type Config struct {
 	Registrar Registrar
 	OnDone    OnDone
 	// UserWorkers and BulkWorkers are the concurrent pull calls of each
-	// lane (defaults 2 and 8): the user lane never waits for bulk workers.
+	// lane (defaults 2 and 16): the user lane never waits for bulk workers.
 	UserWorkers, BulkWorkers int
 	// MinPerSource and MaxPerSource bound each source's concurrent pull
 	// calls, which adapt in between (defaults 2 and 16).
@@ -77,7 +77,7 @@ func (c *Config) defaults() error {
 		}
 	}
 	c.UserWorkers = cmp0(c.UserWorkers, 2)
-	c.BulkWorkers = cmp0(c.BulkWorkers, 8)
+	c.BulkWorkers = cmp0(c.BulkWorkers, 16)
 	c.MinPerSource = cmp0(c.MinPerSource, 2)
 	c.MaxPerSource = max(cmp0(c.MaxPerSource, 16), c.MinPerSource)
 	if c.Retry == (RetryPolicy{}) {

@@ -89,6 +89,11 @@ func (l *lane) run(ctx context.Context) {
 			next = due
 			if len(ids) > 0 {
 				l.locate(ctx, ids, now)
+				// Keep the workers busy while claiming more: on a tier-2
+				// site most due units are PNDG ones re-checked, and
+				// locating them all first would leave the located ones
+				// waiting behind them.
+				l.dispatch(ctx, &wg, time.Now())
 				continue // claim more while there is room
 			}
 			l.drained = err == nil

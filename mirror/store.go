@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/solar-archive/rls/internal/failstop"
@@ -83,6 +84,11 @@ func (r *Record) indexKeys() [][]byte {
 	return ks
 }
 
+// storeCacheSize is the block cache of a Store: its working set (the
+// records and index keys of the units in flight and due) is small, and
+// RSS must stay bounded however many sunums the store holds.
+const storeCacheSize = 16 << 20
+
 // StoreOptions tune a Store. The zero value is the durable default.
 type StoreOptions struct {
 	// NoSync acknowledges writes before the WAL is synced (tests only).
@@ -129,7 +135,16 @@ func OpenStore(dir string, opts *StoreOptions) (*Store, error) {
 	if opts.NoSync {
 		s.wo = pebble.NoSync
 	}
-	po := &pebble.Options{FS: opts.FS, Logger: pebblelog.New(s.log), FormatMajorVersion: pebble.FormatNewest}
+	// Every state change reads the record first (a point Get), and the
+	// records are rewritten often, so flushes leave many small tables:
+	// bloom filters let a Get skip the tables that do not hold its key,
+	// and a block cache keeps the rest off the file system.
+	cache := pebble.NewCache(storeCacheSize)
+	defer cache.Unref()
+	po := &pebble.Options{FS: opts.FS, Logger: pebblelog.New(s.log), FormatMajorVersion: pebble.FormatNewest, Cache: cache}
+	for i := range po.Levels {
+		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
 	s.guard = failstop.New("mirror", dir, s.log)
 	s.guard.Configure(po)
 	db, err := pebble.Open(dir, po)
@@ -369,8 +384,15 @@ func (s *Store) update(sunums []uint64, now time.Time, fn func(sunum uint64, r *
 				nr.Due = time.Time{}
 			}
 		}
+		var keep [][]byte // index keys the new record has too
+		if nr != nil {
+			keep = nr.indexKeys()
+		}
 		if old != nil {
 			for _, k := range old.indexKeys() {
+				if slices.ContainsFunc(keep, func(n []byte) bool { return bytes.Equal(n, k) }) {
+					continue
+				}
 				if err := b.Delete(k, nil); err != nil {
 					return nil, err
 				}
@@ -394,7 +416,14 @@ func (s *Store) update(sunums []uint64, now time.Time, fn func(sunum uint64, r *
 			if err := b.Set(recordKey(n), nr.encode(nil), nil); err != nil {
 				return nil, err
 			}
-			for _, k := range nr.indexKeys() {
+			var had [][]byte
+			if old != nil {
+				had = old.indexKeys()
+			}
+			for _, k := range keep {
+				if slices.ContainsFunc(had, func(o []byte) bool { return bytes.Equal(o, k) }) {
+					continue
+				}
 				if err := b.Set(k, nil, nil); err != nil {
 					return nil, err
 				}

@@ -50,6 +50,8 @@
 #
 # Knobs: PARTS ("small wan big rss"), SMALL_N, SCP_N, SCP_PAR, WAN_N,
 # WAN_RTT_MS, BIG_MIB, BIG_REPS, RSS_N, PIN, MAX_SECS, SETTLE (3), NO_BUILD=1,
+# PPROF=1 (rlsd --pprof; CPU profiles of nso, sao and jsoc over the first
+# PPROF_SECS (10) seconds of part 1, in the output directory),
 # NO_INSTALL=1, KEEP=1.
 set -euo pipefail
 
@@ -67,6 +69,8 @@ BIG_REPS="${BIG_REPS:-3}"
 RSS_N="${RSS_N:-1000000}"
 PIN="${PIN:-1}"
 MAX_SECS="${MAX_SECS:-600}"
+PPROF="${PPROF:-0}"
+PPROF_SECS="${PPROF_SECS:-10}"
 SETTLE="${SETTLE:-3}"
 SMALL_BASE=200000000
 BIG_BASE=400000000
@@ -217,6 +221,7 @@ start_rlsd() {
 	mkdir -p "$WORK/$name"
 	local log="$OUT/rlsd-$name.log"
 	local args=(--site "$name" --data "$WORK/$name" --listen 127.0.0.1:0 --http-listen 127.0.0.1:0 "$@")
+	[ "$PPROF" = 1 ] && args+=(--pprof)
 	printf '$ taskset -c %s rlsd %s\n' "$cpu" "${args[*]}" >>"$OUT/commands.txt"
 	pinned "$cpu"
 	"${PINNED[@]}" "$RLSD" "${args[@]}" >"$log" 2>&1 &
@@ -469,6 +474,12 @@ if has_part small; then
 	enqueue nso "$OUT/small-units.tsv"
 	t_enq=$(now)
 	echo "enqueued ${SMALL_N} at each mirror in $(secs "$t0" "$t_enq") s" >&2
+	if [ "$PPROF" = 1 ]; then
+		# CPU profiles of the busy part of the run, beside the figures.
+		for site in nso sao jsoc; do
+			curl -fsS -m 60 -o "$OUT/small-$site.cpu.pprof" "http://${HTTP[$site]}/debug/pprof/profile?seconds=$PPROF_SECS" &
+		done
+	fi
 	t_nso=$(wait_done nso "$SMALL_N" "$t0" "$OUT/progress-small-nso.txt")
 	t_sao=$(wait_done sao "$SMALL_N" "$t0" "$OUT/progress-small-sao.txt")
 	s_nso=$(secs "$t0" "$t_nso")

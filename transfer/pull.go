@@ -169,7 +169,11 @@ type PullResult struct {
 	// Manifest is the digest of the unit's manifest (Manifest.Digest),
 	// once placed; zero if the manifest had no digests.
 	Manifest Digest
-	Err      error // nil once the unit is placed
+	// Entries are the placed unit's manifest entries, with the digests it
+	// was verified against (nil unless placed): a Source exporting Dest
+	// adopts them (Source.Adopt) to serve the unit without hashing it.
+	Entries []Entry
+	Err     error // nil once the unit is placed
 }
 
 // SourceResult is what one source did in a pull.

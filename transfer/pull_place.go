@@ -268,7 +268,7 @@ func (p *puller) result(u *unitPull) *PullResult {
 		r.Bytes, r.Files = u.m.TotalBytes(), u.m.Files()
 		r.Dirs = len(u.m.Entries) - r.Files
 		if u.state.Load() == unitPlaced {
-			r.Manifest = u.m.Digest()
+			r.Manifest, r.Entries = u.m.Digest(), u.m.Entries
 		}
 	}
 	if p.q == nil {

@@ -11,6 +11,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"syscall"
@@ -255,4 +256,35 @@ func (s *Source) checkDigest(ctx context.Context, id fileID, k statKey, f *os.Fi
 		return Digest{}, fmt.Errorf("%w: file %q of %s has SHA-256 %s, not the requested %s", ErrChanged, p, pfn, c.digest, want)
 	}
 	return c.digest, nil
+}
+
+// Adopt caches the digests of entries, the manifest of a unit just placed
+// at dir (under one of s's export roots) by a pull that verified each file
+// against them, so that serving the unit next lists it with one stat per
+// file and hashes nothing: a mirror that places a unit is the next site's
+// source for it. An entry whose file is not a regular file of its size
+// now, or that has no digest, is skipped: it is hashed when asked for, as
+// any other. Adopt returns how many files it cached; it reads no file.
+func (s *Source) Adopt(dir string, entries []Entry) (int, error) {
+	ri, unit, err := s.resolve(dir)
+	if err != nil {
+		return 0, err
+	}
+	root := s.roots[ri].root
+	n := 0
+	for _, e := range entries {
+		if e.Dir || e.SHA256.IsZero() {
+			continue
+		}
+		rel := path.Join(unit, e.Path)
+		fi, err := root.Lstat(rel)
+		if err != nil || !fi.Mode().IsRegular() || fi.Size() != e.Size {
+			continue
+		}
+		id, c := fileID{ri, rel}, cachedFile{key: keyOf(fi), digest: e.SHA256}
+		s.remember(id, c)
+		s.store(id, c)
+		n++
+	}
+	return n, nil
 }

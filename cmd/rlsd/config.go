@@ -112,7 +112,7 @@ func defaultConfig() config {
 
 		MirrorTier:            1,
 		MirrorUserWorkers:     2,
-		MirrorBulkWorkers:     8,
+		MirrorBulkWorkers:     16,
 		MirrorSourceMin:       2,
 		MirrorSourceMax:       16,
 		MirrorRetryBase:       mirror.DefaultRetry.Base,

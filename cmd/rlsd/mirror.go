@@ -236,7 +236,17 @@ func startMirror(d *daemon) error {
 		}
 		cfg.Routes = append(cfg.Routes, mirror.Route{Series: r.Series, Authority: a})
 	}
-	puller := api.NewTransferPuller(transfer.PullOptions{NoSync: c.NoSync, BatchUnits: c.MirrorBatchUnits}, d.sec.dialer)
+	po := transfer.PullOptions{NoSync: c.NoSync, BatchUnits: c.MirrorBatchUnits}
+	// The store lies under an export root: the transfer role serves each
+	// unit placed there to the next site, with the digests it was verified
+	// against instead of hashing it again.
+	src, log := d.source, d.log.With("role", "mirror")
+	po.OnPlaced = func(_ int, r *transfer.PullResult) {
+		if _, err := src.Adopt(r.Dest, r.Entries); err != nil {
+			log.Debug("transfer: adopt the digests of a placed unit", "dest", r.Dest, "error", err)
+		}
+	}
+	puller := api.NewTransferPuller(po, d.sec.dialer)
 	d.onClose(puller.Close)
 	cfg.Puller = puller
 	if c.MirrorOnDone != "" {

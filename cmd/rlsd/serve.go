@@ -24,6 +24,7 @@ import (
 	"github.com/solar-archive/rls/api/rlsv1"
 	"github.com/solar-archive/rls/catalog"
 	"github.com/solar-archive/rls/internal/statuspage"
+	"github.com/solar-archive/rls/transfer"
 )
 
 // daemon is what the roles are wired into. It is used by one goroutine, serve,
@@ -37,6 +38,8 @@ type daemon struct {
 	admin   api.AdminInfo
 	// catalog is the site's catalog once the lrc role started, else nil.
 	catalog catalog.Store
+	// source serves the export roots once the transfer role started.
+	source  *transfer.Source
 	closers []func() error
 	// addr is the bound gRPC listen address, known before the roles start.
 	addr string

@@ -30,6 +30,7 @@ func startTransfer(d *daemon) error {
 	if err != nil {
 		return fmt.Errorf("transfer: %w", err)
 	}
+	d.source = src
 	d.onClose(src.Close)
 	d.failStop(src.Failed(), src.Err)
 	rlsv1.RegisterTransferServer(d.grpc, api.NewTransferServer(src))
