@@ -84,10 +84,11 @@ func (r *Record) indexKeys() [][]byte {
 	return ks
 }
 
-// storeCacheSize is the block cache of a Store: its working set (the
-// records and index keys of the units in flight and due) is small, and
-// RSS must stay bounded however many sunums the store holds.
-const storeCacheSize = 16 << 20
+// storeCacheSize is the block cache of a Store (Pebble's default size):
+// its working set (the records and index keys of the units in flight and
+// due, and the tables' filters) is small, and RSS must stay bounded
+// however many sunums the store holds.
+const storeCacheSize = 8 << 20
 
 // StoreOptions tune a Store. The zero value is the durable default.
 type StoreOptions struct {
@@ -138,7 +139,7 @@ func OpenStore(dir string, opts *StoreOptions) (*Store, error) {
 	// Every state change reads the record first (a point Get), and the
 	// records are rewritten often, so flushes leave many small tables:
 	// bloom filters let a Get skip the tables that do not hold its key,
-	// and a block cache keeps the rest off the file system.
+	// and the block cache keeps the rest off the file system.
 	cache := pebble.NewCache(storeCacheSize)
 	defer cache.Unref()
 	po := &pebble.Options{FS: opts.FS, Logger: pebblelog.New(s.log), FormatMajorVersion: pebble.FormatNewest, Cache: cache}
