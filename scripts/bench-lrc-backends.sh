@@ -66,7 +66,10 @@ if [ "${NO_BUILD:-}" != 1 ]; then
 	go build -trimpath -o bin/pgbench-lrc ./scripts/pgbench-lrc
 fi
 RLSD="$ROOT/bin/rlsd" RLSCTL="$ROOT/bin/rlsctl" PGB="$ROOT/bin/pgbench-lrc"
-srv() { taskset -c "$SERVER_CPUS" "$@"; }
+# SRV runs a server on SERVER_CPUS; not a function, so that $! of a server
+# started in the background is its pid (taskset execs it), which cleanup
+# signals.
+SRV=(taskset -c "$SERVER_CPUS")
 cli() { printf '$ %s\n' "$*" >>"$OUT/commands.txt"; timeout "$MAX_SECS" taskset -c "$CLIENT_CPUS" "$@"; }
 
 {
@@ -84,7 +87,7 @@ FILE="$WORK/mappings.tsv"
 awk -v n="$N_LOAD" -v base="$BASE" 'BEGIN { for (i = 0; i < n; i++) { s = base + i; printf "%d\t/SUM%d/D%d\n", s, i % 64, s } }' >"$FILE"
 
 say "start PostgreSQL and two rlsd"
-srv "$PGB" serve --dsn-file "$WORK/pg.dsn" >"$OUT/pg-serve.log" 2>&1 &
+"${SRV[@]}" "$PGB" serve --dsn-file "$WORK/pg.dsn" >"$OUT/pg-serve.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 600); do [ -s "$WORK/pg.dsn" ] && break; sleep 0.1; done
 [ -s "$WORK/pg.dsn" ] || die "PostgreSQL not ready in 60 s"
@@ -100,7 +103,7 @@ for db in plain pgcat pgrlsd pgcatbase; do
 done
 start_rlsd() { # NAME ARGS...
 	local name=$1; shift
-	srv "$RLSD" --site "$name" --data "$WORK/$name" --listen 127.0.0.1:0 --roles lrc "$@" >"$OUT/rlsd-$name.log" 2>&1 &
+	"${SRV[@]}" "$RLSD" --site "$name" --data "$WORK/$name" --listen 127.0.0.1:0 --roles lrc "$@" >"$OUT/rlsd-$name.log" 2>&1 &
 	PIDS+=($!)
 	eval "PID_$name=$!"
 	local addr=""

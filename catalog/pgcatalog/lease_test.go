@@ -193,7 +193,12 @@ func TestExclusiveLeaseKill9(t *testing.T) {
 			return nil
 		})
 	}()
-	defer func() { cancel(); <-done }()
+	defer func() {
+		cancel()
+		if err := <-done; err != context.Canceled {
+			t.Errorf("the standby's Exclusive ended with %v, want context.Canceled", err)
+		}
+	}()
 	busy.wait(t, 10) // 2 ttl of refusals
 	select {
 	case <-started:
