@@ -162,6 +162,17 @@ func (s *Server) RegisterService(sd *grpc.ServiceDesc, impl any) {
 	s.health.SetServingStatus(sd.ServiceName, healthpb.HealthCheckResponse_SERVING)
 }
 
+// SetServing sets a registered service's status in the health service:
+// SERVING, or NOT_SERVING while it cannot answer (its storage is not
+// reachable yet). After Shutdown it changes nothing.
+func (s *Server) SetServing(service string, serving bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if serving {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	s.health.SetServingStatus(service, st)
+}
+
 // Serve accepts connections on lis until Shutdown. It returns nil after
 // Shutdown, and the listener's error if accepting fails otherwise.
 func (s *Server) Serve(lis net.Listener) error {

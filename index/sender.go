@@ -200,7 +200,6 @@ type SenderOptions struct {
 type Sender struct {
 	cat            Feed
 	site, endpoint string
-	incarnation    []byte // the catalog's, sent in every header
 	log            *slog.Logger
 	dialer         Dialer
 	callTimeout    time.Duration
@@ -239,6 +238,14 @@ type targetState struct {
 	failures              int
 }
 
+// incarnation is the catalog's, sent in every header. It is read at each
+// update, not once at NewSender: a shared catalog that connects in the
+// background learns it only once connected.
+func (s *Sender) incarnation() []byte {
+	inc := s.cat.Incarnation()
+	return inc[:]
+}
+
 // NewSender returns a sender of cat's state, naming the site and its gRPC
 // endpoint (host:port) in every update, to targets. It connects lazily: an
 // index that is down fails updates, not NewSender. Call Run to send on
@@ -256,9 +263,8 @@ func NewSender(cat Feed, site, endpoint string, targets []Target, opts SenderOpt
 	if opts.Dialer == nil {
 		return nil, errors.New("sender: no Dialer")
 	}
-	inc := cat.Incarnation()
 	s := &Sender{
-		cat: cat, site: site, endpoint: endpoint, incarnation: inc[:], log: opts.Logger, dialer: opts.Dialer,
+		cat: cat, site: site, endpoint: endpoint, log: opts.Logger, dialer: opts.Dialer,
 		callTimeout: opts.CallTimeout, retryMin: opts.RetryMin, retryMax: opts.RetryMax,
 	}
 	if s.log == nil {

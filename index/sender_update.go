@@ -23,7 +23,7 @@ func (s *Sender) full(ctx context.Context, t *target) Result {
 	ctx, cancel := context.WithTimeout(ctx, s.callTimeout)
 	defer cancel()
 
-	h := Header{Site: s.site, Endpoint: s.endpoint, Mode: mode, Validity: t.cfg.Validity, Updated: start, Incarnation: s.incarnation}
+	h := Header{Site: s.site, Endpoint: s.endpoint, Mode: mode, Validity: t.cfg.Validity, Updated: start, Incarnation: s.incarnation()}
 	var (
 		entries uint64
 		err     error
@@ -145,7 +145,7 @@ func (s *Sender) delta(ctx context.Context, t *target) Result {
 	if err == nil {
 		h := Header{
 			Site: s.site, Endpoint: s.endpoint, Mode: ModeDelta, Validity: t.cfg.Validity,
-			BaseGeneration: base, Generation: gen, Updated: start, Incarnation: s.incarnation,
+			BaseGeneration: base, Generation: gen, Updated: start, Incarnation: s.incarnation(),
 		}
 		res.Entries = uint64(len(added) + len(removed))
 		_, err = t.sink.Send(ctx, DeltaUpdate(h, added, removed))

@@ -21,13 +21,20 @@
 #
 # Knobs (environment): N_LOAD (1000000), N_QUERY (50000), N_CREATE (3000),
 # CONC (32), SERVER_CPUS (1), CLIENT_CPUS (0), MAX_SECS (900), NO_BUILD=1,
-# KEEP=1. Needs Go, jq, awk and PostgreSQL server binaries.
+# KEEP=1, BACKENDS (the columns to run, default "pebble pgrlsd pgcat plain"),
+# PGB_BASE (a pgbench-lrc built from another commit, say main: adds the
+# column pgcat-base, that build's PostgreSQL backend in process on a
+# database of its own schema, for before/after in the same run). Needs Go,
+# jq, awk and PostgreSQL server binaries.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 N_LOAD="${N_LOAD:-1000000}" N_QUERY="${N_QUERY:-50000}" N_CREATE="${N_CREATE:-3000}" CONC="${CONC:-32}"
 SERVER_CPUS="${SERVER_CPUS:-1}" CLIENT_CPUS="${CLIENT_CPUS:-0}" MAX_SECS="${MAX_SECS:-900}"
+BACKENDS="${BACKENDS:-pebble pgrlsd pgcat plain}" PGB_BASE="${PGB_BASE:-}"
+[ -n "$PGB_BASE" ] && BACKENDS="$BACKENDS pgcatbase"
+has() { [[ " $BACKENDS " == *" $1 "* ]]; }
 BASE=100000000 CREATE_BASE=300000000
 
 die() { printf 'bench-lrc-backends: FAILED: %s\n' "$*" >&2; exit 1; }
@@ -59,7 +66,10 @@ if [ "${NO_BUILD:-}" != 1 ]; then
 	go build -trimpath -o bin/pgbench-lrc ./scripts/pgbench-lrc
 fi
 RLSD="$ROOT/bin/rlsd" RLSCTL="$ROOT/bin/rlsctl" PGB="$ROOT/bin/pgbench-lrc"
-srv() { taskset -c "$SERVER_CPUS" "$@"; }
+# SRV runs a server on SERVER_CPUS; not a function, so that $! of a server
+# started in the background is its pid (taskset execs it), which cleanup
+# signals.
+SRV=(taskset -c "$SERVER_CPUS")
 cli() { printf '$ %s\n' "$*" >>"$OUT/commands.txt"; timeout "$MAX_SECS" taskset -c "$CLIENT_CPUS" "$@"; }
 
 {
@@ -68,6 +78,7 @@ cli() { printf '$ %s\n' "$*" >>"$OUT/commands.txt"; timeout "$MAX_SECS" taskset 
 	echo "rls:      $(git describe --always --dirty 2>/dev/null || echo unknown)"
 	echo "postgres: $("$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)/postgres" --version)"
 	echo "load:     N_LOAD=$N_LOAD N_QUERY=$N_QUERY N_CREATE=$N_CREATE CONC=$CONC; servers on CPU $SERVER_CPUS, clients on CPU $CLIENT_CPUS"
+	echo "backends: $BACKENDS${PGB_BASE:+ (pgcatbase: $PGB_BASE)}"
 	echo "loadavg:  $(cut -d' ' -f1-3 /proc/loadavg) (before the run)"
 } | tee "$OUT/machine.txt" >&2
 
@@ -76,7 +87,7 @@ FILE="$WORK/mappings.tsv"
 awk -v n="$N_LOAD" -v base="$BASE" 'BEGIN { for (i = 0; i < n; i++) { s = base + i; printf "%d\t/SUM%d/D%d\n", s, i % 64, s } }' >"$FILE"
 
 say "start PostgreSQL and two rlsd"
-srv "$PGB" serve --dsn-file "$WORK/pg.dsn" >"$OUT/pg-serve.log" 2>&1 &
+"${SRV[@]}" "$PGB" serve --dsn-file "$WORK/pg.dsn" >"$OUT/pg-serve.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 600); do [ -s "$WORK/pg.dsn" ] && break; sleep 0.1; done
 [ -s "$WORK/pg.dsn" ] || die "PostgreSQL not ready in 60 s"
@@ -85,13 +96,14 @@ PORT="$(sed -E 's/.*:([0-9]+)\/.*/\1/' <<<"$DSN")"
 PM="$(pgrep -f "postgres -D .*port=$PORT" | head -n1)"
 [ -n "$PM" ] || die "no postmaster on port $PORT"
 dsn_for() { sed -E "s#/postgres\?#/$1?#" <<<"$DSN"; }
-for db in plain pgcat pgrlsd; do
+for db in plain pgcat pgrlsd pgcatbase; do
+	has "$db" || continue
 	"$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)/psql" -q "$DSN" -c "CREATE DATABASE $db" >&2
-	"$PGB" rls-schema --dsn "$(dsn_for "$db")" 2>/dev/null
+	if [ "$db" = pgcatbase ]; then "$PGB_BASE" rls-schema --dsn "$(dsn_for "$db")" 2>/dev/null; else "$PGB" rls-schema --dsn "$(dsn_for "$db")" 2>/dev/null; fi
 done
 start_rlsd() { # NAME ARGS...
 	local name=$1; shift
-	srv "$RLSD" --site "$name" --data "$WORK/$name" --listen 127.0.0.1:0 --roles lrc "$@" >"$OUT/rlsd-$name.log" 2>&1 &
+	"${SRV[@]}" "$RLSD" --site "$name" --data "$WORK/$name" --listen 127.0.0.1:0 --roles lrc "$@" >"$OUT/rlsd-$name.log" 2>&1 &
 	PIDS+=($!)
 	eval "PID_$name=$!"
 	local addr=""
@@ -103,8 +115,8 @@ start_rlsd() { # NAME ARGS...
 	[ -n "$addr" ] || die "rlsd $name did not start: $(tail -n 5 "$OUT/rlsd-$name.log")"
 	eval "ADDR_$name=$addr"
 }
-start_rlsd pebble
-start_rlsd pgrlsd --catalog-dsn "$(dsn_for pgrlsd)"
+if has pebble; then start_rlsd pebble; fi
+if has pgrlsd; then start_rlsd pgrlsd --catalog-dsn "$(dsn_for pgrlsd)"; fi
 
 # CPU seconds of a process (with its reaped children) and its live children.
 cpu_of() {
@@ -133,44 +145,58 @@ measure() {
 	echo "$name: $(printf '%.0f' "${RATE[$name]}")/s, server CPU ${SCPU[$name]} s" >&2
 }
 
+# run_workload W ARGS...: workload W (bulk, query, create) on every backend.
+run_workload() {
+	local w=$1 b; shift
+	for b in $BACKENDS; do
+		case "$w/$b" in
+		bulk/pebble) measure bulk-pebble "$PID_pebble" "$RLSCTL" --server "$ADDR_pebble" lrc bulk create -f "$FILE" ;;
+		bulk/pgrlsd) measure bulk-pgrlsd "$PID_pgrlsd $PM" "$RLSCTL" --server "$ADDR_pgrlsd" lrc bulk create -f "$FILE" ;;
+		bulk/pgcat) measure bulk-pgcat "$PM" "$PGB" pgcat-bulk --dsn "$(dsn_for pgcat)" -f "$FILE" ;;
+		bulk/pgcatbase) measure bulk-pgcatbase "$PM" "$PGB_BASE" pgcat-bulk --dsn "$(dsn_for pgcatbase)" -f "$FILE" ;;
+		bulk/plain) measure bulk-plain "$PM" "$PGB" copy-rls --dsn "$(dsn_for plain)" -f "$FILE" ;;
+		*/pebble) measure "$w-pebble" "$PID_pebble" "$PGB" "rls-$w" --addr "$ADDR_pebble" "$@" ;;
+		*/pgrlsd) measure "$w-pgrlsd" "$PID_pgrlsd $PM" "$PGB" "rls-$w" --addr "$ADDR_pgrlsd" "$@" ;;
+		*/pgcat) measure "$w-pgcat" "$PM" "$PGB" "pgcat-$w" --dsn "$(dsn_for pgcat)" "$@" ;;
+		*/pgcatbase) measure "$w-pgcatbase" "$PM" "$PGB_BASE" "pgcat-$w" --dsn "$(dsn_for pgcatbase)" "$@" ;;
+		query/plain) measure query-plain "$PM" "$PGB" query --table rls_map --dsn "$(dsn_for plain)" "$@" ;;
+		create/plain) measure create-plain "$PM" "$PGB" insert --table rls_map --dsn "$(dsn_for plain)" "$@" ;;
+		esac
+	done
+}
+
 say "a. bulk load of $N_LOAD mappings"
-measure bulk-pebble "$PID_pebble" "$RLSCTL" --server "$ADDR_pebble" lrc bulk create -f "$FILE"
-measure bulk-pgrlsd "$PID_pgrlsd $PM" "$RLSCTL" --server "$ADDR_pgrlsd" lrc bulk create -f "$FILE"
-measure bulk-pgcat "$PM" "$PGB" pgcat-bulk --dsn "$(dsn_for pgcat)" -f "$FILE"
-measure bulk-plain "$PM" "$PGB" copy-rls --dsn "$(dsn_for plain)" -f "$FILE"
+run_workload bulk
 
 say "b. single-LFN queries, c=$CONC, n=$N_QUERY"
-Q=(-n "$N_QUERY" -c "$CONC" --lfn-base "$BASE" --lfn-count "$N_LOAD")
-measure query-pebble "$PID_pebble" "$PGB" rls-query --addr "$ADDR_pebble" "${Q[@]}"
-measure query-pgrlsd "$PID_pgrlsd $PM" "$PGB" rls-query --addr "$ADDR_pgrlsd" "${Q[@]}"
-measure query-pgcat "$PM" "$PGB" pgcat-query --dsn "$(dsn_for pgcat)" "${Q[@]}"
-measure query-plain "$PM" "$PGB" query --table rls_map --dsn "$(dsn_for plain)" "${Q[@]}"
+run_workload query -n "$N_QUERY" -c "$CONC" --lfn-base "$BASE" --lfn-count "$N_LOAD"
 
 say "c. durable single creates, c=$CONC, n=$N_CREATE"
-C=(-n "$N_CREATE" -c "$CONC" --lfn-base "$CREATE_BASE")
-measure create-pebble "$PID_pebble" "$PGB" rls-create --addr "$ADDR_pebble" "${C[@]}"
-measure create-pgrlsd "$PID_pgrlsd $PM" "$PGB" rls-create --addr "$ADDR_pgrlsd" "${C[@]}"
-measure create-pgcat "$PM" "$PGB" pgcat-create --dsn "$(dsn_for pgcat)" "${C[@]}"
-measure create-plain "$PM" "$PGB" insert --table rls_map --dsn "$(dsn_for plain)" "${C[@]}"
+run_workload create -n "$N_CREATE" -c "$CONC" --lfn-base "$CREATE_BASE"
 
 say results
-r() { printf '%.0f' "${RATE[$1]}"; }
-per() { awk -v c="${SCPU[$1]}" -v n="$2" 'BEGIN { printf "%.1f", c * 1e6 / n }'; }
+r() { if [ -n "${RATE[$1]:-}" ]; then printf '%.0f' "${RATE[$1]}"; else printf -- '-'; fi; }
+per() { if [ -n "${SCPU[$1]:-}" ]; then awk -v c="${SCPU[$1]}" -v n="$2" 'BEGIN { printf " (%.1f)", c * 1e6 / n }'; fi; }
 ratio() { awk -v a="${RATE[$1]}" -v b="${RATE[$2]}" 'BEGIN { printf "%.0f%%", 100 * a / b }'; }
 cpuratio() { awk -v a="${SCPU[$1]}" -v b="${SCPU[$2]}" 'BEGIN { printf "%.0f%%", 100 * b / a }'; }
+vs() { # A B: A's wall rate and server CPU efficiency as shares of B's
+	if [ -n "${RATE[$1]:-}" ] && [ -n "${RATE[$2]:-}" ]; then printf '%s; CPU %s' "$(ratio "$1" "$2")" "$(cpuratio "$1" "$2")"; else printf -- '-'; fi
+}
 {
 	echo "## catalog backends, $STAMP"
 	echo
 	sed 's/^/    /' "$OUT/machine.txt"
 	echo
 	echo "Rates per second (server CPU µs per operation: PostgreSQL's postmaster and backends, plus rlsd where it runs)."
-	echo "pgcat/plain: the backend's rate as a share of plain pgx (wall; server CPU efficiency)."
+	echo "X / plain: X's rate as a share of plain pgx (wall; server CPU efficiency: plain's CPU per operation over X's)."
 	echo
-	echo "| workload | pebble (rlsd) | pg-rlsd (rlsd + PostgreSQL) | pgcat (in process) | plain pgx | pgcat / plain |"
-	echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+	echo "| workload | pebble (rlsd) | pg-rlsd (rlsd + PostgreSQL) | pgcat (in process) | pgcat-base (in process) | plain pgx | pgcat / plain | pgcat-base / plain |"
+	echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 	for w in bulk query create; do
 		n=$N_LOAD; [ $w = query ] && n=$N_QUERY; [ $w = create ] && n=$N_CREATE
-		echo "| $w | $(r $w-pebble) ($(per $w-pebble $n)) | $(r $w-pgrlsd) ($(per $w-pgrlsd $n)) | $(r $w-pgcat) ($(per $w-pgcat $n)) | $(r $w-plain) ($(per $w-plain $n)) | $(ratio $w-pgcat $w-plain); CPU $(cpuratio $w-pgcat $w-plain) |"
+		row="| $w"
+		for b in pebble pgrlsd pgcat pgcatbase plain; do row="$row | $(r "$w-$b")$(per "$w-$b" "$n")"; done
+		echo "$row | $(vs "$w-pgcat" "$w-plain") | $(vs "$w-pgcatbase" "$w-plain") |"
 	done
 	echo
 	echo "loadavg after the run: $(cut -d' ' -f1-3 /proc/loadavg)"

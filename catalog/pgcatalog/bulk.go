@@ -25,10 +25,14 @@ import (
 //
 // Step 1 costs one index probe per distinct name, the price of the checks
 // that a plain COPY skips; steps 2 and 3 cost what a plain COPY of the same
-// rows costs.
+// rows costs. Step 1's reads travel with BEGIN and the lock, step 3's
+// statements other than COPY with COMMIT (see write.go), so that a write
+// is two round trips, plus its COPYs.
 
 // copyThreshold is the number of rows from which a write uses COPY rather
-// than one INSERT from array parameters.
+// than one INSERT from array parameters. On CockroachDB writes never use
+// COPY: pgx sends it in binary format inside the write's transaction,
+// which CockroachDB's COPY is not relied on to accept.
 const copyThreshold = 64
 
 // mapState is the part of the catalog a mapping write reads and changes.
@@ -41,49 +45,68 @@ type mapState struct {
 	order            []catalog.Mapping        // the touched mappings, in the order first touched
 }
 
-// readState reads the mappings of lfns and the mapping counts of pfns.
-func (w *wtx) readState(ctx context.Context, lfns, pfns []string) (*mapState, error) {
+// mappingWrite is one write of mappings: ops[k] applied to ms[idx[k]], in
+// order, each item's error recorded in errs[idx[k]] and its feed position
+// in seqs[k] (when seqs is not nil).
+type mappingWrite struct {
+	ops  []catalog.Op
+	ms   []catalog.Mapping
+	idx  []int
+	errs []error
+	seqs []uint64
+	st   *mapState // filled by the reads
+}
+
+// queueReads queues, on the write's first round trip (after the lock), the
+// reads of the mappings of the items' LFNs and of the mapping counts of
+// their PFNs.
+func (mw *mappingWrite) queueReads(b *pgx.Batch) {
+	lfns := make([]string, len(mw.idx))
+	pfns := make([]string, len(mw.idx))
+	for k, i := range mw.idx {
+		lfns[k], pfns[k] = mw.ms[i].LFN, mw.ms[i].PFN
+	}
 	st := &mapState{
 		lfnRefs: make(map[string]int, len(lfns)), pfnRefs: make(map[string]int, len(pfns)),
 		mapped: make(map[catalog.Mapping]bool, len(lfns)),
 	}
-	lfns, pfns = sortedUnique(lfns), sortedUnique(pfns)
-	b := &pgx.Batch{}
-	b.Queue(`SELECT lfn, pfn FROM rls_map WHERE lfn = ANY($1::text[])`, lfns)
-	b.Queue(`SELECT pfn, count(*) FROM rls_map WHERE pfn = ANY($1::text[]) GROUP BY pfn`, pfns)
-	br := w.tx.SendBatch(ctx, b)
-	rows, err := br.Query()
-	if err != nil {
-		br.Close()
-		return nil, err
-	}
-	var m catalog.Mapping
-	_, err = pgx.ForEachRow(rows, []any{&m.LFN, &m.PFN}, func() error {
-		st.lfnRefs[m.LFN]++
-		st.mapped[m] = true
-		return nil
+	mw.st = st
+	b.Queue(`SELECT lfn, pfn FROM rls_map WHERE lfn = ANY($1::text[])`, sortedUnique(lfns)).Query(func(rows pgx.Rows) error {
+		var m catalog.Mapping
+		_, err := pgx.ForEachRow(rows, []any{&m.LFN, &m.PFN}, func() error {
+			st.lfnRefs[m.LFN]++
+			st.mapped[m] = true
+			return nil
+		})
+		return err
 	})
-	if err != nil {
-		br.Close()
-		return nil, err
-	}
-	rows, err = br.Query()
-	if err != nil {
-		br.Close()
-		return nil, err
-	}
-	var pfn string
-	var n int
-	if _, err := pgx.ForEachRow(rows, []any{&pfn, &n}, func() error { st.pfnRefs[pfn] = n; return nil }); err != nil {
-		br.Close()
-		return nil, err
-	}
-	if err := br.Close(); err != nil {
-		return nil, err
-	}
+	b.Queue(`SELECT pfn, count(*) FROM rls_map WHERE pfn = ANY($1::text[]) GROUP BY pfn`, sortedUnique(pfns)).Query(func(rows pgx.Rows) error {
+		var pfn string
+		var n int
+		_, err := pgx.ForEachRow(rows, []any{&pfn, &n}, func() error { st.pfnRefs[pfn] = n; return nil })
+		return err
+	})
+}
+
+// apply applies the items to the state read, in order, and writes the
+// difference.
+func (mw *mappingWrite) apply(ctx context.Context, w *wtx) error {
+	st := mw.st
 	st.lfn0, st.pfn0, st.mapped0 = clone(st.lfnRefs), clone(st.pfnRefs), clone(st.mapped)
 	st.touched = make(map[catalog.Mapping]bool)
-	return st, nil
+	for k, i := range mw.idx {
+		ch, err := st.apply(mw.ops[k], mw.ms[i])
+		if err != nil {
+			mw.errs[i] = err
+			continue
+		}
+		ch.Time = w.now
+		w.addChange(ch)
+		if mw.seqs != nil {
+			mw.seqs[k] = w.seq
+		}
+	}
+	return w.writeState(ctx, st)
 }
 
 func clone[K comparable, V any](m map[K]V) map[K]V {
@@ -145,35 +168,8 @@ func (st *mapState) apply(op catalog.Op, m catalog.Mapping) (catalog.Change, err
 	}
 }
 
-// mappingWrite applies ops[k] to ms[idx[k]], in order, and records each
-// item's error in errs[idx[k]] and its feed position in seqs[k] (when seqs
-// is not nil).
-func (w *wtx) mappingWrite(ctx context.Context, ops []catalog.Op, ms []catalog.Mapping, idx []int, errs []error, seqs []uint64) error {
-	lfns := make([]string, len(idx))
-	pfns := make([]string, len(idx))
-	for k, i := range idx {
-		lfns[k], pfns[k] = ms[i].LFN, ms[i].PFN
-	}
-	st, err := w.readState(ctx, lfns, pfns)
-	if err != nil {
-		return err
-	}
-	for k, i := range idx {
-		ch, err := st.apply(ops[k], ms[i])
-		if err != nil {
-			errs[i] = err
-			continue
-		}
-		ch.Time = w.now
-		w.addChange(ch)
-		if seqs != nil {
-			seqs[k] = w.seq
-		}
-	}
-	return w.writeState(ctx, st)
-}
-
-// writeState writes what changed in st, and counts it.
+// writeState writes what changed in st, and counts it: many new mappings
+// at once with COPY, the rest queued on w.final.
 func (w *wtx) writeState(ctx context.Context, st *mapState) error {
 	var add, del []catalog.Mapping
 	for _, m := range st.order {
@@ -206,9 +202,7 @@ func (w *wtx) writeState(ctx context.Context, st *mapState) error {
 	}
 	if len(del) > 0 {
 		l, p := columns(del)
-		if _, err := w.tx.Exec(ctx, `DELETE FROM rls_map m USING unnest($1::text[], $2::text[]) AS u(l, p) WHERE m.lfn = u.l AND m.pfn = u.p`, l, p); err != nil {
-			return err
-		}
+		w.final.Queue(`DELETE FROM rls_map m USING unnest($1::text[], $2::text[]) AS u(l, p) WHERE m.lfn = u.l AND m.pfn = u.p`, l, p)
 	}
 	for _, g := range []struct {
 		obj   catalog.ObjectType
@@ -217,9 +211,7 @@ func (w *wtx) writeState(ctx context.Context, st *mapState) error {
 		if len(g.names) == 0 {
 			continue
 		}
-		if _, err := w.tx.Exec(ctx, `DELETE FROM rls_attr WHERE obj = $1 AND object = ANY($2::text[])`, int16(g.obj), g.names); err != nil {
-			return err
-		}
+		w.final.Queue(`DELETE FROM rls_attr WHERE obj = $1 AND object = ANY($2::text[])`, int16(g.obj), g.names)
 	}
 	if len(add) == 0 {
 		return nil
@@ -230,14 +222,14 @@ func (w *wtx) writeState(ctx context.Context, st *mapState) error {
 		}
 		return compare(a.PFN, b.PFN)
 	})
-	if len(add) >= copyThreshold {
+	if len(add) >= copyThreshold && !w.c.cockroach {
 		_, err := w.tx.CopyFrom(ctx, pgx.Identifier{"rls_map"}, []string{"lfn", "pfn"},
 			pgx.CopyFromSlice(len(add), func(i int) ([]any, error) { return []any{add[i].LFN, add[i].PFN}, nil }))
 		return err
 	}
 	l, p := columns(add)
-	_, err := w.tx.Exec(ctx, `INSERT INTO rls_map (lfn, pfn) SELECT * FROM unnest($1::text[], $2::text[])`, l, p)
-	return err
+	w.final.Queue(`INSERT INTO rls_map (lfn, pfn) SELECT * FROM unnest($1::text[], $2::text[])`, l, p)
+	return nil
 }
 
 func compare(a, b string) int {

@@ -3,6 +3,7 @@ package pgcatalog
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"net"
 	"time"
@@ -11,11 +12,17 @@ import (
 )
 
 // Exclusive runs fn while this process holds the catalog-wide lock called
-// name, so that among the processes sharing the database one at a time
-// runs it (rlsd sends the site's soft state so). It returns when ctx ends,
-// with ctx's error, or when fn returns an error while ctx lives.
+// name, once the catalog is connected (see Ready), so that among the
+// processes sharing the database one at a time runs it (rlsd sends the
+// site's soft state so). It returns when ctx ends, with ctx's error, or
+// when fn returns an error while ctx lives.
 //
-// The lock is a PostgreSQL session advisory lock, held on a connection of
+// Options.SenderLock chooses the lock: by default a session advisory lock
+// where the server has them, else a lease row (see lease.go, and LockAuto
+// for how the server is recognised). Every process sharing a database
+// must use the same kind.
+//
+// The advisory lock is a session advisory lock, held on a connection of
 // its own. A process that does not hold it asks again every interval; once
 // it has it, it waits one more interval before it starts fn, the time a
 // previous holder needs to notice that it lost the lock. The holder reads
@@ -27,7 +34,8 @@ import (
 // the lock. When the holder process dies, its socket closes and the server
 // frees the lock at once. So holders do not overlap, and a standby takes
 // over within about two intervals of the holder's end. When fn returns nil
-// while ctx lives, the lock is released and competed for again.
+// while ctx lives, the lock (advisory or lease) is released and competed
+// for again.
 func (c *Catalog) Exclusive(ctx context.Context, name string, interval time.Duration, fn func(ctx context.Context) error) error {
 	if interval <= 0 {
 		interval = time.Second
@@ -35,8 +43,29 @@ func (c *Catalog) Exclusive(ctx context.Context, name string, interval time.Dura
 	h := fnv.New64a()
 	h.Write([]byte("rls.pgcatalog.exclusive:" + name))
 	key := int64(h.Sum64())
+	// A catalog still connecting in the background has no incarnation
+	// yet, and fn would only meet ErrUnavailable.
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.ready:
+		if c.readyErr != nil {
+			return fmt.Errorf("pgcatalog: exclusive %s: %w", name, c.readyErr)
+		}
+	}
+	holder := leaseHolder()
 	for {
-		err := c.exclusiveOnce(ctx, key, interval, fn)
+		var err error
+		if c.lockMode() == LockLease {
+			err = c.leaseOnce(ctx, name, holder, interval, fn)
+		} else {
+			err = c.exclusiveOnce(ctx, key, interval, fn)
+			if errors.Is(err, errNoAdvisory) && c.lockOpt == LockAuto {
+				c.lockKind.Store(int32(LockLease))
+				c.logger.Info("pgcatalog: no session advisory locks on this server; one holder is kept by a lease row", "name", name, "err", err)
+				continue
+			}
+		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -84,6 +113,9 @@ func (c *Catalog) exclusiveOnce(ctx context.Context, key int64, interval time.Du
 	for {
 		var got bool
 		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&got); err != nil {
+			if noAdvisory(err) {
+				return fmt.Errorf("%w: %w", errNoAdvisory, err)
+			}
 			return err
 		}
 		if got {

@@ -203,6 +203,14 @@ func (c *Catalog) StorageStats(ctx context.Context) (catalog.StorageStats, error
 	err := c.pool.QueryRow(ctx, `SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c
 		WHERE c.relkind = 'r' AND c.relname IN ('rls_meta', 'rls_map', 'rls_feed', 'rls_attr_def', 'rls_attr')
 		AND c.relnamespace = to_regnamespace(current_schema())::oid`).Scan(&size)
+	if unsupported(err) {
+		// A server without PostgreSQL's size functions (CockroachDB):
+		// the size is not reported rather than every Admin.Stats failing.
+		c.sizeUnknown.Do(func() {
+			c.logger.Info("pgcatalog: the server does not report table sizes; catalog disk use shows 0", "err", err)
+		})
+		return catalog.StorageStats{}, nil
+	}
 	if err != nil {
 		return catalog.StorageStats{}, unavailable(op, err)
 	}

@@ -97,10 +97,8 @@ func (c *Catalog) commitGroup(batch []*pendingOp) {
 	seqs := make([]uint64, len(live))
 	ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
 	defer cancel()
-	_, err := c.write(ctx, "write", func(ctx context.Context, w *wtx) error {
-		clear(errs)
-		return w.mappingWrite(ctx, ops, ms, idx, errs, seqs)
-	})
+	mw := &mappingWrite{ops: ops, ms: ms, idx: idx, errs: errs, seqs: seqs}
+	_, err := c.writeReading(ctx, "write", mw.queueReads, mw.apply)
 	for k, p := range live {
 		switch {
 		case err != nil:

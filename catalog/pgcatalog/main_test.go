@@ -23,6 +23,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if dsn := os.Getenv(leaseHelperEnv); dsn != "" {
+		os.Exit(leaseHelper(dsn))
+	}
 	srv, err := pgtest.StartServer(pgtest.Options{NoSync: true, Settings: map[string]string{"max_connections": "300"}})
 	if err != nil {
 		if os.Getenv("CI") != "true" {

@@ -78,17 +78,17 @@ func (c *Catalog) BulkWrite(ctx context.Context, op catalog.Op, ms []catalog.Map
 			valid = append(valid, i)
 		}
 	}
-	seq, err = c.write(ctx, "bulk "+op.String(), func(ctx context.Context, w *wtx) error {
-		errs = slices.Clone(checked)
-		if len(valid) == 0 {
-			return nil
-		}
+	errs = slices.Clone(checked)
+	if len(valid) == 0 {
+		seq, err = c.write(ctx, "bulk "+op.String(), func(context.Context, *wtx) error { return nil })
+	} else {
 		ops := make([]catalog.Op, len(valid))
 		for k := range ops {
 			ops[k] = op
 		}
-		return w.mappingWrite(ctx, ops, ms, valid, errs, nil)
-	})
+		mw := &mappingWrite{ops: ops, ms: ms, idx: valid, errs: errs}
+		seq, err = c.writeReading(ctx, "bulk "+op.String(), mw.queueReads, mw.apply)
+	}
 	if err != nil {
 		return nil, 0, err
 	}

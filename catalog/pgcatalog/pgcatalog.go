@@ -29,6 +29,21 @@ type Options struct {
 	PollInterval time.Duration
 	// Logger receives the catalog's messages. Default slog.Default().
 	Logger *slog.Logger
+	// Background makes Open succeed when the database cannot be reached
+	// (refused, down, starting up: an error wrapping
+	// catalog.ErrUnavailable): the catalog then connects in the
+	// background, retrying with backoff from RetryMin to RetryMax and
+	// logging failed attempts (at most one line every 10 s), and its
+	// operations fail with catalog.ErrUnavailable until Ready is closed.
+	// Other errors (a malformed DSN, a schema newer than known or dirty)
+	// still fail Open; met only later, they end the retrying (see Ready).
+	Background bool
+	// SenderLock chooses how Exclusive keeps one holder: LockAuto (the
+	// default), LockAdvisory or LockLease. See Exclusive.
+	SenderLock SenderLock
+	// RetryMin and RetryMax bound the wait between two attempts to
+	// connect in the background. Default 200 ms and 5 s.
+	RetryMin, RetryMax time.Duration
 }
 
 // Catalog is a local replica catalog kept in a PostgreSQL database. It is
@@ -62,53 +77,105 @@ type Catalog struct {
 	ops        []*pendingOp
 	committing bool // a commitOps goroutine runs
 
+	// ready is closed once the schema is migrated and the meta row read
+	// (then the fields set by init are fixed), or when connecting in the
+	// background gave up: readyErr (set before) says why.
+	ready    chan struct{}
+	readyErr error
+	// lastErr is the last failed attempt to connect, while not ready.
+	lastErr atomic.Pointer[error]
+	// cockroach says the server is CockroachDB (set before ready closes).
+	cockroach bool
+	// sizeUnknown logs once that StorageStats cannot read sizes.
+	sizeUnknown sync.Once
+	// lockOpt is Options.SenderLock; lockKind the lock Exclusive uses
+	// (LockAuto until the server is recognised).
+	lockOpt  SenderLock
+	lockKind atomic.Int32
+	// migrateCfg is the connection the schema is migrated through.
+	migrateCfg *pgx.ConnConfig
+	retryMin   time.Duration
+	retryMax   time.Duration
+
 	closeOnce sync.Once
 	closed    chan struct{}
-	wg        sync.WaitGroup // the listener and commitOps
-	cancel    context.CancelFunc
+	wg        sync.WaitGroup     // the listener, commitOps and connectLoop
+	bgCtx     context.Context    // the background goroutines' context
+	cancel    context.CancelFunc // ends bgCtx
 }
 
 // Open connects to the database named by dsn (a postgres:// URL or a
 // key=value string), brings its schema to SchemaVersion (refusing a newer
-// or dirty one), and makes the catalog's meta row if it has none. The
+// or dirty one), and makes the catalog's meta row if it has none. A
+// malformed dsn is an error wrapping ErrDSN. With Options.Background, a
+// database that cannot be reached does not fail Open (see Options). The
 // caller must Close the catalog.
 func Open(ctx context.Context, dsn string, opts *Options) (*Catalog, error) {
 	if opts == nil {
 		opts = &Options{}
 	}
+	c, err := newCatalog(dsn, opts)
+	if err != nil {
+		return nil, err
+	}
+	err = c.connect(ctx)
+	switch {
+	case err == nil:
+		return c, nil
+	case opts.Background && errors.Is(err, catalog.ErrUnavailable) && ctx.Err() == nil:
+		c.wg.Add(1)
+		go c.connectLoop(err)
+		return c, nil
+	}
+	c.cancel()
+	c.pool.Close()
+	return nil, err
+}
+
+// newCatalog makes a catalog that is not connected yet: its pool connects
+// on first use.
+func newCatalog(dsn string, opts *Options) (*Catalog, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("pgcatalog: catalog DSN: %w", err)
+		return nil, fmt.Errorf("pgcatalog: %w: %w", ErrDSN, err)
 	}
 	cfg.MaxConns = 16
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns
 	}
 	cfg.AfterConnect = afterConnect
-	if err := migrateSchema(cfg.ConnConfig.Copy()); err != nil {
-		return nil, unavailable("open", err)
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg) // connects lazily
 	if err != nil {
-		return nil, unavailable("open", err)
+		return nil, fmt.Errorf("pgcatalog: %w: %w", ErrDSN, err)
 	}
-	c := &Catalog{pool: pool, logger: opts.Logger, poll: opts.PollInterval, notifyCh: make(chan struct{}), closed: make(chan struct{})}
+	c := &Catalog{
+		pool: pool, logger: opts.Logger, poll: opts.PollInterval,
+		notifyCh: make(chan struct{}), closed: make(chan struct{}), ready: make(chan struct{}),
+		migrateCfg: cfg.ConnConfig.Copy(), retryMin: opts.RetryMin, retryMax: opts.RetryMax,
+	}
+	c.lockOpt = opts.SenderLock
+	c.lockKind.Store(int32(opts.SenderLock))
+	if c.migrateCfg.ConnectTimeout == 0 {
+		c.migrateCfg.ConnectTimeout = connectTimeout
+	}
 	if c.logger == nil {
 		c.logger = slog.Default()
 	}
 	if c.poll <= 0 {
 		c.poll = 500 * time.Millisecond
 	}
-	if err := c.init(ctx); err != nil {
-		pool.Close()
-		return nil, err
+	if c.retryMin <= 0 {
+		c.retryMin = 200 * time.Millisecond
 	}
-	lctx, cancel := context.WithCancel(context.Background())
-	c.cancel = cancel
-	c.wg.Add(1)
-	go c.listen(lctx)
+	if c.retryMax < c.retryMin {
+		c.retryMax = max(5*time.Second, c.retryMin)
+	}
+	c.bgCtx, c.cancel = context.WithCancel(context.Background())
 	return c, nil
 }
+
+// ErrDSN reports a catalog DSN that cannot be parsed.
+var ErrDSN = errors.New("malformed catalog DSN")
 
 // afterConnect checks that the database is UTF-8 (the wildcard '?' is one
 // UTF-8 character).
@@ -131,9 +198,13 @@ func (c *Catalog) init(ctx context.Context) error {
 	}
 	var b []byte
 	var seq, first int64
-	if err := c.pool.QueryRow(ctx, `SELECT incarnation, seq, first_seq FROM rls_meta WHERE id = 1`).Scan(&b, &seq, &first); err != nil {
+	var version string
+	if err := c.pool.QueryRow(ctx, `SELECT incarnation, seq, first_seq, version() FROM rls_meta WHERE id = 1`).Scan(&b, &seq, &first, &version); err != nil {
 		return unavailable("open", err)
 	}
+	// CockroachDB: no COPY (see the package doc), and a lease for
+	// Exclusive (its advisory lock functions do not lock).
+	c.cockroach = strings.Contains(version, "CockroachDB")
 	if len(b) != catalog.IncarnationLen {
 		return fmt.Errorf("pgcatalog: corrupt incarnation (%d bytes)", len(b))
 	}
@@ -171,7 +242,15 @@ func (c *Catalog) enter(ctx context.Context, op string) error {
 	if c.isClosed() {
 		return closedErr(op)
 	}
-	return nil
+	select {
+	case <-c.ready:
+		if c.readyErr != nil {
+			return fmt.Errorf("catalog: %s: %w: %w", op, catalog.ErrUnavailable, c.readyErr)
+		}
+		return nil
+	default:
+		return c.notReady(op)
+	}
 }
 
 // checkEvery is how many rows a scan reads between two checks of its
@@ -200,7 +279,15 @@ func (c *Catalog) isClosed() bool {
 
 // Incarnation returns the catalog's incarnation, made with the meta row and
 // shared by every process that opens the database.
-func (c *Catalog) Incarnation() [catalog.IncarnationLen]byte { return c.incarnation }
+// Until Ready is closed it is all zero.
+func (c *Catalog) Incarnation() [catalog.IncarnationLen]byte {
+	select {
+	case <-c.ready:
+		return c.incarnation
+	default:
+		return [catalog.IncarnationLen]byte{}
+	}
+}
 
 // observe records feed positions read from the database or written, and
 // wakes waiters when the last one grew.
@@ -262,6 +349,22 @@ func unavailable(op string, err error) error {
 		return err
 	}
 	return fmt.Errorf("%s: %w: %w", op, catalog.ErrUnavailable, err)
+}
+
+// unsupported reports whether err says the server lacks a function, table
+// or feature that PostgreSQL has (42883 undefined function, 42P01
+// undefined table, 42704 undefined object, 0A000 feature not supported):
+// the mark of a PostgreSQL-compatible server's gaps.
+func unsupported(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	switch pgErr.Code {
+	case "42883", "42P01", "42704", "0A000":
+		return true
+	}
+	return false
 }
 
 func isUnavailable(err error) bool {

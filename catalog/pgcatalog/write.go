@@ -2,10 +2,13 @@ package pgcatalog
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/solar-archive/rls/catalog"
 )
@@ -19,10 +22,17 @@ import (
 // on), so that a write acknowledged to its caller survives a crash of
 // rlsd or of the server. Reads take no lock.
 
+// A write takes few round trips, since the meta row's lock is held across
+// them: BEGIN, the lock and the write's reads go in one (writeReading),
+// the statements whose results are not needed (the feed's and small
+// writes' INSERTs, DELETEs, the meta row's UPDATE, NOTIFY) go with COMMIT
+// in another (w.final), and only large writes add their COPY in between.
+// A statement of w.final that fails fails the COMMIT, so the whole write.
+
 // wtx is one write transaction, holding the meta row's lock.
 type wtx struct {
 	c    *Catalog
-	tx   pgx.Tx
+	tx   *pgx.Conn // in the write's transaction
 	now  time.Time
 	seq  uint64 // the feed's last position, counting this write's records so far
 	base uint64 // ... before this write
@@ -30,6 +40,8 @@ type wtx struct {
 	lfns, pfns, mappings int64
 	// feed holds the records of item-by-item operations, written at the end.
 	feed []catalog.Change
+	// final holds the statements sent with COMMIT.
+	final pgx.Batch
 }
 
 // write runs fn in a write transaction and commits it. It returns the
@@ -37,32 +49,73 @@ type wtx struct {
 // back. A write whose COMMIT fails with the connection lost may or may not
 // have been applied; it is reported as ErrUnavailable, never acknowledged.
 func (c *Catalog) write(ctx context.Context, op string, fn func(ctx context.Context, w *wtx) error) (uint64, error) {
+	return c.writeReading(ctx, op, nil, fn)
+}
+
+// writeReading is write with reads: it queues them on b, after BEGIN and
+// the meta row's lock, and their callbacks have run when fn is called.
+func (c *Catalog) writeReading(ctx context.Context, op string, reads func(b *pgx.Batch), fn func(ctx context.Context, w *wtx) error) (uint64, error) {
 	if err := c.enter(ctx, op); err != nil {
 		return 0, err
 	}
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
-	tx, err := c.pool.Begin(ctx)
+	pc, err := c.pool.Acquire(ctx)
 	if err != nil {
 		return 0, unavailable(op, err)
 	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	defer endTx(ctx, pc)
 	var seq int64
-	if err := tx.QueryRow(ctx, `SELECT seq FROM rls_meta WHERE id = 1 FOR UPDATE`).Scan(&seq); err != nil {
+	b := &pgx.Batch{}
+	b.Queue(`BEGIN`)
+	b.Queue(`SELECT seq FROM rls_meta WHERE id = 1 FOR UPDATE`).QueryRow(func(row pgx.Row) error { return row.Scan(&seq) })
+	if reads != nil {
+		reads(b)
+	}
+	if err := pc.SendBatch(ctx, b).Close(); err != nil {
 		return 0, unavailable(op, err)
 	}
-	w := &wtx{c: c, tx: tx, now: time.Now(), seq: uint64(seq), base: uint64(seq)}
+	w := &wtx{c: c, tx: pc.Conn(), now: time.Now(), seq: uint64(seq), base: uint64(seq)}
 	if err := fn(ctx, w); err != nil {
 		return 0, unavailable(op, err)
 	}
-	if err := w.finish(ctx); err != nil {
-		return 0, unavailable(op, err)
-	}
-	if err := tx.Commit(ctx); err != nil {
+	if err := w.commit(ctx); err != nil {
 		return 0, unavailable(op, err)
 	}
 	c.observe(w.seq, 0)
 	return w.seq, nil
+}
+
+// endTx rolls back what a failed write left open on the connection, and
+// returns the connection to the pool (which drops it if it is broken).
+func endTx(ctx context.Context, pc *pgxpool.Conn) {
+	if conn := pc.Conn(); !conn.IsClosed() && conn.PgConn().TxStatus() != 'I' {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if _, err := conn.Exec(rctx, `ROLLBACK`); err != nil {
+			_ = conn.Close(rctx)
+		}
+		cancel()
+	}
+	pc.Release()
+}
+
+// errRolledBack reports a COMMIT that rolled back.
+var errRolledBack = errors.New("pgcatalog: the write's transaction rolled back at COMMIT")
+
+// commit writes the item-by-item feed records and the meta row, notifies
+// listeners (delivered at COMMIT), and commits: w.final and COMMIT in one
+// round trip.
+func (w *wtx) commit(ctx context.Context) error {
+	if err := w.finish(ctx); err != nil {
+		return err
+	}
+	w.final.Queue(`COMMIT`).Exec(func(tag pgconn.CommandTag) error {
+		if tag.String() != "COMMIT" {
+			return errRolledBack
+		}
+		return nil
+	})
+	return w.tx.SendBatch(ctx, &w.final).Close()
 }
 
 // addChange appends one feed record of an item-by-item operation.
@@ -72,10 +125,10 @@ func (w *wtx) addChange(ch catalog.Change) {
 	w.feed = append(w.feed, ch)
 }
 
-// finish writes the item-by-item feed records and the meta row, and
-// notifies listeners (delivered at COMMIT).
+// finish writes (COPY) or queues on w.final (INSERT) the item-by-item feed
+// records, and queues the meta row's update and the notification.
 func (w *wtx) finish(ctx context.Context) error {
-	if n := len(w.feed); n >= copyThreshold {
+	if n := len(w.feed); n >= copyThreshold && !w.c.cockroach {
 		_, err := w.tx.CopyFrom(ctx, pgx.Identifier{"rls_feed"}, []string{"seq", "kind", "lfn", "pfn", "old", "lfn_added", "lfn_removed", "at"},
 			pgx.CopyFromSlice(n, func(i int) ([]any, error) {
 				ch := &w.feed[i]
@@ -94,21 +147,17 @@ func (w *wtx) finish(ctx context.Context) error {
 			lfns[i], pfns[i], olds[i] = ch.LFN, ch.PFN, ch.Old
 			added[i], removed[i] = ch.LFNAdded, ch.LFNRemoved
 		}
-		_, err := w.tx.Exec(ctx, `INSERT INTO rls_feed (seq, kind, lfn, pfn, old, lfn_added, lfn_removed, at)
+		w.final.Queue(`INSERT INTO rls_feed (seq, kind, lfn, pfn, old, lfn_added, lfn_removed, at)
 			SELECT s, k, l, p, o, a, r, $8 FROM unnest($1::bigint[], $2::smallint[], $3::text[], $4::text[], $5::text[], $6::boolean[], $7::boolean[]) AS u(s, k, l, p, o, a, r)`,
 			seqs, kinds, lfns, pfns, olds, added, removed, w.now)
-		if err != nil {
-			return err
-		}
 	}
 	if w.seq == w.base && w.lfns == 0 && w.pfns == 0 && w.mappings == 0 {
 		return nil
 	}
-	_, err := w.tx.Exec(ctx, `UPDATE rls_meta SET seq = $1, lfns = lfns + $2, pfns = pfns + $3, mappings = mappings + $4 WHERE id = 1`,
+	w.final.Queue(`UPDATE rls_meta SET seq = $1, lfns = lfns + $2, pfns = pfns + $3, mappings = mappings + $4 WHERE id = 1`,
 		int64(w.seq), w.lfns, w.pfns, w.mappings)
-	if err != nil || w.seq == w.base || !w.c.notify.Load() {
-		return err
+	if w.seq != w.base && w.c.notify.Load() {
+		w.final.Queue(`SELECT pg_notify('`+notifyChannel+`', $1)`, strconv.FormatUint(w.seq, 10))
 	}
-	_, err = w.tx.Exec(ctx, `SELECT pg_notify('`+notifyChannel+`', $1)`, strconv.FormatUint(w.seq, 10))
-	return err
+	return nil
 }

@@ -118,6 +118,9 @@ func startLRC(d *daemon) error {
 	d.admin.Catalog = cat
 	d.page.Catalog = catalogStatus{cat}
 	rlsv1.RegisterCatalogServer(d.grpc, api.NewCatalogServer(cat))
+	if pc, ok := cat.(*pgcatalog.Catalog); ok {
+		d.awaitCatalog(pc)
+	}
 	if err := d.metrics.Register(api.NewCatalogCollector(cat)); err != nil {
 		return fmt.Errorf("lrc: metrics: %w", err)
 	}
@@ -125,8 +128,11 @@ func startLRC(d *daemon) error {
 }
 
 // openCatalog opens the Pebble catalog in DATA/catalog, or the PostgreSQL
-// catalog named by --catalog-dsn. A PostgreSQL schema newer than this rlsd
-// knows is a configuration error (exit 2).
+// catalog named by --catalog-dsn. A malformed DSN, or a PostgreSQL schema
+// newer than this rlsd knows or dirty, is a configuration error (exit 2).
+// A database that cannot be reached is not: rlsd serves, the catalog
+// service NOT_SERVING and its calls UNAVAILABLE, while the catalog
+// connects in the background (see awaitCatalog).
 func openCatalog(d *daemon) (catalog.Store, error) {
 	log := d.log.With("role", "lrc")
 	if d.cfg.CatalogDSN == "" {
@@ -138,15 +144,55 @@ func openCatalog(d *daemon) (catalog.Store, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cat, err := pgcatalog.Open(ctx, d.cfg.CatalogDSN, &pgcatalog.Options{Logger: log})
-	if errors.Is(err, pgcatalog.ErrSchemaTooNew) || errors.Is(err, pgcatalog.ErrSchemaDirty) {
-		return nil, usageError{fmt.Errorf("lrc: --catalog-dsn: %w", err)}
+	cat, err := pgcatalog.Open(ctx, d.cfg.CatalogDSN, &pgcatalog.Options{Logger: log, Background: true})
+	if err := catalogConfigError(err); err != nil {
+		return nil, err
 	}
 	if err != nil {
 		return nil, fmt.Errorf("lrc: --catalog-dsn: %w", err)
 	}
-	log.Info("catalog in PostgreSQL", "schema_version", pgcatalog.SchemaVersion())
 	return cat, nil
+}
+
+// catalogConfigError returns err as a usageError (exit 2) when it says the
+// PostgreSQL catalog's configuration is wrong, else nil.
+func catalogConfigError(err error) error {
+	if errors.Is(err, pgcatalog.ErrDSN) || errors.Is(err, pgcatalog.ErrSchemaTooNew) || errors.Is(err, pgcatalog.ErrSchemaDirty) {
+		return usageError{fmt.Errorf("lrc: --catalog-dsn: %w", err)}
+	}
+	return nil
+}
+
+// awaitCatalog keeps the catalog service NOT_SERVING in the health service
+// until the PostgreSQL catalog, connecting in the background, is ready;
+// if it gives up (a schema met newer than known, say), rlsd exits as it
+// would have at start. It is called after the service is registered.
+func (d *daemon) awaitCatalog(cat *pgcatalog.Catalog) {
+	log := d.log.With("role", "lrc")
+	select {
+	case <-cat.Ready():
+		log.Info("catalog in PostgreSQL", "schema_version", pgcatalog.SchemaVersion())
+		return
+	default:
+	}
+	service := rlsv1.Catalog_ServiceDesc.ServiceName
+	d.grpc.SetServing(service, false)
+	d.run(func(ctx context.Context) error {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-cat.Ready():
+		}
+		if err := cat.ReadyErr(); err != nil {
+			if uerr := catalogConfigError(err); uerr != nil {
+				return uerr
+			}
+			return fmt.Errorf("lrc: --catalog-dsn: %w", err)
+		}
+		log.Info("catalog in PostgreSQL", "schema_version", pgcatalog.SchemaVersion())
+		d.grpc.SetServing(service, true)
+		return nil
+	})
 }
 
 // startRLI runs the replica location index: it opens DATA/index (answering

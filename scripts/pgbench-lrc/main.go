@@ -47,6 +47,7 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -98,6 +99,7 @@ type config struct {
 	addr          string
 	grpcConns     int
 	batch         int
+	cpuProfile    string
 }
 
 func main() {
@@ -121,6 +123,7 @@ func main() {
 	fs.IntVar(&cfg.grpcConns, "conns", 1, "rls-query: gRPC connections shared by the clients (ghz's default is 1)")
 	fs.IntVar(&cfg.batch, "batch", 1000, "bulk-query/rls-bulkquery: LFNs per call")
 	fs.StringVar(&cfg.dsnFile, "dsn-file", "", "serve: also write the DSN to this file once ready")
+	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write the client's CPU profile to this file (go tool pprof)")
 	if err := fs.Parse(os.Args[2:]); err != nil {
 		os.Exit(2)
 	}
@@ -130,6 +133,16 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if cfg.cpuProfile != "" {
+		f, err := os.Create(cfg.cpuProfile)
+		if err != nil {
+			fatalf("%v", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fatalf("%v", err)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 
 	var err error
 	switch sub {
