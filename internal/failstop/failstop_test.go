@@ -33,7 +33,7 @@ func TestErrImpliesDone(t *testing.T) {
 	h := &stallHandler{entered: make(chan struct{}), release: make(chan struct{})}
 	g := New("test", t.TempDir(), slog.New(h))
 	go func() { _ = g.Fail(syscall.ENOSPC) }() // as Pebble's WAL writer does on a failed write
-	<-h.entered               // the failure is published; Done not closed yet
+	<-h.entered                                // the failure is published; Done not closed yet
 
 	type result struct {
 		err  error
