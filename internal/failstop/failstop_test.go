@@ -32,8 +32,8 @@ func (h *stallHandler) Handle(context.Context, slog.Record) error {
 func TestErrImpliesDone(t *testing.T) {
 	h := &stallHandler{entered: make(chan struct{}), release: make(chan struct{})}
 	g := New("test", t.TempDir(), slog.New(h))
-	go g.Fail(syscall.ENOSPC) // as Pebble's WAL writer does on a failed write
-	<-h.entered               // the failure is published; Done not closed yet
+	go func() { _ = g.Fail(syscall.ENOSPC) }() // as Pebble's WAL writer does on a failed write
+	<-h.entered                                // the failure is published; Done not closed yet
 
 	type result struct {
 		err  error
