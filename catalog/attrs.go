@@ -201,11 +201,12 @@ func (c *Catalog) AttrDefs(ctx context.Context, obj ObjectType) ([]AttrDef, erro
 	if obj != 0 && !obj.valid() {
 		return nil, errorf("list attributes", "", ErrInvalid, "unknown object type "+obj.String())
 	}
-	if err := c.enterRead(ctx, "list attributes"); err != nil {
+	view, err := c.enterRead(ctx, "list attributes")
+	if err != nil {
 		return nil, err
 	}
-	defer c.leaveRead()
-	return attrDefs(c.db, obj)
+	defer c.leaveRead(view)
+	return attrDefs(view.r, obj)
 }
 
 func attrDefs(r pebble.Reader, obj ObjectType) ([]AttrDef, error) {
@@ -434,10 +435,11 @@ func (c *Catalog) BulkAttrsEach(ctx context.Context, obj ObjectType, objects []s
 	if !obj.valid() {
 		return nil, errorf(op, "", ErrInvalid, "unknown object type "+obj.String())
 	}
-	if err := c.enterRead(ctx, op); err != nil {
+	view, err := c.enterRead(ctx, op)
+	if err != nil {
 		return nil, err
 	}
-	defer c.leave()
+	defer c.leaveRead(view)
 	errs = make([]error, len(objects))
 	want := make(map[string]bool, len(attrs))
 	for _, a := range attrs {
@@ -459,7 +461,7 @@ func (c *Catalog) BulkAttrsEach(ctx context.Context, obj ObjectType, objects []s
 			errs[i] = err
 			continue
 		}
-		_, closer, err := c.db.Get(nameKey(tag, object))
+		_, closer, err := view.r.Get(nameKey(tag, object))
 		if err == pebble.ErrNotFound {
 			errs[i] = errorf(op, object, ErrNotFound, obj.String()+" does not exist")
 			continue
@@ -468,7 +470,7 @@ func (c *Catalog) BulkAttrsEach(ctx context.Context, obj ObjectType, objects []s
 		}
 		closer.Close()
 		clear(found)
-		err = objectAttrs(c.db, obj, object, func(attr string, v Value) error {
+		err = objectAttrs(view.r, obj, object, func(attr string, v Value) error {
 			if len(want) == 0 || want[attr] {
 				found[attr] = true
 				if stop = fn(i, Attr{Name: attr, Value: v}); stop != nil {
@@ -506,11 +508,12 @@ func (c *Catalog) SearchAttr(ctx context.Context, s Search) ([]Hit, bool, error)
 	if s.Offset < 0 || s.Limit < 0 {
 		return nil, false, errorf(op, s.Attr, ErrInvalid, "negative offset or limit")
 	}
-	if err := c.enterRead(ctx, op); err != nil {
+	view, err := c.enterRead(ctx, op)
+	if err != nil {
 		return nil, false, err
 	}
-	defer c.leaveRead()
-	t, err := attrType(c.db, op, s.Object, s.Attr)
+	defer c.leaveRead(view)
+	t, err := attrType(view.r, op, s.Object, s.Attr)
 	if err != nil {
 		return nil, false, err
 	}
@@ -573,7 +576,7 @@ func (c *Catalog) SearchAttr(ctx context.Context, s Search) ([]Hit, bool, error)
 	default:
 		return nil, false, errorf(op, s.Attr, ErrInvalid, "unknown operator "+s.Op.String())
 	}
-	it, err := c.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	it, err := view.r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return nil, false, err
 	}

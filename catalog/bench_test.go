@@ -152,3 +152,82 @@ func BenchmarkBulkQuery(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "names/s")
 	b.ReportMetric(cpuSince(cpu0)/float64(b.N), "cpu-µs/op")
 }
+
+// BenchmarkQueryLFNDuringBulkLoad sends single-LFN lookups of 200,000
+// loaded sunums at a steady 2,000 a second from 32 goroutines while one
+// goroutine bulk-creates new sunums in durable batches of 10,000 (each
+// ingested), as scripts/bench-lrc.sh's big part does over gRPC; b.N counts
+// lookups. A lookup's latency runs from when it was due, so that a stalled
+// lookup also counts the ones queued behind it. Run it pinned to one CPU
+// (taskset -c 1 … -cpu 1), as the server runs in that script.
+func BenchmarkQueryLFNDuringBulkLoad(b *testing.B) {
+	c, _ := openTest(b)
+	const (
+		n       = 200_000
+		conc    = 32
+		perSec  = 2000
+		chunk   = 10_000
+		loadAt  = 400_000_000
+		between = time.Second / perSec * conc // one goroutine's interval
+	)
+	ms := sunumMappings(100_000_000, n)
+	for i := 0; i < n; i += 50000 {
+		if _, _, err := c.BulkWrite(b.Context(), OpCreate, ms[i:i+50000]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	stop := make(chan struct{})
+	var loaded atomic.Int64
+	loadDone := make(chan error, 1)
+	go func() {
+		for next := loadAt; ; next += chunk {
+			select {
+			case <-stop:
+				loadDone <- nil
+				return
+			default:
+			}
+			if _, _, err := c.BulkWrite(b.Context(), OpCreate, sunumMappings(next, chunk)); err != nil {
+				loadDone <- err
+				return
+			}
+			loaded.Add(chunk)
+		}
+	}()
+	b.ResetTimer()
+	start := time.Now()
+	lats := make([][]time.Duration, conc)
+	var wg sync.WaitGroup
+	for g := range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(g), 3))
+			due := start.Add(between * time.Duration(g) / conc)
+			for i := g; i < b.N; i += conc {
+				time.Sleep(time.Until(due))
+				m := ms[r.IntN(n)]
+				if pfns, err := c.QueryLFN(b.Context(), m.LFN); err != nil || len(pfns) != 1 {
+					b.Error(m.LFN, pfns, err)
+					return
+				}
+				lats[g] = append(lats[g], time.Since(due))
+				due = due.Add(between)
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	close(stop)
+	if err := <-loadDone; err != nil {
+		b.Fatal(err)
+	}
+	all := slices.Concat(lats...)
+	slices.Sort(all)
+	ms2 := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	b.ReportMetric(float64(len(all))/b.Elapsed().Seconds(), "queries/s")
+	b.ReportMetric(ms2(all[len(all)/2]), "p50-ms")
+	b.ReportMetric(ms2(all[len(all)*99/100]), "p99-ms")
+	b.ReportMetric(ms2(all[len(all)-1]), "max-ms")
+	b.ReportMetric(float64(loaded.Load())/b.Elapsed().Seconds(), "loaded-mappings/s")
+}

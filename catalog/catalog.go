@@ -57,11 +57,11 @@ type Catalog struct {
 	// guard stops the catalog at its first storage error (see Err).
 	guard *failstop.Guard
 
-	// readBarrier is held shared by every read that looks at mappings,
-	// attributes or the feed, and exclusively by a write while it ingests
-	// tables and applies the rest of its batch (ingest.go), so that no
-	// read sees one without the other.
-	readBarrier sync.RWMutex
+	// views is what reads of mappings, attributes and the feed look at:
+	// the live store, or a snapshot while a bulk write ingests tables and
+	// applies the rest of its batch (view.go), so that no read sees one
+	// without the other.
+	views views
 
 	// closeMu is held shared by every operation and exclusively by Close,
 	// so that Close waits for operations in flight and none starts after.
@@ -179,6 +179,7 @@ func Open(dir string, opts *Options) (*Catalog, error) {
 	c := &Catalog{db: db, logger: logger, noSync: opts.NoSync, guard: guard, notifyCh: make(chan struct{}),
 		dir: dir, ingestFS: po.FS, tableOpts: po.Clone()}
 	c.tableOpts.EnsureDefaults()
+	c.views.cur = &readView{r: db}
 	if err := c.load(); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("catalog: open %s: %w", dir, err)
@@ -278,6 +279,7 @@ func (c *Catalog) Close() error {
 	c.notifyMu.Lock()
 	close(c.notifyCh) // wake waiters; they find the catalog closed
 	c.notifyMu.Unlock()
+	c.views.retired.Wait() // the snapshots of bulk writes' windows
 	return c.db.Close()
 }
 
@@ -323,22 +325,6 @@ func canceled(ctx context.Context, op string) error {
 		return fmt.Errorf("catalog: %s: %w", op, err)
 	}
 	return nil
-}
-
-// enterRead is enter for a read of mappings, attributes or the feed; the
-// caller must call c.leaveRead when done. It must not be held while taking
-// c.mu.
-func (c *Catalog) enterRead(ctx context.Context, op string) error {
-	if err := c.enter(ctx, op); err != nil {
-		return err
-	}
-	c.readBarrier.RLock()
-	return nil
-}
-
-func (c *Catalog) leaveRead() {
-	c.readBarrier.RUnlock()
-	c.leave()
 }
 
 // checkEvery is how many items or keys a long scan or bulk call handles

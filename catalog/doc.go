@@ -50,8 +50,9 @@
 // crash never leaves part of one: each call is one atomic Pebble batch,
 // except a large bulk write of new names, whose runs of keys in ranges that
 // hold none yet are ingested as table files next to a batch of the rest;
-// readers wait at a barrier while the two are applied, and Open takes back
-// the ingested keys of a call whose batch did not become durable.
+// reads that start while the two are applied see a snapshot from before
+// the call, without waiting, and Open takes back the ingested keys of a
+// call whose batch did not become durable.
 //
 // # Storage errors: fail-stop
 //

@@ -109,10 +109,11 @@ func decodeChange(seq uint64, b []byte) (Change, error) {
 // it fails with ErrNotFound: the reader has missed changes and must start
 // over from a full state (ForEachLFN). limit <= 0 means 10,000.
 func (c *Catalog) Changes(ctx context.Context, from uint64, limit int) ([]Change, error) {
-	if err := c.enterRead(ctx, "changes"); err != nil {
+	view, err := c.enterRead(ctx, "changes")
+	if err != nil {
 		return nil, err
 	}
-	defer c.leaveRead()
+	defer c.leaveRead(view)
 	if limit <= 0 {
 		limit = 10000
 	}
@@ -123,7 +124,7 @@ func (c *Catalog) Changes(ctx context.Context, from uint64, limit int) ([]Change
 		return nil, errorf("changes", strconv.FormatUint(from, 10), ErrNotFound,
 			"the feed was pruned; the oldest record kept is "+strconv.FormatUint(first, 10))
 	}
-	it, err := c.db.NewIter(&pebble.IterOptions{LowerBound: feedKey(from), UpperBound: []byte{tagFeed + 1}})
+	it, err := view.r.NewIter(&pebble.IterOptions{LowerBound: feedKey(from), UpperBound: []byte{tagFeed + 1}})
 	if err != nil {
 		return nil, err
 	}

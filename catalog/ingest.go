@@ -34,8 +34,9 @@ import (
 //
 // The call stays atomic:
 //   - for readers, because the catalog ingests and then applies the batch
-//     while it holds the writers' lock and the read barrier (readBarrier):
-//     a reader starts before both or after both;
+//     while it holds the writers' lock, and reads that start in between
+//     see a snapshot from before both (readView): a read sees both steps
+//     or neither;
 //   - across a crash, because the ingested keys are exactly those that did
 //     not exist before the call, all named by its feed records, whose
 //     sequence numbers pass the state record's until the batch (with the
@@ -178,9 +179,9 @@ func (c *Catalog) buildTables(runs []keyRun) (paths []string, remove func(), err
 // commitIngest commits b, whose state record is set, as ingested runs and
 // a batch of the rest (see splitForIngest), visible to readers at once. It
 // runs with c.mu held and returns the function that waits for the rest to
-// be durable, as commit does. Readers wait (at the read barrier) only while
-// Pebble links the tables in and the batch is applied, not while the tables
-// are written.
+// be durable, as commit does. Reads are not blocked: while Pebble links the
+// tables in and the batch is applied, they see a snapshot of the catalog
+// as before the call (see readView).
 func (c *Catalog) commitIngest(b *pebble.Batch, runs []keyRun, rest *pebble.Batch) (wait func() error, err error) {
 	paths, remove, err := c.buildTables(runs)
 	defer remove()
@@ -188,7 +189,7 @@ func (c *Catalog) commitIngest(b *pebble.Batch, runs []keyRun, rest *pebble.Batc
 		_ = rest.Close()
 		return nil, err
 	}
-	c.readBarrier.Lock()
+	pinned := c.pinReads()
 	err = c.guard.Apply(func() error { return c.db.Ingest(context.Background(), paths) })
 	if err == nil && c.failAfterIngest != nil { // tests: a crash between the two steps
 		err = c.guard.Apply(c.failAfterIngest)
@@ -201,11 +202,13 @@ func (c *Catalog) commitIngest(b *pebble.Batch, runs []keyRun, rest *pebble.Batc
 			return c.db.ApplyNoSyncWait(rest, pebble.Sync)
 		})
 	}
-	c.readBarrier.Unlock()
 	if err != nil {
+		// The catalog has failed (guard.Apply): reads stay pinned to the
+		// state before the call, and fail from now on.
 		_ = rest.Close()
 		return nil, err
 	}
+	c.unpinReads(pinned)
 	if c.noSync {
 		return func() error { _ = rest.Close(); return b.Close() }, nil
 	}

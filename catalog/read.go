@@ -11,14 +11,16 @@ import (
 )
 
 // Reads see every write applied before they start; they never block writers
-// and are safe for concurrent use.
+// (but for a bulk write that ingests tables, which waits for the reads in
+// flight when it starts: see readView) and are safe for concurrent use.
 
 func (c *Catalog) has(ctx context.Context, op string, key []byte) (bool, error) {
-	if err := c.enterRead(ctx, op); err != nil {
+	view, err := c.enterRead(ctx, op)
+	if err != nil {
 		return false, err
 	}
-	defer c.leaveRead()
-	_, closer, err := c.db.Get(key)
+	defer c.leaveRead(view)
+	_, closer, err := view.r.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return false, nil
 	}
@@ -87,14 +89,15 @@ func (c *Catalog) QueryEach(ctx context.Context, obj ObjectType, name string, fn
 	if err := checkName(op, obj.String(), name); err != nil {
 		return err
 	}
-	if err := c.enterRead(ctx, op); err != nil {
+	view, err := c.enterRead(ctx, op)
+	if err != nil {
 		return err
 	}
-	defer c.leaveRead()
+	defer c.leaveRead(view)
 	// An iterator bounded to the name's keys from the start, so that Pebble
 	// opens only the tables that can hold them.
 	prefix := appendName([]byte{tag}, name)
-	it, err := c.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	it, err := view.r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {
 		return err
 	}
@@ -162,10 +165,11 @@ func (c *Catalog) BulkQueryEach(ctx context.Context, obj ObjectType, names []str
 	default:
 		return nil, errorf(op, "", ErrInvalid, "unknown object type "+obj.String())
 	}
-	if err := c.enterRead(ctx, op); err != nil {
+	view, err := c.enterRead(ctx, op)
+	if err != nil {
 		return nil, err
 	}
-	defer c.leaveRead()
+	defer c.leaveRead(view)
 	errs = make([]error, len(names))
 	n := 0 // names and keys read, for the checks of ctx
 	tick := func() error {
@@ -186,7 +190,7 @@ func (c *Catalog) BulkQueryEach(ctx context.Context, obj ObjectType, names []str
 	// One iterator over the whole table, sought forward: Pebble then
 	// reuses the files and blocks it is positioned in (seeks "using next")
 	// instead of starting each lookup at the top of every level.
-	it, err := c.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tag}, UpperBound: []byte{tag + 1}})
+	it, err := view.r.NewIter(&pebble.IterOptions{LowerBound: []byte{tag}, UpperBound: []byte{tag + 1}})
 	if err != nil {
 		return nil, err
 	}
@@ -274,10 +278,11 @@ func (c *Catalog) Wildcard(ctx context.Context, q WildcardQuery) ([]Mapping, boo
 	if q.Offset < 0 || q.Limit < 0 {
 		return nil, false, errorf("wildcard", q.Pattern, ErrInvalid, "negative offset or limit")
 	}
-	if err := c.enterRead(ctx, "wildcard"); err != nil {
+	view, err := c.enterRead(ctx, "wildcard")
+	if err != nil {
 		return nil, false, err
 	}
-	defer c.leaveRead()
+	defer c.leaveRead(view)
 	tag := byte(tagLFNMapping)
 	if q.PFN {
 		tag = tagPFNMapping
@@ -286,7 +291,7 @@ func (c *Catalog) Wildcard(ctx context.Context, q WildcardQuery) ([]Mapping, boo
 	if g.exact {
 		lower = appendName([]byte{tag}, g.prefix)
 	}
-	it, err := c.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(lower)})
+	it, err := view.r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(lower)})
 	if err != nil {
 		return nil, false, err
 	}

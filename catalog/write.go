@@ -166,9 +166,10 @@ func (c *Catalog) write(ctx context.Context, op string, indexed bool, pre, fn fu
 		return 0, err
 	}
 	if w.b.Empty() {
+		seq := c.state.seq // read under c.mu
 		c.mu.Unlock()
 		_ = w.b.Close()
-		return c.state.seq, nil
+		return seq, nil
 	}
 	wait, err := c.commit(w.b, w.next)
 	seq := w.next.seq
