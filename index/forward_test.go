@@ -3,6 +3,7 @@ package index
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -15,19 +16,12 @@ import (
 // waitWhere waits, on x's change notifications, until Locate gives want.
 func waitWhere(t *testing.T, x *Index, lfns []string, want ...string) {
 	t.Helper()
-	deadline := time.After(10 * time.Second)
-	for {
-		ch := x.Notify()
-		got := where(t, x, lfns...)
-		if slices.Equal(got, want) {
-			return
+	waitUntil(t, fmt.Sprintf("Locate(%q) = %q", lfns, want), x.Notify, func() error {
+		if got := where(t, x, lfns...); !slices.Equal(got, want) {
+			return fmt.Errorf("Locate gives %q", got)
 		}
-		select {
-		case <-ch:
-		case <-deadline:
-			t.Fatalf("Locate(%q) = %q, want %q", lfns, got, want)
-		}
-	}
+		return nil
+	})
 }
 
 // openMid opens the middle index of the forwarding tests.

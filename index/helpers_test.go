@@ -325,22 +325,44 @@ func (r *recorder) all() []update {
 	return slices.Clone(r.updates)
 }
 
-// waitFor waits until cond (called with r.mu held) holds, failing the test
-// after 10 s.
+// waitFor waits, on r's notifications, until cond (called with r.mu held)
+// holds.
 func (r *recorder) waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	changed := func() <-chan struct{} {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.changed
+	}
+	waitUntil(t, what, changed, func() error {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if !cond() {
+			return fmt.Errorf("not yet, after %d updates", len(r.updates))
+		}
+		return nil
+	})
+}
+
+// waitUntil is the tests' one way to wait for a state: it checks check
+// (nil: the state is reached) at once and again each time the channel
+// that changed returned before the check is closed, so that no change is
+// missed and no time is slept. It fails the test with check's last error
+// if the state is not reached in 10 s, a guard against a hang, not a
+// timing.
+func waitUntil(t *testing.T, what string, changed func() <-chan struct{}, check func() error) {
 	t.Helper()
 	deadline := time.After(10 * time.Second)
 	for {
-		r.mu.Lock()
-		ok, ch := cond(), r.changed
-		r.mu.Unlock()
-		if ok {
+		ch := changed()
+		err := check()
+		if err == nil {
 			return
 		}
 		select {
 		case <-ch:
 		case <-deadline:
-			t.Fatalf("timed out waiting for %s; updates: %d", what, len(r.all()))
+			t.Fatalf("timed out waiting for %s: %v", what, err)
 		}
 	}
 }

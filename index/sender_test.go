@@ -73,6 +73,15 @@ func (f memFeed) ForEachLFN(_ context.Context, fn func(string) error) (uint64, e
 	return 1, nil
 }
 
+// advance moves the clock of the test's synctest bubble on by d, and
+// returns once every goroutine in the bubble waits: a step of the fake
+// clock, which passes only when nothing else can happen, never a wait of
+// real time.
+func advance(d time.Duration) {
+	time.Sleep(d) // in the bubble: returns when the fake clock reaches d
+	synctest.Wait()
+}
+
 // run runs s until the test ends.
 func run(t *testing.T, s *Sender) {
 	t.Helper()
@@ -362,14 +371,12 @@ func TestSenderRetry(t *testing.T) {
 		done := make(chan error)
 		go func() { done <- s.Run(ctx) }()
 
-		time.Sleep(time.Second) // backoff of 10 to 50 ms: many attempts
-		synctest.Wait()
+		advance(time.Second) // backoff of 10 to 50 ms: many attempts
 		if st := s.Targets()[0]; st.Failures < 2 || st.LastErr == nil || st.Generation != 0 {
 			t.Errorf("status while down: %+v, want failures", st)
 		}
 		rec.setDown(nil)
-		time.Sleep(time.Second)
-		synctest.Wait()
+		advance(time.Second)
 		if n := len(rec.all()); n != 1 {
 			t.Errorf("%d updates after the index came up, want 1", n)
 		}
@@ -413,8 +420,7 @@ func TestSenderNoPileUp(t *testing.T) {
 		for i := range results {
 			wg.Go(func() { results[i], _ = s.UpdateNow(context.Background(), addr) })
 		}
-		time.Sleep(time.Second) // a thousand intervals
-		synctest.Wait()         // the held update, the schedule and the calls all wait
+		advance(time.Second) // a thousand intervals; the held update, the schedule and the calls all wait
 		rec.mu.Lock()
 		started := rec.started
 		rec.mu.Unlock()

@@ -15,3 +15,10 @@ func WithFetchedHook(o PullOptions, fn func(n int64)) PullOptions {
 	o.hooks.fetched = fn
 	return o
 }
+
+// SetJoinedHook sets fn to be called as a digest call of s (a Manifest's,
+// or a Read's with a digest) starts waiting for a hash of a file that
+// another call is making (a Read hashing it as it sends it, or the
+// background hashing), with the file's absolute path. Call it before s is
+// used.
+func SetJoinedHook(s *Source, fn func(name string)) { s.joined = fn }

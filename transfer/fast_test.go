@@ -7,9 +7,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,8 +25,9 @@ type fastPeer struct {
 	*transfer.Source
 	// corrupt: how many chunks that start a file still get a flipped byte.
 	corrupt atomic.Int64
-	// onRead runs before each Read call, with its number (from 1).
-	onRead func(n int64)
+	// onRead runs before each Read call, with its number (from 1) and
+	// its ranges.
+	onRead func(n int64, ranges []transfer.Range)
 	// beforeDigests runs at the start of each Manifest call, with its
 	// context.
 	beforeDigests func(ctx context.Context)
@@ -57,7 +60,7 @@ func (p *fastPeer) Manifest(ctx context.Context, pfn string) (*transfer.Manifest
 func (p *fastPeer) Read(ctx context.Context, ranges []transfer.Range, fn func(int, int64, []byte) error) error {
 	n := p.reads.Add(1)
 	if p.onRead != nil {
-		p.onRead(n)
+		p.onRead(n, ranges)
 	}
 	return p.Source.Read(ctx, ranges, func(i int, off int64, b []byte) error {
 		if off == 0 && len(b) > 0 && p.corrupt.Load() > 0 && p.corrupt.Add(-1) >= 0 {
@@ -68,8 +71,13 @@ func (p *fastPeer) Read(ctx context.Context, ranges []transfer.Range, fn func(in
 	})
 }
 
+// fastOpts are the fast-listing tests' pull options. The stall timeout,
+// which also bounds the call for the digests, is a guard against a hang:
+// a test may hold the digests until every byte is written and synced,
+// which on a loaded machine can take seconds, and no test here is about
+// stalls.
 func fastOpts(p transfer.Peer) transfer.PullOptions {
-	return transfer.PullOptions{Sources: []transfer.Peer{p}, RangeSize: 1 << 20, Streams: 2, StallTimeout: 5 * time.Second}
+	return transfer.PullOptions{Sources: []transfer.Peer{p}, RangeSize: 1 << 20, Streams: 2, StallTimeout: time.Minute}
 }
 
 // whenJournaled returns o with a hook, and a channel that is closed once
@@ -237,14 +245,37 @@ func TestPullFastCorrupt(t *testing.T) {
 }
 
 // sneakyRewrite rewrites a file in place, same size, mtime put back: only
-// its ctime tells.
+// its ctime tells. It may run in a peer's goroutine: it reports failures
+// with t.Error.
 func sneakyRewrite(t *testing.T, unit, rel string) {
 	t.Helper()
 	name := filepath.Join(unit, rel)
 	fi, err := os.Stat(name)
-	must(t, err)
-	must(t, os.WriteFile(name, randBytes(t, int(fi.Size())), 0o644))
-	must(t, os.Chtimes(name, fi.ModTime(), fi.ModTime()))
+	if err == nil {
+		err = os.WriteFile(name, randBytes(t, int(fi.Size())), 0o644)
+	}
+	if err == nil {
+		err = os.Chtimes(name, fi.ModTime(), fi.ModTime())
+	}
+	var after fs.FileInfo
+	if err == nil {
+		after, err = os.Stat(name)
+	}
+	switch {
+	case err != nil:
+		t.Errorf("rewriting %s: %v", rel, err)
+	case ctimeOf(after) == ctimeOf(fi):
+		// A file system with coarse timestamps, and the rewrite in the
+		// tick of the last change: no stat can see it.
+		t.Errorf("rewriting %s left its ctime as it was: the change is invisible to stat", rel)
+	}
+}
+
+func ctimeOf(fi fs.FileInfo) int64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Ctim.Nano()
+	}
+	return 0
 }
 
 // TestPullFastChanged: a unit that changes at the source between its
@@ -255,10 +286,17 @@ func TestPullFastChanged(t *testing.T) {
 		root := t.TempDir()
 		unit := makeUnit(t, root, "D2", 6<<20)
 		p := &fastPeer{Source: newSource(t, root)}
-		var once sync.Once
-		p.onRead = func(n int64) {
-			if n == 2 {
-				once.Do(func() { sneakyRewrite(t, unit, "a/big.fits") })
+		// The big file is rewritten as the second Read of its pieces
+		// starts: that Read finds the file another version than the one
+		// listed, whatever else the pull did meanwhile. (The second Read
+		// of the pull may be of the small files instead, and be late; if
+		// the rewrite came after every piece was read and the digests of
+		// the version listed had come, the pull rightly placed that
+		// version.)
+		var bigReads atomic.Int64
+		p.onRead = func(_ int64, ranges []transfer.Range) {
+			if slices.ContainsFunc(ranges, func(r transfer.Range) bool { return r.Path == "a/big.fits" }) && bigReads.Add(1) == 2 {
+				sneakyRewrite(t, unit, "a/big.fits")
 			}
 		}
 		dest := filepath.Join(t.TempDir(), "D2")

@@ -83,6 +83,11 @@ type Source struct {
 	bgCancel context.CancelFunc
 	bg       sync.WaitGroup
 
+	// joined, if not nil, is called as a digest call starts waiting for
+	// a hash of the file (its absolute path) that another call makes:
+	// the event tests wait for (export_hooks_test.go). Nil in production.
+	joined func(name string)
+
 	sent, hashedBytes, hashedFiles, loaded atomic.Int64
 	hashedInline, readDirect               atomic.Int64
 	noDirectLogged                         atomic.Bool

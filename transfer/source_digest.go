@@ -56,6 +56,9 @@ func (s *Source) digest(ctx context.Context, id fileID, k statKey, f *os.File) (
 		call, ok := s.inflight[id]
 		if ok && (joinClaimable || !call.claimable) {
 			s.mu.Unlock()
+			if s.joined != nil {
+				s.joined(s.absPath(id))
+			}
 			select {
 			case <-call.done:
 			case <-ctx.Done():

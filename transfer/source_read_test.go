@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -102,6 +103,9 @@ func TestSourceReadHashesOnce(t *testing.T) {
 		t.Run(fmt.Sprintf("concurrent=%v", concurrent), func(t *testing.T) {
 			unit, big := bigUnit(t, bigSize)
 			src := newSource(t, filepath.Dir(unit))
+			// The Reads below claim both files, however late they start:
+			// nothing is hashed in the background.
+			transfer.SetHashGrace(src, time.Hour)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			fast, err := src.FastManifest(ctx, unit)
@@ -121,6 +125,9 @@ func TestSourceReadHashesOnce(t *testing.T) {
 			if !bytes.Equal(got, big) {
 				t.Fatal("read bytes differ from the file's")
 			}
+			small := entryOf(t, fast, "small")
+			_, err = collect(ctx, src, transfer.Range{PFN: unit, Path: small.Path, Length: small.Size, Version: small.Version})
+			must(t, err)
 			if !concurrent {
 				manifest()
 			}
@@ -130,9 +137,9 @@ func TestSourceReadHashesOnce(t *testing.T) {
 				t.Errorf("manifest entry %+v: want SHA-256 %x, version %s", d, sha256.Sum256(big), e.Version)
 			}
 			st := src.Stats()
-			if st.BytesHashedInline != bigSize || st.BytesHashed != res.m.TotalBytes() || st.FilesHashed != 2 {
-				t.Errorf("stats %+v: want big.fits hashed once, as read (%d bytes), and the unit's %d bytes hashed in all",
-					st, bigSize, res.m.TotalBytes())
+			if st.BytesHashedInline != res.m.TotalBytes() || st.BytesHashed != res.m.TotalBytes() || st.FilesHashed != 2 {
+				t.Errorf("stats %+v: want each file hashed once, as read: the unit's %d bytes",
+					st, res.m.TotalBytes())
 			}
 		})
 	}
@@ -144,7 +151,20 @@ func TestSourceReadCancelled(t *testing.T) {
 	for _, concurrent := range []bool{false, true} {
 		t.Run(fmt.Sprintf("concurrent=%v", concurrent), func(t *testing.T) {
 			unit, big := bigUnit(t, bigSize)
+			// big.fits alone, which the Read claims however late it
+			// starts: nothing is hashed in the background.
+			must(t, os.Remove(filepath.Join(unit, "small")))
 			src := newSource(t, filepath.Dir(unit))
+			transfer.SetHashGrace(src, time.Hour)
+			// joined is closed once a Manifest waits for the hash of
+			// big.fits that the Read below makes.
+			joined := make(chan struct{})
+			var once sync.Once
+			transfer.SetJoinedHook(src, func(name string) {
+				if name == filepath.Join(unit, "big.fits") {
+					once.Do(func() { close(joined) })
+				}
+			})
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			_, err := src.FastManifest(ctx, unit)
@@ -159,10 +179,14 @@ func TestSourceReadCancelled(t *testing.T) {
 			defer rcancel()
 			err = src.Read(rctx, []transfer.Range{{PFN: unit, Path: "big.fits", Length: bigSize}}, func(int, int64, []byte) error {
 				if concurrent && rctx.Err() == nil {
+					// The Read is cancelled with a Manifest waiting for
+					// its hash.
 					go manifest()
-					// Not needed for the test to hold, only for the
-					// Manifest to be likely to wait for this Read.
-					time.Sleep(50 * time.Millisecond)
+					select {
+					case <-joined:
+					case <-ctx.Done():
+						return ctx.Err()
+					}
 				}
 				rcancel()
 				return nil

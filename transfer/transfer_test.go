@@ -262,6 +262,12 @@ func testFaultFailingSource(t *testing.T, e *faultEnv) {
 	dest := filepath.Join(t.TempDir(), "D7")
 	o := e.opts(bad, good)
 	o.StallTimeout = time.Minute // good waits at the gate without being called stalled
+	// One stream a source: bad's failures are then in a row. With
+	// several, a Read of bad's begun before its first failure may end
+	// well after it, which resets the count: after three failures bad
+	// was not dropped, and good could finish the unit before bad's
+	// fourth.
+	o.Streams = 1
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	res, err := transfer.Pull(ctx, e.unit, dest, o)
