@@ -54,19 +54,13 @@ func (e *Engine) work(ctx context.Context, src Location, batch []*job) (retry []
 	res := e.cfg.Puller.Pull(pctx, src.Source, units)
 	elapsed := time.Since(start)
 	if ctx.Err() != nil {
-		e.observe(src.Site, 0, 0, elapsed, nil)
-		for _, j := range jobs {
-			e.release(j.sunum)
-		}
+		e.abandon(src, jobs, elapsed)
 		return nil
 	}
 	regErr, cancelled := e.registerPlaced(ctx, src, jobs, units, res)
 	if ctx.Err() != nil {
 		// Stopping: what was registered is found present by the next Run.
-		e.observe(src.Site, 0, 0, elapsed, nil)
-		for _, j := range jobs {
-			e.release(j.sunum)
-		}
+		e.abandon(src, jobs, elapsed)
 		return nil
 	}
 	now := time.Now()
@@ -160,6 +154,15 @@ func (e *Engine) land(jobs []*job) {
 	defer e.flightMu.Unlock()
 	for _, j := range jobs {
 		delete(e.flights, j.sunum)
+	}
+}
+
+// abandon gives up a call cut by the engine's stop: nothing is written,
+// the units stay QUED for the next Run, and the source is not judged by it.
+func (e *Engine) abandon(src Location, jobs []*job, elapsed time.Duration) {
+	e.observe(src.Site, 0, 0, elapsed, nil)
+	for _, j := range jobs {
+		e.release(j.sunum)
 	}
 }
 
