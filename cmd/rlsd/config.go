@@ -39,6 +39,7 @@ type config struct {
 	ExportRoots     pathList
 	PProf           bool
 	StatsInterval   time.Duration
+	GoGC            int
 
 	IndexExpireInterval    time.Duration
 	IndexMaxBloomBits      uint64
@@ -96,6 +97,7 @@ func defaultConfig() config {
 		LogLevel:        "info",
 		ShutdownTimeout: 10 * time.Second,
 		StatsInterval:   time.Minute,
+		GoGC:            defaultGoGC,
 
 		IndexExpireInterval:    time.Minute,
 		IndexMaxBloomBits:      index.DefaultMaxBloomBits,
@@ -172,6 +174,7 @@ func (c *config) bind(b *binder) {
 	b.flag(&c.ExportRoots, "export-root", "transfer role: comma-separated absolute directories whose storage units are served")
 	b.flag(&c.PProf, "pprof", "serve Go's profiles under /debug/pprof/ on the HTTP listener")
 	b.flag(&c.StatsInterval, "stats-interval", `how often to log an "rlsd stats" line; 0: never`)
+	b.flag(&c.GoGC, "gogc", "Go garbage collector target percentage (as GOGC; the GOGC environment variable, when set, wins); 0: Go's default of 100")
 
 	b.flag(&c.IndexExpireInterval, "index-expire-interval", "rli role: how often sites whose soft state expired are dropped (lookups never return them)")
 	b.flag(&c.IndexMaxBloomBits, "index-max-bloom-bits", fmt.Sprintf("rli role: the largest Bloom filter (m, bits) accepted from a site, at most %d", uint64(index.MaxBloomBits)))
@@ -268,6 +271,9 @@ func (c *config) validate() error {
 	}
 	if c.StatsInterval < 0 {
 		return usageErrorf("stats-interval %v: must not be negative (0 turns the stats line off)", c.StatsInterval)
+	}
+	if c.GoGC < 0 {
+		return usageErrorf("gogc %d: must not be negative (0 keeps Go's default)", c.GoGC)
 	}
 	if c.PProf && c.HTTPListen == "" {
 		return usageErrorf("pprof is served on the HTTP listener: set http-listen too")

@@ -88,7 +88,11 @@ func newRootCommand(getenv func(string) (string, bool)) *cobra.Command {
 				return err
 			}
 			reload := func() (config, error) { return o.resolve(cmd.Flags(), getenv) }
-			return serve(cmd.Context(), cfg, newLogger(cfg, cmd.ErrOrStderr()), reload)
+			log := newLogger(cfg, cmd.ErrOrStderr())
+			if p := applyGoGC(cfg.GoGC, getenv); p > 0 {
+				log.Debug("go garbage collector", "gogc", p)
+			}
+			return serve(cmd.Context(), cfg, log, reload)
 		},
 	}
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })

@@ -98,6 +98,7 @@ shutdown-timeout: 3s
 			want := withMirrorDefaults(withLimitDefaults(withUpdateDefaults(tc.want)))
 			want.IndexExpireInterval = cmp.Or(want.IndexExpireInterval, defaultConfig().IndexExpireInterval)
 			want.StatsInterval = cmp.Or(want.StatsInterval, defaultConfig().StatsInterval)
+			want.GoGC = cmp.Or(want.GoGC, defaultConfig().GoGC)
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("config =\n%+v\nwant\n%+v", got, want)
 			}
@@ -166,6 +167,7 @@ func TestConfigErrors(t *testing.T) {
 		{name: "bad log format", args: []string{"--site", "s", "--data", "/d", "--log-format", "xml"}, want: "log-format"},
 		{name: "bad log level", args: []string{"--site", "s", "--data", "/d", "--log-level", "loud"}, want: "log-level"},
 		{name: "negative stats interval", args: []string{"--site", "s", "--data", "/d", "--stats-interval", "-1s"}, want: "stats-interval"},
+		{name: "negative gogc", args: []string{"--site", "s", "--data", "/d", "--gogc", "-1"}, want: "gogc -1"},
 		{name: "pprof without http", args: []string{"--site", "s", "--data", "/d", "--pprof"}, want: "http-listen"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

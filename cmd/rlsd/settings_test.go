@@ -36,6 +36,7 @@ var settingNames = []struct {
 	{"export-root", "RLSD_EXPORT_ROOT", "/a,/b", func(c *config) { c.ExportRoots = pathList{"/a", "/b"} }},
 	{"pprof", "RLSD_PPROF", "true", func(c *config) { c.PProf = true }},
 	{"stats-interval", "RLSD_STATS_INTERVAL", "30s", func(c *config) { c.StatsInterval = 30 * time.Second }},
+	{"gogc", "RLSD_GOGC", "200", func(c *config) { c.GoGC = 200 }},
 	{"index-expire-interval", "RLSD_INDEX_EXPIRE_INTERVAL", "2m", func(c *config) { c.IndexExpireInterval = 2 * time.Minute }},
 	{"index-max-bloom-bits", "RLSD_INDEX_MAX_BLOOM_BITS", "4096", func(c *config) { c.IndexMaxBloomBits = 4096 }},
 	{"index-max-sites", "RLSD_INDEX_MAX_SITES", "7", func(c *config) { c.IndexMaxSites = 7 }},
