@@ -203,8 +203,13 @@ func (d *daemon) awaitCatalog(cat *pgcatalog.Catalog) {
 }
 
 // catalogPingInterval is how often rlsd pings the PostgreSQL catalog's
-// database; a ping that gets no answer within the interval failed.
-const catalogPingInterval = time.Second
+// database; a ping that gets no answer within catalogPingTimeout failed
+// (a stopped server refuses at once; a host that drops packets takes the
+// timeout).
+const (
+	catalogPingInterval = time.Second
+	catalogPingTimeout  = 5 * time.Second
+)
 
 // watchCatalog pings the database every interval until ctx ends, and calls
 // set(false) when a ping fails (the database went away: calls fail with
@@ -220,7 +225,7 @@ func watchCatalog(ctx context.Context, cat *pgcatalog.Catalog, interval time.Dur
 			return
 		case <-t.C:
 		}
-		pctx, cancel := context.WithTimeout(ctx, interval)
+		pctx, cancel := context.WithTimeout(ctx, catalogPingTimeout)
 		err := cat.Ping(pctx)
 		cancel()
 		switch {
