@@ -54,7 +54,7 @@ func (c *Catalog) probePipeline(ctx context.Context) (bool, error) {
 	var syncCommit, standbys string
 	err := c.pool.QueryRow(ctx, `SELECT current_setting('synchronous_commit'), current_setting('synchronous_standby_names'),
 		pg_current_wal_flush_lsn()::text`).Scan(&syncCommit, &standbys, new(string))
-	if err != nil && isUnavailable(err) {
+	if isUnavailable(err) {
 		return false, unavailable("open", err)
 	}
 	if err != nil {
