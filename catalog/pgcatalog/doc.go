@@ -39,14 +39,8 @@
 // its items in order in memory, and writes the difference with COPY
 // (bulk.go). Single writes of one process are group-committed: those that
 // arrive while a transaction is in flight share the next one and its
-// fsync (group.go). A write that another write of the process waits for
-// commits without waiting for its WAL flush, releasing the lock, and is
-// acknowledged only once the server reports the flush done, so that the
-// next write's work overlaps this one's flush (durable.go; not with
-// synchronous standbys, where every COMMIT waits for them). Reads are
-// single statements, prepared and cached per connection by pgx; they take
-// no lock and see every committed write, which for such a write may be up
-// to one WAL flush before it is durable and acknowledged.
+// fsync (group.go). Reads are single statements, prepared and cached per
+// connection by pgx; they take no lock and see every committed write.
 //
 // The database down or restarting makes operations fail with an error
 // wrapping catalog.ErrUnavailable (gRPC UNAVAILABLE, rlsctl exit 5); the
@@ -68,9 +62,7 @@
 // write leaves none, since its increment of the meta row rolls back with
 // it) and become visible in order: a reader that has seen position n never
 // later sees a record at a position <= n. Readers need no horizon of
-// in-flight transactions. Changes and ForEachLFN return only what is on
-// disk (they wait for the WAL flush of what their snapshot sees), so that
-// this holds across a crash of the server too. WaitChanges wakes on this process's writes, on
+// in-flight transactions. WaitChanges wakes on this process's writes, on
 // other processes' through LISTEN/NOTIFY (a write notifies its last
 // position at COMMIT), and polls every Options.PollInterval in case a
 // notification was missed. Record times have microsecond precision.
@@ -126,10 +118,6 @@
 //     roles where the function is missing, unsupported (YugabyteDB
 //     without advisory locks) or not permitted: the lease row (see
 //     above), chosen by itself.
-//   - SET LOCAL synchronous_commit, current_setting,
-//     pg_current_wal_insert_lsn and pg_current_wal_flush_lsn, to pipeline
-//     writes (durable.go). Where the WAL functions are missing (and on
-//     CockroachDB), every write commits synchronously.
 //   - pg_total_relation_size, pg_class, to_regnamespace for StorageStats.
 //     Where they are missing, StorageStats reports 0 bytes (logged once).
 //   - golang-migrate's pgx driver holds pg_advisory_lock while it

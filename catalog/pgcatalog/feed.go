@@ -17,9 +17,7 @@ const notifyChannel = "rls_feed"
 // Changes returns up to limit feed records with positions from `from` on,
 // in order. Positions are dense (no gaps): they are assigned under the
 // writers' lock, and a record becomes visible only with every record
-// before it. Every record returned is on disk (a write seen before its
-// WAL flush, see durable.go, is waited for), so that no crash of the
-// server takes back a record a reader saw. If from is below FirstSeq (the records were pruned), it fails
+// before it. If from is below FirstSeq (the records were pruned), it fails
 // with ErrNotFound: the reader must start over from a full state
 // (ForEachLFN). limit <= 0 means 10,000. Record times have microsecond
 // precision.
@@ -40,14 +38,8 @@ func (c *Catalog) Changes(ctx context.Context, from uint64, limit int) ([]catalo
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	var first, last int64
-	var lsn string
-	if err := tx.QueryRow(ctx, `SELECT first_seq, seq, `+c.walInsertLSN()+` FROM rls_meta WHERE id = 1`).Scan(&first, &last, &lsn); err != nil {
+	if err := tx.QueryRow(ctx, `SELECT first_seq, seq FROM rls_meta WHERE id = 1`).Scan(&first, &last); err != nil {
 		return nil, unavailable(op, err)
-	}
-	// What the snapshot sees may include pipelined writes not yet on disk
-	// (durable.go): none of it is returned before it is.
-	if err := c.waitFlushed(ctx, op, lsn); err != nil {
-		return nil, err
 	}
 	c.observe(uint64(last), uint64(first))
 	if from < uint64(first) {
@@ -140,9 +132,8 @@ func (c *Catalog) PruneChanges(ctx context.Context, before uint64) error {
 // ForEachLFN calls fn for every LFN, in byte order, from one consistent
 // snapshot (a REPEATABLE READ transaction), and returns the feed position
 // that snapshot reflects: a reader that follows with Changes(seq+1, …)
-// misses nothing and sees nothing twice. As with Changes, what it reports
-// is on disk. Writers are not blocked while fn runs. If fn returns an
-// error, the scan stops and ForEachLFN returns it.
+// misses nothing and sees nothing twice. Writers are not blocked while fn
+// runs. If fn returns an error, the scan stops and ForEachLFN returns it.
 func (c *Catalog) ForEachLFN(ctx context.Context, fn func(lfn string) error) (uint64, error) {
 	const op = "for each lfn"
 	if err := c.enter(ctx, op); err != nil {
@@ -154,12 +145,8 @@ func (c *Catalog) ForEachLFN(ctx context.Context, fn func(lfn string) error) (ui
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	var seq int64
-	var lsn string
-	if err := tx.QueryRow(ctx, `SELECT seq, `+c.walInsertLSN()+` FROM rls_meta WHERE id = 1`).Scan(&seq, &lsn); err != nil {
+	if err := tx.QueryRow(ctx, `SELECT seq FROM rls_meta WHERE id = 1`).Scan(&seq); err != nil {
 		return 0, unavailable(op, err)
-	}
-	if err := c.waitFlushed(ctx, op, lsn); err != nil { // as in Changes
-		return 0, err
 	}
 	rows, err := tx.Query(ctx, `SELECT DISTINCT lfn FROM rls_map ORDER BY lfn`)
 	if err != nil {

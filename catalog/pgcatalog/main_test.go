@@ -16,8 +16,7 @@ import (
 
 // One PostgreSQL server for the package's tests (fsync off: these tests
 // are about behaviour; durability across a server restart has its own
-// server), with synchronous_commit on, so that writes are pipelined as on
-// a durable server (durable.go); each test gets a database of its own.
+// server); each test gets a database of its own.
 var (
 	server *pgtest.Server
 	dbs    atomic.Int64
@@ -27,7 +26,7 @@ func TestMain(m *testing.M) {
 	if dsn := os.Getenv(leaseHelperEnv); dsn != "" {
 		os.Exit(leaseHelper(dsn))
 	}
-	srv, err := pgtest.StartServer(pgtest.Options{NoSync: true, Settings: map[string]string{"max_connections": "300", "synchronous_commit": "on"}})
+	srv, err := pgtest.StartServer(pgtest.Options{NoSync: true, Settings: map[string]string{"max_connections": "300"}})
 	if err != nil {
 		if os.Getenv("CI") != "true" {
 			fmt.Fprintln(os.Stderr, "pgcatalog: skipping the tests:", err)

@@ -71,13 +71,6 @@ type Catalog struct {
 	// meta row's lock in turn anyway, and one waiter a process spares the
 	// server waking every waiter at every commit.
 	writeMu sync.Mutex
-	// writers counts the write transactions waiting for writeMu or
-	// holding it; pipeline says a write may commit without waiting for
-	// its WAL flush when another one waits (durable.go; set before ready
-	// closes); pipelined counts the writes that did.
-	writers   atomic.Int32
-	pipeline  bool
-	pipelined atomic.Int64
 
 	// The queue of single writes for group commit (group.go).
 	opsMu      sync.Mutex
@@ -216,11 +209,6 @@ func (c *Catalog) init(ctx context.Context) error {
 		return fmt.Errorf("pgcatalog: corrupt incarnation (%d bytes)", len(b))
 	}
 	copy(c.incarnation[:], b)
-	pipeline, err := c.probePipeline(ctx)
-	if err != nil {
-		return err
-	}
-	c.pipeline = pipeline
 	c.observe(uint64(seq), uint64(first))
 	return nil
 }

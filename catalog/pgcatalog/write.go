@@ -20,9 +20,7 @@ import (
 // order (a reader never sees position n+1 before n). The lock is held until
 // COMMIT returns, that is until the write is durable (synchronous_commit
 // on), so that a write acknowledged to its caller survives a crash of
-// rlsd or of the server; except that a write another one waits for
-// releases it at COMMIT before its WAL flush, and waits for the flush
-// after (durable.go), still before it is acknowledged. Reads take no lock.
+// rlsd or of the server. Reads take no lock.
 
 // A write takes few round trips, since the meta row's lock is held across
 // them: BEGIN, the lock and the write's reads go in one (writeReading),
@@ -55,60 +53,37 @@ func (c *Catalog) write(ctx context.Context, op string, fn func(ctx context.Cont
 }
 
 // writeReading is write with reads: it queues them on b, after BEGIN and
-// the meta row's lock, and their callbacks have run when fn is called. A
-// write that was pipelined (durable.go) is acknowledged once its WAL is
-// flushed, after it released the lock.
+// the meta row's lock, and their callbacks have run when fn is called.
 func (c *Catalog) writeReading(ctx context.Context, op string, reads func(b *pgx.Batch), fn func(ctx context.Context, w *wtx) error) (uint64, error) {
 	if err := c.enter(ctx, op); err != nil {
 		return 0, err
 	}
-	seq, lsn, err := c.writeLocked(ctx, op, reads, fn)
-	if err != nil {
-		return 0, err
-	}
-	// Committed: whatever ctx says now, only a lost server fails it.
-	if err := c.waitFlushed(context.WithoutCancel(ctx), op, lsn); err != nil {
-		return 0, err
-	}
-	c.observe(seq, 0)
-	return seq, nil
-}
-
-// writeLocked runs the write's transaction under the writers' lock. When
-// it commits without waiting for its WAL flush (another write of this
-// process waits for the lock), lsn is the WAL position to wait for.
-func (c *Catalog) writeLocked(ctx context.Context, op string, reads func(b *pgx.Batch), fn func(ctx context.Context, w *wtx) error) (seq uint64, lsn string, err error) {
-	c.writers.Add(1)
-	defer c.writers.Add(-1)
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
 	pc, err := c.pool.Acquire(ctx)
 	if err != nil {
-		return 0, "", unavailable(op, err)
+		return 0, unavailable(op, err)
 	}
 	defer endTx(ctx, pc)
-	var base int64
+	var seq int64
 	b := &pgx.Batch{}
 	b.Queue(`BEGIN`)
-	b.Queue(`SELECT seq FROM rls_meta WHERE id = 1 FOR UPDATE`).QueryRow(func(row pgx.Row) error { return row.Scan(&base) })
+	b.Queue(`SELECT seq FROM rls_meta WHERE id = 1 FOR UPDATE`).QueryRow(func(row pgx.Row) error { return row.Scan(&seq) })
 	if reads != nil {
 		reads(b)
 	}
 	if err := pc.SendBatch(ctx, b).Close(); err != nil {
-		return 0, "", unavailable(op, err)
+		return 0, unavailable(op, err)
 	}
-	w := &wtx{c: c, tx: pc.Conn(), now: time.Now(), seq: uint64(base), base: uint64(base)}
+	w := &wtx{c: c, tx: pc.Conn(), now: time.Now(), seq: uint64(seq), base: uint64(seq)}
 	if err := fn(ctx, w); err != nil {
-		return 0, "", unavailable(op, err)
+		return 0, unavailable(op, err)
 	}
-	pipelined := c.pipeline && c.writers.Load() > 1
-	if err := w.commit(ctx, pipelined, &lsn); err != nil {
-		return 0, "", unavailable(op, err)
+	if err := w.commit(ctx); err != nil {
+		return 0, unavailable(op, err)
 	}
-	if pipelined {
-		c.pipelined.Add(1)
-	}
-	return w.seq, lsn, nil
+	c.observe(w.seq, 0)
+	return w.seq, nil
 }
 
 // endTx rolls back what a failed write left open on the connection, and
@@ -129,14 +104,10 @@ var errRolledBack = errors.New("pgcatalog: the write's transaction rolled back a
 
 // commit writes the item-by-item feed records and the meta row, notifies
 // listeners (delivered at COMMIT), and commits: w.final and COMMIT in one
-// round trip. When pipelined, COMMIT does not wait for the WAL flush, and
-// *lsn is set to the WAL insert position after it (see durable.go).
-func (w *wtx) commit(ctx context.Context, pipelined bool, lsn *string) error {
+// round trip.
+func (w *wtx) commit(ctx context.Context) error {
 	if err := w.finish(ctx); err != nil {
 		return err
-	}
-	if pipelined {
-		w.final.Queue(`SET LOCAL synchronous_commit TO off`)
 	}
 	w.final.Queue(`COMMIT`).Exec(func(tag pgconn.CommandTag) error {
 		if tag.String() != "COMMIT" {
@@ -144,9 +115,6 @@ func (w *wtx) commit(ctx context.Context, pipelined bool, lsn *string) error {
 		}
 		return nil
 	})
-	if pipelined {
-		w.final.Queue(`SELECT pg_current_wal_insert_lsn()::text`).QueryRow(func(row pgx.Row) error { return row.Scan(lsn) })
-	}
 	return w.tx.SendBatch(ctx, &w.final).Close()
 }
 
