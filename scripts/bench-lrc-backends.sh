@@ -21,7 +21,7 @@
 # and bulk.
 #
 # Knobs (environment): N_LOAD (1000000), N_QUERY (50000), N_CREATE (3000),
-# CONC (32), INFLIGHT (4), SERVER_CPUS (1), CLIENT_CPUS (0), MAX_SECS (900), NO_BUILD=1,
+# CONC (32), INFLIGHT (1), SERVER_CPUS (1), CLIENT_CPUS (0), MAX_SECS (900), NO_BUILD=1,
 # KEEP=1, BACKENDS (the columns to run, default "pebble pgrlsd pgcat plain"),
 # PGB_BASE (a pgbench-lrc built from another commit, say main: adds the
 # column pgcat-base, that build's PostgreSQL backend in process on a
@@ -31,7 +31,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-N_LOAD="${N_LOAD:-1000000}" N_QUERY="${N_QUERY:-50000}" N_CREATE="${N_CREATE:-3000}" CONC="${CONC:-32}" INFLIGHT="${INFLIGHT:-4}"
+N_LOAD="${N_LOAD:-1000000}" N_QUERY="${N_QUERY:-50000}" N_CREATE="${N_CREATE:-3000}" CONC="${CONC:-32}" INFLIGHT="${INFLIGHT:-1}"
 SERVER_CPUS="${SERVER_CPUS:-1}" CLIENT_CPUS="${CLIENT_CPUS:-0}" MAX_SECS="${MAX_SECS:-900}"
 BACKENDS="${BACKENDS:-pebble pgrlsd pgcat plain}" PGB_BASE="${PGB_BASE:-}"
 [ -n "$PGB_BASE" ] && BACKENDS="$BACKENDS pgcatbase"

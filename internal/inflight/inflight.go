@@ -6,9 +6,7 @@
 // same key.
 //
 // rlsctl's bulk commands and the backends benchmark (scripts/pgbench-lrc)
-// use it, so that both load a catalog the same way: while one chunk's
-// transaction commits (its WAL flushed to disk), the next ones are read,
-// sent and applied.
+// use it, so that both load a catalog the same way.
 //
 //	err := inflight.Run(ctx, 4, next, send, done)
 package inflight
@@ -20,8 +18,11 @@ import (
 )
 
 // DefaultK is the number of chunks in flight that rlsctl and the benchmark
-// use by default.
-const DefaultK = 4
+// use by default: one, sent while the next is read. More did not pay on
+// loopback, where the server is the bottleneck (PostgreSQL's writes are
+// serialized on one lock, and Pebble spent more CPU per item); they hide
+// the round trips of a distant server.
+const DefaultK = 1
 
 // A Chunk is one request's worth of items, and the keys they lock on (for
 // mapping writes, their LFNs; nil when the chunk's items do not depend on
