@@ -8,8 +8,9 @@
 #            creates): COPY of the mappings and their feed records; prepared
 #            SELECT pfn FROM rls_map WHERE lfn = $1; single-row INSERTs
 # Workloads: a. bulk load of N_LOAD mappings (rlsctl lrc bulk create, chunks
-# of 10,000; pgcat: BulkWrite in the same chunks; plain: one COPY
-# transaction), b. single-LFN queries at c=CONC, c. durable single creates at
+# of 10,000, INFLIGHT of them in flight; pgcat: BulkWrite in the same
+# chunks, as many in flight; pgcat-base: as its build sends them; plain:
+# one COPY transaction), b. single-LFN queries at c=CONC, c. durable single creates at
 # c=CONC. Everything is durable (rlsd without --no-sync, PostgreSQL fsync=on,
 # synchronous_commit=on), and talks to 127.0.0.1 only.
 #
@@ -20,7 +21,7 @@
 # and bulk.
 #
 # Knobs (environment): N_LOAD (1000000), N_QUERY (50000), N_CREATE (3000),
-# CONC (32), SERVER_CPUS (1), CLIENT_CPUS (0), MAX_SECS (900), NO_BUILD=1,
+# CONC (32), INFLIGHT (1), SERVER_CPUS (1), CLIENT_CPUS (0), MAX_SECS (900), NO_BUILD=1,
 # KEEP=1, BACKENDS (the columns to run, default "pebble pgrlsd pgcat plain"),
 # PGB_BASE (a pgbench-lrc built from another commit, say main: adds the
 # column pgcat-base, that build's PostgreSQL backend in process on a
@@ -30,7 +31,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-N_LOAD="${N_LOAD:-1000000}" N_QUERY="${N_QUERY:-50000}" N_CREATE="${N_CREATE:-3000}" CONC="${CONC:-32}"
+N_LOAD="${N_LOAD:-1000000}" N_QUERY="${N_QUERY:-50000}" N_CREATE="${N_CREATE:-3000}" CONC="${CONC:-32}" INFLIGHT="${INFLIGHT:-1}"
 SERVER_CPUS="${SERVER_CPUS:-1}" CLIENT_CPUS="${CLIENT_CPUS:-0}" MAX_SECS="${MAX_SECS:-900}"
 BACKENDS="${BACKENDS:-pebble pgrlsd pgcat plain}" PGB_BASE="${PGB_BASE:-}"
 [ -n "$PGB_BASE" ] && BACKENDS="$BACKENDS pgcatbase"
@@ -77,7 +78,7 @@ cli() { printf '$ %s\n' "$*" >>"$OUT/commands.txt"; timeout "$MAX_SECS" taskset 
 	echo "host:     $(uname -srm), $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
 	echo "rls:      $(git describe --always --dirty 2>/dev/null || echo unknown)"
 	echo "postgres: $("$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)/postgres" --version)"
-	echo "load:     N_LOAD=$N_LOAD N_QUERY=$N_QUERY N_CREATE=$N_CREATE CONC=$CONC; servers on CPU $SERVER_CPUS, clients on CPU $CLIENT_CPUS"
+	echo "load:     N_LOAD=$N_LOAD N_QUERY=$N_QUERY N_CREATE=$N_CREATE CONC=$CONC INFLIGHT=$INFLIGHT; servers on CPU $SERVER_CPUS, clients on CPU $CLIENT_CPUS"
 	echo "backends: $BACKENDS${PGB_BASE:+ (pgcatbase: $PGB_BASE)}"
 	echo "loadavg:  $(cut -d' ' -f1-3 /proc/loadavg) (before the run)"
 } | tee "$OUT/machine.txt" >&2
@@ -150,9 +151,9 @@ run_workload() {
 	local w=$1 b; shift
 	for b in $BACKENDS; do
 		case "$w/$b" in
-		bulk/pebble) measure bulk-pebble "$PID_pebble" "$RLSCTL" --server "$ADDR_pebble" lrc bulk create -f "$FILE" ;;
-		bulk/pgrlsd) measure bulk-pgrlsd "$PID_pgrlsd $PM" "$RLSCTL" --server "$ADDR_pgrlsd" lrc bulk create -f "$FILE" ;;
-		bulk/pgcat) measure bulk-pgcat "$PM" "$PGB" pgcat-bulk --dsn "$(dsn_for pgcat)" -f "$FILE" ;;
+		bulk/pebble) measure bulk-pebble "$PID_pebble" "$RLSCTL" --server "$ADDR_pebble" lrc bulk create -f "$FILE" --inflight "$INFLIGHT" ;;
+		bulk/pgrlsd) measure bulk-pgrlsd "$PID_pgrlsd $PM" "$RLSCTL" --server "$ADDR_pgrlsd" lrc bulk create -f "$FILE" --inflight "$INFLIGHT" ;;
+		bulk/pgcat) measure bulk-pgcat "$PM" "$PGB" pgcat-bulk --dsn "$(dsn_for pgcat)" -f "$FILE" --inflight "$INFLIGHT" ;;
 		bulk/pgcatbase) measure bulk-pgcatbase "$PM" "$PGB_BASE" pgcat-bulk --dsn "$(dsn_for pgcatbase)" -f "$FILE" ;;
 		bulk/plain) measure bulk-plain "$PM" "$PGB" copy-rls --dsn "$(dsn_for plain)" -f "$FILE" ;;
 		*/pebble) measure "$w-pebble" "$PID_pebble" "$PGB" "rls-$w" --addr "$ADDR_pebble" "$@" ;;

@@ -55,23 +55,33 @@ type mappingWrite struct {
 	errs []error
 	seqs []uint64
 	st   *mapState // filled by the reads
+	// lfns and pfns are the items' distinct names, sorted (by prepare).
+	lfns, pfns []string
 }
 
-// queueReads queues, on the write's first round trip (after the lock), the
-// reads of the mappings of the items' LFNs and of the mapping counts of
-// their PFNs.
-func (mw *mappingWrite) queueReads(b *pgx.Batch) {
+// prepare computes what the reads need from the items, before the write
+// takes the writers' lock.
+func (mw *mappingWrite) prepare() *mappingWrite {
 	lfns := make([]string, len(mw.idx))
 	pfns := make([]string, len(mw.idx))
 	for k, i := range mw.idx {
 		lfns[k], pfns[k] = mw.ms[i].LFN, mw.ms[i].PFN
 	}
+	mw.lfns, mw.pfns = sortedUnique(lfns), sortedUnique(pfns)
+	return mw
+}
+
+// queueReads queues, on the write's first round trip (after the lock), the
+// reads of the mappings of the items' LFNs and of the mapping counts of
+// their PFNs. prepare must have been called.
+func (mw *mappingWrite) queueReads(b *pgx.Batch) {
+	lfns, pfns := mw.lfns, mw.pfns
 	st := &mapState{
 		lfnRefs: make(map[string]int, len(lfns)), pfnRefs: make(map[string]int, len(pfns)),
 		mapped: make(map[catalog.Mapping]bool, len(lfns)),
 	}
 	mw.st = st
-	b.Queue(`SELECT lfn, pfn FROM rls_map WHERE lfn = ANY($1::text[])`, sortedUnique(lfns)).Query(func(rows pgx.Rows) error {
+	b.Queue(`SELECT lfn, pfn FROM rls_map WHERE lfn = ANY($1::text[])`, lfns).Query(func(rows pgx.Rows) error {
 		var m catalog.Mapping
 		_, err := pgx.ForEachRow(rows, []any{&m.LFN, &m.PFN}, func() error {
 			st.lfnRefs[m.LFN]++
@@ -80,7 +90,7 @@ func (mw *mappingWrite) queueReads(b *pgx.Batch) {
 		})
 		return err
 	})
-	b.Queue(`SELECT pfn, count(*) FROM rls_map WHERE pfn = ANY($1::text[]) GROUP BY pfn`, sortedUnique(pfns)).Query(func(rows pgx.Rows) error {
+	b.Queue(`SELECT pfn, count(*) FROM rls_map WHERE pfn = ANY($1::text[]) GROUP BY pfn`, pfns).Query(func(rows pgx.Rows) error {
 		var pfn string
 		var n int
 		_, err := pgx.ForEachRow(rows, []any{&pfn, &n}, func() error { st.pfnRefs[pfn] = n; return nil })

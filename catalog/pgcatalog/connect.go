@@ -110,6 +110,23 @@ func (c *Catalog) ReadyErr() error {
 	}
 }
 
+// Ping checks that the database answers now: one empty statement on a
+// pooled connection (a new one if none is idle), bounded by ctx. It fails
+// with an error wrapping catalog.ErrUnavailable when the database cannot
+// be reached (rlsd turns the catalog service NOT_SERVING on it), and with
+// ErrClosed after Close.
+func (c *Catalog) Ping(ctx context.Context) error {
+	const op = "ping"
+	if err := c.enter(ctx, op); err != nil {
+		return err
+	}
+	if err := c.pool.Ping(ctx); err != nil {
+		// A ping that ran out of time is a database that did not answer.
+		return fmt.Errorf("catalog: %s: %w: %w", op, catalog.ErrUnavailable, err)
+	}
+	return nil
+}
+
 // notReady is the error of an operation before the catalog connected.
 func (c *Catalog) notReady(op string) error {
 	last := errors.New("connecting")

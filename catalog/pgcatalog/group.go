@@ -97,7 +97,7 @@ func (c *Catalog) commitGroup(batch []*pendingOp) {
 	seqs := make([]uint64, len(live))
 	ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
 	defer cancel()
-	mw := &mappingWrite{ops: ops, ms: ms, idx: idx, errs: errs, seqs: seqs}
+	mw := (&mappingWrite{ops: ops, ms: ms, idx: idx, errs: errs, seqs: seqs}).prepare()
 	_, err := c.writeReading(ctx, "write", mw.queueReads, mw.apply)
 	for k, p := range live {
 		switch {

@@ -86,7 +86,7 @@ func (c *Catalog) BulkWrite(ctx context.Context, op catalog.Op, ms []catalog.Map
 		for k := range ops {
 			ops[k] = op
 		}
-		mw := &mappingWrite{ops: ops, ms: ms, idx: valid, errs: errs}
+		mw := (&mappingWrite{ops: ops, ms: ms, idx: valid, errs: errs}).prepare()
 		seq, err = c.writeReading(ctx, "bulk "+op.String(), mw.queueReads, mw.apply)
 	}
 	if err != nil {

@@ -15,12 +15,14 @@ import (
 
 	"github.com/solar-archive/rls/api"
 	"github.com/solar-archive/rls/api/rlsv1"
+	"github.com/solar-archive/rls/internal/inflight"
 )
 
 const (
 	defaultChunk    = 10000
 	maxLineLen      = 1 << 20 // bytes; a valid line is at most ~2 KiB
 	maxShownFailure = 100     // failures printed on stderr before only counting them
+	maxInflight     = 64      // requests in flight at once
 )
 
 // newLRCBulkCommand is the "lrc bulk" group: many items read from a file.
@@ -34,19 +36,24 @@ func newLRCBulkCommand(g *globalOptions) *cobra.Command {
 }
 
 type bulkOptions struct {
-	file  string
-	chunk int
-	pfn   bool // query only
+	file     string
+	chunk    int
+	inflight int
+	pfn      bool // query only
 }
 
 func (o *bulkOptions) bind(cmd *cobra.Command) {
 	cmd.Flags().StringVarP(&o.file, "file", "f", "-", "input file, - for stdin")
 	cmd.Flags().IntVar(&o.chunk, "chunk", defaultChunk, "items per request")
+	cmd.Flags().IntVar(&o.inflight, "inflight", inflight.DefaultK, "requests in flight at once (chunks sharing an LFN go one after the other)")
 }
 
 const bulkInputHelp = `
-Input is read line by line and sent in chunks of --chunk items, one chunk
-in flight while the next is read, so the file may be of any size. Blank lines
+Input is read line by line and sent in chunks of --chunk items, up to
+--inflight chunks in flight while the next is read, so the file may be of
+any size. Items take effect as if the chunks went one after the other: a
+chunk that names an LFN also named by a chunk in flight waits for that one,
+and results are printed in input order. Blank lines
 and lines starting with '#' are skipped. Malformed lines and failed items are
 reported on stderr with their line numbers (the first 100, then a count),
 and a summary is printed at the end. The command exits 0 if every item
@@ -57,7 +64,7 @@ when they differ. A progress bar is shown when stderr is a terminal.`
 func newBulkWriteCommand(g *globalOptions, op string, wop rlsv1.WriteOp) *cobra.Command {
 	o := &bulkOptions{}
 	cmd := &cobra.Command{
-		Use:   op + " [-f FILE|-] [--chunk N]",
+		Use:   op + " [-f FILE|-] [--chunk N] [--inflight K]",
 		Short: fmt.Sprintf("Bulk %s mappings, one \"LFN PFN\" per line", op),
 		Long: fmt.Sprintf(`Bulk %s mappings read from FILE (or stdin), one mapping per line:
 an LFN and a PFN separated by tabs or, in lines without a tab, by spaces.
@@ -77,7 +84,7 @@ Use tabs when names contain spaces.
 func newBulkQueryCommand(g *globalOptions) *cobra.Command {
 	o := &bulkOptions{}
 	cmd := &cobra.Command{
-		Use:   "query [-f FILE|-] [--chunk N] [--pfn]",
+		Use:   "query [-f FILE|-] [--chunk N] [--inflight K] [--pfn]",
 		Short: "Bulk query LFNs (or PFNs with --pfn), one name per line",
 		Long: `Bulk query names read from FILE (or stdin), one LFN (or PFN, with --pfn)
 per line; surrounding spaces are trimmed. The mappings found are printed in
@@ -223,8 +230,9 @@ func (s *lineSource) readChunk(n int, parse func(c *bulkChunk, content string) e
 	return c
 }
 
-// bulkRun is the state of one bulk command. Its fields are used by the
-// sending goroutine only (the reading goroutine touches the lineSource).
+// bulkRun is the state of one bulk command. The summary, tally, progress
+// and output are used by the goroutine that handles answers in input
+// order only; the reading goroutine touches the lineSource.
 type bulkRun struct {
 	g     *globalOptions
 	opts  *bulkOptions
@@ -244,6 +252,9 @@ type bulkRun struct {
 func runBulk(ctx context.Context, g *globalOptions, o *bulkOptions, op string, body func(*bulkRun) error) error {
 	if o.chunk < 1 {
 		return usageErrorf("--chunk must be at least 1, got %d", o.chunk)
+	}
+	if o.inflight < 1 || o.inflight > maxInflight {
+		return usageErrorf("--inflight must be between 1 and %d, got %d", maxInflight, o.inflight)
 	}
 	in, size, closeIn, err := openInput(g, o.file)
 	if err != nil {
@@ -317,42 +328,52 @@ func openInput(g *globalOptions, name string) (io.Reader, int64, func(), error) 
 	return f, size, func() { f.Close() }, nil
 }
 
-// pipeline reads chunks in the calling goroutine and hands them, in order,
-// to send running in a second goroutine, through an unbuffered channel: at
-// most one chunk is in flight while the next is read. The first error of
-// send stops the reading; pipeline returns when both are done.
-func (b *bulkRun) pipeline(parse func(*bulkChunk, string) error, send func(context.Context, *bulkChunk) error) error {
-	ctx, cancel := context.WithCancel(b.ctx)
-	defer cancel()
-	chunks := make(chan *bulkChunk)
-	sendErr := make(chan error, 1)
-	go func() {
-		defer cancel()
-		for c := range chunks {
-			if err := b.sendChunk(ctx, c, send); err != nil {
-				sendErr <- err
-				return
-			}
-		}
-		sendErr <- nil
-	}()
-
+// runChunks reads chunks in the calling goroutine and sends them with up
+// to --inflight in flight (internal/inflight): a chunk that names an LFN
+// of a chunk still in flight (keys) waits for it, so that every item sees
+// the effects of the items before it, as when chunks go one at a time.
+// Each chunk's answer is handed to handle in input order, after its items
+// were sent under one --timeout; then its malformed lines are reported and
+// the summary and progress advance. The first failure stops the sending;
+// chunks already in flight are waited for.
+func runChunks[R any](b *bulkRun, parse func(*bulkChunk, string) error, keys func(*bulkChunk) []string,
+	send func(context.Context, *bulkChunk) (R, error), handle func(*bulkChunk, R) error) error {
 	var readErr error
-read:
-	for {
+	next := func() (inflight.Chunk[*bulkChunk], bool) {
 		c := b.src.readChunk(b.opts.chunk, parse)
 		if c == nil {
 			readErr = b.src.err()
-			break
+			return inflight.Chunk[*bulkChunk]{}, false
 		}
-		select {
-		case chunks <- c:
-		case <-ctx.Done():
-			break read
-		}
+		return inflight.Chunk[*bulkChunk]{Items: c, Keys: keys(c)}, true
 	}
-	close(chunks)
-	if err := <-sendErr; err != nil {
+	notConfirmed := func(c *bulkChunk, err error) error {
+		return &exitError{code: classify(err), err: fmt.Errorf("chunk of lines %d-%d not confirmed: %s",
+			c.lines[0], c.lines[c.len()-1], describe(err))}
+	}
+	sendChunk := func(ctx context.Context, c *bulkChunk) (R, error) {
+		var r R
+		if c.len() == 0 {
+			return r, nil
+		}
+		rctx, cancel := b.g.rpcContext(ctx)
+		defer cancel()
+		r, err := send(rctx, c)
+		if err != nil {
+			return r, notConfirmed(c, err)
+		}
+		return r, nil
+	}
+	done := func(c *bulkChunk, r R) error {
+		if c.len() > 0 {
+			if err := handle(c, r); err != nil {
+				return notConfirmed(c, err)
+			}
+		}
+		b.chunkDone(c)
+		return nil
+	}
+	if err := inflight.Run(b.ctx, b.opts.inflight, next, sendChunk, done); err != nil {
 		return err
 	}
 	if readErr == nil && b.ctx.Err() != nil {
@@ -361,20 +382,10 @@ read:
 	return readErr
 }
 
-// sendChunk reports the chunk's malformed lines, sends its items under
-// one --timeout, and advances the summary and progress.
-func (b *bulkRun) sendChunk(ctx context.Context, c *bulkChunk, send func(context.Context, *bulkChunk) error) error {
-	if c.len() > 0 {
-		rctx, cancel := b.g.rpcContext(ctx)
-		err := send(rctx, c)
-		cancel()
-		if err != nil {
-			return &exitError{code: classify(err), err: fmt.Errorf("chunk of lines %d-%d not confirmed: %s",
-				c.lines[0], c.lines[c.len()-1], describe(err))}
-		}
-	}
-	// Malformed lines are reported after the chunk's item failures; both
-	// are in line order within their kind.
+// chunkDone reports the chunk's malformed lines (after its item failures;
+// both are in line order within their kind), and advances the summary and
+// progress.
+func (b *bulkRun) chunkDone(c *bulkChunk) {
 	for _, m := range c.malformed {
 		b.sum.Items++
 		b.sum.Malformed++
@@ -386,7 +397,6 @@ func (b *bulkRun) sendChunk(ctx context.Context, c *bulkChunk, send func(context
 	if b.out != nil {
 		b.out.flush()
 	}
-	return nil
 }
 
 // itemFailed records the failure of the chunk's item i.
@@ -418,11 +428,17 @@ func (b *bulkRun) write(op rlsv1.WriteOp) error {
 		c.mappings = append(c.mappings, &rlsv1.Mapping{Lfn: lfn, Pfn: pfn})
 		return nil
 	}
-	send := func(ctx context.Context, c *bulkChunk) error {
-		resp, err := b.conn.catalog.BulkWrite(ctx, &rlsv1.BulkWriteRequest{Op: op, Mappings: c.mappings})
-		if err != nil {
-			return err
+	lfns := func(c *bulkChunk) []string {
+		keys := make([]string, len(c.mappings))
+		for i, m := range c.mappings {
+			keys[i] = m.GetLfn()
 		}
+		return keys
+	}
+	send := func(ctx context.Context, c *bulkChunk) (*rlsv1.BulkResponse, error) {
+		return b.conn.catalog.BulkWrite(ctx, &rlsv1.BulkWriteRequest{Op: op, Mappings: c.mappings})
+	}
+	handle := func(c *bulkChunk, resp *rlsv1.BulkResponse) error {
 		if len(resp.GetResults()) != c.len() {
 			return fmt.Errorf("server answered %d results for %d items", len(resp.GetResults()), c.len())
 		}
@@ -435,7 +451,7 @@ func (b *bulkRun) write(op rlsv1.WriteOp) error {
 		b.sum.Seq = max(b.sum.Seq, resp.GetSeq())
 		return nil
 	}
-	return b.pipeline(parse, send)
+	return runChunks(b, parse, lfns, send, handle)
 }
 
 func (b *bulkRun) query() error {
@@ -453,11 +469,10 @@ func (b *bulkRun) query() error {
 		c.names = append(c.names, content)
 		return nil
 	}
-	send := func(ctx context.Context, c *bulkChunk) error {
-		resp, err := b.conn.catalog.BulkQuery(ctx, &rlsv1.BulkQueryRequest{Type: typ, Names: c.names})
-		if err != nil {
-			return err
-		}
+	send := func(ctx context.Context, c *bulkChunk) (*rlsv1.BulkQueryResponse, error) {
+		return b.conn.catalog.BulkQuery(ctx, &rlsv1.BulkQueryRequest{Type: typ, Names: c.names})
+	}
+	handle := func(c *bulkChunk, resp *rlsv1.BulkQueryResponse) error {
 		if len(resp.GetResults()) != c.len() {
 			return fmt.Errorf("server answered %d results for %d names", len(resp.GetResults()), c.len())
 		}
@@ -474,5 +489,6 @@ func (b *bulkRun) query() error {
 		}
 		return nil
 	}
-	return b.pipeline(parse, send)
+	noKeys := func(*bulkChunk) []string { return nil } // queries change nothing
+	return runChunks(b, parse, noKeys, send, handle)
 }

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -36,6 +37,9 @@ type fakeServer struct {
 	chunks   []int // sizes of BulkWrite/BulkQuery requests, in arrival order
 
 	inFlight, maxInFlight atomic.Int32
+	// hold and applied, when set, are called by BulkWrite before it
+	// applies a request (outside mu) and after.
+	hold, applied func(r *rlsv1.BulkWriteRequest)
 }
 
 func startFake(t *testing.T) (*fakeServer, string) {
@@ -132,6 +136,12 @@ func (f *fakeServer) track(n int) func() {
 
 func (f *fakeServer) BulkWrite(_ context.Context, r *rlsv1.BulkWriteRequest) (*rlsv1.BulkResponse, error) {
 	defer f.track(len(r.Mappings))()
+	if f.hold != nil {
+		f.hold(r)
+	}
+	if f.applied != nil {
+		defer f.applied(r)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	resp := &rlsv1.BulkResponse{}
@@ -247,7 +257,7 @@ func TestCLIBulk(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	code, out, errs := runCLI(t, "", "--server", addr, "-o", "json", "lrc", "bulk", "create", "-f", file, "--chunk", "4")
+	code, out, errs := runCLI(t, "", "--server", addr, "-o", "json", "lrc", "bulk", "create", "-f", file, "--chunk", "4", "--inflight", "1")
 	if code != 2 || !strings.Contains(errs, "line 9: MALFORMED") {
 		t.Fatalf("bulk create with a malformed line: exit %d, stderr %q", code, errs)
 	}
@@ -309,6 +319,62 @@ func TestCLIBulk(t *testing.T) {
 	}
 	if q.Summary.Items != 4 || q.Summary.Failed != 1 || q.Summary.FailuresByCode["NOT_FOUND"] != 1 {
 		t.Errorf("bulk query summary %+v", q.Summary)
+	}
+}
+
+// TestCLIBulkInflight sends chunks of two with several in flight, where
+// the server holds the first chunk until the second was applied: failures
+// are still printed in input order, and the third chunk, which names the
+// first chunk's LFN x, is sent only once the first is done (were it sent
+// before, the server would apply it first and x would fail on line 1
+// instead of line 5).
+func TestCLIBulkInflight(t *testing.T) {
+	f, addr := startFake(t)
+	if code, _, errs := runCLI(t, "dup /p\ndup2 /p\n", "--server", addr, "lrc", "bulk", "create"); code != 0 {
+		t.Fatalf("setup: exit %d, %s", code, errs)
+	}
+	secondDone, thirdDone := make(chan struct{}), make(chan struct{})
+	var once2, once3 sync.Once
+	overlapped := false // the second chunk was applied while the first was held
+	f.hold = func(r *rlsv1.BulkWriteRequest) {
+		if r.Mappings[0].Lfn == "x" && r.Mappings[0].Pfn == "/p1" {
+			// The first chunk: wait for the second, sent meanwhile, then
+			// let the third overtake it, if it was sent.
+			select {
+			case <-secondDone:
+				overlapped = true
+			case <-time.After(5 * time.Second):
+			}
+			select {
+			case <-thirdDone:
+			case <-time.After(time.Second):
+			}
+		}
+	}
+	f.applied = func(r *rlsv1.BulkWriteRequest) {
+		switch m := r.Mappings[0]; {
+		case m.Lfn == "a1":
+			once2.Do(func() { close(secondDone) })
+		case m.Lfn == "x" && m.Pfn == "/p2":
+			once3.Do(func() { close(thirdDone) })
+		}
+	}
+	in := "x /p1\ndup2 /p\na1 /p\ndup /p\nx /p2\nc1 /p\n"
+	code, _, errs := runCLI(t, in, "--server", addr, "lrc", "bulk", "create", "--chunk", "2", "--inflight", "4")
+	if code != 4 {
+		t.Fatalf("exit %d, want 4; stderr %q", code, errs)
+	}
+	var lines []string
+	for l := range strings.Lines(errs) {
+		if strings.Contains(l, "ALREADY_EXISTS") {
+			lines = append(lines, strings.Fields(l)[2])
+		}
+	}
+	if want := []string{"2:", "4:", "5:"}; !slices.Equal(lines, want) {
+		t.Fatalf("failures on lines %v, want %v (in input order); stderr %q", lines, want, errs)
+	}
+	if !overlapped {
+		t.Fatal("the second chunk was not sent while the first was in flight")
 	}
 }
 

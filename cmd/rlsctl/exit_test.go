@@ -130,6 +130,8 @@ func TestUsageAndUnreachable(t *testing.T) {
 		{[]string{"lrc", "query", "lfn", "ok", ""}, 2, "lfn is empty"},
 		{[]string{"lrc", "exists"}, 2, "exists takes"},
 		{[]string{"lrc", "bulk", "create", "--chunk", "0"}, 2, "--chunk"},
+		{[]string{"lrc", "bulk", "create", "--inflight", "0"}, 2, "--inflight must be between 1 and 64"},
+		{[]string{"lrc", "bulk", "query", "--inflight", "65"}, 2, "--inflight must be between 1 and 64"},
 		{[]string{"lrc", "bulk", "create", "-f", "/nonexistent/file"}, 2, "no such file"},
 		{[]string{"--timeout", "0s", "admin", "ping"}, 2, "--timeout"},
 		{[]string{"--server", dead, "admin", "ping"}, 5, "server unavailable"},

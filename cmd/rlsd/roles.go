@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -166,33 +167,80 @@ func catalogConfigError(err error) error {
 // awaitCatalog keeps the catalog service NOT_SERVING in the health service
 // until the PostgreSQL catalog, connecting in the background, is ready;
 // if it gives up (a schema met newer than known, say), rlsd exits as it
-// would have at start. It is called after the service is registered.
+// would have at start. From then on it pings the database (watchCatalog)
+// and keeps the service NOT_SERVING while it cannot be reached. It is
+// called after the service is registered.
 func (d *daemon) awaitCatalog(cat *pgcatalog.Catalog) {
 	log := d.log.With("role", "lrc")
+	service := rlsv1.Catalog_ServiceDesc.ServiceName
+	ready := false
 	select {
 	case <-cat.Ready():
 		log.Info("catalog in PostgreSQL", "schema_version", pgcatalog.SchemaVersion())
-		return
+		ready = true
 	default:
+		d.grpc.SetServing(service, false)
 	}
-	service := rlsv1.Catalog_ServiceDesc.ServiceName
-	d.grpc.SetServing(service, false)
 	d.run(func(ctx context.Context) error {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-cat.Ready():
-		}
-		if err := cat.ReadyErr(); err != nil {
-			if uerr := catalogConfigError(err); uerr != nil {
-				return uerr
+		if !ready {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-cat.Ready():
 			}
-			return fmt.Errorf("lrc: --catalog-dsn: %w", err)
+			if err := cat.ReadyErr(); err != nil {
+				if uerr := catalogConfigError(err); uerr != nil {
+					return uerr
+				}
+				return fmt.Errorf("lrc: --catalog-dsn: %w", err)
+			}
+			log.Info("catalog in PostgreSQL", "schema_version", pgcatalog.SchemaVersion())
+			d.grpc.SetServing(service, true)
 		}
-		log.Info("catalog in PostgreSQL", "schema_version", pgcatalog.SchemaVersion())
-		d.grpc.SetServing(service, true)
+		watchCatalog(ctx, cat, catalogPingInterval, func(serving bool) { d.grpc.SetServing(service, serving) }, log)
 		return nil
 	})
+}
+
+// catalogPingInterval is how often rlsd pings the PostgreSQL catalog's
+// database; a ping that gets no answer within catalogPingTimeout failed
+// (a stopped server refuses at once; a host that drops packets takes the
+// timeout).
+const (
+	catalogPingInterval = time.Second
+	catalogPingTimeout  = 5 * time.Second
+)
+
+// watchCatalog pings the database every interval until ctx ends, and calls
+// set(false) when a ping fails (the database went away: calls fail with
+// UNAVAILABLE meanwhile, and the pool reconnects by itself), set(true)
+// when one succeeds again, logging each change.
+func watchCatalog(ctx context.Context, cat *pgcatalog.Catalog, interval time.Duration, set func(serving bool), log *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	serving := true
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, catalogPingTimeout)
+		err := cat.Ping(pctx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil && serving:
+			log.Warn("catalog database unreachable; catalog service NOT_SERVING until it answers", "err", err)
+		case err == nil && !serving:
+			log.Info("catalog database reachable again; catalog service SERVING")
+		default:
+			continue
+		}
+		serving = err == nil
+		set(serving)
+	}
 }
 
 // startRLI runs the replica location index: it opens DATA/index (answering

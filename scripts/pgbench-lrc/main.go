@@ -59,6 +59,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/solar-archive/rls/api/rlsv1"
+	"github.com/solar-archive/rls/internal/inflight"
 	"github.com/solar-archive/rls/internal/pgtest"
 	"github.com/solar-archive/rls/internal/secure"
 )
@@ -100,6 +101,7 @@ type config struct {
 	grpcConns     int
 	batch         int
 	cpuProfile    string
+	inflight      int
 }
 
 func main() {
@@ -122,6 +124,7 @@ func main() {
 	fs.StringVar(&cfg.addr, "addr", "", "rls-query: rlsd gRPC address HOST:PORT")
 	fs.IntVar(&cfg.grpcConns, "conns", 1, "rls-query: gRPC connections shared by the clients (ghz's default is 1)")
 	fs.IntVar(&cfg.batch, "batch", 1000, "bulk-query/rls-bulkquery: LFNs per call")
+	fs.IntVar(&cfg.inflight, "inflight", inflight.DefaultK, "pgcat-bulk: calls in flight at once, as rlsctl lrc bulk --inflight")
 	fs.StringVar(&cfg.dsnFile, "dsn-file", "", "serve: also write the DSN to this file once ready")
 	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write the client's CPU profile to this file (go tool pprof)")
 	if err := fs.Parse(os.Args[2:]); err != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/solar-archive/rls/catalog"
 	"github.com/solar-archive/rls/catalog/pgcatalog"
+	"github.com/solar-archive/rls/internal/inflight"
 )
 
 // The PostgreSQL catalog backend (catalog/pgcatalog) against plain SQL
@@ -25,7 +26,8 @@ import (
 //	pgbench-lrc rls-schema  --dsn DSN             create the backend's schema (its migrations)
 //	pgbench-lrc copy-rls    --dsn DSN -f FILE     plain pgx: COPY the mappings into rls_map and their
 //	                                              feed records into rls_feed, one transaction
-//	pgbench-lrc pgcat-bulk  --dsn DSN -f FILE     pgcatalog.BulkWrite(create) in chunks of 10,000
+//	pgbench-lrc pgcat-bulk  --dsn DSN -f FILE     pgcatalog.BulkWrite(create) in chunks of 10,000,
+//	                                              --inflight at once (as rlsctl lrc bulk)
 //	pgbench-lrc pgcat-query --dsn DSN -n N -c C   pgcatalog.QueryLFN from C goroutines, one pool
 //	pgbench-lrc pgcat-create --dsn DSN -n N -c C  pgcatalog.Create of new LFNs, durable
 //
@@ -144,7 +146,9 @@ func copyRLS(ctx context.Context, cfg config) (result, error) {
 const bulkChunk = 10000
 
 // pgcatBulk loads the file with pgcatalog.BulkWrite in chunks of
-// bulkChunk, one after the other (as rlsctl lrc bulk create sends them).
+// bulkChunk, with cfg.inflight calls in flight as rlsctl lrc bulk sends
+// them (internal/inflight: a chunk sharing an LFN with one in flight waits
+// for it).
 func pgcatBulk(ctx context.Context, cfg config) (result, error) {
 	ms, err := readMappings(cfg.file)
 	if err != nil {
@@ -159,11 +163,23 @@ func pgcatBulk(ctx context.Context, cfg config) (result, error) {
 	var ok, bad int64
 	var first string
 	start := time.Now()
-	for i := 0; i < len(ms); i += chunk {
-		errs, _, err := c.BulkWrite(ctx, catalog.OpCreate, ms[i:min(i+chunk, len(ms))])
-		if err != nil {
-			return result{}, err
+	next := func() (inflight.Chunk[[]catalog.Mapping], bool) {
+		if len(ms) == 0 {
+			return inflight.Chunk[[]catalog.Mapping]{}, false
 		}
+		items := ms[:min(chunk, len(ms))]
+		ms = ms[len(items):]
+		keys := make([]string, len(items))
+		for i, m := range items {
+			keys[i] = m.LFN
+		}
+		return inflight.Chunk[[]catalog.Mapping]{Items: items, Keys: keys}, true
+	}
+	n := len(ms)
+	err = inflight.Run(ctx, cfg.inflight, next, func(ctx context.Context, items []catalog.Mapping) ([]error, error) {
+		errs, _, err := c.BulkWrite(ctx, catalog.OpCreate, items)
+		return errs, err
+	}, func(_ []catalog.Mapping, errs []error) error {
 		for _, e := range errs {
 			if e == nil {
 				ok++
@@ -171,10 +187,14 @@ func pgcatBulk(ctx context.Context, cfg config) (result, error) {
 				first = e.Error()
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return result{}, err
 	}
 	secs := time.Since(start).Seconds()
-	return result{Op: "pgcat-bulk", Method: fmt.Sprintf("pgcatalog.BulkWrite(create), chunks of %d in sequence", chunk),
-		N: int64(len(ms)), OK: ok, Errors: bad, Seconds: secs, Rate: float64(ok) / secs, FirstErr: first}, nil
+	return result{Op: "pgcat-bulk", Method: fmt.Sprintf("pgcatalog.BulkWrite(create), chunks of %d, %d in flight", chunk, cfg.inflight),
+		N: int64(n), OK: ok, Errors: bad, Seconds: secs, Rate: float64(ok) / secs, FirstErr: first}, nil
 }
 
 // pgcatLoad drives pgcatalog.QueryLFN of random loaded LFNs, or durable
