@@ -2,6 +2,8 @@ package mirror
 
 import (
 	"bytes"
+	"io"
+	"log/slog"
 	"maps"
 	"reflect"
 	"strconv"
@@ -175,7 +177,8 @@ func checkCache(t testing.TB, s *Store) {
 // reloads them; what it holds, and what Get and update see, is always
 // what Pebble holds. Units in flight are read from Pebble at most once.
 func TestStoreCache(t *testing.T) {
-	s, err := OpenStore("mirror", &StoreOptions{FS: vfs.NewMem(), NoSync: true, CachedRecords: 8})
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, err := OpenStore("mirror", &StoreOptions{FS: vfs.NewMem(), NoSync: true, CachedRecords: 8, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +237,7 @@ func TestStoreCache(t *testing.T) {
 		}
 	}
 	// With room for every unit in flight, each is read from Pebble once.
-	s2, err := OpenStore("mirror2", &StoreOptions{FS: vfs.NewMem(), NoSync: true})
+	s2, err := OpenStore("mirror2", &StoreOptions{FS: vfs.NewMem(), NoSync: true, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
