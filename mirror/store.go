@@ -445,50 +445,8 @@ func (s *Store) update(sunums []uint64, now time.Time, fn func(sunum uint64, r *
 				nr.Due = time.Time{}
 			}
 		}
-		var keep [][]byte // index keys the new record has too
-		if nr != nil {
-			keep = nr.indexKeys()
-		}
-		if old != nil {
-			for _, k := range old.indexKeys() {
-				if slices.ContainsFunc(keep, func(n []byte) bool { return bytes.Equal(n, k) }) {
-					continue
-				}
-				if err := b.Delete(k, nil); err != nil {
-					return nil, err
-				}
-			}
-		}
-		if old != nil && old.State == DONE && (nr == nil || nr.State != DONE) {
-			if err := b.Delete(hookKey(n), nil); err != nil {
-				return nil, err
-			}
-		}
-		if m == writeHook && nr != nil && nr.State == DONE {
-			if err := b.Set(hookKey(n), nil, nil); err != nil {
-				return nil, err
-			}
-		}
-		if nr == nil {
-			if err := b.Delete(recordKey(n), nil); err != nil {
-				return nil, err
-			}
-		} else {
-			if err := b.Set(recordKey(n), nr.encode(nil), nil); err != nil {
-				return nil, err
-			}
-			var had [][]byte
-			if old != nil {
-				had = old.indexKeys()
-			}
-			for _, k := range keep {
-				if slices.ContainsFunc(had, func(o []byte) bool { return bytes.Equal(o, k) }) {
-					continue
-				}
-				if err := b.Set(k, nil, nil); err != nil {
-					return nil, err
-				}
-			}
+		if err := writeKeys(b, n, old, nr, m); err != nil {
+			return nil, err
 		}
 		seen[n] = nr
 		out[i] = nr
@@ -521,6 +479,54 @@ func (s *Store) update(sunums []uint64, now time.Time, fn func(sunum uint64, r *
 	close(s.changed)
 	s.changed = make(chan struct{})
 	return out, nil
+}
+
+// writeKeys adds to b the change of sunum's record from old to nr (nil
+// for none), with m: the record, the index keys that change (each record's
+// computed once: a PNDG re-check changes only its due key), and the
+// on-done mark.
+func writeKeys(b *pebble.Batch, sunum uint64, old, nr *Record, m mutation) error {
+	var had, has [][]byte
+	if old != nil {
+		had = old.indexKeys()
+	}
+	if nr != nil {
+		has = nr.indexKeys()
+	}
+	in := func(ks [][]byte, k []byte) bool {
+		return slices.ContainsFunc(ks, func(o []byte) bool { return bytes.Equal(o, k) })
+	}
+	for _, k := range had {
+		if !in(has, k) {
+			if err := b.Delete(k, nil); err != nil {
+				return err
+			}
+		}
+	}
+	if old != nil && old.State == DONE && (nr == nil || nr.State != DONE) {
+		if err := b.Delete(hookKey(sunum), nil); err != nil {
+			return err
+		}
+	}
+	if m == writeHook && nr != nil && nr.State == DONE {
+		if err := b.Set(hookKey(sunum), nil, nil); err != nil {
+			return err
+		}
+	}
+	if nr == nil {
+		return b.Delete(recordKey(sunum), nil)
+	}
+	if err := b.Set(recordKey(sunum), nr.encode(nil), nil); err != nil {
+		return err
+	}
+	for _, k := range has {
+		if !in(had, k) {
+			if err := b.Set(k, nil, nil); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // lookup returns the record of sunum as committed (nil if unknown), from
