@@ -512,7 +512,7 @@ func (s *Source) digests(ctx context.Context, ri int, m *Manifest, files []pendi
 // manifest would pass MaxEntries or MaxManifestBytes.
 func (s *Source) walk(ctx context.Context, ri int, dirRoot *os.Root, unitRel, dir string, m *Manifest, files *[]pendingDigest, size *int) error {
 	root := s.roots[ri].root
-	d, err := dirRoot.Open(".")
+	d, err := openInRoot(dirRoot, ".")
 	if err != nil {
 		return fsError(fmt.Sprintf("directory %q", dir), err)
 	}

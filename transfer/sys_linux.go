@@ -62,13 +62,14 @@ func openBlocking(name string, flag int, perm os.FileMode) (*os.File, error) {
 	}
 }
 
-// openInRoot opens file name beneath root for reading. It asks for
-// O_NONBLOCK, which changes nothing for a regular file (and makes the
-// open of a FIFO return at once, to be refused as no regular file),
-// because os.Root's opens hand the descriptor to the runtime's poller:
-// one already non-blocking costs an epoll_ctl(2) that a regular file
-// refuses, where a blocking one costs four fcntl(2) more to make it
-// non-blocking and back. A source opens every file it serves.
+// openInRoot opens file or directory name beneath root for reading. It
+// asks for O_NONBLOCK, which changes nothing for a regular file or a
+// directory (and makes the open of a FIFO return at once, to be refused
+// as no regular file), because os.Root's opens hand the descriptor to
+// the runtime's poller: one already non-blocking costs an epoll_ctl(2)
+// that a regular file refuses, where a blocking one costs four fcntl(2)
+// more to make it non-blocking and back. A source opens every file it
+// serves, and every directory it lists.
 func openInRoot(root *os.Root, name string) (*os.File, error) {
 	return root.OpenFile(name, os.O_RDONLY|unix.O_NONBLOCK, 0)
 }
