@@ -237,6 +237,7 @@ type harness struct {
 
 	mu    sync.Mutex
 	trans map[uint64][]string // transitions since the last print
+	reads int64               // store.reads at the last "reads"
 }
 
 func (h *harness) onChange(old, new *Record) {
@@ -261,7 +262,7 @@ func (h *harness) start() {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	h.store = s
+	h.store, h.reads = s, 0
 	h.eng, err = New(s, h.cfg)
 	if err != nil {
 		h.t.Fatal(err)
@@ -283,6 +284,7 @@ func (h *harness) stop() {
 	h.cancel()
 	<-h.done
 	h.cancel = nil
+	checkCache(h.t, h.store)
 	if err := h.store.Close(); err != nil {
 		h.t.Fatal(err)
 	}
@@ -522,6 +524,12 @@ func (h *harness) cmd(t *testing.T, d *datadriven.TestData) string {
 			}
 		}
 		return b.String()
+	case "reads":
+		// Records read from Pebble (not from the cache) since the last
+		// "reads".
+		n := h.store.reads.Load()
+		defer func() { h.reads = n }()
+		return fmt.Sprintf("%d\n", n-h.reads)
 	case "counts":
 		c := h.store.Counts()
 		var b strings.Builder

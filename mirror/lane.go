@@ -145,12 +145,19 @@ func (l *lane) locate(ctx context.Context, ids []uint64, now time.Time) {
 		return
 	}
 	sunums := make([]uint64, len(live))
+	var check []uint64
 	for i, r := range live {
 		sunums[i] = r.Sunum
+		if r.State != PNDG {
+			check = append(check, r.Sunum)
+		}
 	}
 	// Present already (placed and registered by an engine that stopped
-	// before it wrote DONE, or put there by hand)?
-	if err := e.markPresent(ctx, sunums, now, true); err != nil {
+	// before it wrote DONE, or put there by hand)? A PNDG unit was never
+	// in flight: it can only have been put there by hand, and is looked
+	// for only once the index names this site as its holder (below), so
+	// that re-checking thousands of them costs no stat of each.
+	if err := e.markPresent(ctx, check, now, true); err != nil {
 		e.log.Warn("mirror: presence check", "error", err)
 	}
 	lfns := make([]string, len(live))
@@ -165,8 +172,20 @@ func (l *lane) locate(ctx context.Context, ids []uint64, now time.Time) {
 	if lerr == nil && len(locs) != len(lfns) {
 		lerr = fmt.Errorf("locator answered %d of %d", len(locs), len(lfns))
 	}
+	if lerr == nil {
+		var here []uint64
+		for i, r := range live {
+			if r.State == PNDG && slices.ContainsFunc(locs[i], func(c Location) bool { return c.Site == e.cfg.Site }) {
+				here = append(here, r.Sunum)
+			}
+		}
+		if err := e.markPresent(ctx, here, now, true); err != nil {
+			e.log.Warn("mirror: presence check", "error", err)
+		}
+	}
 	jobs := make(map[uint64]*job, len(live))
 	outcome := make(map[uint64]func(r *Record) *Record, len(live))
+	authPFN := map[uint64]string{}
 	var needAuth []*Record
 	for i, r := range live {
 		if lerr != nil {
@@ -175,44 +194,32 @@ func (l *lane) locate(ctx context.Context, ids []uint64, now time.Time) {
 		}
 		j := &job{sunum: r.Sunum, series: r.Series, size: r.Bytes}
 		auth := e.authority(r.Series)
+		atAuth := ""
 		for _, c := range locs[i] {
-			if c.Site == e.cfg.Site || (auth != nil && c.Endpoint == auth.Source().Endpoint) {
-				continue // ourselves, or the authority (asked last, below)
+			if auth != nil && c.Endpoint == auth.Source().Endpoint {
+				// The authority (asked last, below): the index verified
+				// it in the authority's catalog, which is all Lookup
+				// would say.
+				atAuth = cmpOr(atAuth, c.PFN)
+				continue
+			}
+			if c.Site == e.cfg.Site {
+				continue // ourselves
 			}
 			j.cands = append(j.cands, c)
 			j.size = max(j.size, c.Size)
 		}
 		e.rank(j.cands)
 		jobs[r.Sunum] = j
-		if auth != nil && (e.cfg.Tier == 1 || len(j.cands) == 0) {
+		switch {
+		case auth == nil || e.cfg.Tier == 2 && len(j.cands) > 0:
+		case atAuth != "":
+			authPFN[r.Sunum] = atAuth
+		default:
 			needAuth = append(needAuth, r)
 		}
 	}
-	// Ask each authority about its units, in one call each.
-	byAuth := map[Authority][]*Record{}
-	for _, r := range needAuth {
-		a := e.authority(r.Series)
-		byAuth[a] = append(byAuth[a], r)
-	}
-	authPFN := map[uint64]string{}
-	authErr := map[uint64]error{}
-	for a, rs := range byAuth {
-		names := make([]string, len(rs))
-		for i, r := range rs {
-			names[i] = LFN(r.Sunum)
-		}
-		pfns, err := a.Lookup(ctx, names)
-		if err == nil && len(pfns) != len(names) {
-			err = fmt.Errorf("authority answered %d of %d", len(pfns), len(names))
-		}
-		for i, r := range rs {
-			if err != nil {
-				authErr[r.Sunum] = fmt.Errorf("authority %s: %w", a.Source().Site, err)
-			} else {
-				authPFN[r.Sunum] = pfns[i]
-			}
-		}
-	}
+	authErr := e.askAuthorities(ctx, needAuth, authPFN)
 	if ctx.Err() != nil {
 		e.release(sunums...)
 		return
@@ -270,6 +277,36 @@ func (l *lane) locate(ctx context.Context, ids []uint64, now time.Time) {
 	}
 	l.held += len(ready)
 	l.enqueue(ready, now)
+}
+
+// askAuthorities asks each authority about its units of recs, in one
+// call each, and adds the PFN of each (or "" if its catalog has no such
+// sunum) to pfns. It returns the error of each unit it has no answer for.
+func (e *Engine) askAuthorities(ctx context.Context, recs []*Record, pfns map[uint64]string) map[uint64]error {
+	byAuth := map[Authority][]*Record{}
+	for _, r := range recs {
+		a := e.authority(r.Series)
+		byAuth[a] = append(byAuth[a], r)
+	}
+	errs := map[uint64]error{}
+	for a, rs := range byAuth {
+		names := make([]string, len(rs))
+		for i, r := range rs {
+			names[i] = LFN(r.Sunum)
+		}
+		got, err := a.Lookup(ctx, names)
+		if err == nil && len(got) != len(names) {
+			err = fmt.Errorf("authority answered %d of %d", len(got), len(names))
+		}
+		for i, r := range rs {
+			if err != nil {
+				errs[r.Sunum] = fmt.Errorf("authority %s: %w", a.Source().Site, err)
+			} else {
+				pfns[r.Sunum] = got[i]
+			}
+		}
+	}
+	return errs
 }
 
 // failLocate is the outcome of a unit that could not be located: FAIL with

@@ -64,10 +64,14 @@ func (e *ewma) add(x, alpha float64) {
 }
 
 // optimizer adapts a source's concurrency within [min, max], as FTS3's
-// optimizer does: after every window of samples it raises the limit by one
-// if the window had no failures and throughput did not fall, lowers it by
+// optimizer does: after every window of samples it raises the limit if
+// the window had no failures and throughput did not fall, lowers it by
 // one if a tenth or more failed (halving it if half did), and otherwise
-// keeps it.
+// keeps it. It starts slow, as TCP does: from min it doubles the limit at
+// each window that allows a rise, until the first window that does not,
+// and from then on raises it by one. Rising by one from the start, a
+// source took 14 windows (56 calls, a quarter of the 10,000 small units
+// of the mirror benchmark) to reach 16 calls, with the CPU half idle.
 type optimizer struct {
 	min, max, limit int
 	window          int
@@ -75,6 +79,7 @@ type optimizer struct {
 	bytes           int64
 	busy            time.Duration
 	lastRate        float64
+	grown           bool // a window did not allow a rise: no more doubling
 }
 
 func newOptimizer(min, max int) *optimizer {
@@ -108,14 +113,18 @@ func (o *optimizer) observe(bytes int64, elapsed time.Duration, ok bool) int {
 		rate = float64(o.bytes) / o.busy.Seconds() * float64(o.limit)
 	}
 	switch {
-	case o.failed*2 >= o.n:
-		o.limit = max(o.min, o.limit/2)
-	case o.failed*10 >= o.n:
-		o.limit = max(o.min, o.limit-1)
+	case o.failed == 0 && rate >= o.lastRate*0.95 && !o.grown:
+		o.limit = min(o.max, o.limit*2)
 	case o.failed == 0 && rate >= o.lastRate*0.95:
 		o.limit = min(o.max, o.limit+1)
+	case o.failed*2 >= o.n:
+		o.limit, o.grown = max(o.min, o.limit/2), true
+	case o.failed*10 >= o.n:
+		o.limit, o.grown = max(o.min, o.limit-1), true
 	case rate < o.lastRate*0.8:
-		o.limit = max(o.min, o.limit-1)
+		o.limit, o.grown = max(o.min, o.limit-1), true
+	default:
+		o.grown = true
 	}
 	o.lastRate = rate
 	o.n, o.failed, o.bytes, o.busy = 0, 0, 0, 0

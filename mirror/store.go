@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -102,7 +103,15 @@ type StoreOptions struct {
 	// in commit order, with the record before (nil if new) and after (nil
 	// if removed). It must not call the store.
 	OnChange func(old, new *Record)
+	// CachedRecords is how many records of units in flight (in a state
+	// other than DONE and INVD) the store keeps decoded in memory (see
+	// recordCache); default DefaultCachedRecords, negative for none.
+	CachedRecords int
 }
+
+// DefaultCachedRecords is the default StoreOptions.CachedRecords: a few
+// windows of every lane, a few MiB.
+const DefaultCachedRecords = 16384
 
 // Store is the durable mirror state: one Record per sunum, in Pebble. It is
 // safe for concurrent use. Every write is one synced batch: when a method
@@ -122,6 +131,13 @@ type Store struct {
 
 	// guard stops the store at its first storage error (see Err).
 	guard *failstop.Guard
+
+	cache recordCache
+	// commits counts update's commits; changed under mu.
+	commits atomic.Uint64
+	// reads counts the records read from Pebble (not from the cache), so
+	// that tests can hold the scheduler to what it must read.
+	reads atomic.Int64
 }
 
 // OpenStore opens (creating if needed) the store in dir.
@@ -130,6 +146,7 @@ func OpenStore(dir string, opts *StoreOptions) (*Store, error) {
 		opts = &StoreOptions{}
 	}
 	s := &Store{opts: *opts, log: opts.Logger, changed: make(chan struct{}), wo: pebble.Sync}
+	s.cache.init(opts.CachedRecords)
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -299,10 +316,13 @@ func recordSeries(v []byte) ([]byte, bool) {
 	return b[n : n+int(l)], true
 }
 
+// get reads the record of sunum from Pebble (nil if unknown). The caller
+// owns the record.
 func (s *Store) get(r pebble.Reader, sunum uint64) (*Record, error) {
 	if err := s.guard.Err(); err != nil {
 		return nil, err
 	}
+	s.reads.Add(1)
 	v, closer, err := r.Get(recordKey(sunum))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, nil
@@ -314,17 +334,55 @@ func (s *Store) get(r pebble.Reader, sunum uint64) (*Record, error) {
 	return decodeRecord(sunum, v)
 }
 
-// Get returns the records of sunums, nil for those not known.
+// Get returns the records of sunums, nil for those not known: those of
+// units in flight from the cache (one read from Pebble is cached for the
+// state changes and re-checks that follow), the others from Pebble. Each
+// is a copy the caller may change. Get does not wait for writers, but
+// to cache a record it read.
 func (s *Store) Get(sunums []uint64) ([]*Record, error) {
+	if err := s.guard.Err(); err != nil {
+		return nil, err
+	}
 	out := make([]*Record, len(sunums))
 	for i, n := range sunums {
+		if r, ok := s.cache.get(n); ok {
+			out[i] = r.clone()
+			continue
+		}
+		gen := s.commits.Load()
 		r, err := s.get(s.db, n)
 		if err != nil {
 			return nil, err
 		}
+		if r != nil && cacheable(r.State) {
+			if r, err = s.cacheRead(n, r, gen); err != nil {
+				return nil, err
+			}
+			r = r.clone()
+		}
 		out[i] = r
 	}
 	return out, nil
+}
+
+// cacheRead caches r, the record of sunum that Get read from Pebble when
+// the store had made gen commits, and returns the record to cache: r if
+// nothing was committed since (so r is what is committed), else the
+// record as committed now, read again under mu.
+func (s *Store) cacheRead(sunum uint64, r *Record, gen uint64) (*Record, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	if c, ok := s.cache.get(sunum); ok {
+		return c, nil
+	}
+	if s.commits.Load() != gen {
+		return s.lookup(sunum)
+	}
+	s.cache.put(sunum, r)
+	return r, nil
 }
 
 // mutation is what update's fn decides for one record.
@@ -339,11 +397,13 @@ const (
 	writeHook
 )
 
-// update reads the record of each sunum (nil if unknown), lets fn change
-// it, and writes every changed record, with its index keys, in one synced
-// batch. fn gets a copy it may modify. A record whose state changes gets
-// Changed = now and a log line. update returns the records after the
-// change (nil for unknown or removed ones).
+// update reads the record of each sunum (nil if unknown; from the cache
+// if it holds it), lets fn change it, and writes every changed record,
+// with the index keys that changed, in one synced batch. fn gets a copy it
+// may modify. A record whose state changes gets Changed = now and a log
+// line. update returns the records after the change (nil for unknown or
+// removed ones), which the caller must not modify: the cache may hold
+// them.
 func (s *Store) update(sunums []uint64, now time.Time, fn func(sunum uint64, r *Record) (*Record, mutation)) ([]*Record, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -360,7 +420,7 @@ func (s *Store) update(sunums []uint64, now time.Time, fn func(sunum uint64, r *
 		old, ok := seen[n]
 		if !ok {
 			var err error
-			if old, err = s.get(s.db, n); err != nil {
+			if old, err = s.lookup(n); err != nil {
 				return nil, err
 			}
 		}
@@ -385,50 +445,8 @@ func (s *Store) update(sunums []uint64, now time.Time, fn func(sunum uint64, r *
 				nr.Due = time.Time{}
 			}
 		}
-		var keep [][]byte // index keys the new record has too
-		if nr != nil {
-			keep = nr.indexKeys()
-		}
-		if old != nil {
-			for _, k := range old.indexKeys() {
-				if slices.ContainsFunc(keep, func(n []byte) bool { return bytes.Equal(n, k) }) {
-					continue
-				}
-				if err := b.Delete(k, nil); err != nil {
-					return nil, err
-				}
-			}
-		}
-		if old != nil && old.State == DONE && (nr == nil || nr.State != DONE) {
-			if err := b.Delete(hookKey(n), nil); err != nil {
-				return nil, err
-			}
-		}
-		if m == writeHook && nr != nil && nr.State == DONE {
-			if err := b.Set(hookKey(n), nil, nil); err != nil {
-				return nil, err
-			}
-		}
-		if nr == nil {
-			if err := b.Delete(recordKey(n), nil); err != nil {
-				return nil, err
-			}
-		} else {
-			if err := b.Set(recordKey(n), nr.encode(nil), nil); err != nil {
-				return nil, err
-			}
-			var had [][]byte
-			if old != nil {
-				had = old.indexKeys()
-			}
-			for _, k := range keep {
-				if slices.ContainsFunc(had, func(o []byte) bool { return bytes.Equal(o, k) }) {
-					continue
-				}
-				if err := b.Set(k, nil, nil); err != nil {
-					return nil, err
-				}
-			}
+		if err := writeKeys(b, n, old, nr, m); err != nil {
+			return nil, err
 		}
 		seen[n] = nr
 		out[i] = nr
@@ -440,7 +458,13 @@ func (s *Store) update(sunums []uint64, now time.Time, fn func(sunum uint64, r *
 	if err := s.guard.Apply(func() error { return b.Commit(s.wo) }); err != nil {
 		return nil, fmt.Errorf("mirror: store: %w", err)
 	}
+	s.commits.Add(1)
 	for _, c := range changes {
+		if c.new != nil {
+			s.cache.put(c.new.Sunum, c.new)
+		} else {
+			s.cache.remove(c.old.Sunum)
+		}
 		if c.old != nil {
 			s.counts[c.old.State]--
 		}
@@ -455,6 +479,68 @@ func (s *Store) update(sunums []uint64, now time.Time, fn func(sunum uint64, r *
 	close(s.changed)
 	s.changed = make(chan struct{})
 	return out, nil
+}
+
+// writeKeys adds to b the change of sunum's record from old to nr (nil
+// for none), with m: the record, the index keys that change (each record's
+// computed once: a PNDG re-check changes only its due key), and the
+// on-done mark.
+func writeKeys(b *pebble.Batch, sunum uint64, old, nr *Record, m mutation) error {
+	var had, has [][]byte
+	if old != nil {
+		had = old.indexKeys()
+	}
+	if nr != nil {
+		has = nr.indexKeys()
+	}
+	in := func(ks [][]byte, k []byte) bool {
+		return slices.ContainsFunc(ks, func(o []byte) bool { return bytes.Equal(o, k) })
+	}
+	for _, k := range had {
+		if !in(has, k) {
+			if err := b.Delete(k, nil); err != nil {
+				return err
+			}
+		}
+	}
+	if old != nil && old.State == DONE && (nr == nil || nr.State != DONE) {
+		if err := b.Delete(hookKey(sunum), nil); err != nil {
+			return err
+		}
+	}
+	if m == writeHook && nr != nil && nr.State == DONE {
+		if err := b.Set(hookKey(sunum), nil, nil); err != nil {
+			return err
+		}
+	}
+	if nr == nil {
+		return b.Delete(recordKey(sunum), nil)
+	}
+	if err := b.Set(recordKey(sunum), nr.encode(nil), nil); err != nil {
+		return err
+	}
+	for _, k := range has {
+		if !in(had, k) {
+			if err := b.Set(k, nil, nil); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// lookup returns the record of sunum as committed (nil if unknown), from
+// the cache or from Pebble, and caches what it read. The caller holds mu
+// and must not modify the record.
+func (s *Store) lookup(sunum uint64) (*Record, error) {
+	if r, ok := s.cache.get(sunum); ok {
+		return r, nil
+	}
+	r, err := s.get(s.db, sunum)
+	if err == nil && r != nil {
+		s.cache.put(sunum, r)
+	}
+	return r, err
 }
 
 // logChange writes the line of a state change: sunum, from, to, source,

@@ -1,7 +1,12 @@
 package mirror
 
 import (
+	"bytes"
+	"io"
+	"log/slog"
+	"maps"
 	"reflect"
+	"strconv"
 	"testing"
 	"time"
 
@@ -142,4 +147,118 @@ func TestRecordSeries(t *testing.T) {
 	if _, ok := recordSeries([]byte{recordVersion, byte(NQUE), 0, 0x80}); ok {
 		t.Error("recordSeries of a truncated record: ok")
 	}
+}
+
+// checkCache fails unless every record the cache holds is the record
+// Pebble holds, byte for byte once encoded.
+func checkCache(t testing.TB, s *Store) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cache.mu.Lock()
+	cached := maps.Clone(s.cache.m)
+	s.cache.mu.Unlock()
+	for n, c := range cached {
+		r, err := s.get(s.db, n)
+		switch {
+		case err != nil:
+			t.Fatal(err)
+		case r == nil:
+			t.Fatalf("sunum %d: cached as %v, not in the store", n, c.State)
+		case !bytes.Equal(c.encode(nil), r.encode(nil)):
+			t.Fatalf("sunum %d: cached %+v, stored %+v", n, c, r)
+		case c.State == DONE || c.State == INVD:
+			t.Fatalf("sunum %d: final state %v cached", n, c.State)
+		}
+	}
+}
+
+// The record cache, far smaller than the records written, evicts and
+// reloads them; what it holds, and what Get and update see, is always
+// what Pebble holds. Units in flight are read from Pebble at most once.
+func TestStoreCache(t *testing.T) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, err := OpenStore("mirror", &StoreOptions{FS: vfs.NewMem(), NoSync: true, CachedRecords: 8, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Unix(1000, 0)
+	var all []uint64
+	for n := range uint64(40) {
+		all = append(all, n)
+	}
+	if _, _, err := s.Accept([]Request{{Sunum: 1}, {Sunum: 2}}, now); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Accept(func() (q []Request) {
+		for _, n := range all {
+			q = append(q, Request{Sunum: n, Series: "s" + strconv.Itoa(int(n%3))})
+		}
+		return q
+	}(), now); err != nil {
+		t.Fatal(err)
+	}
+	checkCache(t, s)
+	if len(s.cache.m) > 8 {
+		t.Fatalf("cache holds %d records, want at most 8", len(s.cache.m))
+	}
+	// Walk every record through states, a few at a time, some removed.
+	for step, st := range []State{REDY, BQUED, QUED, FAIL, PNDG, DONE} {
+		for i := 0; i < len(all); i += 5 {
+			ns := all[i:min(i+5, len(all))]
+			if _, err := s.update(ns, now.Add(time.Duration(step)*time.Second), func(n uint64, r *Record) (*Record, mutation) {
+				if r == nil {
+					return r, keep
+				}
+				if n%7 == 3 && st == PNDG {
+					return nil, remove
+				}
+				r.State, r.Due, r.Reason = st, now.Add(time.Duration(n)*time.Minute), st.String()
+				r.addAttempt(Attempt{At: now, Source: "nso"})
+				return r, write
+			}); err != nil {
+				t.Fatal(err)
+			}
+			checkCache(t, s)
+		}
+		got, err := s.Get(all)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, n := range all {
+			want, err := s.get(s.db, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (got[i] == nil) != (want == nil) || got[i] != nil && !bytes.Equal(got[i].encode(nil), want.encode(nil)) {
+				t.Fatalf("step %v: Get(%d) = %+v, stored %+v", st, n, got[i], want)
+			}
+		}
+	}
+	// With room for every unit in flight, each is read from Pebble once.
+	s2, err := OpenStore("mirror2", &StoreOptions{FS: vfs.NewMem(), NoSync: true, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if _, _, err := s2.Accept([]Request{{Sunum: 5}, {Sunum: 6}}, now); err != nil {
+		t.Fatal(err)
+	}
+	before := s2.reads.Load()
+	for _, st := range []State{REDY, BQUED, QUED, PNDG, PNDG, PNDG} {
+		if _, err := s2.Get([]uint64{5, 6}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s2.update([]uint64{5, 6}, now, func(_ uint64, r *Record) (*Record, mutation) {
+			r.State = st
+			return r, write
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s2.reads.Load() - before; n != 0 {
+		t.Fatalf("%d reads from Pebble for units in flight, want 0", n)
+	}
+	checkCache(t, s2)
 }

@@ -352,6 +352,7 @@ func PullUnits(ctx context.Context, units []Unit, opts PullOptions) ([]*PullResu
 // directory; a unit that fails here is failed.
 func (p *puller) open() {
 	dests := map[string]bool{}
+	parents := map[string]bool{} // directories seen to be directories
 	for _, u := range p.units {
 		err := func() error {
 			if len(p.o.Sources) == 0 {
@@ -373,8 +374,11 @@ func (p *puller) open() {
 				return fmt.Errorf("%w: destination %s given twice", ErrInvalid, dest)
 			}
 			dests[dest] = true
-			if fi, err := os.Stat(parent); err != nil || !fi.IsDir() {
-				return fmt.Errorf("%w: destination's parent %s is not a directory", ErrInvalid, parent)
+			if !parents[parent] {
+				if fi, err := os.Stat(parent); err != nil || !fi.IsDir() {
+					return fmt.Errorf("%w: destination's parent %s is not a directory", ErrInvalid, parent)
+				}
+				parents[parent] = true // once per call: a batch's units share it
 			}
 			if _, err := os.Lstat(dest); err == nil && !p.o.Force {
 				if p.o.InPlace {

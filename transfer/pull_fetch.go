@@ -397,15 +397,15 @@ func (pc piece) whole() bool { return pc.off == 0 && pc.len == pc.f.e.Size }
 // others.
 func (p *puller) openPiece(pc piece) (*os.File, error) {
 	if !pc.whole() {
-		return os.OpenFile(pc.f.path, os.O_WRONLY, 0)
+		return openBlocking(pc.f.path, os.O_WRONLY, 0)
 	}
-	h, err := os.OpenFile(pc.f.path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	h, err := openBlocking(pc.f.path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		// Something else in the way (a directory of an older manifest)?
 		if err := p.createFile(pc.f); err != nil {
 			return nil, err
 		}
-		return os.OpenFile(pc.f.path, os.O_WRONLY, 0)
+		return openBlocking(pc.f.path, os.O_WRONLY, 0)
 	}
 	if err := h.Truncate(pc.f.e.Size); err != nil {
 		h.Close()

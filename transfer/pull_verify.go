@@ -73,7 +73,7 @@ func (p *puller) advanceHash(f *fileState) {
 			}
 			if h == nil {
 				var err error
-				if h, err = os.Open(f.path); err != nil {
+				if h, err = openBlocking(f.path, os.O_RDONLY, 0); err != nil {
 					break
 				}
 			}
@@ -95,7 +95,7 @@ func (p *puller) advanceHash(f *fileState) {
 // with the digest of its bytes. unitDone reports that it was the last file
 // of its unit to verify.
 func (p *puller) verify(f *fileState) (unitDone bool, err error) {
-	h, err := os.OpenFile(f.path, os.O_RDWR, 0)
+	h, err := openBlocking(f.path, os.O_RDWR, 0)
 	if err != nil {
 		return false, localErr(err)
 	}
@@ -149,7 +149,7 @@ func (p *puller) verify(f *fileState) (unitDone bool, err error) {
 func (p *puller) reject(f *fileState, h *os.File, d Digest, n int64) error {
 	if h == nil {
 		var err error
-		if h, err = os.OpenFile(f.path, os.O_RDWR, 0); err != nil {
+		if h, err = openBlocking(f.path, os.O_RDWR, 0); err != nil {
 			return localErr(err)
 		}
 		defer h.Close()
@@ -274,7 +274,7 @@ func (p *puller) accept(files []*fileState) error {
 func (p *puller) syncFiles(files []*fileState) error {
 	if !canSyncFS {
 		for _, f := range files {
-			h, err := os.Open(f.path)
+			h, err := openBlocking(f.path, os.O_RDONLY, 0)
 			if err != nil {
 				return err
 			}

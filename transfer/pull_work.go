@@ -63,7 +63,7 @@ func (p *puller) createFile(f *fileState) error {
 			return localErr(err)
 		}
 	}
-	h, err := os.OpenFile(f.path, os.O_RDWR|os.O_CREATE, 0o600)
+	h, err := openBlocking(f.path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return localErr(err)
 	}

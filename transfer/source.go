@@ -429,17 +429,23 @@ func (s *Source) list(ctx context.Context, pfn string) (int, *Manifest, []pendin
 		return 0, nil, nil, err
 	}
 	root := s.roots[ri].root
-	fi, err := root.Stat(rel)
+	unit, err := root.OpenRoot(rel)
 	if err != nil {
+		// Say why: no such unit, or not a directory.
+		fi, serr := root.Stat(rel)
+		switch {
+		case serr != nil:
+			return 0, nil, nil, fsError("unit "+pfn, serr)
+		case !fi.IsDir():
+			return 0, nil, nil, fmt.Errorf("%w: PFN %q is not a directory", ErrInvalid, pfn)
+		}
 		return 0, nil, nil, fsError("unit "+pfn, err)
 	}
-	if !fi.IsDir() {
-		return 0, nil, nil, fmt.Errorf("%w: PFN %q is not a directory", ErrInvalid, pfn)
-	}
+	defer unit.Close()
 	m := &Manifest{PFN: path.Clean(pfn)}
 	var files []pendingDigest
 	size := 0
-	if err := s.walk(ctx, ri, rel, "", m, &files, &size); err != nil {
+	if err := s.walk(ctx, ri, unit, rel, "", m, &files, &size); err != nil {
 		return 0, nil, nil, err
 	}
 	return ri, m, files, nil
@@ -498,14 +504,15 @@ func (s *Source) digests(ctx context.Context, ri int, m *Manifest, files []pendi
 	return nil
 }
 
-// walk adds the entries of directory unitRel/dir to m, and its files to
-// files, to be hashed. size counts the manifest's bytes (entrySize); walk
-// fails with ErrTooLarge once the manifest would pass MaxEntries or
-// MaxManifestBytes.
-func (s *Source) walk(ctx context.Context, ri int, unitRel, dir string, m *Manifest, files *[]pendingDigest, size *int) error {
+// walk adds the entries of directory unitRel/dir, opened as dirRoot
+// (beneath its export root), to m, and its files to files, to be hashed.
+// Each entry is looked at through dirRoot, one fstatat(2) of its name,
+// not by a path resolved again from the export root. size counts the
+// manifest's bytes (entrySize); walk fails with ErrTooLarge once the
+// manifest would pass MaxEntries or MaxManifestBytes.
+func (s *Source) walk(ctx context.Context, ri int, dirRoot *os.Root, unitRel, dir string, m *Manifest, files *[]pendingDigest, size *int) error {
 	root := s.roots[ri].root
-	dirRel := path.Join(unitRel, dir)
-	d, err := root.Open(dirRel)
+	d, err := openInRoot(dirRoot, ".")
 	if err != nil {
 		return fsError(fmt.Sprintf("directory %q", dir), err)
 	}
@@ -524,7 +531,7 @@ func (s *Source) walk(ctx context.Context, ri int, unitRel, dir string, m *Manif
 			return fmt.Errorf("%w: unit has more than %d entries (transfer.MaxEntries)", ErrTooLarge, MaxEntries)
 		}
 
-		fi, err := root.Lstat(rel)
+		fi, err := dirRoot.Lstat(de.Name())
 		if err != nil {
 			return fsError(fmt.Sprintf("%q", p), err)
 		}
@@ -541,7 +548,13 @@ func (s *Source) walk(ctx context.Context, ri int, unitRel, dir string, m *Manif
 			if err := addEntry(m, Entry{Path: p, Dir: true, Mode: unixMode(fi.Mode()), MTime: fi.ModTime()}, size); err != nil {
 				return err
 			}
-			if err := s.walk(ctx, ri, unitRel, p, m, files, size); err != nil {
+			sub, err := dirRoot.OpenRoot(de.Name())
+			if err != nil {
+				return fsError(fmt.Sprintf("directory %q", p), err)
+			}
+			err = s.walk(ctx, ri, sub, unitRel, p, m, files, size)
+			sub.Close()
+			if err != nil {
 				return err
 			}
 		case fi.Mode().IsRegular():

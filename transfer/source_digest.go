@@ -197,7 +197,7 @@ func (s *Source) store(id fileID, c cachedFile) {
 func (s *Source) hash(ctx context.Context, id fileID, f *os.File) (cachedFile, error) {
 	if f == nil {
 		var err error
-		if f, err = s.roots[id.root].root.Open(id.rel); err != nil {
+		if f, err = openInRoot(s.roots[id.root].root, id.rel); err != nil {
 			return cachedFile{}, fsError(fmt.Sprintf("%q", id.rel), err)
 		}
 		defer f.Close()
@@ -273,14 +273,20 @@ func (s *Source) Adopt(dir string, entries []Entry) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	root := s.roots[ri].root
+	// Each file is looked at through the unit's directory, not by a path
+	// resolved again from the export root.
+	unitRoot, err := s.roots[ri].root.OpenRoot(unit)
+	if err != nil {
+		return 0, nil // nothing to cache: the unit is not there (any more)
+	}
+	defer unitRoot.Close()
 	n := 0
 	for _, e := range entries {
 		if e.Dir || e.SHA256.IsZero() {
 			continue
 		}
 		rel := path.Join(unit, e.Path)
-		fi, err := root.Lstat(rel)
+		fi, err := unitRoot.Lstat(filepath.FromSlash(e.Path))
 		if err != nil || !fi.Mode().IsRegular() || fi.Size() != e.Size {
 			continue
 		}

@@ -92,7 +92,7 @@ func (s *Source) openFile(pfn, p string) (*os.File, fs.FileInfo, fileID, error) 
 		return nil, nil, fileID{}, err
 	}
 	rel := path.Join(unitRel, p)
-	f, err := s.roots[ri].root.Open(rel)
+	f, err := openInRoot(s.roots[ri].root, rel)
 	if err != nil {
 		return nil, nil, fileID{}, fsError(fmt.Sprintf("file %q of %s", p, pfn), err)
 	}

@@ -117,7 +117,7 @@ func openStaging(dir string, noSync bool) (st *staging, fresh bool, err error) {
 		if err != nil {
 			return nil, false, err
 		}
-		d, err := os.Open(dir)
+		d, err := openBlocking(dir, os.O_RDONLY, 0)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // removed meanwhile by the pull that held it
 		}
@@ -258,7 +258,7 @@ func (s *staging) begin(m *Manifest, recs []journalRec) error {
 	if err := s.writeAtomic(journalFile, jb.Bytes()); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(filepath.Join(s.dir, journalFile), os.O_WRONLY|os.O_APPEND, 0o600)
+	f, err := openBlocking(filepath.Join(s.dir, journalFile), os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return localErr(err)
 	}
@@ -281,7 +281,7 @@ func (s *staging) setManifest(m *Manifest) error {
 
 func (s *staging) writeAtomic(name string, b []byte) error {
 	tmp := filepath.Join(s.dir, name+".tmp")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := openBlocking(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return localErr(err)
 	}
@@ -341,7 +341,7 @@ func (s *staging) syncDir(dir string) error {
 	if s.noSync {
 		return nil
 	}
-	d, err := os.Open(dir)
+	d, err := openBlocking(dir, os.O_RDONLY, 0)
 	if err != nil {
 		return err
 	}

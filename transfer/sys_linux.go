@@ -40,3 +40,36 @@ func devOf(f *os.File) (uint64, error) {
 	}
 	return st.Dev, nil
 }
+
+// openBlocking is os.OpenFile for the files and directories a pull writes
+// and syncs with blocking calls. os.OpenFile hands every descriptor to the
+// runtime's poller: two fcntl(2) to make it non-blocking, an
+// epoll_ctl(2) that a regular file refuses, two more fcntl(2) to make it
+// blocking again, and a close through the poller; on a batch of small
+// units, a file or two each, that was as much as the open itself. Here an
+// open costs one open(2) and one fcntl(2) (os.NewFile's check of the
+// flags), and the file is read and written with plain pread/pwrite.
+func openBlocking(name string, flag int, perm os.FileMode) (*os.File, error) {
+	for {
+		fd, err := unix.Open(name, flag|unix.O_CLOEXEC, uint32(perm.Perm()))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "open", Path: name, Err: err}
+		}
+		return os.NewFile(uintptr(fd), name), nil
+	}
+}
+
+// openInRoot opens file or directory name beneath root for reading. It
+// asks for O_NONBLOCK, which changes nothing for a regular file or a
+// directory (and makes the open of a FIFO return at once, to be refused
+// as no regular file), because os.Root's opens hand the descriptor to
+// the runtime's poller: one already non-blocking costs an epoll_ctl(2)
+// that a regular file refuses, where a blocking one costs four fcntl(2)
+// more to make it non-blocking and back. A source opens every file it
+// serves, and every directory it lists.
+func openInRoot(root *os.Root, name string) (*os.File, error) {
+	return root.OpenFile(name, os.O_RDONLY|unix.O_NONBLOCK, 0)
+}
