@@ -3,7 +3,6 @@ package mirror
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,70 +19,6 @@ import (
 	"github.com/solar-archive/rls/internal/failstop"
 	"github.com/solar-archive/rls/internal/pebblelog"
 )
-
-// Keys of the store. Every record has one 'r' key, one 's' key (its state)
-// and, if it has a series, one 'x' key; a record in a scheduled state (NQUE,
-// FAIL, PNDG) also has one 'q' key, ordered by lane and due time, which is
-// what the scheduler reads: it never scans the whole queue. A DONE record
-// whose on-done hook has yet to run has an 'h' key, written in the batch
-// that makes it DONE and deleted once the hook ran: a kill in between
-// runs the hook again at the next start (at least once).
-//
-//	'r' sunum(8)                  → record
-//	'q' lane(1) due(8) sunum(8)   → ∅
-//	's' state(1) sunum(8)         → ∅
-//	'x' series 0x00 sunum(8)      → ∅
-//	'h' sunum(8)                  → ∅
-//
-// Integers are big-endian, due times Unix nanoseconds (0 for none).
-const (
-	tagRecord = 'r'
-	tagDue    = 'q'
-	tagState  = 's'
-	tagSeries = 'x'
-	tagHook   = 'h'
-)
-
-func hookKey(sunum uint64) []byte {
-	return binary.BigEndian.AppendUint64([]byte{tagHook}, sunum)
-}
-
-func recordKey(sunum uint64) []byte {
-	return binary.BigEndian.AppendUint64([]byte{tagRecord}, sunum)
-}
-
-func dueKey(l Lane, due time.Time, sunum uint64) []byte {
-	var ns uint64
-	if !due.IsZero() && due.UnixNano() > 0 {
-		ns = uint64(due.UnixNano())
-	}
-	k := binary.BigEndian.AppendUint64([]byte{tagDue, byte(l)}, ns)
-	return binary.BigEndian.AppendUint64(k, sunum)
-}
-
-func stateKey(s State, sunum uint64) []byte {
-	return binary.BigEndian.AppendUint64([]byte{tagState, byte(s)}, sunum)
-}
-
-func seriesPrefix(series string) []byte {
-	return append(append([]byte{tagSeries}, series...), 0)
-}
-
-func seriesKey(series string, sunum uint64) []byte {
-	return binary.BigEndian.AppendUint64(seriesPrefix(series), sunum)
-}
-
-// indexKeys are the secondary keys of a record.
-func (r *Record) indexKeys() [][]byte {
-	ks := [][]byte{stateKey(r.State, r.Sunum)}
-	if r.State.scheduled() {
-		ks = append(ks, dueKey(r.Lane, r.Due, r.Sunum))
-	}
-	if r.Series != "" {
-		ks = append(ks, seriesKey(r.Series, r.Sunum))
-	}
-	return ks
-}
 
 // storeCacheSize is the block cache of a Store (Pebble's default size):
 // its working set (the records and index keys of the units in flight and
@@ -205,115 +140,6 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	return s.db.Close()
-}
-
-// scan calls fn for each key with prefix, from start (if not nil) on, in
-// order, until fn returns false. Key and value are valid only in fn.
-func (s *Store) scan(prefix, start []byte, fn func(k, v []byte) bool) error {
-	if err := s.guard.Err(); err != nil {
-		return err
-	}
-	end := append(bytes.Clone(prefix), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: end})
-	if err != nil {
-		return err
-	}
-	ok := it.First()
-	if start != nil {
-		ok = it.SeekGE(start)
-	}
-	for ; ok; ok = it.Next() {
-		if !fn(it.Key(), it.Value()) {
-			break
-		}
-	}
-	return errors.Join(it.Error(), it.Close())
-}
-
-// scanJoin walks the index keys with prefix (each ending in a big-endian
-// sunum) from start (if not nil) on, in order, and calls fn with each
-// key's sunum and the encoded record of that sunum (nil if there is none;
-// valid only in fn), until fn returns false. The records are read by one
-// iterator that only moves forward, from the same snapshot as the index:
-// one pass over each, holding nothing but the current pair, however many
-// records there are.
-func (s *Store) scanJoin(prefix, start []byte, fn func(sunum uint64, rec []byte) bool) error {
-	if err := s.guard.Err(); err != nil {
-		return err
-	}
-	snap := s.db.NewSnapshot()
-	defer snap.Close()
-	idx, err := snap.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
-	if err != nil {
-		return err
-	}
-	recs, err := snap.NewIter(&pebble.IterOptions{LowerBound: []byte{tagRecord}, UpperBound: []byte{tagRecord + 1}})
-	if err != nil {
-		return errors.Join(err, idx.Close())
-	}
-	ok := idx.First()
-	if start != nil {
-		ok = idx.SeekGE(start)
-	}
-	key := recordKey(0)
-	for ; ok; ok = idx.Next() {
-		k := idx.Key()
-		if len(k) < len(prefix)+8 {
-			continue
-		}
-		n := binary.BigEndian.Uint64(k[len(k)-8:])
-		binary.BigEndian.PutUint64(key[1:], n)
-		var v []byte
-		if recs.SeekGE(key) && bytes.Equal(recs.Key(), key) {
-			v = recs.Value()
-		}
-		if !fn(n, v) {
-			break
-		}
-	}
-	return errors.Join(idx.Error(), recs.Error(), idx.Close(), recs.Close())
-}
-
-// prefixEnd is the least key greater than every key with prefix p.
-func prefixEnd(p []byte) []byte {
-	end := bytes.Clone(p)
-	for i := len(end) - 1; i >= 0; i-- {
-		if end[i] < 0xff {
-			end[i]++
-			return end[:i+1]
-		}
-	}
-	return nil // no bound
-}
-
-// recordState is the state of an encoded record, read without decoding
-// the rest of it.
-func recordState(v []byte) (State, bool) {
-	if len(v) < 2 || v[0] != recordVersion || !State(v[1]).valid() {
-		return 0, false
-	}
-	return State(v[1]), true
-}
-
-// recordSeries returns the series of an encoded record (a part of v),
-// read without decoding the rest of it.
-func recordSeries(v []byte) ([]byte, bool) {
-	if len(v) < 3 || v[0] != recordVersion {
-		return nil, false
-	}
-	b := v[3:]
-	for range 8 { // attempts, streak, bytes, files, 4 times: a varint's length is read as a uvarint's
-		_, n := binary.Uvarint(b)
-		if n <= 0 {
-			return nil, false
-		}
-		b = b[n:]
-	}
-	l, n := binary.Uvarint(b)
-	if n <= 0 || l > uint64(len(b)-n) {
-		return nil, false
-	}
-	return b[n : n+int(l)], true
 }
 
 // get reads the record of sunum from Pebble (nil if unknown). The caller
@@ -637,81 +463,6 @@ func cmpOr(a, b string) string {
 	return b
 }
 
-// due returns up to limit sunums of lane l due at now, in due order,
-// skipping those in skip, and the due time of the first one not yet due
-// (zero if none).
-func (s *Store) due(l Lane, now time.Time, limit int, skip func(uint64) bool) ([]uint64, time.Time, error) {
-	var out []uint64
-	var next time.Time
-	prefix := []byte{tagDue, byte(l)}
-	nowNs := uint64(max(now.UnixNano(), 0))
-	err := s.scan(prefix, nil, func(k, _ []byte) bool {
-		if len(k) != 18 {
-			return true
-		}
-		d, n := binary.BigEndian.Uint64(k[2:10]), binary.BigEndian.Uint64(k[10:])
-		if d > nowNs {
-			next = time.Unix(0, int64(d))
-			return false
-		}
-		if skip != nil && skip(n) {
-			return true
-		}
-		out = append(out, n)
-		return len(out) < limit
-	})
-	return out, next, err
-}
-
-// oldestDue returns the earliest due time in lane l (zero if none).
-func (s *Store) oldestDue(l Lane) (time.Time, error) {
-	var t time.Time
-	err := s.scan([]byte{tagDue, byte(l)}, nil, func(k, _ []byte) bool {
-		if len(k) == 18 {
-			if d := binary.BigEndian.Uint64(k[2:10]); d > 0 {
-				t = time.Unix(0, int64(d))
-			}
-		}
-		return false
-	})
-	return t, err
-}
-
-// byState calls fn for each sunum in state st greater than after, in
-// order, until fn returns false.
-func (s *Store) byState(st State, after uint64, fn func(sunum uint64) bool) error {
-	var start []byte
-	if after > 0 {
-		start = stateKey(st, after+1)
-		if after == ^uint64(0) {
-			return nil
-		}
-	}
-	return s.scan([]byte{tagState, byte(st)}, start, func(k, _ []byte) bool {
-		return len(k) != 10 || fn(binary.BigEndian.Uint64(k[2:]))
-	})
-}
-
-// pendingHooks returns up to limit sunums greater than after whose
-// on-done hook has yet to run, in order.
-func (s *Store) pendingHooks(after uint64, limit int) ([]uint64, error) {
-	var out []uint64
-	var start []byte
-	if after > 0 {
-		if after == ^uint64(0) {
-			return nil, nil
-		}
-		start = hookKey(after + 1)
-	}
-	err := s.scan([]byte{tagHook}, start, func(k, _ []byte) bool {
-		if len(k) == 9 {
-			out = append(out, binary.BigEndian.Uint64(k[1:]))
-		}
-		return len(out) < limit
-	})
-	return out, err
-}
-
 // hooksRan clears the pending marks of sunums, durably: Pebble keeps an
 // unsynced write in its buffer until the next sync, so a kill would bring
 // back marks of hooks that ran long before.
@@ -735,22 +486,6 @@ func (s *Store) hooksRan(sunums []uint64) error {
 		return fmt.Errorf("mirror: store: %w", err)
 	}
 	return nil
-}
-
-// series returns the distinct series names of the store, sorted.
-func (s *Store) series() ([]string, error) {
-	var out []string
-	var last []byte
-	err := s.scan([]byte{tagSeries}, nil, func(k, _ []byte) bool {
-		name := k[1 : len(k)-9]
-		if !bytes.Equal(name, last) {
-			last = bytes.Clone(name)
-			out = append(out, string(name))
-		}
-		return true
-	})
-	slices.Sort(out)
-	return out, err
 }
 
 // requeueInFlight puts every record left REDY, BQUED or QUED by an engine
